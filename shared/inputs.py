@@ -1,0 +1,156 @@
+"""Request values to a float matrix, or an InvalidInput naming the field and the problem.
+
+Nothing here knows about HTTP: the callers hand over query parameters as
+`{name: [values...]}` and request bodies as bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from shared.artifact import Feature
+from shared.errors import InvalidInput, PayloadTooLarge
+
+# Plain decimal notation only: float() would also take "nan", "inf" and "1_0".
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+class FeatureIndex:
+    """Where each accepted name (full name or alias) goes in a row."""
+
+    def __init__(self, features: Sequence[Feature]) -> None:
+        self.features = tuple(features)
+        self.position: dict[str, int] = {}
+        for index, feature in enumerate(self.features):
+            self.position[feature.name] = index
+            self.position[feature.alias] = index
+        self.expected = ", ".join(f"{f.alias} (or {f.name})" for f in self.features)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def number_from_text(field: str, text: str) -> float:
+    if not _NUMBER.fullmatch(text.strip()):
+        raise InvalidInput(f"{field}: expected a number, got {text!r}", field=field, code="not_a_number")
+    return _finite(field, float(text))
+
+
+def _finite(field: str, value: float) -> float:
+    if not math.isfinite(value):
+        raise InvalidInput(f"{field}: must be a finite number, got {value!r}", field=field, code="not_finite")
+    return value
+
+
+def _number_from_json(field: str, value: Any) -> float:
+    # bool is an int subclass: true/false are not measurements.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(
+            f"{field}: expected a number, got {type(value).__name__} {json.dumps(value)}",
+            field=field,
+            code="not_a_number",
+        )
+    return _finite(field, float(value))
+
+
+def _fill_named(index: FeatureIndex, items: Mapping[str, Any], where: str, convert: Any) -> list[float]:
+    """One row from {name-or-alias: value}; every feature exactly once, nothing else."""
+    row: list[float | None] = [None] * len(index)
+    given_as: list[str] = [""] * len(index)
+    for key, value in items.items():
+        position = index.position.get(key)
+        field = f"{where}{key}"
+        if position is None:
+            raise InvalidInput(f"{field}: unknown field; expected {index.expected}", field=field, code="unknown_field")
+        if row[position] is not None:
+            raise InvalidInput(
+                f"{field}: {index.features[position].name} is already given as {given_as[position]!r}",
+                field=field,
+                code="duplicate_field",
+            )
+        row[position] = convert(field, value)
+        given_as[position] = key
+    for position, value in enumerate(row):
+        if value is None:
+            feature = index.features[position]
+            raise InvalidInput(
+                f"{where}{feature.alias}: missing; expected {index.expected}",
+                field=f"{where}{feature.alias}",
+                code="missing_field",
+            )
+    return row  # type: ignore[return-value]
+
+
+def parse_query(index: FeatureIndex, params: Mapping[str, list[str]]) -> np.ndarray:
+    """One row from query parameters such as {"length": ["5.8"], "width": ["3.4"]}."""
+    single: dict[str, str] = {}
+    for key, values in params.items():
+        if len(values) != 1:
+            raise InvalidInput(f"{key}: given {len(values)} times; give it once", field=key, code="duplicate_field")
+        single[key] = values[0]
+    return np.array([_fill_named(index, single, "", number_from_text)], dtype=np.float64)
+
+
+def _reject_constant(name: str) -> float:
+    raise InvalidInput(f"body: {name} is not a finite number (and not JSON)", field="instances", code="not_finite")
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except InvalidInput:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"body: malformed JSON ({exc})", field="body", code="malformed_json") from None
+
+
+def parse_instances(index: FeatureIndex, document: Any, max_rows: int) -> np.ndarray:
+    """Rows from a decoded `{"instances": [[5.8, 3.4], {"length": 6.1, "width": 2.8}, ...]}`."""
+    if not isinstance(document, dict):
+        raise InvalidInput(
+            f'body: expected a JSON object {{"instances": [...]}}, got {type(document).__name__}',
+            field="body",
+            code="invalid_body",
+        )
+    extra = sorted(set(document) - {"instances"})
+    if extra:
+        raise InvalidInput(f"{extra[0]}: unknown field; the body holds only \"instances\"", field=extra[0], code="unknown_field")
+    if "instances" not in document:
+        raise InvalidInput('instances: missing; send {"instances": [[length, width], ...]}', field="instances", code="missing_field")
+    instances = document["instances"]
+    if not isinstance(instances, list):
+        raise InvalidInput(f"instances: expected a list, got {type(instances).__name__}", field="instances", code="invalid_body")
+    if not instances:
+        raise InvalidInput("instances: empty; send at least one instance", field="instances", code="empty_batch")
+    if len(instances) > max_rows:
+        raise PayloadTooLarge(
+            f"instances: {len(instances)} instances, more than the limit of {max_rows} (MAX_BATCH_ROWS)",
+            field="instances",
+            code="batch_too_large",
+        )
+    rows = np.empty((len(instances), len(index)), dtype=np.float64)
+    for number, instance in enumerate(instances):
+        where = f"instances[{number}]"
+        if isinstance(instance, list):
+            if len(instance) != len(index):
+                raise InvalidInput(
+                    f"{where}: expected {len(index)} values ({', '.join(f.name for f in index.features)}), got {len(instance)}",
+                    field=where,
+                    code="wrong_length",
+                )
+            rows[number] = [_number_from_json(f"{where}[{i}]", value) for i, value in enumerate(instance)]
+        elif isinstance(instance, dict):
+            rows[number] = _fill_named(index, instance, f"{where}.", _number_from_json)
+        else:
+            raise InvalidInput(
+                f"{where}: expected a list of {len(index)} numbers or an object of named features, got {type(instance).__name__}",
+                field=where,
+                code="invalid_instance",
+            )
+    return rows

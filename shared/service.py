@@ -1,0 +1,79 @@
+"""The routes of one model version as plain functions: values in, JSON-ready dicts out.
+
+The web layer (`shared.function`) maps HTTP onto these; they raise ServingError
+subclasses for anything a client got wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from shared.config import Settings
+from shared.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from shared.inputs import parse_instances, parse_json, parse_query
+from shared.model import ServedModel
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+class Service:
+    def __init__(self, model: ServedModel, settings: Settings) -> None:
+        self.model = model
+        self.settings = settings
+        self._identity = {"model": model.name, "revision": settings.revision}
+
+    def predict_query(self, params: Mapping[str, list[str]]) -> dict[str, Any]:
+        """GET /?length=5.8&width=3.4: the tutorial's answer, plus which model and revision gave it."""
+        rows = parse_query(self.model.features, params)
+        body: dict[str, Any] = {"predicted_class": self.model.predict(rows)[0]}
+        for feature, value in zip(self.model.features.features, rows[0].tolist()):
+            body[feature.name] = value
+        body.update(self._identity)
+        return body
+
+    def predict_batch(
+        self, body: bytes, content_type: str | None, params: Mapping[str, list[str]]
+    ) -> dict[str, Any]:
+        """POST / with {"instances": [...]}: {"predictions": [...]} in the same order."""
+        if params:
+            name = next(iter(params))
+            raise InvalidInput(
+                f"{name}: query parameters are not read on POST; send the instances in the JSON body",
+                field=name,
+                code="unknown_field",
+            )
+        media_type = (content_type or "").split(";", 1)[0].strip().lower()
+        if media_type != JSON_MEDIA_TYPE:
+            raise UnsupportedMediaType(
+                f"Content-Type: expected {JSON_MEDIA_TYPE}, got {content_type or 'none'}", field="Content-Type"
+            )
+        if not body:
+            raise InvalidInput('body: empty; send {"instances": [[length, width], ...]}', field="body", code="empty_body")
+        rows = parse_instances(self.model.features, parse_json(body), self.settings.max_batch_rows)
+        return {"predictions": self.model.predict(rows), **self._identity}
+
+    def check_body_size(self, content_length: int | None) -> None:
+        if content_length is not None and content_length > self.settings.max_request_bytes:
+            raise PayloadTooLarge(
+                f"body: {content_length} bytes, more than the limit of {self.settings.max_request_bytes} (MAX_REQUEST_BYTES)",
+                field="body",
+            )
+
+    def metadata(self) -> dict[str, Any]:
+        """The model's manifest, who serves it, and the limits that apply."""
+        return {
+            "model": self.model.manifest.to_json(),
+            "serving": {
+                "service": self.settings.service,
+                "revision": self.settings.revision,
+                "configuration": self.settings.configuration,
+            },
+            "limits": {
+                "max_batch_rows": self.settings.max_batch_rows,
+                "max_request_bytes": self.settings.max_request_bytes,
+            },
+        }
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", **self._identity}
