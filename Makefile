@@ -1,0 +1,61 @@
+# Every model version in functions/*/ is picked up by a loop: adding one needs no edit here.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUNTIME ?= process
+PORTS ?= svc=5001 lin_svc=5002
+POINT ?= 5.8,3.4
+URLS ?=
+IMAGE ?= iris
+BASE_IMAGE ?= python:3.11-slim
+PYTEST_ARGS ?=
+
+MODELS := $(patsubst functions/%/main.py,%,$(wildcard functions/*/main.py))
+ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
+TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py
+
+.PHONY: help venv models retrain up demo compare status stop test images clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "  variables: RUNTIME=$(RUNTIME) PORTS=\"$(PORTS)\" POINT=\"$(POINT)\" URLS=\"$(URLS)\" BASE_IMAGE=$(BASE_IMAGE)"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv with the pinned dependencies
+
+$(ARTIFACTS) &: $(TRAINING) | $(VENV)/.installed
+	$(PY) notebooks/run_notebook.py notebooks/pickle_models.ipynb
+
+models: $(ARTIFACTS) ## train the model versions whose artifacts are missing or stale
+
+retrain: | $(VENV)/.installed ## train every model version again
+	$(PY) notebooks/run_notebook.py notebooks/pickle_models.ipynb
+
+demo: models ## run every version side by side (svc :5001, lin_svc :5002), compare them, serve until Ctrl-C
+	$(PY) build/run_local.py demo --runtime $(RUNTIME) --ports "$(PORTS)" --point $(POINT)
+
+up: models ## like demo, but return once they are up (stop them with make stop)
+	$(PY) build/run_local.py up --runtime $(RUNTIME) --ports "$(PORTS)" --point $(POINT)
+
+compare: | $(VENV)/.installed ## ask every running version for POINT (or URLS="name=url ...") side by side
+	$(PY) build/run_local.py compare $(POINT) $(foreach u,$(URLS),--url $(u))
+
+status: | $(VENV)/.installed ## list the running versions
+	$(PY) build/run_local.py status
+
+stop: | $(VENV)/.installed ## stop every running version, processes and containers
+	$(PY) build/run_local.py stop
+
+test: models ## run the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean: stop ## stop everything and remove the venv and trained artifacts
+	rm -rf $(VENV) $(ARTIFACTS) .run
