@@ -1,6 +1,7 @@
 # Every model version in functions/*/ is picked up by a loop: adding one needs no edit here.
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
+, := ,
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,12 +13,18 @@ URLS ?=
 IMAGE ?= iris
 BASE_IMAGE ?= python:3.11-slim
 PYTEST_ARGS ?=
+# Docker 23+ CLIs build with BuildKit only through the buildx plugin; Debian's docker.io
+# CLI (/usr/bin/docker, 20.10) has BuildKit built in. Use whichever can.
+DOCKER ?= $(shell docker buildx version >/dev/null 2>&1 || ! test -x /usr/bin/docker && echo docker || echo /usr/bin/docker)
+# A CA bundle for pip inside the build (a TLS-intercepting proxy's CA), handed in as a BuildKit secret.
+PIP_CA ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+export DOCKER IMAGE
 
 MODELS := $(patsubst functions/%/main.py,%,$(wildcard functions/*/main.py))
 ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
 TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py
 
-.PHONY: help venv models retrain up demo compare status stop test images clean
+.PHONY: help venv models retrain up demo compare status stop test images base-image clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,10 +46,12 @@ models: $(ARTIFACTS) ## train the model versions whose artifacts are missing or 
 retrain: | $(VENV)/.installed ## train every model version again
 	$(PY) notebooks/run_notebook.py notebooks/pickle_models.ipynb
 
-demo: models ## run every version side by side (svc :5001, lin_svc :5002), compare them, serve until Ctrl-C
+RUNTIME_NEEDS := models $(if $(filter docker,$(RUNTIME)),images)
+
+demo: $(RUNTIME_NEEDS) ## run every version side by side (svc :5001, lin_svc :5002), compare them, serve until Ctrl-C
 	$(PY) build/run_local.py demo --runtime $(RUNTIME) --ports "$(PORTS)" --point $(POINT)
 
-up: models ## like demo, but return once they are up (stop them with make stop)
+up: $(RUNTIME_NEEDS) ## like demo, but return once they are up (stop them with make stop)
 	$(PY) build/run_local.py up --runtime $(RUNTIME) --ports "$(PORTS)" --point $(POINT)
 
 compare: | $(VENV)/.installed ## ask every running version for POINT (or URLS="name=url ...") side by side
@@ -53,6 +62,16 @@ status: | $(VENV)/.installed ## list the running versions
 
 stop: | $(VENV)/.installed ## stop every running version, processes and containers
 	$(PY) build/run_local.py stop
+
+images: models ## build one image per model version: $(IMAGE):<name>, from build/Dockerfile
+	@for model in $(MODELS); do \
+	  echo "building $(IMAGE):$$model (BASE_IMAGE=$(BASE_IMAGE))"; \
+	  DOCKER_BUILDKIT=1 $(DOCKER) build --quiet -f build/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	    --build-arg MODEL=$$model $(if $(PIP_CA),--secret id=pip_ca$(,)src=$(PIP_CA)) -t $(IMAGE):$$model . || exit 1; \
+	done
+
+base-image: ## build iris-base:bookworm offline with debootstrap (no registry needed; root)
+	build/offline_base_image.sh iris-base:bookworm
 
 test: models ## run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)

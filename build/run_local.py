@@ -38,6 +38,7 @@ DEFAULT_PORTS = "svc=5001 lin_svc=5002"
 DEFAULT_POINT = "5.8,3.4"
 SERVICE_NAME = os.environ.get("SERVICE_NAME", "iris")
 IMAGE = os.environ.get("IMAGE", "iris")
+DOCKER = os.environ.get("DOCKER", "docker")
 READY_TIMEOUT_S = float(os.environ.get("READY_TIMEOUT_S", "60"))
 STOP_GRACE_S = 10.0
 
@@ -129,7 +130,7 @@ def is_alive(running: Running) -> bool:
         status = Path(f"/proc/{running.pid}/stat")
         return not (status.exists() and status.read_text().split(") ", 1)[1].startswith("Z"))
     result = subprocess.run(
-        ["docker", "inspect", "-f", "{{.State.Running}}", running.container or ""],
+        [DOCKER, "inspect", "-f", "{{.State.Running}}", running.container or ""],
         capture_output=True, text=True,
     )
     return result.stdout.strip() == "true"
@@ -163,7 +164,7 @@ def wait_ready(running: Running, deadline: float) -> None:
 
 def tail(running: Running, lines: int = 20) -> str:
     if running.container:
-        result = subprocess.run(["docker", "logs", "--tail", str(lines), running.container],
+        result = subprocess.run([DOCKER, "logs", "--tail", str(lines), running.container],
                                 capture_output=True, text=True)
         return (result.stdout + result.stderr).strip()
     path = Path(running.log)
@@ -190,7 +191,7 @@ def start_process(model: str, port: int, position: int) -> Running:
 
 def start_container(model: str, port: int, position: int) -> Running:
     name = f"{IMAGE}_{model}"
-    command = ["docker", "run", "--rm", "-d", "--name", name, "-p", f"{HOST}:{port}:{CONTAINER_PORT}",
+    command = [DOCKER, "run", "--rm", "-d", "--name", name, "-p", f"{HOST}:{port}:{CONTAINER_PORT}",
                "-e", f"K_SERVICE={SERVICE_NAME}", "-e", f"K_REVISION={SERVICE_NAME}-{model}-local",
                f"{IMAGE}:{model}"]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -203,9 +204,9 @@ def start_container(model: str, port: int, position: int) -> Running:
 
 def stop(running: Running) -> None:
     if running.container:
-        subprocess.run(["docker", "stop", "-t", str(int(STOP_GRACE_S)), running.container],
+        subprocess.run([DOCKER, "stop", "-t", str(int(STOP_GRACE_S)), running.container],
                        capture_output=True)
-        subprocess.run(["docker", "rm", "-f", running.container], capture_output=True)
+        subprocess.run([DOCKER, "rm", "-f", running.container], capture_output=True)
     elif running.pid is not None and is_alive(running):
         # The server leads its own process group (start_new_session): stop the group.
         try:
