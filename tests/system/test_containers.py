@@ -1,0 +1,157 @@
+"""The images, built from build/Dockerfile and run for real with docker.
+
+Without a docker engine these tests skip, unless REQUIRE_DOCKER=1 (as in CI): then they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import requests
+
+from tests.conftest import MODEL_NAMES, ROOT, TUTORIAL_ANSWERS, free_port, iris_xy
+from tests.system.servers import wait_for
+from tests.system.test_make_targets import comparison_row, make, port_answers
+
+pytestmark = [pytest.mark.system, pytest.mark.container]
+
+DOCKER = os.environ.get("DOCKER", "docker")
+IMAGE = os.environ.get("IMAGE", "iris")
+
+
+def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout, check=check)
+
+
+def _engine_problem() -> str | None:
+    if shutil.which(DOCKER) is None:
+        return f"no docker client ({DOCKER})"
+    result = subprocess.run([DOCKER, "info"], capture_output=True, text=True, timeout=60)
+    return None if result.returncode == 0 else f"no docker engine: {result.stderr.strip()[:200]}"
+
+
+@pytest.fixture(scope="session")
+def images() -> dict[str, str]:
+    problem = _engine_problem()
+    if problem:
+        if os.environ.get("REQUIRE_DOCKER") == "1":
+            pytest.fail(f"REQUIRE_DOCKER=1 but {problem}")
+        pytest.skip(problem)
+    built = subprocess.run(["make", "-s", "images"], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert built.returncode == 0, built.stdout + built.stderr
+    return {model: f"{IMAGE}:{model}" for model in MODEL_NAMES}
+
+
+@contextmanager
+def container(image: str, *, port: int, container_port: int = 8080, env: dict[str, str] | None = None) -> Iterator[str]:
+    name = f"iris_test_{uuid.uuid4().hex[:10]}"
+    options = [f"-e{key}={value}" for key, value in (env or {}).items()]
+    docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{container_port}", *options, image)
+    try:
+        yield name
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def running(name: str) -> bool:
+    return docker("inspect", "-f", "{{.State.Running}}", name, check=False).stdout.strip() == "true"
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_each_image_serves_its_model_as_non_root(images: dict[str, str], model: str) -> None:
+    port = free_port()
+    with container(images[model], port=port, env={"K_REVISION": f"iris-{model}-7"}) as name:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/health", lambda: running(name))
+        body = requests.get(f"{url}/?length=5.8&width=3.4", timeout=5).json()
+        if model in TUTORIAL_ANSWERS:
+            assert body["predicted_class"] == TUTORIAL_ANSWERS[model]
+        assert (body["model"], body["revision"]) == (model, f"iris-{model}-7")
+        metadata = requests.get(f"{url}/metadata", timeout=5).json()
+        assert metadata["model"]["name"] == model
+        assert metadata["model"] == json.loads((ROOT / "functions" / model / "model.json").read_text())
+
+        uid_line = next(line for line in docker("exec", name, "cat", "/proc/1/status").stdout.splitlines()
+                        if line.startswith("Uid:"))
+        assert uid_line.split()[1:] == ["10001"] * 4
+        command = docker("exec", name, "cat", "/proc/1/cmdline").stdout.split("\0")
+        assert command[:3] == ["python3", "-m", "shared.server"]  # the server is PID 1, so it gets SIGTERM
+        logs = docker("logs", name).stdout + docker("logs", name).stderr
+        assert "Debugger" not in logs and "development server" not in logs
+
+
+def test_the_image_follows_port_and_keeps_no_build_tools(images: dict[str, str]) -> None:
+    image = images[MODEL_NAMES[0]]
+    port = free_port()
+    with container(image, port=port, container_port=9090, env={"PORT": "9090"}) as name:
+        wait_for(f"http://127.0.0.1:{port}/health", lambda: running(name))
+    leftovers = docker("run", "--rm", "--entrypoint", "sh", image, "-c",
+                       "ls /opt/venv/bin | grep -x -e pip -e pip3 -e wheel;"
+                       " find /opt/venv /app -name '*.whl';"
+                       " ls -d /root/.cache /tmp/.cache 2>/dev/null;"
+                       " command -v gcc cc g++ make", check=False).stdout
+    assert leftovers.strip() == ""
+
+
+def test_the_second_image_reuses_every_layer_but_the_models(images: dict[str, str]) -> None:
+    layers = {model: json.loads(docker("image", "inspect", "-f", "{{json .RootFS.Layers}}", image).stdout)
+              for model, image in images.items()}
+    first, *others = layers.values()
+    for other in others:
+        shared = [a for a, b in zip(first, other) if a == b]
+        assert len(shared) == len(first) - 2  # the model folder and its compiled bytecode differ
+        assert first[-1] != other[-1]
+
+
+def test_sigterm_lets_an_in_flight_batch_finish(images: dict[str, str]) -> None:
+    """A slow client is mid-upload of a batch when SIGTERM arrives: it still gets its answer."""
+    X, _ = iris_xy()
+    body = json.dumps({"instances": (X.tolist() * 20)[:2000]}).encode()
+    head = (f"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    port = free_port()
+    with container(images[MODEL_NAMES[0]], port=port) as name:
+        wait_for(f"http://127.0.0.1:{port}/health", lambda: running(name))
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as client:
+            client.sendall(head + body[:1000])
+            time.sleep(0.5)
+            docker("kill", "--signal", "TERM", name)
+            signalled = time.monotonic()
+            for start in range(1000, len(body), len(body) // 8):  # the rest trickles in over ~2 s
+                time.sleep(0.25)
+                client.sendall(body[start:start + len(body) // 8])
+            response = b""
+            while chunk := client.recv(65536):
+                response += chunk
+        status_line, _, rest = response.partition(b"\r\n")
+        assert status_line == b"HTTP/1.1 200 OK", response[:300]
+        assert len(json.loads(rest.split(b"\r\n\r\n", 1)[1])["predictions"]) == 2000
+        exit_code = docker("wait", name, timeout=30).stdout.strip()
+        stopped_after = time.monotonic() - signalled
+    assert stopped_after < 10, f"took {stopped_after:.1f} s to stop: past Cloud Run's 10 s grace"
+    assert exit_code == "0"
+
+
+def test_make_up_with_the_docker_runtime_runs_the_tutorial_containers(images: dict[str, str], tmp_path) -> None:
+    svc, lin_svc = free_port(), free_port()
+    try:
+        started = make("up", "RUNTIME=docker", f"PORTS=svc={svc} lin_svc={lin_svc}", run_dir=tmp_path, timeout=300)
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert comparison_row(started.stdout, "5.8", "3.4")[2:4] == ["versicolor", "setosa"]
+        names = docker("ps", "--format", "{{.Names}}").stdout.split()
+        assert f"{IMAGE}_svc" in names and f"{IMAGE}_lin_svc" in names
+    finally:
+        stopped = make("stop", run_dir=tmp_path)
+    assert stopped.returncode == 0
+    names = docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    assert f"{IMAGE}_svc" not in names and f"{IMAGE}_lin_svc" not in names
+    assert not port_answers(svc) and not port_answers(lin_svc)
