@@ -1,7 +1,6 @@
 # Every model version in functions/*/ is picked up by a loop: adding one needs no edit here.
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
-, := ,
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -64,11 +63,7 @@ stop: | $(VENV)/.installed ## stop every running version, processes and containe
 	$(PY) build/run_local.py stop
 
 images: models ## build one image per model version: $(IMAGE):<name>, from build/Dockerfile
-	@for model in $(MODELS); do \
-	  echo "building $(IMAGE):$$model (BASE_IMAGE=$(BASE_IMAGE))"; \
-	  DOCKER_BUILDKIT=1 $(DOCKER) build --quiet -f build/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) \
-	    --build-arg MODEL=$$model $(if $(PIP_CA),--secret id=pip_ca$(,)src=$(PIP_CA)) -t $(IMAGE):$$model . || exit 1; \
-	done
+	BASE_IMAGE=$(BASE_IMAGE) PIP_CA=$(PIP_CA) build/build_images.sh
 
 base-image: ## build iris-base:bookworm offline with debootstrap (no registry needed; root)
 	build/offline_base_image.sh iris-base:bookworm

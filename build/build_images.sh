@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Build one image per model version from build/Dockerfile: ${IMAGE}:<name> for every functions/<name>/main.py.
+# Used by `make images` and by cloudbuild.yaml, so both build the same way.
+#   IMAGE       image name without tag            (default iris)
+#   BASE_IMAGE  base with python3 and venv         (default python:3.11-slim)
+#   PIP_CA      CA bundle handed to pip as the BuildKit secret pip_ca (optional)
+#   DOCKER      docker CLI that can build with BuildKit (default docker)
+#   PUSH=1      push each image after building it
+set -euo pipefail
+cd "$(dirname "$0")/.."
+docker=${DOCKER:-docker}
+image=${IMAGE:-iris}
+base=${BASE_IMAGE:-python:3.11-slim}
+secret=()
+if [ -n "${PIP_CA:-}" ]; then secret=(--secret "id=pip_ca,src=${PIP_CA}"); fi
+models=()
+for main in functions/*/main.py; do models+=("$(basename "$(dirname "$main")")"); done
+[ ${#models[@]} -gt 0 ] || { echo "no model versions under functions/" >&2; exit 1; }
+for model in "${models[@]}"; do
+  echo "building ${image}:${model} (BASE_IMAGE=${base})"
+  DOCKER_BUILDKIT=1 "$docker" build --quiet -f build/Dockerfile --build-arg "BASE_IMAGE=${base}" \
+    --build-arg "MODEL=${model}" "${secret[@]}" -t "${image}:${model}" .
+  if [ "${PUSH:-0}" = 1 ]; then "$docker" push "${image}:${model}"; fi
+done
