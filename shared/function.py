@@ -79,6 +79,9 @@ def serve_model(name: str, directory: Path, settings: Settings | None = None) ->
     except ModelLoadError as exc:
         print(f"refusing to serve model {name!r}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    manifest = service.model.manifest
+    log.info("serving model %s (%s, sha256 %s) as revision %s", name, manifest.algorithm, manifest.sha256[:12],
+             settings.revision, extra={"fields": {"model": name, "revision": settings.revision}})
     headers = {"X-Model": name}
     if settings.revision:
         headers["X-Revision"] = settings.revision

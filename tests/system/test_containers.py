@@ -85,8 +85,10 @@ def test_each_image_serves_its_model_as_non_root(images: dict[str, str], model: 
         assert uid_line.split()[1:] == ["10001"] * 4
         command = docker("exec", name, "cat", "/proc/1/cmdline").stdout.split("\0")
         assert command[:3] == ["python3", "-m", "shared.server"]  # the server is PID 1, so it gets SIGTERM
-        logs = docker("logs", name).stdout + docker("logs", name).stderr
-        assert "Debugger" not in logs and "development server" not in logs
+        logs = docker("logs", name)
+        assert "Debugger" not in logs.stdout + logs.stderr
+        first = json.loads(logs.stdout.splitlines()[0])  # JSON lines on stdout, as Cloud Run reads them
+        assert (first["severity"], first["model"], first["revision"]) == ("INFO", model, f"iris-{model}-7")
 
 
 def test_the_image_follows_port_and_keeps_no_build_tools(images: dict[str, str]) -> None:

@@ -18,3 +18,4 @@ def test_cloud_run_contract_variables_are_read() -> None:
 def test_unusable_limits_stop_start_up_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
