@@ -12,6 +12,7 @@ URLS ?=
 IMAGE ?= iris
 BASE_IMAGE ?= python:3.11-slim
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 # Docker 23+ CLIs build with BuildKit only through the buildx plugin; Debian's docker.io
 # CLI (/usr/bin/docker, 20.10) has BuildKit built in. Use whichever can.
 DOCKER ?= $(shell docker buildx version >/dev/null 2>&1 || ! test -x /usr/bin/docker && echo docker || echo /usr/bin/docker)
@@ -23,7 +24,7 @@ MODELS := $(patsubst functions/%/main.py,%,$(wildcard functions/*/main.py))
 ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
 TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py
 
-.PHONY: help venv models retrain up demo compare status stop test images base-image clean
+.PHONY: help venv models retrain up demo compare status stop test images base-image bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -67,6 +68,9 @@ images: models ## build one image per model version: $(IMAGE):<name>, from build
 
 base-image: ## build iris-base:bookworm offline with debootstrap (no registry needed; root)
 	build/offline_base_image.sh iris-base:bookworm
+
+bench: models ## benchmark every target side by side (wrk); writes .bench/results.json and docs/benchmarks.md
+	$(PY) build/bench.py --docs docs/benchmarks.md $(BENCH_ARGS)
 
 test: models ## run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)

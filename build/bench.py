@@ -1,0 +1,242 @@
+"""Benchmark every serving target side by side, on loopback, in one run.
+
+    python build/bench.py [--quick] [--only NAME ...] [--json PATH] [--docs PATH]
+
+A target is something that answers one iris prediction over HTTP: our functions
+(as processes and, with docker, as containers) and the baselines registered in
+`build/bench_targets.py`. Each target is started, measured and stopped in turn;
+load comes from wrk. The figures go to stdout as a table, to JSON (--json), and
+with --docs to the markdown page that keeps the latest table.
+
+Measured per target, where it applies:
+  cold start   spawn to first 200 on the single-prediction request (median of runs)
+  memory       resident set of the serving process(es) after the throughput runs
+  throughput   single-prediction requests/s and p50/p99 latency at 1, 8 and 32 connections
+  batch        rows/s for 1,000- and 10,000-row POSTs
+  image        size of the container image
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_targets import ROOT, Handle, Request, Target, all_targets  # noqa: E402
+
+CONNECTIONS = (1, 8, 32)
+BATCH_SIZES = (1_000, 10_000)
+
+
+@dataclass
+class Settings:
+    duration_s: float = 5.0
+    cold_start_runs: int = 5
+    batch_duration_s: float = 4.0
+
+
+QUICK = Settings(duration_s=1.0, cold_start_runs=1, batch_duration_s=1.0)
+
+
+@dataclass
+class Result:
+    target: str
+    group: str
+    cold_start_s: float | None = None
+    rss_mb: float | None = None
+    rss_total_mb: float | None = None
+    image_mb: float | None = None
+    single: dict[str, dict[str, float]] = field(default_factory=dict)  # connections -> rps, p50_ms, p99_ms
+    batch_rows_per_s: dict[str, float] = field(default_factory=dict)  # rows -> rows/s
+    inprocess_rows_per_s: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def cold_start(target: Target, runs: int) -> float:
+    """Median seconds from spawning the target to its first 200 on the single-prediction request."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        handle = target.start()
+        try:
+            handle.wait_ready(target.single, timeout=120)
+            times.append(time.perf_counter() - started)
+        finally:
+            handle.stop()
+    return statistics.median(times)
+
+
+_LATENCY = re.compile(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk_script(request: Request, directory: Path) -> Path:
+    script = directory / "request.lua"
+    body = request.body.decode() if request.body else ""
+    script.write_text(
+        f"wrk.method = {json.dumps(request.method)}\n"
+        f"wrk.body = {json.dumps(body)}\n"
+        f"wrk.headers['Content-Type'] = {json.dumps(request.content_type or 'text/plain')}\n"
+    )
+    return script
+
+
+def run_wrk(url: str, request: Request, connections: int, duration_s: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as directory:
+        script = wrk_script(request, Path(directory))
+        command = ["wrk", "--latency", "-t", str(min(connections, 2)), "-c", str(connections),
+                   "-d", f"{max(1, round(duration_s))}s", "--timeout", "10s", "-s", str(script), url + request.path]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    latencies = {f"p{p}_ms": float(v) * _UNITS[u] for p, v, u in _LATENCY.findall(output)}
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if errors:
+        raise RuntimeError(f"{url}: {errors.group(1)} non-2xx answers under load:\n{output}")
+    return {"rps": round(rps, 1), **{k: round(v, 3) for k, v in latencies.items()}}
+
+
+def rss_mb(pids: list[int]) -> tuple[float, float]:
+    """(largest single process, sum over the processes) resident set, in MB."""
+    sizes = []
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            continue
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+        if match:
+            sizes.append(int(match.group(1)) / 1024)
+    return (round(max(sizes), 1), round(sum(sizes), 1)) if sizes else (0.0, 0.0)
+
+
+def measure(target: Target, settings: Settings) -> Result:
+    result = Result(target=target.name, group=target.group)
+    result.cold_start_s = round(cold_start(target, settings.cold_start_runs), 3)
+    handle = target.start()
+    try:
+        handle.wait_ready(target.single, timeout=120)
+        for connections in CONNECTIONS:
+            result.single[str(connections)] = run_wrk(handle.url, target.single, connections, settings.duration_s)
+        if target.batch is not None:
+            for rows in BATCH_SIZES:
+                request = target.batch(rows)
+                measured = run_wrk(handle.url, request, 2, settings.batch_duration_s)
+                result.batch_rows_per_s[str(rows)] = round(measured["rps"] * rows)
+        if target.inprocess is not None:
+            for rows in BATCH_SIZES:
+                result.inprocess_rows_per_s[str(rows)] = round(target.inprocess(rows))
+        pids = handle.pids()
+        if pids:
+            result.rss_mb, result.rss_total_mb = rss_mb(pids)
+        if target.image is not None:
+            result.image_mb = round(target.image_size() / 1e6, 1)
+    finally:
+        handle.stop()
+    return result
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
+        cpu = match.group(1) if match else cpu
+    memory = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()) if Path("/proc/meminfo").exists() else None
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory_gib": f"{int(memory.group(1)) / 2**20:.0f}" if memory else "?",
+            "python": platform.python_version(), "kernel": platform.release()}
+
+
+def _cell(value: float | None, fmt: str = "{:,.0f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def table(results: list[Result]) -> str:
+    header = ["target", "cold start s", "RSS MB (max/total)", "image MB",
+              *(f"req/s @{c}" for c in CONNECTIONS), *(f"p50/p99 ms @{c}" for c in CONNECTIONS),
+              *(f"rows/s {n:,}" for n in BATCH_SIZES), *(f"in-process rows/s {n:,}" for n in BATCH_SIZES)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in results:
+        cells = [r.target, _cell(r.cold_start_s, "{:.3f}"),
+                 "-" if r.rss_mb is None else f"{r.rss_mb:.0f} / {r.rss_total_mb:.0f}", _cell(r.image_mb, "{:.0f}")]
+        cells += [_cell(r.single.get(str(c), {}).get("rps")) for c in CONNECTIONS]
+        cells += ["-" if str(c) not in r.single else f"{r.single[str(c)].get('p50_ms', 0):.2f} / {r.single[str(c)].get('p99_ms', 0):.2f}"
+                  for c in CONNECTIONS]
+        cells += [_cell(r.batch_rows_per_s.get(str(n))) for n in BATCH_SIZES]
+        cells += [_cell(r.inprocess_rows_per_s.get(str(n))) for n in BATCH_SIZES]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_docs(path: Path, results: list[Result], info: dict[str, str], settings: Settings, ratios: str) -> None:
+    path.write_text(
+        "# Benchmarks\n\n"
+        "Written by `make bench` (`build/bench.py`); every figure of one table comes from one run on one machine,\n"
+        "so compare within the table, not across runs. Load: wrk on loopback. The machine is shared and noisy.\n\n"
+        f"Run {info['date']} on {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, "
+        f"Python {info['python']}, Linux {info['kernel']}; {settings.duration_s:g} s per load point, "
+        f"cold start the median of {settings.cold_start_runs} runs.\n\n"
+        f"{table(results)}\n\n{ratios}\n"
+    )
+
+
+def ratios_text(results: list[Result]) -> str:
+    from bench_targets import ratios
+
+    lines = ratios(results)
+    return "\n".join(["## Ratios, from this run", "", *lines]) if lines else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 s per load point, one cold start: proves it works")
+    parser.add_argument("--only", nargs="*", default=[], help="target names (or groups) to run")
+    parser.add_argument("--json", type=Path, default=ROOT / ".bench" / "results.json")
+    parser.add_argument("--docs", type=Path, default=None, help="also write the markdown table here")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("error: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
+        return 1
+    settings = QUICK if args.quick else Settings()
+    targets = [t for t in all_targets() if not args.only or t.name in args.only or t.group in args.only]
+    results = []
+    for target in targets:
+        skip = target.unavailable()
+        if skip:
+            print(f"skipping {target.name}: {skip}", file=sys.stderr)
+            continue
+        print(f"measuring {target.name} ...", file=sys.stderr, flush=True)
+        results.append(measure(target, settings))
+    info = {**machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    ratios = ratios_text(results)
+    print(table(results))
+    if ratios:
+        print("\n" + ratios)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"machine": info, "settings": asdict(settings),
+                                     "results": [asdict(r) for r in results]}, indent=2) + "\n")
+    if args.docs:
+        write_docs(args.docs, results, info, settings, ratios)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

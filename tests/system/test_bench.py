@@ -1,0 +1,31 @@
+"""`make bench` in its short mode: it runs, and every figure it promises is there. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.system
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
+def test_make_bench_quick_measures_a_function_and_writes_json_and_markdown(tmp_path: Path) -> None:
+    results, docs = tmp_path / "results.json", tmp_path / "benchmarks.md"
+    run = subprocess.run(["make", "-s", "bench", f"BENCH_ARGS=--quick --only ours:svc --json {results} --docs {docs}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads(results.read_text())
+    (svc,) = report["results"]
+    assert svc["target"] == "ours:svc"
+    assert svc["cold_start_s"] > 0 and svc["rss_mb"] > 0
+    assert set(svc["single"]) == {"1", "8", "32"}
+    assert all(point["rps"] > 0 and point["p99_ms"] >= point["p50_ms"] > 0 for point in svc["single"].values())
+    assert set(svc["batch_rows_per_s"]) == {"1000", "10000"} and min(svc["batch_rows_per_s"].values()) > 0
+    assert report["machine"]["cores"]
+    assert "| ours:svc |" in docs.read_text() and "| ours:svc |" in run.stdout
