@@ -17,36 +17,76 @@ from typing import Any
 import flask
 import functions_framework
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
+from werkzeug.exceptions import NotFound as WerkzeugNotFound
+from werkzeug.routing import Map, Rule
 
 from shared.config import Settings
 from shared.errors import MethodNotAllowed, ModelLoadError, NotFound, ServingError
 from shared.model import ServedModel
 from shared.service import Service
+from shared.v2 import HEADER_LENGTH, OpenInference, Reply
 
 log = logging.getLogger(__name__)
 
-Route = Callable[[flask.Request], dict[str, Any]]
+View = Callable[..., "dict[str, Any] | Reply"]
+
+# No path ends in "z": Cloud Run reserves some of those (/healthz among them).
+ROUTES = Map([
+    Rule("/", endpoint="root", methods=["GET", "POST"]),
+    Rule("/metadata", endpoint="metadata", methods=["GET"]),
+    Rule("/health", endpoint="health", methods=["GET"]),
+    Rule("/v2", endpoint="v2_server_metadata", methods=["GET"]),
+    Rule("/v2/health/live", endpoint="v2_live", methods=["GET"]),
+    Rule("/v2/health/ready", endpoint="v2_ready", methods=["GET"]),
+    Rule("/v2/models/<name>", endpoint="v2_model_metadata", methods=["GET"]),
+    Rule("/v2/models/<name>/versions/<version>", endpoint="v2_model_metadata", methods=["GET"]),
+    Rule("/v2/models/<name>/ready", endpoint="v2_model_ready", methods=["GET"]),
+    Rule("/v2/models/<name>/versions/<version>/ready", endpoint="v2_model_ready", methods=["GET"]),
+    Rule("/v2/models/<name>/infer", endpoint="v2_infer", methods=["POST"]),
+    Rule("/v2/models/<name>/versions/<version>/infer", endpoint="v2_infer", methods=["POST"]),
+], strict_slashes=False)
 
 
-def _json_response(body: dict[str, Any], status: int, headers: dict[str, str]) -> flask.Response:
-    return flask.Response(json.dumps(body), status=status, headers=headers, mimetype="application/json")
+def views_of(service: Service, v2: OpenInference) -> dict[str, View]:
+    """Endpoint -> view(request, **path arguments)."""
 
+    def root(request: flask.Request) -> dict[str, Any]:
+        params = request.args.to_dict(flat=False)
+        if request.method == "POST":
+            service.check_body_size(request.content_length)
+            return service.predict_batch(request.get_data(), request.content_type, params)
+        return service.predict_query(params)
 
-def routes_of(service: Service) -> dict[str, dict[str, Route]]:
-    """Path -> method -> route. No path ends in "z": Cloud Run reserves some of those."""
+    def infer(request: flask.Request, name: str, version: str | None = None) -> Reply:
+        service.check_body_size(request.content_length)
+        return v2.infer(name, version, request.get_data(), request.headers.get(HEADER_LENGTH))
+
     return {
-        "/": {
-            "GET": lambda request: service.predict_query(request.args.to_dict(flat=False)),
-            "POST": lambda request: _read_batch(service, request),
-        },
-        "/metadata": {"GET": lambda request: service.metadata()},
-        "/health": {"GET": lambda request: service.health()},
+        "root": root,
+        "metadata": lambda request: service.metadata(),
+        "health": lambda request: service.health(),
+        "v2_server_metadata": lambda request: v2.server_metadata(),
+        "v2_live": lambda request: v2.live(),
+        "v2_ready": lambda request: v2.ready(),
+        "v2_model_metadata": lambda request, name, version=None: v2.model_metadata(name, version),
+        "v2_model_ready": lambda request, name, version=None: v2.model_ready(name, version),
+        "v2_infer": infer,
     }
 
 
-def _read_batch(service: Service, request: flask.Request) -> dict[str, Any]:
-    service.check_body_size(request.content_length)
-    return service.predict_batch(request.get_data(), request.content_type, request.args.to_dict(flat=False))
+def _respond(result: "dict[str, Any] | Reply", headers: dict[str, str]) -> flask.Response:
+    if isinstance(result, Reply):
+        document = json.dumps(result.document).encode()
+        if result.binary:
+            return flask.Response(document + result.binary, 200, mimetype="application/octet-stream",
+                                  headers={**headers, HEADER_LENGTH: str(len(document))})
+        return flask.Response(document, 200, headers=headers, mimetype="application/json")
+    return flask.Response(json.dumps(result), 200, headers=headers, mimetype="application/json")
+
+
+def _json_error(body: dict[str, Any], status: int, headers: dict[str, str]) -> flask.Response:
+    return flask.Response(json.dumps(body), status=status, headers=headers, mimetype="application/json")
 
 
 def _install_error_handlers(headers: dict[str, str]) -> None:
@@ -54,18 +94,18 @@ def _install_error_handlers(headers: dict[str, str]) -> None:
 
     @register(ServingError)
     def _serving_error(error: ServingError) -> flask.Response:
-        return _json_response(error.body(), error.status, {**headers, **error.headers()})
+        return _json_error(error.body(), error.status, {**headers, **error.headers()})
 
     @register(HTTPException)
     def _http_error(error: HTTPException) -> flask.Response:
         status = error.code or 500
         body = {"error": error.description or error.name, "code": error.name.lower().replace(" ", "_")}
-        return _json_response(body, status, headers)
+        return _json_error(body, status, headers)
 
     @register(Exception)
     def _unexpected(error: Exception) -> flask.Response:
         log.exception("unexpected error while serving %s", flask.request.path)
-        return _json_response({"error": "internal error; see the server log", "code": "internal_error"}, 500, headers)
+        return _json_error({"error": "internal error; see the server log", "code": "internal_error"}, 500, headers)
 
 
 def serve_model(name: str, directory: Path, settings: Settings | None = None) -> Callable[[flask.Request], flask.Response]:
@@ -75,28 +115,29 @@ def serve_model(name: str, directory: Path, settings: Settings | None = None) ->
     """
     try:
         settings = settings or Settings.from_env()
-        service = Service(ServedModel.load(directory, name), settings)
+        model = ServedModel.load(directory, name)
     except ModelLoadError as exc:
         print(f"refusing to serve model {name!r}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    manifest = service.model.manifest
-    log.info("serving model %s (%s, sha256 %s) as revision %s", name, manifest.algorithm, manifest.sha256[:12],
-             settings.revision, extra={"fields": {"model": name, "revision": settings.revision}})
+    log.info("serving model %s (%s, sha256 %s) as revision %s", name, model.manifest.algorithm,
+             model.manifest.sha256[:12], settings.revision,
+             extra={"fields": {"model": name, "revision": settings.revision}})
     headers = {"X-Model": name}
     if settings.revision:
         headers["X-Revision"] = settings.revision
     _install_error_handlers(headers)
-    routes = routes_of(service)
+    views = views_of(Service(model, settings), OpenInference(model, settings))
+    routes = ROUTES.bind("")
 
     def predict(request: flask.Request) -> flask.Response:
-        path = request.path.rstrip("/") or "/"
-        methods = routes.get(path)
-        if methods is None:
-            raise NotFound(f"{request.path}: no such route; try GET /?length=5.8&width=3.4, POST /, GET /metadata or GET /health", field="path")
-        method = "GET" if request.method == "HEAD" else request.method
-        route = methods.get(method)
-        if route is None:
-            raise MethodNotAllowed(request.method, path, sorted(methods))
-        return _json_response(route(request), 200, headers)
+        try:
+            endpoint, arguments = routes.match(request.path, request.method)
+        except WerkzeugNotFound:
+            raise NotFound(f"{request.path}: no such route; try GET /?length=5.8&width=3.4, POST /, GET /metadata, "
+                           f"GET /health or the V2 routes under /v2", field="path") from None
+        except WerkzeugMethodNotAllowed as exc:
+            allowed = sorted(set(exc.valid_methods or []) - {"HEAD"})
+            raise MethodNotAllowed(request.method, request.path, allowed) from None
+        return _respond(views[endpoint](request, **arguments), headers)
 
     return predict

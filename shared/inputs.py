@@ -98,7 +98,7 @@ def parse_query(index: FeatureIndex, params: Mapping[str, list[str]]) -> np.ndar
 
 
 def _reject_constant(name: str) -> float:
-    raise InvalidInput(f"body: {name} is not a finite number (and not JSON)", field="instances", code="not_finite")
+    raise InvalidInput(f"body: {name} is not a finite number (and not JSON)", field="body", code="not_finite")
 
 
 def parse_json(body: bytes) -> Any:

@@ -142,9 +142,9 @@ def test_a_missing_parameter_error_says_what_is_expected(client: FlaskClient) ->
 @pytest.mark.parametrize("body, code, field", [
     (b'{"instances": [[5.8, 3.4]', "malformed_json", "body"),
     (b"not json", "malformed_json", "body"),
-    (b'{"instances": [[NaN, 3.4]]}', "not_finite", "instances"),
-    (b'{"instances": [[5.8, Infinity]]}', "not_finite", "instances"),
-    (b'{"instances": [[5.8, -Infinity]]}', "not_finite", "instances"),
+    (b'{"instances": [[NaN, 3.4]]}', "not_finite", "body"),
+    (b'{"instances": [[5.8, Infinity]]}', "not_finite", "body"),
+    (b'{"instances": [[5.8, -Infinity]]}', "not_finite", "body"),
     (b'{"instances": [[1e999, 3.4]]}', "not_finite", "instances[0][0]"),
     (b'[[5.8, 3.4]]', "invalid_body", "body"),
     (b'{}', "missing_field", "instances"),

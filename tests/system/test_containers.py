@@ -157,3 +157,16 @@ def test_make_up_with_the_docker_runtime_runs_the_tutorial_containers(images: di
     names = docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
     assert f"{IMAGE}_svc" not in names and f"{IMAGE}_lin_svc" not in names
     assert not port_answers(svc) and not port_answers(lin_svc)
+
+
+def test_tritonclient_round_trip_against_a_container(images: dict[str, str]) -> None:
+    from tests.system.v2_client import round_trip
+
+    X, _ = iris_xy()
+    model = "svc" if "svc" in images else MODEL_NAMES[0]
+    port = free_port()
+    with container(images[model], port=port) as name:
+        wait_for(f"http://127.0.0.1:{port}/v2/health/ready", lambda: running(name))
+        result = round_trip(f"127.0.0.1:{port}", model, X)
+    assert result["metadata"]["name"] == model
+    assert len(result["labels"]) == len(X) and result["error"][0] == "404"
