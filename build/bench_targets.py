@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -90,18 +92,28 @@ def _group_pids(pgid: int) -> list[int]:
     return pids
 
 
-def start_process(command: list[str], port: int, env: dict[str, str] | None = None, cwd: Path = ROOT) -> Handle:
+def start_process(command: list[str], port: int, env: dict[str, str] | None = None, cwd: Path = ROOT,
+                  cleanup: Callable[[], None] | None = None) -> Handle:
     process = subprocess.Popen(command, cwd=cwd, env={**os.environ, "PORT": str(port), **(env or {})},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def stop() -> None:
-        if process.poll() is None:
+        # The whole process group: servers that fork workers (gunicorn, MLServer) leave none behind.
+        try:
             os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            process.wait(15)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        deadline = time.monotonic() + 5
+        while _group_pids(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _group_pids(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)
+        if cleanup is not None:
+            cleanup()
 
     return Handle(f"http://127.0.0.1:{port}", lambda: process.poll() is None, stop, lambda: _group_pids(process.pid))
 
@@ -215,11 +227,121 @@ def ours_container(model: str) -> Target:
                   single=GET_TEST_POINT, batch=instances_request, image=image, requires=[_needs_image(image)])
 
 
+FIXTURES = Path(__file__).resolve().parent / "bench_fixtures"
+BENCH_DIR = ROOT / ".bench"
+MLSERVER_VENV = BENCH_DIR / "mlserver-venv"
+# uvloop 0.22 and later break MLServer 1.7.1's inference workers (no current event loop).
+MLSERVER_REQUIREMENTS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "scikit-learn==1.9.1", "uvloop<0.22"]
+BASELINE_MODEL = "svc"
+
+
+def v2_request(model: str, rows: list[list[float]], name: str = "input-0") -> Request:
+    body = {"inputs": [{"name": name, "shape": [len(rows), 2], "datatype": "FP64", "data": rows}]}
+    return Request("POST", f"/v2/models/{model}/infer", json.dumps(body).encode(), "application/json")
+
+
+def tutorial_flask() -> Target:
+    """The tutorial's app: Flask's development server, pickle.load at import, clf.predict per request."""
+
+    def start_on(port: int) -> Handle:
+        import pickle
+
+        import joblib
+
+        pickled = BENCH_DIR / f"{BASELINE_MODEL}.pkl"
+        if not pickled.exists():
+            BENCH_DIR.mkdir(exist_ok=True)
+            pickled.write_bytes(pickle.dumps(joblib.load(ROOT / "functions" / BASELINE_MODEL / "model.joblib")))
+        return start_process([sys.executable, str(FIXTURES / "tutorial_flask.py"), str(pickled), str(port)], port)
+
+    return Target(name="tutorial-flask", group="baseline", start_on=start_on, single=GET_TEST_POINT)
+
+
+def framework_ceiling() -> Target:
+    """functions-framework answering a constant JSON object: the most any function can do here."""
+    command = [str(VENV_BIN / "functions-framework"), "--source", str(FIXTURES / "ceiling" / "main.py"),
+               "--target", "ceiling", "--host", "127.0.0.1"]
+    return Target(name="ff-ceiling", group="baseline",
+                  start_on=lambda port: start_process([*command, "--port", str(port)], port), single=GET_TEST_POINT)
+
+
+def _mlserver_installed() -> str | None:
+    """MLServer lives in its own virtual environment, made on first use."""
+    mlserver = MLSERVER_VENV / "bin" / "mlserver"
+    if mlserver.exists():
+        return None
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True, capture_output=True)
+        subprocess.run([str(MLSERVER_VENV / "bin" / "pip"), "install", "--quiet", *MLSERVER_REQUIREMENTS],
+                       check=True, capture_output=True, timeout=900)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        return f"could not install MLServer into {MLSERVER_VENV}: {exc}"
+    return None
+
+
+def mlserver(model: str = BASELINE_MODEL) -> Target:
+    """Seldon's MLServer with its scikit-learn runtime serving the same joblib artifact, with its defaults."""
+
+    def start_on(port: int) -> Handle:
+        directory = Path(tempfile.mkdtemp(prefix="mlserver-", dir=BENCH_DIR))
+        shutil.copy(ROOT / "functions" / model / "model.joblib", directory / "model.joblib")
+        (directory / "model-settings.json").write_text(json.dumps(
+            {"name": model, "implementation": "mlserver_sklearn.SKLearnModel", "parameters": {"uri": "./model.joblib"}}))
+        (directory / "settings.json").write_text(json.dumps(
+            {"http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "host": "127.0.0.1"}))
+        return start_process([str(MLSERVER_VENV / "bin" / "mlserver"), "start", str(directory)], port, cwd=directory,
+                             cleanup=lambda: shutil.rmtree(directory, ignore_errors=True))
+
+    return Target(name=f"mlserver:{model}", group="baseline", start_on=start_on,
+                  single=v2_request(model, [list(TEST_POINT)]),
+                  batch=lambda rows: v2_request(model, batch_rows(rows)), inprocess=inprocess_rows_per_s(model),
+                  requires=[_mlserver_installed])
+
+
+def ours_v2(model: str) -> Target:
+    """Our function spoken to as MLServer is: the same V2 request, JSON tensors."""
+    base = ours(model)
+    return Target(name=f"ours-v2:{model}", group="ours", start_on=base.start_on,
+                  single=v2_request(model, [list(TEST_POINT)], name="features"),
+                  batch=lambda rows: v2_request(model, batch_rows(rows), name="features"),
+                  inprocess=inprocess_rows_per_s(model))
+
+
 def all_targets() -> list[Target]:
     models = model_names()
-    return [*(ours(m) for m in models), *(ours_container(m) for m in models)]
+    return [tutorial_flask(), framework_ceiling(), mlserver(), *(ours(m) for m in models), ours_v2(BASELINE_MODEL),
+            *(ours_container(m) for m in models)]
 
 
 def ratios(results: list) -> list[str]:
-    """The target ratios, each from figures of the same run."""
-    return []
+    """The issue's targets, each as a ratio of figures from the same run, where both were measured."""
+    by_name = {r.target: r for r in results}
+    lines = []
+
+    def single(name: str, connections: str = "8") -> float | None:
+        result = by_name.get(name)
+        return result.single.get(connections, {}).get("rps") if result else None
+
+    for name in (r.target for r in results if r.group == "ours"):
+        ours_rps = single(name)
+        for other, goal, label in (("ff-ceiling", 0.9, "of the framework ceiling"), ("mlserver:svc", 1.3, "x MLServer"),
+                                   ("tutorial-flask", 1.8, "x the tutorial app")):
+            theirs = single(other)
+            if ours_rps and theirs:
+                ratio = ours_rps / theirs
+                verdict = "met" if ratio >= goal else "NOT met"
+                lines.append(f"- {name} single req/s @8 = {ratio:.2f} {label} (target >= {goal}): {verdict}")
+        result = by_name[name]
+        if result.cold_start_s is not None:
+            lines.append(f"- {name} cold start {result.cold_start_s:.3f} s (target <= 0.5 s): "
+                         f"{'met' if result.cold_start_s <= 0.5 else 'NOT met'}")
+        if result.rss_mb is not None:
+            lines.append(f"- {name} RSS {result.rss_mb:.0f} MB per serving process (target <= 60 MB): "
+                         f"{'met' if result.rss_mb <= 60 else 'NOT met'}")
+        for rows, served in result.batch_rows_per_s.items():
+            inprocess = result.inprocess_rows_per_s.get(rows)
+            if inprocess:
+                ratio = served / inprocess
+                lines.append(f"- {name} batch of {int(rows):,}: {ratio:.2f} of in-process predict rows/s "
+                             f"(target >= 0.5): {'met' if ratio >= 0.5 else 'NOT met'}")
+    return lines

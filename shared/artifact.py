@@ -1,8 +1,10 @@
-"""A model version on disk: a joblib artifact and the JSON manifest beside it.
+"""A model version on disk: a joblib artifact, the JSON manifest beside it, and for
+linear models the decision rule as plain numbers (`model.rule.json`).
 
 The manifest records what the artifact is (algorithm, parameters, features,
-classes), what made it (scikit-learn version) and its SHA-256. `load_model`
-unpickles nothing until the checksum and the scikit-learn version match.
+classes), what made it (scikit-learn version) and the SHA-256 of the artifact and
+of the rule. `verify_model` checks all of that without importing scikit-learn;
+`unpickle` loads the estimator only after the same checks.
 """
 
 from __future__ import annotations
@@ -12,17 +14,17 @@ import io
 import json
 import platform
 from dataclasses import asdict, dataclass
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
-import sklearn
 
 from shared.errors import ModelLoadError
 
 ARTIFACT_FILE = "model.joblib"
 MANIFEST_FILE = "model.json"
+RULE_FILE = "model.rule.json"
 MANIFEST_FORMAT = 1
 RETRAIN_HINT = "retrain with `make models`"
 
@@ -47,6 +49,7 @@ class Manifest:
     training_accuracy: float
     training_rows: int
     python_version: str
+    rule_sha256: str | None = None
     manifest_format: int = MANIFEST_FORMAT
 
     def to_json(self) -> dict[str, Any]:
@@ -68,6 +71,7 @@ class Manifest:
             training_accuracy=float(data["training_accuracy"]),
             training_rows=int(data["training_rows"]),
             python_version=str(data["python_version"]),
+            rule_sha256=None if data["rule_sha256"] is None else str(data["rule_sha256"]),
             manifest_format=int(data["manifest_format"]),
         )
 
@@ -97,7 +101,12 @@ def save_model(
     X: np.ndarray,
     y: np.ndarray,
 ) -> Manifest:
-    """Write a fitted classifier and its manifest into `directory`; same model, same bytes."""
+    """Write a fitted classifier, its rule if linear, and its manifest into `directory`; same model, same bytes."""
+    import joblib
+    import sklearn
+
+    from shared.linear import export
+
     if len(getattr(estimator, "classes_", ())) != len(class_names):
         raise ValueError(f"{name}: {len(class_names)} class names for classes {getattr(estimator, 'classes_', None)}")
     directory.mkdir(parents=True, exist_ok=True)
@@ -105,6 +114,14 @@ def save_model(
     joblib.dump(estimator, buffer)
     payload = buffer.getvalue()
     (directory / ARTIFACT_FILE).write_bytes(payload)
+    rule = export(estimator)
+    rule_sha256 = None
+    if rule is None:
+        (directory / RULE_FILE).unlink(missing_ok=True)
+    else:
+        encoded = (json.dumps(rule) + "\n").encode()
+        (directory / RULE_FILE).write_bytes(encoded)
+        rule_sha256 = sha256_of(encoded)
     manifest = Manifest(
         name=name,
         algorithm=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
@@ -116,6 +133,7 @@ def save_model(
         training_accuracy=round(float(estimator.score(X, y)), 6),
         training_rows=int(len(X)),
         python_version=platform.python_version(),
+        rule_sha256=rule_sha256,
     )
     (directory / MANIFEST_FILE).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
     return manifest
@@ -131,12 +149,30 @@ def read_manifest(directory: Path) -> Manifest:
         raise ModelLoadError(f"manifest {path} is unreadable ({type(exc).__name__}: {exc}): {RETRAIN_HINT}") from None
 
 
-def load_model(directory: Path, expected_name: str) -> tuple[Any, Manifest]:
-    """Verify, then unpickle, the model in `directory`.
+def _checked_bytes(path: Path, expected: str, what: str) -> bytes:
+    if not path.is_file():
+        raise ModelLoadError(f"no {what} at {path}: {RETRAIN_HINT}")
+    payload = path.read_bytes()
+    actual = sha256_of(payload)
+    if actual != expected:
+        raise ModelLoadError(
+            f"SHA-256 check failed for {path}: manifest says {expected}, file is {actual}; "
+            f"the {what} was changed or replaced: {RETRAIN_HINT}"
+        )
+    return payload
+
+
+def installed_sklearn() -> str:
+    # The distribution's version, read without importing scikit-learn (about 1 s and 80 MB).
+    return installed_version("scikit-learn")
+
+
+def verify_model(directory: Path, expected_name: str) -> tuple[Manifest, dict[str, Any] | None]:
+    """Check a model version without unpickling it; return its manifest and its rule, if linear.
 
     Raises ModelLoadError naming the failed check: manifest present and readable,
-    model name as expected, artifact present, SHA-256 equal, scikit-learn version
-    equal, estimator consistent with the manifest.
+    model name as expected, artifact (and rule) present with the SHA-256 of the
+    manifest, scikit-learn version equal to the installed one.
     """
     manifest = read_manifest(directory)
     if manifest.name != expected_name:
@@ -144,29 +180,42 @@ def load_model(directory: Path, expected_name: str) -> tuple[Any, Manifest]:
             f"model name check failed: {directory / MANIFEST_FILE} describes {manifest.name!r}, "
             f"but this function serves {expected_name!r}"
         )
-    artifact = directory / ARTIFACT_FILE
-    if not artifact.is_file():
-        raise ModelLoadError(f"no artifact at {artifact}: {RETRAIN_HINT}")
-    payload = artifact.read_bytes()
-    actual = sha256_of(payload)
-    if actual != manifest.sha256:
-        raise ModelLoadError(
-            f"SHA-256 check failed for {artifact}: manifest says {manifest.sha256}, file is {actual}; "
-            f"the artifact was changed or replaced: {RETRAIN_HINT}"
-        )
-    if manifest.sklearn_version != sklearn.__version__:
+    _checked_bytes(directory / ARTIFACT_FILE, manifest.sha256, "artifact")
+    installed = installed_sklearn()
+    if manifest.sklearn_version != installed:
         raise ModelLoadError(
             f"scikit-learn version check failed for {expected_name!r}: trained with "
-            f"{manifest.sklearn_version}, installed {sklearn.__version__}; {RETRAIN_HINT}, "
+            f"{manifest.sklearn_version}, installed {installed}; {RETRAIN_HINT}, "
             f"or install the pinned version: pip install scikit-learn=={manifest.sklearn_version}"
         )
+    if manifest.rule_sha256 is None:
+        return manifest, None
+    try:
+        rule = json.loads(_checked_bytes(directory / RULE_FILE, manifest.rule_sha256, "decision rule"))
+    except ValueError as exc:
+        raise ModelLoadError(f"decision rule {directory / RULE_FILE} is unreadable ({exc}): {RETRAIN_HINT}") from None
+    return manifest, rule
+
+
+def unpickle(directory: Path, manifest: Manifest) -> Any:
+    """The estimator, from bytes that match the manifest's SHA-256 (checked again, as they are read)."""
+    import joblib
+
+    payload = _checked_bytes(directory / ARTIFACT_FILE, manifest.sha256, "artifact")
     # The bytes unpickled are the bytes hashed: nothing can swap the file in between.
     estimator = joblib.load(io.BytesIO(payload))
     n_features = getattr(estimator, "n_features_in_", None)
-    if n_features != len(manifest.features) or len(getattr(estimator, "classes_", ())) != len(manifest.class_names):
+    n_classes = len(getattr(estimator, "classes_", ()))
+    if n_features != len(manifest.features) or n_classes != len(manifest.class_names):
         raise ModelLoadError(
-            f"consistency check failed for {expected_name!r}: estimator takes {n_features} features and "
-            f"{len(getattr(estimator, 'classes_', ()))} classes, manifest lists {len(manifest.features)} "
-            f"and {len(manifest.class_names)}: {RETRAIN_HINT}"
+            f"consistency check failed for {manifest.name!r}: estimator takes {n_features} features and "
+            f"{n_classes} classes, manifest lists {len(manifest.features)} and {len(manifest.class_names)}: "
+            f"{RETRAIN_HINT}"
         )
-    return estimator, manifest
+    return estimator
+
+
+def load_model(directory: Path, expected_name: str) -> tuple[Any, Manifest]:
+    """Verify, then unpickle, the model in `directory`."""
+    manifest, _ = verify_model(directory, expected_name)
+    return unpickle(directory, manifest), manifest

@@ -1,37 +1,87 @@
-"""A verified, loaded model version: predictions as class indices, class names and per-class scores."""
+"""A verified model version: predictions as class indices, class names and per-class scores.
+
+A linear model is served from its decision rule (`shared.linear`) with numpy and
+plain floats: scikit-learn is not imported at start-up. The rare row too close to
+a decision boundary for the rule to call, and any request for decision scores,
+goes to scikit-learn itself, loaded (and its artifact checked again) on first use.
+A model with no rule is unpickled at start-up and served by scikit-learn.
+"""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from shared.artifact import Manifest, load_model
+from shared.artifact import Manifest, unpickle, verify_model
+from shared.errors import ModelLoadError
 from shared.inputs import FeatureIndex
+from shared.linear import LinearRule
 
 
 class ServedModel:
-    def __init__(self, estimator: Any, manifest: Manifest) -> None:
-        self.estimator = estimator
+    def __init__(self, directory: Path, manifest: Manifest, rule: LinearRule | None) -> None:
+        self.directory = directory
         self.manifest = manifest
         self.name = manifest.name
         self.features = FeatureIndex(manifest.features)
-        # estimator.classes_[i] is called manifest.class_names[i]; scikit-learn keeps classes_ sorted.
-        self._classes = np.asarray(estimator.classes_)
+        self.rule = rule
         self._class_names = np.array(manifest.class_names, dtype=object)
+        self._names = list(manifest.class_names)
+        self._estimator: Any = None
+        self._loading = threading.Lock()
 
     @classmethod
     def load(cls, directory: Path, name: str) -> "ServedModel":
-        estimator, manifest = load_model(directory, name)
-        return cls(estimator, manifest)
+        manifest, exported = verify_model(directory, name)
+        rule = None
+        if exported is not None:
+            try:
+                rule = LinearRule(exported, len(manifest.features))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ModelLoadError(f"decision rule of {name!r} is unusable ({exc}): retrain with `make models`") from None
+            if rule.n_classes != len(manifest.class_names):
+                raise ModelLoadError(f"decision rule of {name!r} has {rule.n_classes} classes, the manifest "
+                                     f"{len(manifest.class_names)}: retrain with `make models`")
+        model = cls(directory, manifest, rule)
+        if rule is None:
+            model.estimator  # no rule: scikit-learn serves every request, so load it now
+        return model
+
+    @property
+    def estimator(self) -> Any:
+        if self._estimator is None:
+            with self._loading:
+                if self._estimator is None:
+                    self._estimator = unpickle(self.directory, self.manifest)
+        return self._estimator
+
+    def _sklearn_indices(self, rows: np.ndarray) -> np.ndarray:
+        # scikit-learn keeps classes_ sorted: a label's position is its class index.
+        estimator = self.estimator
+        return np.searchsorted(estimator.classes_, estimator.predict(rows))
 
     def predict_indices(self, rows: np.ndarray) -> np.ndarray:
         """Position of each row's predicted class in the manifest's class names."""
-        return np.searchsorted(self._classes, self.estimator.predict(rows))
+        if self.rule is not None:
+            indices, certain = self.rule.predict(rows)
+            if certain.all():
+                return indices
+        # The whole request, so the answer is exactly scikit-learn's for these rows.
+        return self._sklearn_indices(rows)
 
     def predict(self, rows: np.ndarray) -> list[str]:
         return self._class_names[self.predict_indices(rows)].tolist()
+
+    def predict_one(self, row: tuple[float, ...]) -> str:
+        """The class name for one row: the request path of GET /."""
+        if self.rule is not None:
+            index = self.rule.predict_one(row)
+            if index is not None:
+                return self._names[index]
+        return self._names[int(self._sklearn_indices(np.array([row], dtype=np.float64))[0])]
 
     def decision_scores(self, rows: np.ndarray) -> np.ndarray:
         """The estimator's decision_function as [rows, classes]; a binary model's one score becomes (-s, s)."""

@@ -25,9 +25,9 @@ class Service:
 
     def predict_query(self, params: Mapping[str, list[str]]) -> dict[str, Any]:
         """GET /?length=5.8&width=3.4: the tutorial's answer, plus which model and revision gave it."""
-        rows = parse_query(self.model.features, params)
-        body: dict[str, Any] = {"predicted_class": self.model.predict(rows)[0]}
-        for feature, value in zip(self.model.features.features, rows[0].tolist()):
+        row = parse_query(self.model.features, params)
+        body: dict[str, Any] = {"predicted_class": self.model.predict_one(row)}
+        for feature, value in zip(self.model.features.features, row):
             body[feature.name] = value
         body.update(self._identity)
         return body

@@ -211,10 +211,10 @@ def test_an_unknown_path_gets_404_json(client: FlaskClient, path: str) -> None:
 def test_an_unexpected_fault_is_a_json_500_without_a_stack_trace(client: FlaskClient, monkeypatch) -> None:
     from shared.model import ServedModel
 
-    def broken(self, rows):
+    def broken(self, row):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(ServedModel, "predict", broken)
+    monkeypatch.setattr(ServedModel, "predict_one", broken)
     response = client.get("/?length=5.8&width=3.4")
     assert response.status_code == 500
     assert response.get_json() == {"error": "internal error; see the server log", "code": "internal_error"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.artifact import ARTIFACT_FILE, MANIFEST_FILE, load_model
+from shared.artifact import ARTIFACT_FILE, MANIFEST_FILE, RULE_FILE, load_model
 from tests.conftest import ROOT, TUTORIAL_ANSWERS
 
 NOTEBOOK = ROOT / "notebooks" / "pickle_models.ipynb"
@@ -48,5 +48,5 @@ def test_the_notebook_draws_the_decision_regions_as_a_png(trained: Path) -> None
 def test_the_notebook_gives_the_same_artifacts_every_run(trained: Path) -> None:
     # functions/ was trained by an earlier run (make models): the bytes are the same.
     for name in TUTORIAL_ANSWERS:
-        for file in (ARTIFACT_FILE, MANIFEST_FILE):
+        for file in (ARTIFACT_FILE, MANIFEST_FILE, RULE_FILE):
             assert (trained / "functions" / name / file).read_bytes() == (ROOT / "functions" / name / file).read_bytes()

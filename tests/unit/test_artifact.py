@@ -82,3 +82,23 @@ def test_an_unreadable_manifest_is_refused(version: Path, content: str) -> None:
 def test_a_missing_manifest_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="no manifest"):
         load_model(tmp_path, "lin")
+
+
+def test_a_linear_model_gets_its_decision_rule_checked_by_its_own_checksum(version: Path) -> None:
+    from shared.artifact import RULE_FILE, verify_model
+
+    manifest, rule = verify_model(version, "lin")
+    assert rule["kind"] == "ovr" and manifest.rule_sha256 is not None
+    (version / RULE_FILE).write_text((version / RULE_FILE).read_text().replace("[", "[ ", 1))
+    with pytest.raises(ModelLoadError, match=r"SHA-256 check failed .*model.rule.json.*decision rule was changed"):
+        verify_model(version, "lin")
+
+
+def test_a_model_that_is_not_linear_has_no_rule(tmp_path: Path) -> None:
+    from sklearn.svm import SVC
+
+    from shared.artifact import RULE_FILE
+
+    directory = write_model_version(tmp_path / "rbf", "rbf", SVC(kernel="rbf"))
+    assert json.loads((directory / MANIFEST_FILE).read_text())["rule_sha256"] is None
+    assert not (directory / RULE_FILE).exists()
