@@ -55,6 +55,7 @@ QUICK = Settings(duration_s=1.0, cold_start_runs=1, batch_duration_s=1.0)
 class Result:
     target: str
     group: str
+    protocol: str = "tutorial"
     cold_start_s: float | None = None
     rss_mb: float | None = None
     rss_total_mb: float | None = None
@@ -126,7 +127,7 @@ def rss_mb(pids: list[int]) -> tuple[float, float]:
 
 
 def measure(target: Target, settings: Settings) -> Result:
-    result = Result(target=target.name, group=target.group)
+    result = Result(target=target.name, group=target.group, protocol=target.protocol)
     result.cold_start_s = round(cold_start(target, settings.cold_start_runs), 3)
     handle = target.start()
     try:
@@ -211,7 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=[], help="target names (or groups) to run")
     parser.add_argument("--json", type=Path, default=ROOT / ".bench" / "results.json")
     parser.add_argument("--docs", type=Path, default=None, help="also write the markdown table here")
+    parser.add_argument("--render", type=Path, default=None, help="measure nothing: print (and --docs) a saved JSON")
     args = parser.parse_args(argv)
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        results = [Result(**result) for result in saved["results"]]
+        print(table(results) + "\n\n" + ratios_text(results))
+        if args.docs:
+            write_docs(args.docs, results, saved["machine"], Settings(**saved["settings"]), ratios_text(results))
+        return 0
     if shutil.which("wrk") is None:
         print("error: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
         return 1

@@ -178,6 +178,7 @@ class Target:
     inprocess: Callable[[int], float] | None = None
     image: str | None = None
     requires: list[Callable[[], str | None]] = field(default_factory=list)
+    protocol: str = "tutorial"  # the single request: "tutorial" GET /?length=&width=, or "v2" infer
 
     def start(self) -> Handle:
         return self.start_on(free_port())
@@ -295,7 +296,7 @@ def mlserver(model: str = BASELINE_MODEL) -> Target:
     return Target(name=f"mlserver:{model}", group="baseline", start_on=start_on,
                   single=v2_request(model, [list(TEST_POINT)]),
                   batch=lambda rows: v2_request(model, batch_rows(rows)), inprocess=inprocess_rows_per_s(model),
-                  requires=[_mlserver_installed])
+                  requires=[_mlserver_installed], protocol="v2")
 
 
 def ours_v2(model: str) -> Target:
@@ -304,13 +305,21 @@ def ours_v2(model: str) -> Target:
     return Target(name=f"ours-v2:{model}", group="ours", start_on=base.start_on,
                   single=v2_request(model, [list(TEST_POINT)], name="features"),
                   batch=lambda rows: v2_request(model, batch_rows(rows), name="features"),
-                  inprocess=inprocess_rows_per_s(model))
+                  inprocess=inprocess_rows_per_s(model), protocol="v2")
 
 
 def all_targets() -> list[Target]:
     models = model_names()
     return [tutorial_flask(), framework_ceiling(), mlserver(), *(ours(m) for m in models), ours_v2(BASELINE_MODEL),
             *(ours_container(m) for m in models)]
+
+
+# Single-prediction throughput goals: (baseline, least ratio, wording, protocols of ours it applies to).
+# The ceiling and the tutorial app answer the tutorial's GET, so only our GET is held to them;
+# MLServer is what a user would pick instead, so both our GET and our V2 answer are.
+THROUGHPUT_GOALS = (("ff-ceiling", 0.9, "of the framework ceiling", ("tutorial",)),
+                    ("mlserver:svc", 1.3, "x MLServer", ("tutorial", "v2")),
+                    ("tutorial-flask", 1.8, "x the tutorial app", ("tutorial",)))
 
 
 def ratios(results: list) -> list[str]:
@@ -324,8 +333,10 @@ def ratios(results: list) -> list[str]:
 
     for name in (r.target for r in results if r.group == "ours"):
         ours_rps = single(name)
-        for other, goal, label in (("ff-ceiling", 0.9, "of the framework ceiling"), ("mlserver:svc", 1.3, "x MLServer"),
-                                   ("tutorial-flask", 1.8, "x the tutorial app")):
+        protocol = by_name[name].protocol
+        for other, goal, label, protocols in THROUGHPUT_GOALS:
+            if protocol not in protocols:
+                continue
             theirs = single(other)
             if ours_rps and theirs:
                 ratio = ours_rps / theirs
@@ -338,10 +349,17 @@ def ratios(results: list) -> list[str]:
         if result.rss_mb is not None:
             lines.append(f"- {name} RSS {result.rss_mb:.0f} MB per serving process (target <= 60 MB): "
                          f"{'met' if result.rss_mb <= 60 else 'NOT met'}")
+        ceiling_at_1 = single("ff-ceiling", "1")
         for rows, served in result.batch_rows_per_s.items():
             inprocess = result.inprocess_rows_per_s.get(rows)
             if inprocess:
                 ratio = served / inprocess
-                lines.append(f"- {name} batch of {int(rows):,}: {ratio:.2f} of in-process predict rows/s "
-                             f"(target >= 0.5): {'met' if ratio >= 0.5 else 'NOT met'}")
+                line = (f"- {name} batch of {int(rows):,}: {ratio:.2f} of in-process predict rows/s "
+                        f"(target >= 0.5): {'met' if ratio >= 0.5 else 'NOT met'}")
+                if ratio < 0.5 and ceiling_at_1:
+                    # Why: the time the target leaves for a whole request, against an empty one.
+                    budget_ms = int(rows) / (0.5 * inprocess) * 1000
+                    line += (f"; it leaves {budget_ms:.2f} ms for the whole request, and the framework alone "
+                             f"answers a constant in {1000 / ceiling_at_1:.2f} ms")
+                lines.append(line)
     return lines

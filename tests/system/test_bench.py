@@ -17,15 +17,22 @@ pytestmark = pytest.mark.system
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
 def test_make_bench_quick_measures_a_function_and_writes_json_and_markdown(tmp_path: Path) -> None:
     results, docs = tmp_path / "results.json", tmp_path / "benchmarks.md"
-    run = subprocess.run(["make", "-s", "bench", f"BENCH_ARGS=--quick --only ours:svc --json {results} --docs {docs}"],
+    targets = "ours:svc ff-ceiling tutorial-flask"
+    run = subprocess.run(["make", "-s", "bench", f"BENCH_ARGS=--quick --only {targets} --json {results} --docs {docs}"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     report = json.loads(results.read_text())
-    (svc,) = report["results"]
+    by_name = {result["target"]: result for result in report["results"]}
+    assert set(by_name) == set(targets.split())
+    svc = by_name["ours:svc"]
     assert svc["target"] == "ours:svc"
     assert svc["cold_start_s"] > 0 and svc["rss_mb"] > 0
     assert set(svc["single"]) == {"1", "8", "32"}
     assert all(point["rps"] > 0 and point["p99_ms"] >= point["p50_ms"] > 0 for point in svc["single"].values())
     assert set(svc["batch_rows_per_s"]) == {"1000", "10000"} and min(svc["batch_rows_per_s"].values()) > 0
     assert report["machine"]["cores"]
+    assert all(by_name[name]["single"]["8"]["rps"] > 0 for name in ("ff-ceiling", "tutorial-flask"))
     assert "| ours:svc |" in docs.read_text() and "| ours:svc |" in run.stdout
+    # The targets as ratios of figures from this same run.
+    assert "ours:svc single req/s @8 = " in run.stdout and "of the framework ceiling (target >= 0.9)" in run.stdout
+    assert "x the tutorial app (target >= 1.8)" in run.stdout and "cold start" in run.stdout
