@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_targets import ROOT, Handle, Request, Target, all_targets  # noqa: E402
+from bench_targets import ROOT, Request, Target, all_targets  # noqa: E402
 
 CONNECTIONS = (1, 8, 32)
 BATCH_SIZES = (1_000, 10_000)

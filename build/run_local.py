@@ -196,7 +196,7 @@ def start_container(model: str, port: int, position: int) -> Running:
                f"{IMAGE}:{model}"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        hint = f" (build it with `make images`)" if "Unable to find image" in result.stderr or "No such image" in result.stderr else ""
+        hint = " (build it with `make images`)" if "Unable to find image" in result.stderr or "No such image" in result.stderr else ""
         raise RunError(f"docker run for {model} failed{hint}: {result.stderr.strip()}")
     return Running(model=model, runtime="docker", port=port, url=f"http://{HOST}:{port}",
                    log=f"docker logs {name}", position=position, container=name)
@@ -316,7 +316,7 @@ def compare(points: list[tuple[float, ...]], targets: list[tuple[str, str]]) -> 
             raise RunError(f"point {point} has {len(point)} values; the models take {len(aliases)} ({', '.join(aliases)})")
         query = urllib.parse.urlencode(dict(zip(aliases, (repr(v) for v in point))))
         answers = []
-        for name, url, _ in described:
+        for _, url, _ in described:
             status, body = get_json(f"{url}/?{query}")
             answers.append(body["predicted_class"] if status == 200 else f"error {status}: {body.get('error')}")
         differ = len(set(answers)) > 1

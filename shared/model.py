@@ -47,16 +47,20 @@ class ServedModel:
                                      f"{len(manifest.class_names)}: retrain with `make models`")
         model = cls(directory, manifest, rule)
         if rule is None:
-            model.estimator  # no rule: scikit-learn serves every request, so load it now
+            model.load_estimator()  # no rule: scikit-learn serves every request, so load it now
         return model
 
-    @property
-    def estimator(self) -> Any:
+    def load_estimator(self) -> Any:
+        """The unpickled estimator, loaded once (threads may ask at the same time)."""
         if self._estimator is None:
             with self._loading:
                 if self._estimator is None:
                     self._estimator = unpickle(self.directory, self.manifest)
         return self._estimator
+
+    @property
+    def estimator(self) -> Any:
+        return self.load_estimator()
 
     def _sklearn_indices(self, rows: np.ndarray) -> np.ndarray:
         # scikit-learn keeps classes_ sorted: a label's position is its class index.

@@ -35,6 +35,12 @@ def _restore_environment() -> Iterator[None]:
     os.environ.update(saved)
 
 
+@pytest.fixture(params=MODEL_DIRS, ids=MODEL_NAMES)
+def model_dir(request: pytest.FixtureRequest) -> Path:
+    """Each model folder of functions/ in turn: a test using it runs for every version."""
+    return request.param
+
+
 @pytest.fixture
 def client_for(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FlaskClient]:
     """A Flask test client of the function in `directory`, created as functions-framework does."""

@@ -9,14 +9,9 @@ import joblib
 import pytest
 from flask.testing import FlaskClient
 
-from tests.conftest import MODEL_DIRS, TEST_POINT, TUTORIAL_ANSWERS, iris_xy
+from tests.conftest import TEST_POINT, TUTORIAL_ANSWERS, iris_xy
 
 CLASS_NAMES = ["setosa", "versicolor", "virginica"]
-
-
-@pytest.fixture(params=MODEL_DIRS, ids=[path.name for path in MODEL_DIRS])
-def model_dir(request: pytest.FixtureRequest) -> Path:
-    return request.param
 
 
 @pytest.fixture

@@ -51,24 +51,34 @@ def test_a_full_batch_and_bad_input_over_http(model_dir: Path) -> None:
         assert requests.get(f"{url}/?length=5.8&width=3.4", timeout=5).status_code == 200
 
 
-def test_a_tampered_artifact_stops_the_server_at_start_with_the_failed_check(tmp_path: Path) -> None:
-    version = shutil.copytree(ROOT / "functions" / "svc", tmp_path / "svc")
-    (version / "model.joblib").write_bytes((version / "model.joblib").read_bytes() + b"\0")
+def refusal_to_start(version: Path) -> str:
+    """Start the version's function; it must exit at once, without a traceback. Returns its stderr."""
     result = subprocess.run(function_command(version / "main.py", free_port()), cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert "refusing to serve model 'svc': SHA-256 check failed" in result.stderr
-    assert "retrain with `make models`" in result.stderr
     assert "Traceback" not in result.stderr
+    return result.stderr
+
+
+def test_a_tampered_artifact_stops_the_server_at_start_with_the_failed_check(tmp_path: Path) -> None:
+    version = shutil.copytree(ROOT / "functions" / "svc", tmp_path / "svc")
+    (version / "model.joblib").write_bytes((version / "model.joblib").read_bytes() + b"\0")
+    message = refusal_to_start(version)
+    assert "refusing to serve model 'svc': SHA-256 check failed" in message
+    assert "retrain with `make models`" in message
 
 
 def test_an_artifact_from_another_scikit_learn_stops_the_server_at_start(tmp_path: Path) -> None:
     version = shutil.copytree(ROOT / "functions" / "lin_svc", tmp_path / "lin_svc")
     manifest = (version / "model.json").read_text()
     (version / "model.json").write_text(manifest.replace('"sklearn_version": "', '"sklearn_version": "0.'))
-    result = subprocess.run(function_command(version / "main.py", free_port()), cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert "scikit-learn version check failed" in result.stderr
-    assert "pip install scikit-learn==0." in result.stderr
-    assert "Traceback" not in result.stderr
+    message = refusal_to_start(version)
+    assert "scikit-learn version check failed" in message
+    assert "pip install scikit-learn==0." in message
+
+
+def test_a_tampered_decision_rule_stops_the_server_at_start(tmp_path: Path) -> None:
+    version = shutil.copytree(ROOT / "functions" / "svc", tmp_path / "svc")
+    rule = (version / "model.rule.json").read_text()
+    (version / "model.rule.json").write_text(rule.replace('"intercepts": [', '"intercepts": [1.0, ', 1))
+    assert "SHA-256 check failed" in refusal_to_start(version) and "decision rule" in refusal_to_start(version)
