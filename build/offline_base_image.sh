@@ -9,10 +9,13 @@ docker=${DOCKER:-docker}
 if "$docker" image inspect "$name" >/dev/null 2>&1; then
   echo "$name already exists"; exit 0
 fi
-# The mirror this machine's apt uses (deb822 "URIs:" or one-line "deb URL suite").
-mirror=${DEBIAN_MIRROR:-$(grep -rhoE '^(URIs:[[:space:]]*|deb[[:space:]]+)https?://[^[:space:]]+' \
-  /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | grep -v security | grep -oE 'https?://[^[:space:]]+' \
-  | grep -E 'debian' | head -n1)}
+# The Debian mirror this machine's apt uses (deb822 "URIs:" or one-line "deb URL suite").
+apt_mirror() {
+  cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
+    | grep -oE '^(URIs:[[:space:]]*|deb[[:space:]]+)https?://[^[:space:]]+' \
+    | grep -oE 'https?://[^[:space:]]+' | grep -v security | grep debian | head -n1 || true
+}
+mirror=${DEBIAN_MIRROR:-$(apt_mirror)}
 mirror=${mirror:-http://deb.debian.org/debian}
 rootfs=$(mktemp -d)
 trap 'rm -rf "$rootfs"' EXIT
