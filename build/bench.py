@@ -56,6 +56,7 @@ class Result:
     target: str
     group: str
     protocol: str = "tutorial"
+    description: str = ""
     cold_start_s: float | None = None
     rss_mb: float | None = None
     rss_total_mb: float | None = None
@@ -127,7 +128,7 @@ def rss_mb(pids: list[int]) -> tuple[float, float]:
 
 
 def measure(target: Target, settings: Settings) -> Result:
-    result = Result(target=target.name, group=target.group, protocol=target.protocol)
+    result = Result(target=target.name, group=target.group, protocol=target.protocol, description=target.description)
     result.cold_start_s = round(cold_start(target, settings.cold_start_runs), 3)
     handle = target.start()
     try:
@@ -195,7 +196,9 @@ def write_docs(path: Path, results: list[Result], info: dict[str, str], settings
         f"Run {info['date']} on {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, "
         f"Python {info['python']}, Linux {info['kernel']}; {settings.duration_s:g} s per load point, "
         f"cold start the median of {settings.cold_start_runs} runs.\n\n"
-        f"{table(results)}\n\n{ratios}\n"
+        f"{table(results)}\n\n"
+        + "".join(f"- `{r.target}`: {r.description}\n" for r in results if r.description)
+        + f"\n{ratios}\n"
     )
 
 

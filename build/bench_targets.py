@@ -179,6 +179,7 @@ class Target:
     image: str | None = None
     requires: list[Callable[[], str | None]] = field(default_factory=list)
     protocol: str = "tutorial"  # the single request: "tutorial" GET /?length=&width=, or "v2" infer
+    description: str = ""
 
     def start(self) -> Handle:
         return self.start_on(free_port())
@@ -218,6 +219,7 @@ def ours(model: str) -> Target:
     command = [str(VENV_BIN / "functions-framework"), "--source", f"functions/{model}/main.py",
                "--target", "predict", "--host", "127.0.0.1"]
     return Target(name=f"ours:{model}", group="ours",
+                  description=f"functions/{model} under functions-framework; GET /?length=&width=, POST / instances",
                   start_on=lambda port: start_process([*command, "--port", str(port)], port),
                   single=GET_TEST_POINT, batch=instances_request, inprocess=inprocess_rows_per_s(model))
 
@@ -225,6 +227,7 @@ def ours(model: str) -> Target:
 def ours_container(model: str) -> Target:
     image = f"{IMAGE}:{model}"
     return Target(name=f"container:{model}", group="container", start_on=lambda port: start_container(image, port),
+                  description=f"image {image} under docker (cold start: docker run to first 200)",
                   single=GET_TEST_POINT, batch=instances_request, image=image, requires=[_needs_image(image)])
 
 
@@ -255,7 +258,8 @@ def tutorial_flask() -> Target:
             pickled.write_bytes(pickle.dumps(joblib.load(ROOT / "functions" / BASELINE_MODEL / "model.joblib")))
         return start_process([sys.executable, str(FIXTURES / "tutorial_flask.py"), str(pickled), str(port)], port)
 
-    return Target(name="tutorial-flask", group="baseline", start_on=start_on, single=GET_TEST_POINT)
+    return Target(name="tutorial-flask", group="baseline", start_on=start_on, single=GET_TEST_POINT,
+                  description="the tutorial's app: Flask dev server, pickle.load at import, clf.predict per GET")
 
 
 def framework_ceiling() -> Target:
@@ -263,6 +267,7 @@ def framework_ceiling() -> Target:
     command = [str(VENV_BIN / "functions-framework"), "--source", str(FIXTURES / "ceiling" / "main.py"),
                "--target", "ceiling", "--host", "127.0.0.1"]
     return Target(name="ff-ceiling", group="baseline",
+                  description="functions-framework answering a constant JSON object: the framework's ceiling",
                   start_on=lambda port: start_process([*command, "--port", str(port)], port), single=GET_TEST_POINT)
 
 
@@ -294,6 +299,7 @@ def mlserver(model: str = BASELINE_MODEL) -> Target:
                              cleanup=lambda: shutil.rmtree(directory, ignore_errors=True))
 
     return Target(name=f"mlserver:{model}", group="baseline", start_on=start_on,
+                  description=f"MLServer 1.7.1 + mlserver-sklearn, defaults, on functions/{model}/model.joblib; V2 JSON",
                   single=v2_request(model, [list(TEST_POINT)]),
                   batch=lambda rows: v2_request(model, batch_rows(rows)), inprocess=inprocess_rows_per_s(model),
                   requires=[_mlserver_installed], protocol="v2")
@@ -303,6 +309,7 @@ def ours_v2(model: str) -> Target:
     """Our function spoken to as MLServer is: the same V2 request, JSON tensors."""
     base = ours(model)
     return Target(name=f"ours-v2:{model}", group="ours", start_on=base.start_on,
+                  description=f"functions/{model} asked the same V2 JSON request as MLServer",
                   single=v2_request(model, [list(TEST_POINT)], name="features"),
                   batch=lambda rows: v2_request(model, batch_rows(rows), name="features"),
                   inprocess=inprocess_rows_per_s(model), protocol="v2")
