@@ -15,14 +15,17 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 # Docker 23+ CLIs build with BuildKit only through the buildx plugin; Debian's docker.io
 # CLI (/usr/bin/docker, 20.10) has BuildKit built in. Use whichever can.
-DOCKER ?= $(shell docker buildx version >/dev/null 2>&1 || ! test -x /usr/bin/docker && echo docker || echo /usr/bin/docker)
+# Decided once per make run (":="), not at every recipe that exports it.
+ifndef DOCKER
+DOCKER := $(shell docker buildx version >/dev/null 2>&1 || ! test -x /usr/bin/docker && echo docker || echo /usr/bin/docker)
+endif
 # A CA bundle for pip inside the build (a TLS-intercepting proxy's CA), handed in as a BuildKit secret.
 PIP_CA ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 export DOCKER IMAGE
 
 MODELS := $(patsubst functions/%/main.py,%,$(wildcard functions/*/main.py))
 ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
-TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py
+TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py shared/linear.py
 
 .PHONY: help venv models retrain up demo compare status stop test images base-image bench clean
 
@@ -76,4 +79,4 @@ test: models ## run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean: stop ## stop everything and remove the venv and trained artifacts
-	rm -rf $(VENV) $(ARTIFACTS) .run
+	rm -rf $(VENV) $(ARTIFACTS) $(wildcard functions/*/model.rule.json) .run
