@@ -22,7 +22,7 @@ from werkzeug.exceptions import NotFound as WerkzeugNotFound
 from werkzeug.routing import Map, Rule
 
 from shared.config import Settings
-from shared.errors import MethodNotAllowed, ModelLoadError, NotFound, ServingError
+from shared.errors import MethodNotAllowed, ModelLoadError, NotFound, PayloadTooLarge, ServingError
 from shared.model import ServedModel
 from shared.service import Service
 from shared.v2 import HEADER_LENGTH, OpenInference, Reply
@@ -48,19 +48,38 @@ ROUTES = Map([
 ], strict_slashes=False)
 
 
+def read_body(request: flask.Request, limit: int) -> bytes:
+    """The request body, at most `limit` bytes, whether its length is declared or it comes chunked.
+
+    functions-framework reads whatever body is left after every response (an after_request
+    hook that calls get_data()). Werkzeug caches what get_data() returns in `_cached_data`:
+    setting it keeps that hook from buffering an oversized body in memory.
+    """
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        request._cached_data = b""
+        raise PayloadTooLarge(f"body: {declared} bytes, more than the limit of {limit} (MAX_REQUEST_BYTES)",
+                              field="body")
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        request._cached_data = b""
+        raise PayloadTooLarge(f"body: more than the limit of {limit} bytes (MAX_REQUEST_BYTES)", field="body")
+    request._cached_data = body
+    return body
+
+
 def views_of(service: Service, v2: OpenInference) -> dict[str, View]:
     """Endpoint -> view(request, **path arguments)."""
+    limit = service.settings.max_request_bytes
 
     def root(request: flask.Request) -> dict[str, Any]:
         params = request.args.to_dict(flat=False)
         if request.method == "POST":
-            service.check_body_size(request.content_length)
-            return service.predict_batch(request.get_data(), request.content_type, params)
+            return service.predict_batch(read_body(request, limit), request.content_type, params)
         return service.predict_query(params)
 
     def infer(request: flask.Request, name: str, version: str | None = None) -> Reply:
-        service.check_body_size(request.content_length)
-        return v2.infer(name, version, request.get_data(), request.headers.get(HEADER_LENGTH))
+        return v2.infer(name, version, read_body(request, limit), request.headers.get(HEADER_LENGTH))
 
     return {
         "root": root,

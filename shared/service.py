@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.config import Settings
-from shared.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from shared.errors import InvalidInput, UnsupportedMediaType
 from shared.inputs import parse_instances, parse_json, parse_query
 from shared.model import ServedModel
 
@@ -52,13 +52,6 @@ class Service:
             raise InvalidInput('body: empty; send {"instances": [[length, width], ...]}', field="body", code="empty_body")
         rows = parse_instances(self.model.features, parse_json(body), self.settings.max_batch_rows)
         return {"predictions": self.model.predict(rows), **self._identity}
-
-    def check_body_size(self, content_length: int | None) -> None:
-        if content_length is not None and content_length > self.settings.max_request_bytes:
-            raise PayloadTooLarge(
-                f"body: {content_length} bytes, more than the limit of {self.settings.max_request_bytes} (MAX_REQUEST_BYTES)",
-                field="body",
-            )
 
     def metadata(self) -> dict[str, Any]:
         """The model's manifest, who serves it, and the limits that apply."""

@@ -82,3 +82,19 @@ def test_a_tampered_decision_rule_stops_the_server_at_start(tmp_path: Path) -> N
     rule = (version / "model.rule.json").read_text()
     (version / "model.rule.json").write_text(rule.replace('"intercepts": [', '"intercepts": [1.0, ', 1))
     assert "SHA-256 check failed" in refusal_to_start(version) and "decision rule" in refusal_to_start(version)
+
+
+@pytest.mark.parametrize("path", ["/", "/v2/models/svc/infer"])
+def test_a_chunked_body_over_the_limit_is_413_and_the_server_stays_whole(path: str) -> None:
+    def chunks(count: int):
+        for _ in range(count):
+            yield b" " * 1000
+
+    with function_server(ROOT / "functions" / "svc" / "main.py", free_port(), MAX_REQUEST_BYTES="5000") as url:
+        headers = {"Content-Type": "application/json"}
+        over = requests.post(url + path, data=chunks(1000), headers=headers, timeout=30)  # 1 MB, no length
+        assert over.request.headers["Transfer-Encoding"] == "chunked"
+        assert (over.status_code, over.json()["code"]) == (413, "payload_too_large")
+        under = requests.post(url + path, data=chunks(3), headers=headers, timeout=30)
+        assert under.status_code == 400  # read whole, and found to be no JSON document
+        assert requests.get(f"{url}/?length=5.8&width=3.4", timeout=5).status_code == 200
