@@ -56,7 +56,11 @@ def _number_from_json(field: str, value: Any) -> float:
             field=field,
             code="not_a_number",
         )
-    return _finite(field, float(value))
+    try:
+        return _finite(field, float(value))
+    except OverflowError:  # an integer beyond float64
+        raise InvalidInput(f"{field}: an integer of {len(str(abs(value)))} digits is beyond the range of a float",
+                           field=field, code="not_finite") from None
 
 
 def _fill_named(index: FeatureIndex, items: Mapping[str, Any], where: str, convert: Any) -> list[float]:

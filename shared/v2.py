@@ -102,8 +102,14 @@ def _tensor_from_json(values: list[Any], datatype: str, field: str) -> np.ndarra
         for index, value in enumerate(values):
             if not limits.min <= value <= limits.max:
                 raise _bad(f"{field}[{index}]: {value} is out of range for {datatype}", field, "out_of_range")
-    with np.errstate(over="ignore"):
-        return np.asarray(values, dtype=dtype)
+    try:
+        with np.errstate(over="ignore"):
+            return np.asarray(values, dtype=dtype)  # a float beyond FP16/FP32 becomes inf: caught as not finite
+    except OverflowError:  # an integer beyond float64
+        index = next(i for i, value in enumerate(values) if isinstance(value, int) and abs(value) > 2**1024)
+        digits = len(str(abs(values[index])))
+        raise _bad(f"{field}[{index}]: an integer of {digits} digits is beyond the range of {datatype}", field,
+                   "not_finite") from None
 
 
 def _tensor_from_bytes(raw: bytes, datatype: str, field: str) -> np.ndarray:
@@ -246,7 +252,7 @@ class OpenInference:
                 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
             raise _bad(f"{where}.shape: expected a list of non-negative integers, got {json.dumps(shape)}",
                        f"{where}.shape", "wrong_shape")
-        if datatype not in NUMERIC_TYPES:
+        if not isinstance(datatype, str) or datatype not in NUMERIC_TYPES:
             raise _bad(f"{where}.datatype: {json.dumps(datatype)} is not supported; use one of {SUPPORTED}",
                        f"{where}.datatype", "unsupported_datatype")
         size = math.prod(shape)

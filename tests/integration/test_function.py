@@ -141,6 +141,8 @@ def test_a_missing_parameter_error_says_what_is_expected(client: FlaskClient) ->
     (b'{"instances": [[5.8, Infinity]]}', "not_finite", "body"),
     (b'{"instances": [[5.8, -Infinity]]}', "not_finite", "body"),
     (b'{"instances": [[1e999, 3.4]]}', "not_finite", "instances[0][0]"),
+    (b'{"instances": [[1' + b"0" * 400 + b', 3.4]]}', "not_finite", "instances[0][0]"),
+    (b'{"instances": [{"length": 1' + b"0" * 400 + b', "width": 3.4}]}', "not_finite", "instances[0].length"),
     (b'[[5.8, 3.4]]', "invalid_body", "body"),
     (b'{}', "missing_field", "instances"),
     (b'{"instances": [[5.8, 3.4]], "extra": 1}', "unknown_field", "extra"),

@@ -208,6 +208,8 @@ def tensor(**changes) -> dict:
     ({"inputs": [tensor(datatype="BOOL")]}, "unsupported_datatype", "inputs[0].datatype"),
     ({"inputs": [tensor(datatype="BYTES")]}, "unsupported_datatype", "inputs[0].datatype"),
     ({"inputs": [tensor(datatype="FLOAT")]}, "unsupported_datatype", "inputs[0].datatype"),
+    ({"inputs": [tensor(datatype=["FP64"])]}, "unsupported_datatype", "inputs[0].datatype"),
+    ({"inputs": [tensor(data=[10**400, 3.4])]}, "not_finite", "inputs[0].data"),
     ({"inputs": [tensor(data=[5.8, "3.4"])]}, "not_a_number", "inputs[0].data"),
     ({"inputs": [tensor(data=[5.8, True])]}, "not_a_number", "inputs[0].data"),
     ({"inputs": [tensor(data=[5.8, None])]}, "not_a_number", "inputs[0].data"),
