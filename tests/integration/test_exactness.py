@@ -78,6 +78,10 @@ def test_near_boundary_and_random_rows_one_at_a_time_match_scikit_learn(served) 
                       np.column_stack([rng.uniform(3.0, 9.0, 5_000), rng.uniform(1.5, 5.0, 5_000)])])
     expected = [model.manifest.class_names[i] for i in estimator.predict(rows)]
     assert [model.predict_one(tuple(row)) for row in rows.tolist()] == expected
+    # Small batches take the plain-float path too.
+    for start in range(0, len(rows), 5):
+        small = rows[start:start + 5]
+        assert np.array_equal(model.predict_indices(small), estimator.predict(small)), f"rows at {start}"
 
 
 @pytest.mark.parametrize("model_dir", LINEAR_DIRS, ids=[d.name for d in LINEAR_DIRS])
