@@ -348,7 +348,7 @@ def ratios(results: list) -> list[str]:
             if ours_rps and theirs:
                 ratio = ours_rps / theirs
                 verdict = "met" if ratio >= goal else "NOT met"
-                lines.append(f"- {name} single req/s @8 = {ratio:.2f} {label} (target >= {goal}): {verdict}")
+                lines.append(f"- {name} single req/s @8 = {ratio:.3f} {label} (target >= {goal}): {verdict}")
         result = by_name[name]
         if result.cold_start_s is not None:
             lines.append(f"- {name} cold start {result.cold_start_s:.3f} s (target <= 0.5 s): "
@@ -361,7 +361,7 @@ def ratios(results: list) -> list[str]:
             inprocess = result.inprocess_rows_per_s.get(rows)
             if inprocess:
                 ratio = served / inprocess
-                line = (f"- {name} batch of {int(rows):,}: {ratio:.2f} of in-process predict rows/s "
+                line = (f"- {name} batch of {int(rows):,}: {ratio:.3f} of in-process predict rows/s "
                         f"(target >= 0.5): {'met' if ratio >= 0.5 else 'NOT met'}")
                 if ratio < 0.5 and ceiling_at_1:
                     # Why: the time the target leaves for a whole request, against an empty one.
