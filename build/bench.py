@@ -10,6 +10,7 @@ with --docs to the markdown page that keeps the latest table.
 
 Measured per target, where it applies:
   cold start   spawn to first 200 on the single-prediction request (median of runs)
+  (load figures: medians over rounds in which the targets take turns, all servers up)
   memory       resident set of the serving process(es) after the throughput runs
   throughput   single-prediction requests/s and p50/p99 latency at 1, 8 and 32 connections
   batch        rows/s for 1,000- and 10,000-row POSTs
@@ -27,6 +28,7 @@ import re
 import shutil
 import statistics
 import subprocess
+from collections import defaultdict
 import sys
 import tempfile
 import time
@@ -35,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_targets import ROOT, Request, Target, all_targets  # noqa: E402
+from bench_targets import ROOT, Handle, Request, Target, all_targets  # noqa: E402
 
 CONNECTIONS = (1, 8, 32)
 BATCH_SIZES = (1_000, 10_000)
@@ -43,12 +45,13 @@ BATCH_SIZES = (1_000, 10_000)
 
 @dataclass
 class Settings:
-    duration_s: float = 5.0
+    duration_s: float = 3.0
     cold_start_runs: int = 5
-    batch_duration_s: float = 4.0
+    batch_duration_s: float = 2.0
+    rounds: int = 3
 
 
-QUICK = Settings(duration_s=1.0, cold_start_runs=1, batch_duration_s=1.0)
+QUICK = Settings(duration_s=1.0, cold_start_runs=1, batch_duration_s=1.0, rounds=1)
 
 
 @dataclass
@@ -127,30 +130,57 @@ def rss_mb(pids: list[int]) -> tuple[float, float]:
     return (round(max(sizes), 1), round(sum(sizes), 1)) if sizes else (0.0, 0.0)
 
 
-def measure(target: Target, settings: Settings) -> Result:
-    result = Result(target=target.name, group=target.group, protocol=target.protocol, description=target.description)
-    result.cold_start_s = round(cold_start(target, settings.cold_start_runs), 3)
-    handle = target.start()
+def _median_point(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]}
+
+
+def measure_all(targets: list[Target], settings: Settings) -> list[Result]:
+    """Every target measured in the same run. Load points alternate between targets, round after
+    round, with all servers up (idle but for the one under load), so a noisy spell on this shared
+    machine spreads over all targets instead of landing on one; each figure is the median of rounds."""
+    results = {t.name: Result(target=t.name, group=t.group, protocol=t.protocol, description=t.description)
+               for t in targets}
+    for target in targets:
+        print(f"cold start of {target.name} ...", file=sys.stderr, flush=True)
+        results[target.name].cold_start_s = round(cold_start(target, settings.cold_start_runs), 3)
+    handles: dict[str, Handle] = {}
     try:
-        handle.wait_ready(target.single, timeout=120)
-        for connections in CONNECTIONS:
-            result.single[str(connections)] = run_wrk(handle.url, target.single, connections, settings.duration_s)
-        if target.batch is not None:
+        for target in targets:
+            handles[target.name] = target.start()
+            handles[target.name].wait_ready(target.single, timeout=120)
+        single: dict[tuple[str, int], list[dict[str, float]]] = defaultdict(list)
+        batch: dict[tuple[str, int], list[float]] = defaultdict(list)
+        for round_number in range(settings.rounds):
+            print(f"load, round {round_number + 1} of {settings.rounds} ...", file=sys.stderr, flush=True)
+            # Rotate the order each round: no target always goes first, or right after a heavy one.
+            order = targets[round_number % len(targets):] + targets[:round_number % len(targets)]
+            for connections in CONNECTIONS:
+                for target in order:
+                    url = handles[target.name].url
+                    single[target.name, connections].append(run_wrk(url, target.single, connections, settings.duration_s))
             for rows in BATCH_SIZES:
-                request = target.batch(rows)
-                measured = run_wrk(handle.url, request, 2, settings.batch_duration_s)
-                result.batch_rows_per_s[str(rows)] = round(measured["rps"] * rows)
-        if target.inprocess is not None:
-            for rows in BATCH_SIZES:
-                result.inprocess_rows_per_s[str(rows)] = round(target.inprocess(rows))
-        pids = handle.pids()
-        if pids:
-            result.rss_mb, result.rss_total_mb = rss_mb(pids)
-        if target.image is not None:
-            result.image_mb = round(target.image_size() / 1e6, 1)
+                for target in order:
+                    if target.batch is not None:
+                        measured = run_wrk(handles[target.name].url, target.batch(rows), 2, settings.batch_duration_s)
+                        batch[target.name, rows].append(measured["rps"] * rows)
+        for (name, connections), runs in single.items():
+            results[name].single[str(connections)] = _median_point(runs)
+        for (name, rows), runs in batch.items():
+            results[name].batch_rows_per_s[str(rows)] = round(statistics.median(runs))
+        for target in targets:
+            result = results[target.name]
+            pids = handles[target.name].pids()
+            if pids:
+                result.rss_mb, result.rss_total_mb = rss_mb(pids)
+            if target.inprocess is not None:
+                for rows in BATCH_SIZES:
+                    result.inprocess_rows_per_s[str(rows)] = round(target.inprocess(rows))
+            if target.image is not None:
+                result.image_mb = round(target.image_size() / 1e6, 1)
     finally:
-        handle.stop()
-    return result
+        for handle in handles.values():
+            handle.stop()
+    return [results[t.name] for t in targets]
 
 
 # ---------------------------------------------------------------- report
@@ -194,7 +224,8 @@ def write_docs(path: Path, results: list[Result], info: dict[str, str], settings
         "Written by `make bench` (`build/bench.py`); every figure of one table comes from one run on one machine,\n"
         "so compare within the table, not across runs. Load: wrk on loopback. The machine is shared and noisy.\n\n"
         f"Run {info['date']} on {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, "
-        f"Python {info['python']}, Linux {info['kernel']}; {settings.duration_s:g} s per load point, "
+        f"Python {info['python']}, Linux {info['kernel']}; each load figure the median of {settings.rounds} "
+        f"rounds of {settings.duration_s:g} s ({settings.batch_duration_s:g} s for batches), targets alternating; "
         f"cold start the median of {settings.cold_start_runs} runs.\n\n"
         f"{table(results)}\n\n"
         + "".join(f"- `{r.target}`: {r.description}\n" for r in results if r.description)
@@ -229,14 +260,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     settings = QUICK if args.quick else Settings()
     targets = [t for t in all_targets() if not args.only or t.name in args.only or t.group in args.only]
-    results = []
+    available = []
     for target in targets:
         skip = target.unavailable()
         if skip:
             print(f"skipping {target.name}: {skip}", file=sys.stderr)
-            continue
-        print(f"measuring {target.name} ...", file=sys.stderr, flush=True)
-        results.append(measure(target, settings))
+        else:
+            available.append(target)
+    results = measure_all(available, settings)
     info = {**machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     ratios = ratios_text(results)
     print(table(results))
