@@ -124,9 +124,10 @@ def _plain_rows(instances: list[Any], width: int) -> np.ndarray | None:
     if not set(map(type, chain.from_iterable(instances))) <= {float, int}:
         return None
     try:
-        rows = np.array(instances, dtype=np.float64)
+        rows = np.fromiter(chain.from_iterable(instances), dtype=np.float64, count=len(instances) * width)
     except OverflowError:  # an integer beyond float64
         return None
+    rows = rows.reshape(len(instances), width)
     return rows if np.isfinite(rows).all() else None
 
 
