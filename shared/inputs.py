@@ -19,7 +19,7 @@ from shared.artifact import Feature
 from shared.errors import InvalidInput, PayloadTooLarge
 
 # Plain decimal notation only: float() would also take "nan", "inf" and "1_0".
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 class FeatureIndex:

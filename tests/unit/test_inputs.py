@@ -16,7 +16,7 @@ def test_decimal_text_becomes_a_float(text: str, value: float) -> None:
 
 
 @pytest.mark.parametrize("text, code", [
-    ("abc", "not_a_number"), ("", "not_a_number"), ("nan", "not_a_number"), ("inf", "not_a_number"),
+    ("abc", "not_a_number"), ("", "not_a_number"), ("nan", "not_a_number"), ("inf", "not_a_number"), ("\u0665", "not_a_number"),
     ("-Infinity", "not_a_number"), ("1_0", "not_a_number"), ("0x10", "not_a_number"), ("1e999", "not_finite"),
 ])
 def test_text_that_is_no_finite_number_is_refused_naming_the_field(text: str, code: str) -> None:
