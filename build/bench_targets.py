@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from process_group import members, spawn, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -80,42 +81,17 @@ class Handle:
         self._stop()
 
 
-def _group_pids(pgid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getpgid(int(entry.name)) == pgid:
-                    pids.append(int(entry.name))
-            except (ProcessLookupError, PermissionError):
-                pass
-    return pids
-
-
 def start_process(command: list[str], port: int, env: dict[str, str] | None = None, cwd: Path = ROOT,
                   cleanup: Callable[[], None] | None = None) -> Handle:
-    process = subprocess.Popen(command, cwd=cwd, env={**os.environ, "PORT": str(port), **(env or {})},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = spawn(command, cwd=cwd, env={**os.environ, "PORT": str(port), **(env or {})})
 
     def stop() -> None:
-        # The whole process group: servers that fork workers (gunicorn, MLServer) leave none behind.
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(15)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        deadline = time.monotonic() + 5
-        while _group_pids(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if _group_pids(process.pid):
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_group(process.pid, grace_s=15)
+        process.wait()
         if cleanup is not None:
             cleanup()
 
-    return Handle(f"http://127.0.0.1:{port}", lambda: process.poll() is None, stop, lambda: _group_pids(process.pid))
+    return Handle(f"http://127.0.0.1:{port}", lambda: process.poll() is None, stop, lambda: members(process.pid))
 
 
 def start_container(image: str, port: int) -> Handle:

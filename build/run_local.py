@@ -29,6 +29,10 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from process_group import members, spawn, stop_group  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
 RUN_DIR = Path(os.environ.get("RUN_DIR", ROOT / ".run"))
@@ -122,13 +126,7 @@ def write_state(running: Running) -> None:
 
 def is_alive(running: Running) -> bool:
     if running.pid is not None:
-        try:
-            os.kill(running.pid, 0)
-        except ProcessLookupError:
-            return False
-        # A zombie child still answers kill(0); it is not serving.
-        status = Path(f"/proc/{running.pid}/stat")
-        return not (status.exists() and status.read_text().split(") ", 1)[1].startswith("Z"))
+        return bool(members(running.pid))  # the server's process group: its leader and workers
     result = subprocess.run(
         [DOCKER, "inspect", "-f", "{{.State.Running}}", running.container or ""],
         capture_output=True, text=True,
@@ -183,8 +181,7 @@ def start_process(model: str, port: int, position: int) -> Running:
     environment = {**os.environ, "K_SERVICE": SERVICE_NAME, "K_REVISION": f"{SERVICE_NAME}-{model}-local",
                    "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = spawn(command, cwd=ROOT, env=environment, stdout=log)
     return Running(model=model, runtime="process", port=port, url=f"http://{HOST}:{port}",
                    log=str(log_path), position=position, pid=process.pid)
 
@@ -207,19 +204,10 @@ def stop(running: Running) -> None:
         subprocess.run([DOCKER, "stop", "-t", str(int(STOP_GRACE_S)), running.container],
                        capture_output=True)
         subprocess.run([DOCKER, "rm", "-f", running.container], capture_output=True)
-    elif running.pid is not None and is_alive(running):
-        # The server leads its own process group (start_new_session): stop the group.
+    elif running.pid is not None:
+        stop_group(running.pid, STOP_GRACE_S)
         try:
-            os.killpg(running.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + STOP_GRACE_S
-        while time.monotonic() < deadline and is_alive(running):
-            time.sleep(0.05)
-        if is_alive(running):
-            os.killpg(running.pid, signal.SIGKILL)
-        try:
-            os.waitpid(running.pid, os.WNOHANG)
+            os.waitpid(running.pid, os.WNOHANG)  # reap it, where it is our child (demo)
         except ChildProcessError:
             pass
     state_path(running.model).unlink(missing_ok=True)
