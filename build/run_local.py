@@ -116,7 +116,8 @@ def state_path(model: str) -> Path:
 def read_state() -> list[Running]:
     if not RUN_DIR.is_dir():
         return []
-    return [Running(**json.loads(path.read_text())) for path in sorted(RUN_DIR.glob("*.json"))]
+    found = [Running(**json.loads(path.read_text())) for path in RUN_DIR.glob("*.json")]
+    return sorted(found, key=lambda running: running.position)  # the order PORTS gave them
 
 
 def write_state(running: Running) -> None:
@@ -319,8 +320,7 @@ def compare(points: list[tuple[float, ...]], targets: list[tuple[str, str]]) -> 
 
 
 def running_targets() -> list[tuple[str, str]]:
-    alive = sorted((r for r in read_state() if is_alive(r)), key=lambda r: r.position)
-    return [(running.model, running.url) for running in alive]
+    return [(running.model, running.url) for running in read_state() if is_alive(running)]
 
 
 def parse_urls(items: list[str]) -> list[tuple[str, str]]:
