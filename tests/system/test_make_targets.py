@@ -55,7 +55,8 @@ def test_up_compare_stop_runs_both_versions_side_by_side(tmp_path: Path) -> None
         assert "1 of 2 point(s) answered differently" in compared.stdout
 
         again = make("up", ports, run_dir=tmp_path)
-        assert again.returncode != 0 and "already running: lin_svc" in again.stderr
+        assert again.returncode != 0
+        assert f"already running: svc on {svc}, lin_svc on {lin_svc}; stop them first" in again.stderr
     finally:
         stopped = make("stop", run_dir=tmp_path)
     assert stopped.returncode == 0
