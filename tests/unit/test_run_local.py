@@ -1,0 +1,45 @@
+"""The local runner's pure parts: ports for every version, points for the comparison."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("run_local", ROOT / "build" / "run_local.py")
+run_local = importlib.util.module_from_spec(spec)
+sys.modules["run_local"] = run_local  # its dataclasses look their module up there
+spec.loader.exec_module(run_local)
+
+
+def test_named_ports_keep_their_order_and_a_new_version_gets_the_next_free_one() -> None:
+    ports = run_local.assign_ports(["lin_svc", "rbf_svc", "svc"], "svc=5001 lin_svc=5002")
+    assert list(ports.items()) == [("svc", 5001), ("lin_svc", 5002), ("rbf_svc", 5003)]
+
+
+def test_ports_named_for_versions_that_do_not_exist_are_ignored() -> None:
+    assert run_local.assign_ports(["a", "b"], "a=6000,gone=6001") == {"a": 6000, "b": 6001}
+
+
+@pytest.mark.parametrize("spec", ["svc", "svc=", "svc=abc", "svc=70000", "svc=0"])
+def test_a_malformed_ports_spec_is_refused_with_an_example(spec: str) -> None:
+    with pytest.raises(run_local.RunError, match="is not NAME=PORT"):
+        run_local.parse_ports(spec)
+
+
+@pytest.mark.parametrize("tokens, points", [
+    ([], [(5.8, 3.4)]),
+    (["6.1,2.8"], [(6.1, 2.8)]),
+    (["5.8,3.4", "7,3"], [(5.8, 3.4), (7.0, 3.0)]),
+    (["6.1", "2.8"], [(6.1, 2.8)]),
+])
+def test_points_come_comma_joined_or_as_a_plain_pair(tokens: list[str], points: list[tuple[float, ...]]) -> None:
+    assert run_local.parse_points(tokens) == points
+
+
+def test_a_point_that_is_not_numbers_is_refused() -> None:
+    with pytest.raises(run_local.RunError, match="POINT"):
+        run_local.parse_points(["5.8,abc"])
