@@ -16,6 +16,11 @@ if [ -n "${PIP_CA:-}" ]; then secret=(--secret "id=pip_ca,src=${PIP_CA}"); fi
 models=()
 for main in functions/*/main.py; do models+=("$(basename "$(dirname "$main")")"); done
 [ ${#models[@]} -gt 0 ] || { echo "no model versions under functions/" >&2; exit 1; }
+if ! "$docker" image inspect "$base" >/dev/null 2>&1 && ! "$docker" pull --quiet "$base" >/dev/null 2>&1; then
+  echo "cannot get the base image ${base}: it is not here and cannot be pulled (no registry?)." >&2
+  echo "Build one from Debian's packages instead: make base-image, then BASE_IMAGE=iris-base:bookworm" >&2
+  exit 1
+fi
 for model in "${models[@]}"; do
   echo "building ${image}:${model} (BASE_IMAGE=${base})"
   DOCKER_BUILDKIT=1 "$docker" build --quiet -f build/Dockerfile --build-arg "BASE_IMAGE=${base}" \

@@ -170,3 +170,11 @@ def test_tritonclient_round_trip_against_a_container(images: dict[str, str]) -> 
         result = round_trip(f"127.0.0.1:{port}", model, X)
     assert result["metadata"]["name"] == model
     assert len(result["labels"]) == len(X) and result["error"][0] == "404"
+
+
+def test_a_base_image_that_cannot_be_had_says_how_to_build_one_offline(images: dict[str, str]) -> None:
+    result = subprocess.run(["make", "-s", "images", "BASE_IMAGE=no-such-base:none"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "cannot get the base image no-such-base:none" in result.stderr
+    assert "make base-image, then BASE_IMAGE=iris-base:bookworm" in result.stderr
