@@ -24,6 +24,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -75,8 +76,13 @@ def _flatten(data: Any, field: str) -> list[Any]:
     """Row-major elements of nested or flat JSON lists."""
     if not isinstance(data, list):
         raise _bad(f"{field}: expected a list of numbers, got {type(data).__name__}", field)
-    if not any(isinstance(item, list) for item in data):
+    kinds = set(map(type, data))
+    if list not in kinds:
         return data
+    if kinds == {list}:  # the common nesting, a list of rows: flattened in C
+        flat = list(chain.from_iterable(data))
+        if not any(type(item) is list for item in flat):
+            return flat
     flat: list[Any] = []
     stack = [iter(data)]
     while stack:
@@ -92,24 +98,37 @@ def _flatten(data: Any, field: str) -> list[Any]:
 
 def _tensor_from_json(values: list[Any], datatype: str, field: str) -> np.ndarray:
     integer = datatype in INTEGER_TYPES
-    for index, value in enumerate(values):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-            kind = "an integer" if integer else "a number"
-            raise _bad(f"{field}[{index}]: expected {kind} for {datatype}, got {json.dumps(value)}", field, "not_a_number")
-    dtype = np.dtype(NUMERIC_TYPES[datatype])
+    # type(), not isinstance(): bool is an int subclass. A set of types checks in C; the loop
+    # below runs only to name the element that is wrong.
+    if not set(map(type, values)) <= ({int} if integer else {int, float}):
+        _name_the_wrong_element(values, datatype, field, integer)
     if integer:
-        limits = np.iinfo(dtype)
-        for index, value in enumerate(values):
-            if not limits.min <= value <= limits.max:
-                raise _bad(f"{field}[{index}]: {value} is out of range for {datatype}", field, "out_of_range")
+        _check_integer_range(values, datatype, field)
     try:
         with np.errstate(over="ignore"):
-            return np.asarray(values, dtype=dtype)  # a float beyond FP16/FP32 becomes inf: caught as not finite
+            return np.asarray(values, dtype=np.dtype(NUMERIC_TYPES[datatype]))  # beyond FP16/FP32: inf, caught later
     except OverflowError:  # an integer beyond float64
         index = next(i for i, value in enumerate(values) if isinstance(value, int) and abs(value) > 2**1024)
         digits = len(str(abs(values[index])))
         raise _bad(f"{field}[{index}]: an integer of {digits} digits is beyond the range of {datatype}", field,
                    "not_finite") from None
+
+
+def _name_the_wrong_element(values: list[Any], datatype: str, field: str, integer: bool) -> None:
+    for index, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+            kind = "an integer" if integer else "a number"
+            raise _bad(f"{field}[{index}]: expected {kind} for {datatype}, got {json.dumps(value)}", field, "not_a_number")
+    raise _bad(f"{field}: expected numbers for {datatype}", field, "not_a_number")
+
+
+def _check_integer_range(values: list[int], datatype: str, field: str) -> None:
+    limits = np.iinfo(np.dtype(NUMERIC_TYPES[datatype]))
+    if values and limits.min <= min(values) and max(values) <= limits.max:
+        return
+    for index, value in enumerate(values):
+        if not limits.min <= value <= limits.max:
+            raise _bad(f"{field}[{index}]: {value} is out of range for {datatype}", field, "out_of_range")
 
 
 def _tensor_from_bytes(raw: bytes, datatype: str, field: str) -> np.ndarray:
