@@ -80,9 +80,9 @@ def _flatten(data: Any, field: str) -> list[Any]:
     if list not in kinds:
         return data
     if kinds == {list}:  # the common nesting, a list of rows: flattened in C
-        flat = list(chain.from_iterable(data))
-        if not any(type(item) is list for item in flat):
-            return flat
+        joined = list(chain.from_iterable(data))
+        if list not in set(map(type, joined)):
+            return joined
     flat: list[Any] = []
     stack = [iter(data)]
     while stack:
