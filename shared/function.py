@@ -94,18 +94,18 @@ def views_of(service: Service, v2: OpenInference) -> dict[str, View]:
     }
 
 
-def _respond(result: "dict[str, Any] | Reply", headers: dict[str, str]) -> flask.Response:
-    if isinstance(result, Reply):
-        document = json.dumps(result.document).encode()
-        if result.binary:
-            return flask.Response(document + result.binary, 200, mimetype="application/octet-stream",
-                                  headers={**headers, HEADER_LENGTH: str(len(document))})
-        return flask.Response(document, 200, headers=headers, mimetype="application/json")
-    return flask.Response(json.dumps(result), 200, headers=headers, mimetype="application/json")
-
-
-def _json_error(body: dict[str, Any], status: int, headers: dict[str, str]) -> flask.Response:
+def _json_response(body: dict[str, Any], status: int, headers: dict[str, str]) -> flask.Response:
     return flask.Response(json.dumps(body), status=status, headers=headers, mimetype="application/json")
+
+
+def _respond(result: "dict[str, Any] | Reply", headers: dict[str, str]) -> flask.Response:
+    if not isinstance(result, Reply):
+        return _json_response(result, 200, headers)
+    if not result.binary:
+        return _json_response(result.document, 200, headers)
+    document = json.dumps(result.document).encode()
+    return flask.Response(document + result.binary, 200, mimetype="application/octet-stream",
+                          headers={**headers, HEADER_LENGTH: str(len(document))})
 
 
 def _install_error_handlers(headers: dict[str, str]) -> None:
@@ -113,18 +113,18 @@ def _install_error_handlers(headers: dict[str, str]) -> None:
 
     @register(ServingError)
     def _serving_error(error: ServingError) -> flask.Response:
-        return _json_error(error.body(), error.status, {**headers, **error.headers()})
+        return _json_response(error.body(), error.status, {**headers, **error.headers()})
 
     @register(HTTPException)
     def _http_error(error: HTTPException) -> flask.Response:
         status = error.code or 500
         body = {"error": error.description or error.name, "code": error.name.lower().replace(" ", "_")}
-        return _json_error(body, status, headers)
+        return _json_response(body, status, headers)
 
     @register(Exception)
     def _unexpected(error: Exception) -> flask.Response:
         log.exception("unexpected error while serving %s", flask.request.path)
-        return _json_error({"error": "internal error; see the server log", "code": "internal_error"}, 500, headers)
+        return _json_response({"error": "internal error; see the server log", "code": "internal_error"}, 500, headers)
 
 
 def serve_model(name: str, directory: Path, settings: Settings | None = None) -> Callable[[flask.Request], flask.Response]:
@@ -147,7 +147,6 @@ def serve_model(name: str, directory: Path, settings: Settings | None = None) ->
     _install_error_handlers(headers)
     views = views_of(Service(model, settings), OpenInference(model, settings))
     routes = ROUTES.bind("")
-
     tutorial_get = views["root"]
 
     def predict(request: flask.Request) -> flask.Response:
