@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.artifact import Manifest, unpickle, verify_model
+from shared.artifact import RETRAIN_HINT, Manifest, unpickle, verify_model
 from shared.errors import ModelLoadError
 from shared.inputs import FeatureIndex
 from shared.linear import LinearRule
@@ -43,10 +43,10 @@ class ServedModel:
             try:
                 rule = LinearRule(exported, len(manifest.features))
             except (KeyError, TypeError, ValueError) as exc:
-                raise ModelLoadError(f"decision rule of {name!r} is unusable ({exc}): retrain with `make models`") from None
+                raise ModelLoadError(f"decision rule of {name!r} is unusable ({exc}): {RETRAIN_HINT}") from None
             if rule.n_classes != len(manifest.class_names):
                 raise ModelLoadError(f"decision rule of {name!r} has {rule.n_classes} classes, the manifest "
-                                     f"{len(manifest.class_names)}: retrain with `make models`")
+                                     f"{len(manifest.class_names)}: {RETRAIN_HINT}")
         model = cls(directory, manifest, rule)
         if rule is None:
             model.load_estimator()  # no rule: scikit-learn serves every request, so load it now
@@ -83,8 +83,12 @@ class ServedModel:
         # The whole request, so the answer is exactly scikit-learn's for these rows.
         return self._sklearn_indices(rows)
 
+    def class_names_of(self, indices: np.ndarray) -> np.ndarray:
+        """The class name at each index, as an array of str objects."""
+        return self._class_names[indices]
+
     def predict(self, rows: np.ndarray) -> list[str]:
-        return self._class_names[self.predict_indices(rows)].tolist()
+        return self.class_names_of(self.predict_indices(rows)).tolist()
 
     def predict_one(self, row: tuple[float, ...]) -> str:
         """The class name for one row: the request path of GET /."""

@@ -360,7 +360,7 @@ class OpenInference:
             if output.name == OUTPUT_PREDICTED_CLASS:
                 tensor, datatype = indices.astype("<i8"), "INT64"
             elif output.name == OUTPUT_CLASS_NAME:
-                tensor, datatype = np.array(self.model.manifest.class_names, dtype=object)[indices], "BYTES"
+                tensor, datatype = self.model.class_names_of(indices), "BYTES"
             else:
                 tensor, datatype = self.model.decision_scores(rows).astype("<f8"), "FP64"
             entry: dict[str, Any] = {"name": output.name, "datatype": datatype, "shape": list(tensor.shape)}
