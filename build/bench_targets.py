@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from process_group import members, spawn, stop_group
+from run_local import model_names  # one rule for what a model version is
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -183,9 +184,6 @@ def _needs_image(image: str) -> Callable[[], str | None]:
 
     return check
 
-
-def model_names() -> list[str]:
-    return sorted(path.parent.name for path in (ROOT / "functions").glob("*/main.py"))
 
 
 GET_TEST_POINT = Request("GET", f"/?length={TEST_POINT[0]}&width={TEST_POINT[1]}")
