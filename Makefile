@@ -27,13 +27,13 @@ MODELS := $(patsubst functions/%/main.py,%,$(wildcard functions/*/main.py))
 ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
 TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py shared/linear.py
 
-.PHONY: help venv models retrain up demo compare status stop test images base-image bench clean
+.PHONY: help venv models retrain up demo compare status stop test images base-image mlserver bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: RUNTIME=$(RUNTIME) PORTS=\"$(PORTS)\" POINT=\"$(POINT)\" URLS=\"$(URLS)\" BASE_IMAGE=$(BASE_IMAGE)"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml $(wildcard build/iris_tools/*/__init__.py)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --no-deps -e .
@@ -52,19 +52,19 @@ retrain: | $(VENV)/.installed ## train every model version again
 RUNTIME_NEEDS := models $(if $(filter docker,$(RUNTIME)),images)
 
 demo: $(RUNTIME_NEEDS) ## run every version side by side (svc :5001, lin_svc :5002), compare them, serve until Ctrl-C
-	$(PY) build/run_local.py demo --runtime $(RUNTIME) --ports "$(PORTS)" --point $(POINT)
+	$(PY) -m iris_tools.run_local demo --runtime $(RUNTIME) --ports "$(PORTS)" --point $(POINT)
 
 up: $(RUNTIME_NEEDS) ## like demo, but return once they are up (stop them with make stop)
-	$(PY) build/run_local.py up --runtime $(RUNTIME) --ports "$(PORTS)" --point $(POINT)
+	$(PY) -m iris_tools.run_local up --runtime $(RUNTIME) --ports "$(PORTS)" --point $(POINT)
 
 compare: | $(VENV)/.installed ## ask every running version for POINT (or URLS="name=url ...") side by side
-	$(PY) build/run_local.py compare $(POINT) $(foreach u,$(URLS),--url $(u))
+	$(PY) -m iris_tools.run_local compare $(POINT) $(foreach u,$(URLS),--url $(u))
 
 status: | $(VENV)/.installed ## list the running versions
-	$(PY) build/run_local.py status
+	$(PY) -m iris_tools.run_local status
 
 stop: | $(VENV)/.installed ## stop every running version, processes and containers
-	$(PY) build/run_local.py stop
+	$(PY) -m iris_tools.run_local stop
 
 images: models ## build one image per model version: $(IMAGE):<name>, from build/Dockerfile
 	BASE_IMAGE=$(BASE_IMAGE) PIP_CA=$(PIP_CA) build/build_images.sh
@@ -72,8 +72,16 @@ images: models ## build one image per model version: $(IMAGE):<name>, from build
 base-image: ## build iris-base:bookworm offline with debootstrap (no registry needed; root)
 	build/offline_base_image.sh iris-base:bookworm
 
-bench: models ## benchmark every target side by side (wrk); writes .bench/results.json and docs/benchmarks.md
-	$(PY) build/bench.py --docs docs/benchmarks.md $(BENCH_ARGS)
+MLSERVER_VENV := .bench/mlserver-venv
+$(MLSERVER_VENV)/bin/mlserver: build/iris_tools/mlserver-requirements.txt
+	$(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/pip install --quiet -r $<
+	touch $@
+
+mlserver: $(MLSERVER_VENV)/bin/mlserver ## install MLServer, the benchmark's baseline, into .bench/mlserver-venv
+
+bench: models mlserver ## benchmark every target side by side (wrk); writes .bench/results.json and docs/benchmarks.md
+	$(PY) -m iris_tools.bench --docs docs/benchmarks.md $(BENCH_ARGS)
 
 test: models ## run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)

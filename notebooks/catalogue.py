@@ -1,8 +1,11 @@
 """The model versions `pickle_models.ipynb` trains: one entry each, in release order.
 
-The key is the version's name: its folder `functions/<name>/`, its image tag
-`iris:<name>` and the name the HTTP function reports.
+The key is the version's name, which is its folder's: `functions/<name>/main.py`
+serves it, the image is `iris:<name>`, and the function reports that name.
+`check_catalogue` fails training when the entries and the folders differ.
 """
+
+from pathlib import Path
 
 from sklearn.svm import SVC, LinearSVC
 
@@ -10,3 +13,27 @@ MODELS = {
     "svc": lambda: SVC(kernel="linear"),
     "lin_svc": lambda: LinearSVC(random_state=0, max_iter=10_000),
 }
+
+FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
+
+
+def function_folders(functions_dir: Path = FUNCTIONS_DIR) -> set[str]:
+    return {path.parent.name for path in functions_dir.glob("*/main.py")}
+
+
+def check_catalogue(models: dict = MODELS, functions_dir: Path = FUNCTIONS_DIR) -> None:
+    """Every catalogue entry has a function folder and every function folder an entry; else ValueError naming which."""
+    folders = function_folders(functions_dir)
+    untrained = sorted(folders - set(models))
+    unserved = sorted(set(models) - folders)
+    problems = []
+    if untrained:
+        problems.append(f"{', '.join(f'functions/{n}/main.py' for n in untrained)} "
+                        f"{'has' if len(untrained) == 1 else 'have'} no entry in notebooks/catalogue.py MODELS: "
+                        f"add one (or remove the folder)")
+    if unserved:
+        problems.append(f"catalogue entr{'y' if len(unserved) == 1 else 'ies'} {', '.join(unserved)} "
+                        f"{'has' if len(unserved) == 1 else 'have'} no functions/<name>/main.py: add the folder "
+                        f"(main.py as in functions/svc/) or remove the entry")
+    if problems:
+        raise ValueError("the catalogue and functions/ differ: " + "; ".join(problems))

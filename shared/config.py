@@ -8,7 +8,17 @@
 | MAX_BATCH_ROWS     | 10000   | most instances one POST may carry                    |
 | MAX_REQUEST_BYTES  | 4194304 | largest request body accepted (4 MiB)                |
 
-`PORT` (default 8080) is read by functions-framework itself.
+The container's server (`python -m shared.server`) also reads, through `ServerSettings`:
+
+| variable           | default  | meaning                                              |
+|--------------------|----------|------------------------------------------------------|
+| PORT               | 8080     | port to listen on (Cloud Run sets it)                |
+| HOST               | 0.0.0.0  | address to listen on                                 |
+| GRACEFUL_TIMEOUT_S | 8        | seconds in-flight requests get after SIGTERM (Cloud Run allows 10) |
+| FUNCTION_TARGET    | predict  | the function in the source file                      |
+| FUNCTION_SOURCE    | main.py  | the model version's main.py                          |
+
+Under `functions-framework` itself, the framework reads `PORT`.
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ from shared.errors import ConfigError
 
 DEFAULT_MAX_BATCH_ROWS = 10_000
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+DEFAULT_PORT = 8080
+DEFAULT_GRACEFUL_TIMEOUT_S = 8
 
 
 @dataclass(frozen=True)
@@ -42,7 +54,30 @@ class Settings:
         )
 
 
+@dataclass(frozen=True)
+class ServerSettings:
+    port: int = DEFAULT_PORT
+    host: str = "0.0.0.0"
+    graceful_timeout_s: int = DEFAULT_GRACEFUL_TIMEOUT_S
+    function_target: str = "predict"
+    function_source: str = "main.py"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "ServerSettings":
+        return cls(
+            port=_int_in_range(environ, "PORT", DEFAULT_PORT, 1, 65535),
+            host=environ.get("HOST") or "0.0.0.0",
+            graceful_timeout_s=_int_in_range(environ, "GRACEFUL_TIMEOUT_S", DEFAULT_GRACEFUL_TIMEOUT_S, 0, 3600),
+            function_target=environ.get("FUNCTION_TARGET") or "predict",
+            function_source=environ.get("FUNCTION_SOURCE") or "main.py",
+        )
+
+
 def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    return _int_in_range(environ, name, default, 1, None)
+
+
+def _int_in_range(environ: Mapping[str, str], name: str, default: int, least: int, most: int | None) -> int:
     raw = environ.get(name)
     if raw is None or raw == "":
         return default
@@ -50,6 +85,8 @@ def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not an integer; unset it to use {default}") from None
-    if value < 1:
-        raise ConfigError(f"{name}={raw!r} must be at least 1; unset it to use {default}")
+    if value < least:
+        raise ConfigError(f"{name}={raw!r} must be at least {least}; unset it to use {default}")
+    if most is not None and value > most:
+        raise ConfigError(f"{name}={raw!r} must be at most {most}; unset it to use {default}")
     return value

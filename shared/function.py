@@ -1,7 +1,8 @@
 """The web layer: one Functions Framework HTTP function per model version.
 
-`functions/<model>/main.py` calls `serve_model(name, directory)` at import, so the
-model is loaded and verified when the server starts, never on a request.
+`functions/<model>/main.py` calls `serve_model(Path(__file__).parent)` at import, so
+the model is loaded and verified when the server starts, never on a request. A
+model's name is its folder's: one name for the folder, the image tag and the answers.
 Every error, ours or Flask's, leaves here as the same JSON shape.
 """
 
@@ -127,11 +128,13 @@ def _install_error_handlers(headers: dict[str, str]) -> None:
         return _json_response({"error": "internal error; see the server log", "code": "internal_error"}, 500, headers)
 
 
-def serve_model(name: str, directory: Path, settings: Settings | None = None) -> Callable[[flask.Request], flask.Response]:
-    """Load and verify model `name` from `directory`; return its HTTP function.
+def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[flask.Request], flask.Response]:
+    """Load and verify the model in `directory` (its name is the folder's); return its HTTP function.
 
     A model that fails a check stops the process with a message naming the check.
     """
+    directory = Path(directory)
+    name = directory.resolve().name
     try:
         settings = settings or Settings.from_env()
         model = ServedModel.load(directory, name)

@@ -1,7 +1,7 @@
-"""Model version `lin_svc`: LinearSVC, served by the shared handler."""
+"""Model version `lin_svc`: its name is this folder's; the shared handler does the rest."""
 
 from pathlib import Path
 
 from shared.function import serve_model
 
-predict = serve_model("lin_svc", Path(__file__).parent)
+predict = serve_model(Path(__file__).parent)

@@ -1,7 +1,7 @@
-"""Model version `svc`: SVC with a linear kernel, served by the shared handler."""
+"""Model version `svc`: its name is this folder's; the shared handler does the rest."""
 
 from pathlib import Path
 
 from shared.function import serve_model
 
-predict = serve_model("svc", Path(__file__).parent)
+predict = serve_model(Path(__file__).parent)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from shared.model import ServedModel
-from tests.conftest import MODEL_DIRS, ROOT, iris_xy
+from tests.helpers import MODEL_DIRS, ROOT, iris_xy
 
 LINEAR_DIRS = [d for d in MODEL_DIRS if (d / "model.rule.json").exists()]
 REQUEST_ROWS = 10_000

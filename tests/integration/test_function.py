@@ -9,9 +9,8 @@ import joblib
 import pytest
 from flask.testing import FlaskClient
 
-from tests.conftest import TEST_POINT, TUTORIAL_ANSWERS, iris_xy
+from tests.helpers import CLASS_NAMES, TEST_POINT, TUTORIAL_ANSWERS, iris_xy
 
-CLASS_NAMES = ["setosa", "versicolor", "virginica"]
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.artifact import ARTIFACT_FILE, MANIFEST_FILE, RULE_FILE, load_model
-from tests.conftest import ROOT, TUTORIAL_ANSWERS
+from tests.helpers import ROOT, TUTORIAL_ANSWERS
 
 NOTEBOOK = ROOT / "notebooks" / "pickle_models.ipynb"
 

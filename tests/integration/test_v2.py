@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
-from tests.conftest import iris_xy
+from tests.helpers import CLASS_NAMES, iris_xy
 
-CLASS_NAMES = ["setosa", "versicolor", "virginica"]
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import MODEL_DIRS, ROOT, TUTORIAL_ANSWERS, free_port, iris_xy
+from tests.helpers import MODEL_DIRS, ROOT, TUTORIAL_ANSWERS, free_port, iris_xy
 from tests.system.servers import function_command, function_server
 
 pytestmark = pytest.mark.system

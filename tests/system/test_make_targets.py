@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT, free_port
+from tests.helpers import ROOT, free_port
 
 pytestmark = pytest.mark.system
 
@@ -62,7 +62,7 @@ def test_up_compare_stop_runs_both_versions_side_by_side(tmp_path: Path) -> None
     assert stopped.returncode == 0
     assert "stopped svc" in stopped.stdout and "stopped lin_svc" in stopped.stdout
     assert not port_answers(svc) and not port_answers(lin_svc)
-    assert list(tmp_path.glob("*.json")) == []
+    assert list(tmp_path.rglob("*.json")) == []
 
 
 def test_compare_takes_any_urls(tmp_path: Path) -> None:
@@ -86,7 +86,7 @@ def test_a_taken_port_is_reported_with_the_variable_that_changes_it(tmp_path: Pa
     assert result.returncode != 0
     assert f"port {taken} (for svc) already in use" in result.stderr
     assert "PORTS=" in result.stderr
-    assert list(tmp_path.glob("*.json")) == []
+    assert list(tmp_path.rglob("*.json")) == []
 
 
 def test_compare_with_nothing_running_says_how_to_start(tmp_path: Path) -> None:
@@ -119,7 +119,7 @@ def test_demo_serves_until_ctrl_c_then_stops_everything(tmp_path: Path) -> None:
     while time.monotonic() < deadline and (port_answers(svc) or port_answers(lin_svc)):
         time.sleep(0.1)
     assert not port_answers(svc) and not port_answers(lin_svc)
-    assert list(tmp_path.glob("*.json")) == []
+    assert list(tmp_path.rglob("*.json")) == []
 
 
 def test_help_is_the_default_goal_and_lists_the_two_readme_commands() -> None:

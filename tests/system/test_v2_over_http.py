@@ -7,7 +7,7 @@ from pathlib import Path
 import joblib
 import pytest
 
-from tests.conftest import MODEL_DIRS, free_port, iris_xy
+from tests.helpers import MODEL_DIRS, free_port, iris_xy
 from tests.system.servers import function_server
 from tests.system.v2_client import CLASS_NAMES, round_trip
 

@@ -7,12 +7,12 @@ from sklearn.svm import LinearSVC
 
 from shared.artifact import ARTIFACT_FILE, MANIFEST_FILE, load_model, read_manifest
 from shared.errors import ModelLoadError
-from tests.conftest import iris_xy, write_model_version
+from tests.helpers import iris_xy, write_model_version
 
 
 @pytest.fixture
 def version(tmp_path: Path) -> Path:
-    return write_model_version(tmp_path / "lin", "lin", LinearSVC(random_state=0, max_iter=10_000))
+    return write_model_version(tmp_path / "lin", LinearSVC(random_state=0, max_iter=10_000))
 
 
 def test_manifest_describes_the_artifact(version: Path) -> None:
@@ -29,8 +29,8 @@ def test_manifest_describes_the_artifact(version: Path) -> None:
 
 
 def test_saving_the_same_model_twice_writes_the_same_bytes(tmp_path: Path) -> None:
-    first = write_model_version(tmp_path / "a", "m", LinearSVC(random_state=0, max_iter=10_000))
-    second = write_model_version(tmp_path / "b", "m", LinearSVC(random_state=0, max_iter=10_000))
+    first = write_model_version(tmp_path / "a" / "m", LinearSVC(random_state=0, max_iter=10_000))
+    second = write_model_version(tmp_path / "b" / "m", LinearSVC(random_state=0, max_iter=10_000))
     for name in (ARTIFACT_FILE, MANIFEST_FILE):
         assert (first / name).read_bytes() == (second / name).read_bytes()
 
@@ -99,6 +99,6 @@ def test_a_model_that_is_not_linear_has_no_rule(tmp_path: Path) -> None:
 
     from shared.artifact import RULE_FILE
 
-    directory = write_model_version(tmp_path / "rbf", "rbf", SVC(kernel="rbf"))
+    directory = write_model_version(tmp_path / "rbf", SVC(kernel="rbf"))
     assert json.loads((directory / MANIFEST_FILE).read_text())["rule_sha256"] is None
     assert not (directory / RULE_FILE).exists()

@@ -5,7 +5,7 @@ import pytest
 
 from shared.errors import InvalidInput, PayloadTooLarge
 from shared.inputs import FeatureIndex, number_from_text, parse_instances, parse_json, parse_query
-from tests.conftest import IRIS_FEATURES
+from tests.helpers import IRIS_FEATURES
 
 INDEX = FeatureIndex(IRIS_FEATURES)
 

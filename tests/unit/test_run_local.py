@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 
-from tests.conftest import ROOT
-
-spec = importlib.util.spec_from_file_location("run_local", ROOT / "build" / "run_local.py")
-run_local = importlib.util.module_from_spec(spec)
-sys.modules["run_local"] = run_local  # its dataclasses look their module up there
-spec.loader.exec_module(run_local)
+from iris_tools import compare, run_local
 
 
 def test_named_ports_keep_their_order_and_a_new_version_gets_the_next_free_one() -> None:
@@ -37,9 +29,9 @@ def test_a_malformed_ports_spec_is_refused_with_an_example(spec: str) -> None:
     (["6.1", "2.8"], [(6.1, 2.8)]),
 ])
 def test_points_come_comma_joined_or_as_a_plain_pair(tokens: list[str], points: list[tuple[float, ...]]) -> None:
-    assert run_local.parse_points(tokens) == points
+    assert compare.parse_points(tokens) == points
 
 
 def test_a_point_that_is_not_numbers_is_refused() -> None:
-    with pytest.raises(run_local.RunError, match="POINT"):
-        run_local.parse_points(["5.8,abc"])
+    with pytest.raises(compare.RunError, match="POINT"):
+        compare.parse_points(["5.8,abc"])

@@ -1,10 +1,10 @@
 """Benchmark every serving target side by side, on loopback, in one run.
 
-    python build/bench.py [--quick] [--only NAME ...] [--json PATH] [--docs PATH]
+    python -m iris_tools.bench [--quick] [--only NAME ...] [--json PATH] [--docs PATH]
 
 A target is something that answers one iris prediction over HTTP: our functions
 (as processes and, with docker, as containers) and the baselines registered in
-`build/bench_targets.py`. Each target is started, measured and stopped in turn;
+`iris_tools/bench_targets.py`. Each target is started, measured and stopped in turn;
 load comes from wrk. The figures go to stdout as a table, to JSON (--json), and
 with --docs to the markdown page that keeps the latest table.
 
@@ -35,9 +35,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_targets import ROOT, Handle, Request, Target, all_targets  # noqa: E402
+from iris_tools import ROOT
+from iris_tools.bench_targets import Request, Target, all_targets, wait_ready
+from iris_tools.servers import Server
 
 CONNECTIONS = (1, 8, 32)
 BATCH_SIZES = (1_000, 10_000)
@@ -80,7 +80,7 @@ def cold_start(target: Target, runs: int) -> float:
         started = time.perf_counter()
         handle = target.start()
         try:
-            handle.wait_ready(target.single, timeout=120)
+            wait_ready(handle, target.single, timeout=120)
             times.append(time.perf_counter() - started)
         finally:
             handle.stop()
@@ -143,11 +143,11 @@ def measure_all(targets: list[Target], settings: Settings) -> list[Result]:
     for target in targets:
         print(f"cold start of {target.name} ...", file=sys.stderr, flush=True)
         results[target.name].cold_start_s = round(cold_start(target, settings.cold_start_runs), 3)
-    handles: dict[str, Handle] = {}
+    handles: dict[str, Server] = {}
     try:
         for target in targets:
             handles[target.name] = target.start()
-            handles[target.name].wait_ready(target.single, timeout=120)
+            wait_ready(handles[target.name], target.single, timeout=120)
         single: dict[tuple[str, int], list[dict[str, float]]] = defaultdict(list)
         batch: dict[tuple[str, int], list[float]] = defaultdict(list)
         for round_number in range(settings.rounds):
@@ -234,7 +234,7 @@ def write_docs(path: Path, results: list[Result], info: dict[str, str], settings
 
 
 def ratios_text(results: list[Result]) -> str:
-    from bench_targets import ratios
+    from iris_tools.bench_targets import ratios
 
     lines = ratios(results)
     return "\n".join(["## Ratios, from this run", "", *lines]) if lines else ""

@@ -8,25 +8,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from process_group import members, spawn, stop_group
-from run_local import model_names  # one rule for what a model version is
+from iris_tools import FUNCTIONS_DIR, ROOT
+from iris_tools.servers import DOCKER, ContainerServer, ProcessServer, Server, free_port, http_status
+from iris_tools.versions import function_command, model_names, start_function
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
-DOCKER = os.environ.get("DOCKER", "docker")
 IMAGE = os.environ.get("IMAGE", "iris")
+VENV_BIN = Path(sys.executable).parent
 TEST_POINT = (5.8, 3.4)
 
 
@@ -37,81 +33,32 @@ class Request:
     body: bytes = b""
     content_type: str | None = None
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    def send(self, url: str, timeout: float = 1.0) -> int:
+        headers = {"Content-Type": self.content_type} if self.content_type else {}
+        return http_status(url + self.path, timeout, self.method, self.body or None, headers)
 
 
-def send(url: str, request: Request, timeout: float = 5.0) -> int:
-    headers = {"Content-Type": request.content_type} if request.content_type else {}
-    message = urllib.request.Request(url + request.path, data=request.body or None, method=request.method,
-                                     headers=headers)
-    try:
-        with urllib.request.urlopen(message, timeout=timeout) as response:
-            response.read()
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
-class Handle:
-    """A started server: its URL, its processes, and how to stop it."""
-
-    def __init__(self, url: str, alive: Callable[[], bool], stop: Callable[[], None], pids: Callable[[], list[int]]):
-        self.url, self._alive, self._stop, self._pids = url, alive, stop, pids
-
-    def wait_ready(self, request: Request, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self._alive():
-                raise RuntimeError(f"{self.url}: the server exited before answering")
-            try:
-                if send(self.url, request, timeout=1.0) == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.005)
-        raise RuntimeError(f"{self.url}: no 200 within {timeout} s")
-
-    def pids(self) -> list[int]:
-        return self._pids()
-
-    def stop(self) -> None:
-        self._stop()
+def wait_ready(server: Server, request: Request, timeout: float) -> None:
+    """Until `request` answers 200: the target's own single-prediction request, not just a health route."""
+    server.wait_ready(ready=lambda: request.send(server.url) == 200, timeout=timeout, interval=0.005)
 
 
 def start_process(command: list[str], port: int, env: dict[str, str] | None = None, cwd: Path = ROOT,
-                  cleanup: Callable[[], None] | None = None) -> Handle:
-    process = spawn(command, cwd=cwd, env={**os.environ, "PORT": str(port), **(env or {})})
+                  cleanup: Callable[[], None] | None = None) -> Server:
+    server = ProcessServer.start(command, port=port, env={"PORT": str(port), **(env or {})}, cwd=cwd)
+    if cleanup is not None:
+        stop = server.stop
 
-    def stop() -> None:
-        stop_group(process.pid, grace_s=15)
-        process.wait()
-        if cleanup is not None:
+        def stop_and_clean(grace_s: float = 15.0) -> None:
+            stop(grace_s)
             cleanup()
 
-    return Handle(f"http://127.0.0.1:{port}", lambda: process.poll() is None, stop, lambda: members(process.pid))
+        server.stop = stop_and_clean  # type: ignore[method-assign]
+    return server
 
 
-def start_container(image: str, port: int) -> Handle:
-    name = f"iris_bench_{uuid.uuid4().hex[:8]}"
-    subprocess.run([DOCKER, "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8080", image],
-                   check=True, capture_output=True)
-
-    def alive() -> bool:
-        state = subprocess.run([DOCKER, "inspect", "-f", "{{.State.Running}}", name], capture_output=True, text=True)
-        return state.stdout.strip() == "true"
-
-    def pids() -> list[int]:
-        top = subprocess.run([DOCKER, "top", name, "-o", "pid"], capture_output=True, text=True).stdout
-        return [int(line) for line in top.split()[1:] if line.isdigit()]
-
-    def stop() -> None:
-        subprocess.run([DOCKER, "rm", "-f", name], capture_output=True)
-
-    return Handle(f"http://127.0.0.1:{port}", alive, stop, pids)
+def start_container(image: str, port: int) -> Server:
+    return ContainerServer.start(image, name=f"iris_bench_{uuid.uuid4().hex[:8]}", port=port)
 
 
 def batch_rows(rows: int, seed: int = 0) -> list[list[float]]:
@@ -133,7 +80,7 @@ def inprocess_rows_per_s(model: str) -> Callable[[int], float]:
         import joblib
         import numpy as np
 
-        estimator = joblib.load(ROOT / "functions" / model / "model.joblib")
+        estimator = joblib.load(FUNCTIONS_DIR / model / "model.joblib")
         X = np.array(batch_rows(rows))
         estimator.predict(X)
         count, started = 0, time.perf_counter()
@@ -149,7 +96,7 @@ def inprocess_rows_per_s(model: str) -> Callable[[int], float]:
 class Target:
     name: str
     group: str
-    start_on: Callable[[int], Handle]
+    start_on: Callable[[int], Server]
     single: Request
     batch: Callable[[int], Request] | None = None
     inprocess: Callable[[int], float] | None = None
@@ -158,7 +105,7 @@ class Target:
     protocol: str = "tutorial"  # the single request: "tutorial" GET /?length=&width=, or "v2" infer
     description: str = ""
 
-    def start(self) -> Handle:
+    def start(self) -> Server:
         return self.start_on(free_port())
 
     def unavailable(self) -> str | None:
@@ -190,11 +137,9 @@ GET_TEST_POINT = Request("GET", f"/?length={TEST_POINT[0]}&width={TEST_POINT[1]}
 
 
 def ours(model: str) -> Target:
-    command = [str(VENV_BIN / "functions-framework"), "--source", f"functions/{model}/main.py",
-               "--target", "predict", "--host", "127.0.0.1"]
     return Target(name=f"ours:{model}", group="ours",
                   description=f"functions/{model} under functions-framework; GET /?length=&width=, POST / instances",
-                  start_on=lambda port: start_process([*command, "--port", str(port)], port),
+                  start_on=lambda port: start_function(Path("functions") / model / "main.py", port),
                   single=GET_TEST_POINT, batch=instances_request, inprocess=inprocess_rows_per_s(model))
 
 
@@ -208,8 +153,6 @@ def ours_container(model: str) -> Target:
 FIXTURES = Path(__file__).resolve().parent / "bench_fixtures"
 BENCH_DIR = ROOT / ".bench"
 MLSERVER_VENV = BENCH_DIR / "mlserver-venv"
-# uvloop 0.22 and later break MLServer 1.7.1's inference workers (no current event loop).
-MLSERVER_REQUIREMENTS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "scikit-learn==1.9.1", "uvloop<0.22"]
 BASELINE_MODEL = "svc"
 
 
@@ -221,7 +164,7 @@ def v2_request(model: str, rows: list[list[float]], name: str = "input-0") -> Re
 def tutorial_flask() -> Target:
     """The tutorial's app: Flask's development server, pickle.load at import, clf.predict per request."""
 
-    def start_on(port: int) -> Handle:
+    def start_on(port: int) -> Server:
         import pickle
 
         import joblib
@@ -229,7 +172,7 @@ def tutorial_flask() -> Target:
         pickled = BENCH_DIR / f"{BASELINE_MODEL}.pkl"
         if not pickled.exists():
             BENCH_DIR.mkdir(exist_ok=True)
-            pickled.write_bytes(pickle.dumps(joblib.load(ROOT / "functions" / BASELINE_MODEL / "model.joblib")))
+            pickled.write_bytes(pickle.dumps(joblib.load(FUNCTIONS_DIR / BASELINE_MODEL / "model.joblib")))
         return start_process([sys.executable, str(FIXTURES / "tutorial_flask.py"), str(pickled), str(port)], port)
 
     return Target(name="tutorial-flask", group="baseline", start_on=start_on, single=GET_TEST_POINT,
@@ -238,33 +181,29 @@ def tutorial_flask() -> Target:
 
 def framework_ceiling() -> Target:
     """functions-framework answering a constant JSON object: the most any function can do here."""
-    command = [str(VENV_BIN / "functions-framework"), "--source", str(FIXTURES / "ceiling" / "main.py"),
-               "--target", "ceiling", "--host", "127.0.0.1"]
+    def start_on(port: int) -> Server:
+        command = function_command(FIXTURES / "ceiling" / "main.py", port)
+        command[command.index("--target") + 1] = "ceiling"
+        return start_process(command, port)
+
     return Target(name="ff-ceiling", group="baseline",
                   description="functions-framework answering a constant JSON object: the framework's ceiling",
-                  start_on=lambda port: start_process([*command, "--port", str(port)], port), single=GET_TEST_POINT)
+                  start_on=start_on, single=GET_TEST_POINT)
 
 
 def _mlserver_installed() -> str | None:
-    """MLServer lives in its own virtual environment, made on first use."""
-    mlserver = MLSERVER_VENV / "bin" / "mlserver"
-    if mlserver.exists():
+    """MLServer lives in its own virtual environment, made by `make mlserver` (never during a run)."""
+    if (MLSERVER_VENV / "bin" / "mlserver").exists():
         return None
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True, capture_output=True)
-        subprocess.run([str(MLSERVER_VENV / "bin" / "pip"), "install", "--quiet", *MLSERVER_REQUIREMENTS],
-                       check=True, capture_output=True, timeout=900)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        return f"could not install MLServer into {MLSERVER_VENV}: {exc}"
-    return None
+    return f"MLServer is not installed in {MLSERVER_VENV.relative_to(ROOT)}: run `make mlserver` first"
 
 
 def mlserver(model: str = BASELINE_MODEL) -> Target:
     """Seldon's MLServer with its scikit-learn runtime serving the same joblib artifact, with its defaults."""
 
-    def start_on(port: int) -> Handle:
+    def start_on(port: int) -> Server:
         directory = Path(tempfile.mkdtemp(prefix="mlserver-", dir=BENCH_DIR))
-        shutil.copy(ROOT / "functions" / model / "model.joblib", directory / "model.joblib")
+        shutil.copy(FUNCTIONS_DIR / model / "model.joblib", directory / "model.joblib")
         (directory / "model-settings.json").write_text(json.dumps(
             {"name": model, "implementation": "mlserver_sklearn.SKLearnModel", "parameters": {"uri": "./model.joblib"}}))
         (directory / "settings.json").write_text(json.dumps(

@@ -1,0 +1,44 @@
+"""What tests share besides fixtures: paths, the tutorial's answers, training a model version into a folder."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_iris
+
+from iris_tools.servers import free_port  # noqa: F401  (one free_port for every tier)
+from shared.artifact import Feature, save_model
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_DIRS = sorted(path.parent for path in (ROOT / "functions").glob("*/main.py"))
+MODEL_NAMES = [path.name for path in MODEL_DIRS]
+IRIS_FEATURES = [Feature(name="sepal_length", alias="length"), Feature(name="sepal_width", alias="width")]
+CLASS_NAMES = ["setosa", "versicolor", "virginica"]
+# The tutorial's test point and what each version says there.
+TEST_POINT = (5.8, 3.4)
+TUTORIAL_ANSWERS = {"svc": "versicolor", "lin_svc": "setosa"}
+
+
+def iris_xy() -> tuple[np.ndarray, np.ndarray]:
+    iris = load_iris()
+    return iris.data[:, :2], iris.target
+
+
+MAIN_TEMPLATE = '''
+    from pathlib import Path
+
+    from shared.function import serve_model
+
+    predict = serve_model(Path(__file__).parent)
+'''
+
+
+def write_model_version(directory: Path, estimator: object) -> Path:
+    """A model version folder as the notebook and `functions/<name>/main.py` make it; its name is the folder's."""
+    X, y = iris_xy()
+    save_model(estimator.fit(X, y), directory, name=directory.name, features=IRIS_FEATURES,
+               class_names=CLASS_NAMES, X=X, y=y)
+    (directory / "main.py").write_text(textwrap.dedent(MAIN_TEMPLATE))
+    return directory
