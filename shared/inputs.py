@@ -17,6 +17,7 @@ import numpy as np
 
 from shared.artifact import Feature
 from shared.errors import InvalidInput, PayloadTooLarge
+from shared.numbers import array_from_json, check_number
 
 # Plain decimal notation only: float() would also take "nan", "inf" and "1_0".
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
@@ -47,21 +48,6 @@ def _finite(field: str, value: float) -> float:
     if not math.isfinite(value):
         raise InvalidInput(f"{field}: must be a finite number, got {value!r}", field=field, code="not_finite")
     return value
-
-
-def _number_from_json(field: str, value: Any) -> float:
-    # bool is an int subclass: true/false are not measurements.
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInput(
-            f"{field}: expected a number, got {type(value).__name__} {json.dumps(value)}",
-            field=field,
-            code="not_a_number",
-        )
-    try:
-        return _finite(field, float(value))
-    except OverflowError:  # an integer beyond float64
-        raise InvalidInput(f"{field}: an integer of {len(str(abs(value)))} digits is beyond the range of a float",
-                           field=field, code="not_finite") from None
 
 
 def _fill_named(index: FeatureIndex, items: Mapping[str, Any], where: str, convert: Any) -> list[float]:
@@ -116,19 +102,13 @@ def parse_json(body: bytes) -> Any:
 
 
 def _plain_rows(instances: list[Any], width: int) -> np.ndarray | None:
-    """The common case at C speed: every instance a list of `width` finite JSON numbers."""
-    # map() and set() keep these loops in C. type(), not isinstance(): bool is an int
-    # subclass, and true/false are not measurements.
+    """The common case at C speed: every instance a list of `width` values (map() and set() run in C);
+    their numbers are checked by the one number parser, which names the element at fault."""
     if set(map(type, instances)) != {list} or set(map(len, instances)) != {width}:
         return None
-    if not set(map(type, chain.from_iterable(instances))) <= {float, int}:
-        return None
-    try:
-        rows = np.fromiter(chain.from_iterable(instances), dtype=np.float64, count=len(instances) * width)
-    except OverflowError:  # an integer beyond float64
-        return None
-    rows = rows.reshape(len(instances), width)
-    return rows if np.isfinite(rows).all() else None
+    flat = list(chain.from_iterable(instances))
+    rows = array_from_json(flat, None, lambda i: f"instances[{i // width}][{i % width}]")
+    return rows.reshape(len(instances), width)
 
 
 def parse_instances(index: FeatureIndex, document: Any, max_rows: int) -> np.ndarray:
@@ -169,9 +149,9 @@ def parse_instances(index: FeatureIndex, document: Any, max_rows: int) -> np.nda
                     field=where,
                     code="wrong_length",
                 )
-            rows[number] = [_number_from_json(f"{where}[{i}]", value) for i, value in enumerate(instance)]
+            rows[number] = [check_number(f"{where}[{i}]", value) for i, value in enumerate(instance)]
         elif isinstance(instance, dict):
-            rows[number] = _fill_named(index, instance, f"{where}.", _number_from_json)
+            rows[number] = _fill_named(index, instance, f"{where}.", check_number)
         else:
             raise InvalidInput(
                 f"{where}: expected a list of {len(index)} numbers or an object of named features, got {type(instance).__name__}",

@@ -24,11 +24,33 @@ from typing import Any
 import numpy as np
 
 UNIT_ROUNDOFF = 2.0**-53
-# Each bound is this many times the textbook gamma_n = n*u/(1-n*u): room for any summation order.
 SAFETY = 4.0
+
+# The error budget. A decision value d(x) (ovo: one pair's; ovr: one class's score) is a sum of
+# products. Higham's bound for a float inner product of n terms, in any order, with or without
+# FMA, is |fl(sum) - sum| <= gamma_n * sum(|terms|), gamma_n = n*u/(1-n*u), u = 2**-53. So:
+#
+#   ovr   d = w.x + b: F products and one addition, n = F + 1 (+1 below). scikit-learn computes the
+#         same sum (BLAS, any order): its error is within the same gamma_n * (|w|.|x| + |b|).
+#   ovo   libsvm's d = sum_k a_k (sv_k . x) - rho: K support vectors of F features, so n <= K + F + 1.
+#         Ours evaluates w = sum_k a_k sv_k (rounded once, at export) then w.x + b; the exact w differs
+#         by at most gamma_K * sum_k |a_k||sv_k| (the exported `magnitudes`), so ours is within
+#         gamma_(K+F+1) * (magnitudes.|x| + |b|) of the exact d, and so is libsvm's own loop.
+#
+# n gets one more term (K + F + 2, or F + 2) for the final addition of the intercept. Each row's
+# bound is gamma_n times those magnitudes, times SAFETY = 4 = 2 x 2:
+#   x2  two evaluations must both be right, ours and scikit-learn's: if |ours| > E_ours + E_sklearn,
+#       then the exact value and scikit-learn's value both have the sign ours has;
+#   x2  headroom for what the textbook bound leaves out: the bound is itself computed in floats,
+#       and ovr compares the difference of two scores (one more rounding, covered because the
+#       slack adds both scores' bounds).
+# A row is called only when every decision it rests on clears its bound; the rest go to
+# scikit-learn itself. tests/integration/test_exactness.py places points at 0.5x to 2x these
+# bounds and checks every decided one against exact rational arithmetic and against scikit-learn.
 
 
 def _gamma(n: int) -> float:
+    """SAFETY x the textbook gamma_n; see the error budget above."""
     return SAFETY * n * UNIT_ROUNDOFF / (1 - n * UNIT_ROUNDOFF)
 
 

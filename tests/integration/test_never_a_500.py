@@ -9,8 +9,12 @@ from pathlib import Path
 
 from flask.testing import FlaskClient
 
+# Numbers at and around the edges of every datatype's range: float64, FP32, FP16, the integer types.
+EDGES = [2**1024 - 1, 2**1024, -(2**1024 - 1), 1.7976931348623157e308, 3.4028234663852886e38, 3.5e38, 65504.0,
+         65505.0, -65520.0, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64 - 1, 2**64, -1, 127, 128, -129, 255, 256,
+         2**31, -(2**31) - 1, 5e-324]
 ATOMS = [0, 1, -1, 5.8, 3.4, 1e308, -1e308, 1e-320, 10**400, -10**30, 2**63, True, False, None, "", "5.8", "x", "NaN",
-         [], {}]
+         [], {}, *EDGES]
 KEYS = ["instances", "inputs", "outputs", "name", "shape", "datatype", "data", "parameters", "id", "length", "width",
         "sepal_length", "features", "binary_data_size", "binary_data", "binary_data_output", "class_count", "FP32",
         "INT8", "BYTES"]
@@ -34,8 +38,9 @@ class Garbage:
         pick = self.random.choice
         tensor = {"name": pick(["features", "length", "width", "x", self.value()]),
                   "shape": pick([[1, 2], [2], [1], [0, 2], [2, 1], [-1, 2], [1, 2, 1], self.value()]),
-                  "datatype": pick(["FP64", "FP32", "FP16", "INT8", "UINT8", "INT64", "BOOL", self.value()]),
-                  "data": self.value()}
+                  "datatype": pick(["FP64", "FP32", "FP16", "INT8", "UINT8", "INT16", "UINT16", "INT32", "UINT32",
+                                    "INT64", "UINT64", "BOOL", self.value()]),
+                  "data": self.value() if self.random.random() < 0.6 else [pick(EDGES), pick(EDGES + [5.8])]}
         if self.random.random() < 0.2:
             tensor["parameters"] = {"binary_data_size": pick([0, 8, 16, -1, 10**20, "8", None])}
         return tensor
@@ -48,6 +53,8 @@ class Garbage:
             return client.open(path, method=self.random.choice(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]))
         if roll < 0.3:
             document = {"instances": self.value()} if self.random.random() < 0.7 else self.value()
+            if self.random.random() < 0.3:
+                document = {"instances": [[self.random.choice(EDGES), self.random.choice(EDGES + [3.4])]]}
             return client.post("/", data=json.dumps(document), content_type="application/json")
         if roll < 0.8:
             document: dict = {"inputs": [self.tensor() for _ in range(self.random.randint(1, 3))]}
@@ -60,7 +67,7 @@ class Garbage:
                 headers["Inference-Header-Content-Length"] = str(self.random.choice([len(body), len(body) - 1, 0, 10**6]))
                 body += bytes(self.random.randint(0, 40))
             return client.post(f"/v2/models/{model}/infer", data=body, headers=headers)
-        values = ["5.8", "3.4", "", "x", "1e400", "-0", "%00", "9" * 30]
+        values = ["5.8", "3.4", "", "x", "1e400", "-0", "%00", "9" * 30, *(str(edge) for edge in EDGES)]
         query = "&".join(f"{self.random.choice(KEYS)}={self.random.choice(values)}"
                          for _ in range(self.random.randint(0, 3)))
         return client.get("/?" + query)

@@ -215,7 +215,7 @@ def tensor(**changes) -> dict:
     ({"inputs": [tensor(data={"a": 1})]}, "invalid_tensor", "inputs[0].data"),
     ({"inputs": [tensor(datatype="INT32", data=[5.5, 3])]}, "not_a_number", "inputs[0].data"),
     ({"inputs": [tensor(datatype="INT8", data=[500, 3])]}, "out_of_range", "inputs[0].data"),
-    ({"inputs": [tensor(datatype="FP32", data=[1e39, 3.4])]}, "not_finite", "inputs"),
+    ({"inputs": [tensor(datatype="FP32", data=[1e39, 3.4])]}, "out_of_range", "inputs[0].data"),  # names the element
     ({"inputs": [tensor(data=[1e999, 3.4])]}, "not_finite", "body"),
     ({"inputs": [tensor(name="petal")]}, "unknown_input", "inputs[0].name"),
     ({"inputs": [tensor(name="length", shape=[1], data=[5.8]), tensor(name="sepal_length", shape=[1], data=[5.8])]}, "duplicate_input", "inputs[1].name"),
@@ -273,3 +273,44 @@ def test_a_wrong_method_on_a_v2_route_is_405(client: FlaskClient, model_dir: Pat
     response = client.open(path.format(name=model_dir.name), method=method)
     assert response.status_code == 405 and response.headers["Allow"] == allowed
     assert isinstance(response.get_json()["error"], str)
+
+
+@pytest.mark.parametrize("datatype, value, code, element", [
+    ("FP64", 2**1024 - 1, "not_finite", "inputs[0].data[1]"),  # just below 2**1024: beyond float64 all the same
+    ("FP32", 2**1024 - 1, "not_finite", "inputs[0].data[1]"),
+    ("FP64", 2**1024, "not_finite", "inputs[0].data[1]"),
+    ("FP32", 3.5e38, "out_of_range", "inputs[0].data[1]"),
+    ("FP16", 65505.0, "out_of_range", "inputs[0].data[1]"),
+    ("FP16", -70000, "out_of_range", "inputs[0].data[1]"),
+    ("INT64", 2**63, "out_of_range", "inputs[0].data[1]"),
+    ("INT64", -(2**63) - 1, "out_of_range", "inputs[0].data[1]"),
+    ("UINT8", -1, "out_of_range", "inputs[0].data[1]"),
+    ("UINT64", 2**64, "out_of_range", "inputs[0].data[1]"),
+    ("INT16", 10**400, "out_of_range", "inputs[0].data[1]"),
+])
+def test_a_value_that_does_not_fit_its_datatype_is_a_400_naming_the_element(
+        client: FlaskClient, model_dir: Path, datatype: str, value, code: str, element: str) -> None:
+    response = infer(client, model_dir.name, {"inputs": [tensor(datatype=datatype, data=[5, value])]})
+    assert response.status_code == 400, response.data
+    body = response.get_json()
+    assert (body["code"], body["field"]) == (code, "inputs[0].data")
+    assert body["error"].startswith(element + ":") and datatype in body["error"] or code == "not_finite"
+
+
+@pytest.mark.parametrize("datatype, value", [("FP16", 65504.0), ("FP32", 3.4e38), ("INT64", 2**63 - 1),
+                                             ("INT64", -(2**63)), ("UINT64", 2**64 - 1), ("UINT8", 0)])
+def test_the_largest_value_of_each_datatype_is_accepted(client: FlaskClient, model_dir: Path, datatype: str, value) -> None:
+    response = infer(client, model_dir.name, {"inputs": [tensor(datatype=datatype, data=[value, 3])]})
+    assert response.status_code == 200, response.data
+
+
+@pytest.mark.parametrize("where, document", [
+    ("parameters.binary_data_output", {"inputs": [tensor()], "parameters": {"binary_data_output": "true"}}),
+    ("parameters.binary_data_output", {"inputs": [tensor()], "parameters": {"binary_data_output": 1}}),
+    ("outputs[0].parameters.binary_data", {"inputs": [tensor()],
+                                           "outputs": [{"name": "class_name", "parameters": {"binary_data": "yes"}}]}),
+])
+def test_boolean_parameters_take_booleans_only(client: FlaskClient, model_dir: Path, where: str, document) -> None:
+    response = infer(client, model_dir.name, document)
+    assert response.status_code == 400
+    assert (response.get_json()["code"], response.get_json()["field"]) == ("not_a_boolean", where)
