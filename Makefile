@@ -27,10 +27,10 @@ MODELS := $(patsubst functions/%/main.py,%,$(wildcard functions/*/main.py))
 ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
 TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py shared/linear.py
 
-.PHONY: help venv models retrain up demo compare status stop test images base-image mlserver bench clean
+.PHONY: help venv models retrain up demo compare status stop emulator emulator-status test images base-image mlserver bench clean
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 	@echo "  variables: RUNTIME=$(RUNTIME) PORTS=\"$(PORTS)\" POINT=\"$(POINT)\" URLS=\"$(URLS)\" BASE_IMAGE=$(BASE_IMAGE)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml $(wildcard build/iris_tools/*/__init__.py)
@@ -63,8 +63,15 @@ compare: | $(VENV)/.installed ## ask every running version for POINT (or URLS="n
 status: | $(VENV)/.installed ## list the running versions
 	$(PY) -m iris_tools.run_local status
 
-stop: | $(VENV)/.installed ## stop every running version, processes and containers
+stop: | $(VENV)/.installed ## stop every running version (processes and containers) and the local Cloud Run
 	$(PY) -m iris_tools.run_local stop
+	$(PY) -m iris_tools.cloudrun stop
+
+emulator: models $(if $(filter docker,$(RUNTIME)),images) ## start the local Cloud Run; then export CLOUDSDK_CONFIG=.run/gcloud for gcloud
+	RUNTIME=$(RUNTIME) $(PY) -m iris_tools.cloudrun start
+
+emulator-status: | $(VENV)/.installed ## each local Cloud Run service's traffic split, tags and per-revision figures
+	$(PY) -m iris_tools.cloudrun status
 
 images: models ## build one image per model version: $(IMAGE):<name>, from build/Dockerfile
 	BASE_IMAGE=$(BASE_IMAGE) PIP_CA=$(PIP_CA) build/build_images.sh

@@ -1,0 +1,120 @@
+"""A local Cloud Run for one test: its own run folder and ports, driven with the real gcloud, always stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from tests.helpers import ROOT
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+GCLOUD = os.environ.get("GCLOUD", "/usr/bin/gcloud")
+PROJECT = "iris-local"
+
+
+@dataclass
+class LocalCloudRun:
+    run_dir: Path
+    runtime: str = "process"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "RUN_DIR": str(self.run_dir), "RUNTIME": self.runtime,
+                "CLOUDSDK_CONFIG": str(self.run_dir / "gcloud")}
+
+    def cli(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "iris_tools.cloudrun", *args], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def start(self) -> None:
+        started = self.cli("start")
+        assert started.returncode == 0, started.stdout + started.stderr
+
+    def stop(self) -> subprocess.CompletedProcess:
+        return self.cli("stop")
+
+    def gcloud(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        """gcloud as a user runs it, its output without colour codes."""
+        result = subprocess.run([GCLOUD, *args, "--quiet"], env=self.env, capture_output=True, text=True,
+                                timeout=timeout, stdin=subprocess.DEVNULL)
+        result.stdout, result.stderr = (ANSI.sub("", result.stdout), ANSI.sub("", result.stderr))
+        return result
+
+    def ok(self, *args: str) -> subprocess.CompletedProcess:
+        result = self.gcloud(*args)
+        assert result.returncode == 0, f"gcloud {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+        return result
+
+    def describe(self, service: str = "iris") -> dict:
+        return json.loads(self.ok("run", "services", "describe", service, "--format=json").stdout)
+
+    def state(self) -> dict:
+        return json.loads((self.run_dir / "cloudrun" / "state.json").read_text())
+
+    def control_plane(self) -> dict:
+        return json.loads((self.run_dir / "cloudrun" / "controlplane.json").read_text())
+
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.state()['api_port']}"
+
+
+def traffic_of(service: dict) -> list[tuple[str, int, str | None]]:
+    """(revision, percent, tag) for each status.traffic entry, in order."""
+    return [(t.get("revisionName"), t.get("percent", 0), t.get("tag")) for t in service["status"]["traffic"]]
+
+
+@dataclass
+class Load:
+    """Steady GETs on a URL from a few threads until stopped (bounded by `limit_s`); counts every answer."""
+
+    url: str
+    threads: int = 4
+    limit_s: float = 120.0
+    revisions: Counter = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    total: int = 0
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._workers = [threading.Thread(target=self._run, daemon=True) for _ in range(self.threads)]
+
+    def _run(self) -> None:
+        session = requests.Session()
+        deadline = time.monotonic() + self.limit_s
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            revision, failure = None, None
+            try:
+                response = session.get(self.url + "/?length=5.8&width=3.4", timeout=10)
+                if response.status_code == 200 and response.headers.get("X-Revision"):
+                    revision = response.headers["X-Revision"]
+                else:
+                    failure = f"HTTP {response.status_code}: {response.text[:200]}"
+            except requests.RequestException as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                self.total += 1
+                if failure is not None:
+                    self.failures.append(failure)
+                else:
+                    self.revisions[revision] += 1
+
+    def __enter__(self) -> "Load":
+        for worker in self._workers:
+            worker.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(timeout=30)
