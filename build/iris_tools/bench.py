@@ -221,7 +221,7 @@ def table(results: list[Result]) -> str:
 def write_docs(path: Path, results: list[Result], info: dict[str, str], settings: Settings, ratios: str) -> None:
     path.write_text(
         "# Benchmarks\n\n"
-        "Written by `make bench` (`build/bench.py`); every figure of one table comes from one run on one machine,\n"
+        "Written by `make bench` (`python -m iris_tools.bench`); every figure of one table comes from one run on one machine,\n"
         "so compare within the table, not across runs. Load: wrk on loopback. The machine is shared and noisy.\n\n"
         f"Run {info['date']} on {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, "
         f"Python {info['python']}, Linux {info['kernel']}; each load figure the median of {settings.rounds} "

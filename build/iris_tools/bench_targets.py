@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -228,10 +229,74 @@ def ours_v2(model: str) -> Target:
                   inprocess=inprocess_rows_per_s(model), protocol="v2")
 
 
+class LocalCloudRunServer(Server):
+    """A local Cloud Run in its own folder with one service at 100% on `model`: its URL is the service URL."""
+
+    kind = "cloudrun"
+
+    def __init__(self, control_plane: ProcessServer, run_dir: Path, url: str) -> None:
+        super().__init__(control_plane.port)
+        self.control_plane, self.run_dir, self._url = control_plane, run_dir, url
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @classmethod
+    def start(cls, model: str, api_port: int) -> "LocalCloudRunServer":
+        BENCH_DIR.mkdir(exist_ok=True)
+        run_dir = Path(tempfile.mkdtemp(prefix="cloudrun-", dir=BENCH_DIR))
+        control_plane = ProcessServer.start([sys.executable, "-m", "iris_tools.cloudrun", "serve", "--port",
+                                             str(api_port)], port=api_port, env={"RUN_DIR": str(run_dir)},
+                                            log=run_dir / "controlplane.log")
+        control_plane.wait_ready("/health", timeout=120)
+        service = {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": {"name": "bench"},
+                   "spec": {"template": {"spec": {"containers": [{"image": f"iris:{model}"}]}}}}
+        request = urllib.request.Request(
+            f"{control_plane.url}/apis/serving.knative.dev/v1/namespaces/iris-local/services",
+            data=json.dumps(service).encode(), method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            url = json.loads(response.read())["status"]["url"]
+        return cls(control_plane, run_dir, url)
+
+    def _state(self) -> dict:
+        return json.loads((self.run_dir / "cloudrun" / "state.json").read_text())
+
+    def alive(self) -> bool:
+        return self.control_plane.alive()
+
+    def pids(self) -> list[int]:
+        """Envoy and the revision's processes: what serves a request (the control plane does not)."""
+        state = self._state()
+        records = [state["envoy"], *(r["server"] for r in state["revisions"].values() if r.get("server"))]
+        return [pid for record in records for pid in ProcessServer.adopt(record).pids()]
+
+    def logs(self, lines: int = 20) -> str:
+        return self.control_plane.logs(lines)
+
+    def record(self) -> dict:
+        return {"kind": self.kind, "run_dir": str(self.run_dir)}
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        subprocess.run([sys.executable, "-m", "iris_tools.cloudrun", "stop"], env={**os.environ,
+                       "RUN_DIR": str(self.run_dir)}, capture_output=True, timeout=120)
+        self.control_plane.stop(grace_s)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def local_cloud_run(model: str) -> Target:
+    """The same function behind the local Cloud Run's data plane: Envoy (one worker) at the service URL."""
+    return Target(name=f"cloudrun:{model}", group="cloudrun",
+                  description=f"functions/{model} deployed to the local Cloud Run, called at its service URL "
+                              f"(Envoy, one worker, in front); cold start: control plane start to first 200",
+                  start_on=lambda port: LocalCloudRunServer.start(model, port), single=GET_TEST_POINT,
+                  batch=instances_request)
+
+
 def all_targets() -> list[Target]:
     models = model_names()
     return [tutorial_flask(), framework_ceiling(), mlserver(), *(ours(m) for m in models), ours_v2(BASELINE_MODEL),
-            *(ours_container(m) for m in models)]
+            local_cloud_run(BASELINE_MODEL), *(ours_container(m) for m in models)]
 
 
 # Single-prediction throughput goals: (baseline, least ratio, wording, protocols of ours it applies to).
@@ -251,6 +316,14 @@ def ratios(results: list) -> list[str]:
         result = by_name.get(name)
         return result.single.get(connections, {}).get("rps") if result else None
 
+    for result in results:
+        if result.group == "cloudrun":
+            direct = f"ours:{result.target.split(':', 1)[1]}"
+            through, called = single(result.target), single(direct)
+            if through and called:
+                ratio = through / called
+                lines.append(f"- {result.target} single req/s @8 = {ratio:.3f} of {direct} called directly "
+                             f"(target >= 0.9): {'met' if ratio >= 0.9 else 'NOT met'}")
     for name in (r.target for r in results if r.group == "ours"):
         ours_rps = single(name)
         protocol = by_name[name].protocol

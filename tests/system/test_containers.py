@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import requests
@@ -176,3 +177,29 @@ def test_a_base_image_that_cannot_be_had_says_how_to_build_one_offline(images: d
     assert result.returncode != 0
     assert "cannot get the base image no-such-base:none" in result.stderr
     assert "make base-image, then BASE_IMAGE=iris-base:bookworm" in result.stderr
+
+
+def test_the_local_cloud_run_runs_revisions_as_containers_with_runtime_docker(images: dict[str, str],
+                                                                              tmp_path: Path) -> None:
+    from tests.cloudrun.harness import LocalCloudRun, traffic_of
+
+    cloud_run = LocalCloudRun(tmp_path / "run", runtime="docker")
+    cloud_run.start()
+    try:
+        cloud_run.ok("run", "deploy", "iris", "--image", images["svc"], "--set-env-vars", "MAX_BATCH_ROWS=7")
+        cloud_run.ok("run", "deploy", "iris", "--image", images["lin_svc"], "--no-traffic", "--tag", "candidate")
+        service = cloud_run.describe()
+        svc = next(r for r, p, _ in traffic_of(service) if p == 100)
+        candidate = next(t for t in service["status"]["traffic"] if t.get("tag") == "candidate")
+        answer = requests.get(service["status"]["url"] + "/?length=5.8&width=3.4", timeout=10)
+        assert (answer.json()["predicted_class"], answer.headers["X-Revision"]) == ("versicolor", svc)
+        assert requests.get(service["status"]["url"] + "/metadata", timeout=10).json()["limits"]["max_batch_rows"] == 7
+        tagged = requests.get(candidate["url"] + "/?length=5.8&width=3.4", timeout=10)
+        assert (tagged.json()["predicted_class"], tagged.headers["X-Revision"]) == ("setosa", candidate["revisionName"])
+        names = {r["server"]["name"] for r in cloud_run.state()["revisions"].values()}
+        assert names == {f"cloudrun_{svc}", f"cloudrun_{candidate['revisionName']}"}
+        assert all(docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true" for name in names)
+    finally:
+        stopped = cloud_run.stop()
+    assert stopped.returncode == 0
+    assert all(docker("inspect", name, check=False).returncode != 0 for name in names)  # containers removed

@@ -1,0 +1,111 @@
+"""The local Cloud Run's pure parts: names, Google error bodies, images, figures from Envoy's counters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from iris_tools.cloudrun.control import model_of_image
+from iris_tools.cloudrun.errors import InvalidArgument, NotFound
+from iris_tools.cloudrun.metrics import REQUEST_COUNT, REQUEST_LATENCIES, Sampler, parse_prometheus, percentile, time_series
+from iris_tools.cloudrun.names import check_revision_name, check_service_name, check_tag
+from iris_tools.state import write_atomically
+
+
+@pytest.mark.parametrize("tag", ["candidate", "lin-svc", "v2", "a"])
+def test_dns_label_tags_are_accepted(tag: str) -> None:
+    assert check_tag(tag, "spec.traffic[0].tag") == tag
+
+
+@pytest.mark.parametrize("tag, suggestion", [("lin_svc", "lin-svc"), ("Stable", "stable"), ("2nd", "t-2nd"),
+                                             ("-x", "x"), ("a" * 60, "a" * 46)])
+def test_tags_that_are_not_dns_labels_are_refused_with_a_valid_suggestion(tag: str, suggestion: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        check_tag(tag, "spec.traffic[1].tag")
+    body = caught.value.body()["error"]
+    assert (body["code"], body["status"]) == (400, "INVALID_ARGUMENT")
+    violation = body["details"][0]["fieldViolations"][0]
+    assert violation["field"] == "spec.traffic[1].tag" and repr(suggestion) in violation["description"]
+    check_tag(suggestion, "x")  # the suggestion itself is valid
+
+
+@pytest.mark.parametrize("name", ["Iris", "iris_svc", "-iris", "iris-", "1iris", "../etc", "a" * 50, "", None, 7])
+def test_service_names_that_cloud_run_refuses_are_refused(name) -> None:
+    with pytest.raises(InvalidArgument, match="service name"):
+        check_service_name(name)
+
+
+def test_revision_names_are_dns_labels_that_begin_with_the_service_name() -> None:
+    assert check_revision_name("iris-v2", "iris", "f") == "iris-v2"
+    with pytest.raises(InvalidArgument, match="must begin with the service name"):
+        check_revision_name("other-v2", "iris", "f")
+    with pytest.raises(InvalidArgument, match="must be a DNS label"):
+        check_revision_name("iris-V2", "iris", "f")
+
+
+def test_an_error_without_a_field_has_no_details() -> None:
+    assert NotFound("gone").body() == {"error": {"code": 404, "message": "gone", "status": "NOT_FOUND"}}
+
+
+@pytest.mark.parametrize("image, model", [("iris:svc", "svc"), ("us-docker.pkg.dev/p/r/iris:lin_svc", "lin_svc"),
+                                          ("iris:svc@sha256:abc", "svc"), ("iris", None), ("localhost:5000/iris", None)])
+def test_the_model_is_the_image_tag(image: str, model: str | None) -> None:
+    assert model_of_image(image) == model
+
+
+PROMETHEUS = """\
+# TYPE envoy_cluster_upstream_rq_xx counter
+envoy_cluster_upstream_rq_xx{envoy_response_code_class="2",envoy_cluster_name="iris-00001-abc"} %d
+envoy_cluster_upstream_rq_xx{envoy_response_code_class="5",envoy_cluster_name="iris-00001-abc"} %d
+envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="iris-00001-abc",le="0.5"} %d
+envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="iris-00001-abc",le="1"} %d
+envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="iris-00001-abc",le="+Inf"} %d
+envoy_cluster_upstream_rq_time_sum{envoy_cluster_name="iris-00001-abc"} %d
+envoy_cluster_upstream_rq_time_count{envoy_cluster_name="iris-00001-abc"} %d
+envoy_server_live{} 1
+"""
+
+
+def test_envoy_counters_become_per_revision_readings() -> None:
+    readings = parse_prometheus(PROMETHEUS % (90, 10, 80, 95, 100, 70, 100), at=5.0)
+    reading = readings["iris-00001-abc"]
+    assert reading.by_class == {"2xx": 90, "5xx": 10}
+    assert reading.buckets == {0.5: 80, 1.0: 95} and reading.latency_count == 100
+
+
+def test_a_window_reports_what_happened_inside_it_in_cloud_monitorings_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    from iris_tools.cloudrun import metrics
+
+    monkeypatch.setattr(metrics, "LATENCY_BUCKETS_MS", [0.5, 1])
+    texts = iter([PROMETHEUS % (90, 10, 80, 95, 100, 70, 100), PROMETHEUS % (190, 12, 100, 195, 202, 270, 202)])
+    sampler = Sampler(lambda: next(texts))
+    clock = iter([100.0, 160.0])
+    monkeypatch.setattr(metrics.time, "time", lambda: next(clock))
+    sampler.sample()
+    sampler.sample()
+    service_of = {"iris-00001-abc": "iris"}
+    counts = time_series(sampler, REQUEST_COUNT, 100.0, 160.0, service_of, "p", "us-central1")
+    by_class = {s["metric"]["labels"]["response_code_class"]: int(s["points"][0]["value"]["int64Value"]) for s in counts}
+    assert by_class == {"2xx": 100, "5xx": 2}
+    assert counts[0]["resource"]["labels"]["revision_name"] == "iris-00001-abc"
+    latency = time_series(sampler, REQUEST_LATENCIES, 100.0, 160.0, service_of, "p", "us-central1")[0]
+    distribution = latency["points"][0]["value"]["distributionValue"]
+    assert distribution["count"] == "102" and distribution["bucketCounts"] == ["20", "80", "2"]
+    assert percentile(distribution, 0.5) == 1.0 and percentile(distribution, 0.99) == float("inf")
+    assert percentile({"bucketCounts": []}, 0.5) is None
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "state.json"
+    write_atomically(path, json.dumps({"version": 1}))
+
+    def broken_replace(source, target):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr("iris_tools.state.os.replace", broken_replace)
+    with pytest.raises(OSError):
+        write_atomically(path, json.dumps({"version": 2}))
+    assert json.loads(path.read_text()) == {"version": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary file left behind
