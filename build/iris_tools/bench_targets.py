@@ -1,4 +1,4 @@
-"""What `build/bench.py` measures: the serving targets, each a way to start one HTTP server.
+"""What `python -m iris_tools.bench` measures: the serving targets, each a way to start one HTTP server.
 
 To add a target, append a `Target` in `all_targets()`; bench.py needs no change.
 """

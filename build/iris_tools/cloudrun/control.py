@@ -238,11 +238,14 @@ class LocalCloudRun:
         found = [r for r in self.store.revisions_of(service) if r.get("ready") or not ready]
         return found[-1]["object"]["metadata"]["name"] if found else None
 
+    def _not_found(self, kind: str, name: str) -> NotFound:
+        return NotFound(f"Resource '{name}' of kind '{kind}' in region '{self.region}' in project "
+                        f"'{self.project}' does not exist.")
+
     def service(self, name: str) -> dict[str, Any]:
         with self.lock:
             if name not in self.store.services:
-                raise NotFound(f"Resource '{name}' of kind 'SERVICE' in region '{self.region}' in project "
-                               f"'{self.project}' does not exist.")
+                raise self._not_found("SERVICE", name)
             entry = self.store.services[name]
             document = copy.deepcopy(entry["object"])
             url = self.url(name)
@@ -273,8 +276,7 @@ class LocalCloudRun:
     def revision(self, name: str) -> dict[str, Any]:
         with self.lock:
             if name not in self.store.revisions:
-                raise NotFound(f"Resource '{name}' of kind 'REVISION' in region '{self.region}' in project "
-                               f"'{self.project}' does not exist.")
+                raise self._not_found("REVISION", name)
             entry = self.store.revisions[name]
             document = copy.deepcopy(entry["object"])
             ok = bool(entry.get("ready"))
@@ -325,8 +327,7 @@ class LocalCloudRun:
     def replace_service(self, name: str, body: Any, namespace: str) -> dict[str, Any]:
         with self.lock:
             if name not in self.store.services:
-                raise NotFound(f"Resource '{name}' of kind 'SERVICE' in region '{self.region}' in project "
-                               f"'{self.project}' does not exist.")
+                raise self._not_found("SERVICE", name)
             document = self._check_service_body(body)
             if document["metadata"].get("name", name) != name:
                 raise InvalidArgument.field("metadata.name", f"the name {document['metadata']['name']!r} in the body "
