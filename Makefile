@@ -27,7 +27,7 @@ MODELS := $(patsubst functions/%/main.py,%,$(wildcard functions/*/main.py))
 ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
 TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py shared/linear.py
 
-.PHONY: help venv models retrain up demo compare status stop emulator emulator-status test images base-image mlserver bench clean
+.PHONY: help venv models retrain up demo compare status stop emulator emulator-status rollout rollback traffic test images base-image mlserver bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -72,6 +72,21 @@ emulator: models $(if $(filter docker,$(RUNTIME)),images) ## start the local Clo
 
 emulator-status: | $(VENV)/.installed ## each local Cloud Run service's traffic split, tags and per-revision figures
 	$(PY) -m iris_tools.cloudrun status
+
+# Traffic migration: the same commands on Cloud Run (TARGET=cloudrun, your gcloud configuration)
+# and on the local Cloud Run (TARGET=local). Settings: python -m iris_tools.rollout --help.
+TARGET ?= cloudrun
+export TARGET SERVICE MODEL REVISION SPLIT STEPS STEP_SECONDS MIN_REQUESTS MAX_HOLD_SECONDS MAX_ERROR_RATE \
+	MAX_LATENCY_RATIO MIN_LATENCY_DELTA_MS MONITORING_DELAY_S POLL_SECONDS FORCE PUBLIC SERVICE_ACCOUNT PROJECT REGION
+
+rollout: | $(VENV)/.installed ## move SERVICE to MODEL=<name> (or REVISION=) in gated steps; rolls back on a breach
+	$(PY) -m iris_tools.rollout rollout
+
+rollback: | $(VENV)/.installed ## send 100% back to the last revision that had it before the current one
+	$(PY) -m iris_tools.rollout rollback
+
+traffic: | $(VENV)/.installed ## show the service's traffic, tags and live figures; SPLIT="svc=90 lin_svc=10" sets it
+	$(PY) -m iris_tools.rollout traffic
 
 images: models ## build one image per model version: $(IMAGE):<name>, from build/Dockerfile
 	BASE_IMAGE=$(BASE_IMAGE) PIP_CA=$(PIP_CA) build/build_images.sh

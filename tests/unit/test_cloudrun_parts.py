@@ -109,3 +109,11 @@ def test_an_atomic_write_that_fails_leaves_the_old_file_whole(tmp_path: Path, mo
         write_atomically(path, json.dumps({"version": 2}))
     assert json.loads(path.read_text()) == {"version": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary file left behind
+
+
+def test_percentiles_read_cloud_monitorings_exponential_buckets_too() -> None:
+    # Cloud Run's request_latencies: underflow (< 1 ms), then [1, 2), [2, 4), ..., then overflow.
+    distribution = {"bucketOptions": {"exponentialBuckets": {"numFiniteBuckets": 3, "growthFactor": 2, "scale": 1}},
+                    "bucketCounts": ["10", "80", "9", "1"]}
+    assert percentile(distribution, 0.5) == 2.0 and percentile(distribution, 0.99) == 4.0
+    assert percentile(distribution, 1.0) == 8.0

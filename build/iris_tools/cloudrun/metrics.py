@@ -158,10 +158,25 @@ def time_series(sampler: Sampler, metric: str, start: float, end: float, service
     return series
 
 
+def upper_bounds(options: dict[str, Any], buckets: int) -> list[float]:
+    """Each bucket's upper bound, for Cloud Monitoring's explicit or exponential bucket options."""
+    if "exponentialBuckets" in options:
+        exponential = options["exponentialBuckets"]
+        scale, growth = float(exponential["scale"]), float(exponential["growthFactor"])
+        finite = int(exponential["numFiniteBuckets"])
+        bounds = [scale * growth**i for i in range(finite + 1)]  # underflow, then each finite bucket
+    elif "linearBuckets" in options:
+        linear = options["linearBuckets"]
+        bounds = [float(linear["offset"]) + float(linear["width"]) * i for i in range(int(linear["numFiniteBuckets"]) + 1)]
+    else:
+        bounds = [float(b) for b in options.get("explicitBuckets", {}).get("bounds", [])]
+    return (bounds + [float("inf")] * buckets)[:buckets]
+
+
 def percentile(distribution: dict[str, Any], fraction: float) -> float | None:
     """The upper bound of the bucket holding the `fraction` quantile (ms); None when empty."""
     counts = [int(c) for c in distribution.get("bucketCounts", [])]
-    bounds = distribution.get("bucketOptions", {}).get("explicitBuckets", {}).get("bounds", [])
+    bounds = upper_bounds(distribution.get("bucketOptions", {}), len(counts))
     total = sum(counts)
     if total == 0:
         return None

@@ -1,0 +1,1 @@
+"""Gradual migration between revisions: gated canary steps, rollback, traffic by model name, on Cloud Run and locally."""

@@ -1,0 +1,71 @@
+"""Traffic migration, from the command line (what `make rollout`, `make rollback` and `make traffic` run).
+
+    python -m iris_tools.rollout rollout   [--model NAME | --revision REVISION]
+    python -m iris_tools.rollout rollback
+    python -m iris_tools.rollout traffic   [--split "svc=90 lin_svc=10"]
+
+Settings come from the environment (the Makefile passes its variables through):
+
+  TARGET              cloudrun (default: your gcloud configuration) or local (the local Cloud Run)
+  SERVICE             the Cloud Run service (default iris)
+  IMAGE               image name without tag; MODEL=svc deploys $IMAGE:svc (default iris)
+  PROJECT, REGION     passed to gcloud when set (default: the configuration's)
+  STEPS               candidate percentages, ending at 100 (default "5 25 50 100")
+  STEP_SECONDS        each step's window (default 10 locally, 600 on Cloud Run)
+  MIN_REQUESTS        candidate requests a step needs before it can pass (default 50 locally, 100 on Cloud Run)
+  MAX_HOLD_SECONDS    how long a step with too few requests holds before it rolls back (default 3 x STEP_SECONDS)
+  MAX_ERROR_RATE      highest candidate 5xx rate (default 0.01)
+  MAX_LATENCY_RATIO   a p99 breach is above this many times the stable p99 ... (default 2)
+  MIN_LATENCY_DELTA_MS  ... and above the stable p99 by this much (default 5)
+  MONITORING_DELAY_S  how late figures arrive (default 180 on Cloud Run, where Cloud Monitoring lags; 0 locally)
+  POLL_SECONDS        how often figures are read (default 1 locally, 30 on Cloud Run)
+  FORCE=1             roll out a revision (or image) that was rolled back before
+  PUBLIC=1            deploy the candidate with allUsers as invoker (default: private)
+  SERVICE_ACCOUNT     the candidate's service account (default: the project's default)
+
+Exit status: 0 done, 3 rolled back, 1 refused or failed (the message says why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from iris_tools.rollout.gcloud import Gcloud, GcloudError
+from iris_tools.rollout.rollout import Migration, RolloutError, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m iris_tools.rollout", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    rollout = commands.add_parser("rollout")
+    rollout.add_argument("--model", default=os.environ.get("MODEL") or None)
+    rollout.add_argument("--revision", default=os.environ.get("REVISION") or None)
+    commands.add_parser("rollback")
+    traffic = commands.add_parser("traffic")
+    traffic.add_argument("--split", default=os.environ.get("SPLIT") or None)
+    args = parser.parse_args(argv)
+    target = os.environ.get("TARGET") or "cloudrun"
+    try:
+        gcloud = Gcloud(target, os.environ.get("PROJECT") or None, os.environ.get("REGION") or None)
+        migration = Migration(gcloud, Settings.for_target(target))
+        if args.command == "rollout":
+            if args.model and args.revision:
+                raise RolloutError("give MODEL or REVISION, not both")
+            return migration.rollout(args.model, args.revision)
+        if args.command == "rollback":
+            return migration.rollback()
+        return migration.set_split(args.split) if args.split else migration.show()
+    except (RolloutError, GcloudError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: traffic stays as the last step set it; `make traffic` explains, `make rollout` "
+              "resumes, `make rollback` undoes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""gcloud, the one way the rollout changes anything, on either target.
+
+TARGET=cloudrun uses the user's own gcloud configuration (Cloud Run); TARGET=local uses the local
+Cloud Run's (`$RUN_DIR/gcloud`, written by `make emulator`). PROJECT and REGION, when set, are
+passed as flags; otherwise the configuration's own are used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from iris_tools.state import RUN_DIR
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+TARGETS = ("cloudrun", "local")
+
+
+class GcloudError(Exception):
+    """A gcloud command that failed; the message is gcloud's own."""
+
+
+class Gcloud:
+    def __init__(self, target: str, project: str | None = None, region: str | None = None,
+                 binary: str | None = None) -> None:
+        if target not in TARGETS:
+            raise GcloudError(f"TARGET={target!r}: use cloudrun (your gcloud configuration) or local (make emulator)")
+        self.target = target
+        self.binary = binary or os.environ.get("GCLOUD") or shutil.which("gcloud") or "/usr/bin/gcloud"
+        self.env = dict(os.environ)
+        if target == "local":
+            config = Path(os.environ.get("RUN_DIR", RUN_DIR)) / "gcloud"
+            if not (config / "active_config").exists():
+                raise GcloudError(f"no local Cloud Run configuration at {config}: start it with `make emulator`")
+            self.env["CLOUDSDK_CONFIG"] = str(config)
+        self.project = project or self.property("core/project")
+        self.region = region or self.property("run/region")
+        if not self.project:
+            raise GcloudError("no project: set PROJECT or `gcloud config set project ...`")
+        if not self.region:
+            raise GcloudError("no region: set REGION or `gcloud config set run/region ...`")
+
+    def property(self, name: str) -> str | None:
+        result = subprocess.run([self.binary, "config", "get-value", name], env=self.env, capture_output=True,
+                                text=True, timeout=60, stdin=subprocess.DEVNULL)
+        value = result.stdout.strip()
+        return value if result.returncode == 0 and value and value != "(unset)" else None
+
+    def run(self, *args: str, timeout: float = 1800) -> str:
+        command = [self.binary, *args, "--quiet", f"--project={self.project}"]
+        if args[:1] == ("run",):
+            command.append(f"--region={self.region}")
+        result = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout,
+                                stdin=subprocess.DEVNULL)
+        if result.returncode != 0:
+            message = ANSI.sub("", result.stderr).strip().splitlines()
+            raise GcloudError(next((line for line in reversed(message) if line.startswith("ERROR")),
+                                   message[-1] if message else f"gcloud exited {result.returncode}"))
+        return ANSI.sub("", result.stdout)
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--format=json"))
+
+    def access_token(self) -> str | None:
+        """A bearer token for Google APIs on Cloud Run; none locally (auth is disabled there)."""
+        if self.target == "local":
+            return None
+        return self.run("auth", "print-access-token").strip()

@@ -1,0 +1,87 @@
+"""Per-revision figures from the Cloud Monitoring API, on either target, by one code path.
+
+The endpoint and proxy come from the gcloud configuration in use (`api_endpoint_overrides/monitoring`,
+`proxy/*`): Cloud Monitoring itself on Cloud Run (https://monitoring.googleapis.com/, with a bearer
+token from gcloud), the local Cloud Run's control plane locally (the same proxy gcloud uses).
+Cloud Monitoring publishes Cloud Run's figures a few minutes late: `delay_s` moves every window back
+by that much (MONITORING_DELAY_S: 180 on Cloud Run, 0 locally).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from iris_tools.cloudrun.metrics import percentile
+from iris_tools.rollout.gate import Figures
+from iris_tools.rollout.gcloud import Gcloud
+
+REQUEST_COUNT = "run.googleapis.com/request_count"
+REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
+DEFAULT_ENDPOINT = "https://monitoring.googleapis.com/"
+
+
+def _timestamp(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Monitoring:
+    def __init__(self, gcloud: Gcloud) -> None:
+        self.gcloud = gcloud
+        self.endpoint = (gcloud.property("api_endpoint_overrides/monitoring") or DEFAULT_ENDPOINT).rstrip("/") + "/"
+        handlers: list[Any] = []
+        if gcloud.property("proxy/type") == "http" and gcloud.property("proxy/address"):
+            proxy = f"http://{gcloud.property('proxy/address')}:{gcloud.property('proxy/port')}"
+            handlers.append(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
+        else:
+            handlers.append(urllib.request.ProxyHandler())
+        self.opener = urllib.request.build_opener(*handlers)
+        self._token: str | None = None
+
+    def _series(self, metric: str, service: str, start: float, end: float) -> list[dict[str, Any]]:
+        query = urllib.parse.urlencode({
+            "filter": f'metric.type = "{metric}" AND resource.type = "cloud_run_revision" '
+                      f'AND resource.labels.service_name = "{service}"',
+            "interval.startTime": _timestamp(start), "interval.endTime": _timestamp(end)})
+        url = f"{self.endpoint}v3/projects/{self.gcloud.project}/timeSeries?{query}"
+        headers = {}
+        if self.gcloud.target != "local":
+            self._token = self._token or self.gcloud.access_token()
+            headers["Authorization"] = f"Bearer {self._token}"
+        request = urllib.request.Request(url, headers=headers)
+        with self.opener.open(request, timeout=60) as response:
+            return json.loads(response.read()).get("timeSeries", [])
+
+    def figures(self, service: str, start: float, end: float) -> dict[str, Figures]:
+        """revision -> its requests, 5xx and latency over [start, end] (summed over every point)."""
+        counts: dict[str, list[int]] = {}
+        for series in self._series(REQUEST_COUNT, service, start, end):
+            revision = series["resource"]["labels"]["revision_name"]
+            total = sum(int(point["value"]["int64Value"]) for point in series.get("points", []))
+            entry = counts.setdefault(revision, [0, 0])
+            entry[0] += total
+            if series["metric"]["labels"].get("response_code_class") == "5xx":
+                entry[1] += total
+        latencies: dict[str, dict[str, Any]] = {}
+        for series in self._series(REQUEST_LATENCIES, service, start, end):
+            revision = series["resource"]["labels"]["revision_name"]
+            for point in series.get("points", []):
+                distribution = point["value"]["distributionValue"]
+                merged = latencies.setdefault(revision, {"bucketOptions": distribution["bucketOptions"],
+                                                         "bucketCounts": []})
+                counts_now = [int(c) for c in distribution.get("bucketCounts", [])]
+                old = [int(c) for c in merged["bucketCounts"]]
+                size = max(len(old), len(counts_now))
+                merged["bucketCounts"] = [(old[i] if i < len(old) else 0) + (counts_now[i] if i < len(counts_now)
+                                                                              else 0) for i in range(size)]
+        figures = {}
+        for revision in set(counts) | set(latencies):
+            requests, errors = counts.get(revision, [0, 0])
+            distribution = latencies.get(revision)
+            figures[revision] = Figures(requests, errors,
+                                        percentile(distribution, 0.5) if distribution else None,
+                                        percentile(distribution, 0.99) if distribution else None)
+        return figures
