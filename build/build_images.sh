@@ -5,7 +5,8 @@
 #   BASE_IMAGE  base with python3 and venv         (default python:3.11-slim)
 #   PIP_CA      CA bundle handed to pip as the BuildKit secret pip_ca (optional)
 #   DOCKER      docker CLI that can build with BuildKit (default docker)
-#   PUSH=1      push each image after building it
+#   COMMIT      also tag each image ${IMAGE}:<name>-${COMMIT} (Cloud Build: $SHORT_SHA)
+#   PUSH=1      push each image (and its commit tag) after building it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 docker=${DOCKER:-docker}
@@ -25,5 +26,10 @@ for model in "${models[@]}"; do
   echo "building ${image}:${model} (BASE_IMAGE=${base})"
   DOCKER_BUILDKIT=1 "$docker" build --quiet -f build/Dockerfile --build-arg "BASE_IMAGE=${base}" \
     --build-arg "MODEL=${model}" "${secret[@]}" -t "${image}:${model}" .
-  if [ "${PUSH:-0}" = 1 ]; then "$docker" push "${image}:${model}"; fi
+  tags=("${image}:${model}")
+  if [ -n "${COMMIT:-}" ]; then
+    "$docker" tag "${image}:${model}" "${image}:${model}-${COMMIT}"
+    tags+=("${image}:${model}-${COMMIT}")
+  fi
+  if [ "${PUSH:-0}" = 1 ]; then for tag in "${tags[@]}"; do "$docker" push "$tag"; done; fi
 done

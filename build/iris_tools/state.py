@@ -12,7 +12,7 @@ from typing import Any
 from iris_tools import ROOT
 from iris_tools.servers import Server, adopt
 
-RUN_DIR = Path(os.environ.get("RUN_DIR", ROOT / ".run"))
+RUN_DIR = Path(os.environ.get("RUN_DIR") or ROOT / ".run")
 
 
 def write_atomically(path: Path, text: str) -> None:

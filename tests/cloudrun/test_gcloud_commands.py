@@ -93,20 +93,21 @@ def test_list_and_describe_services_and_revisions_then_delete(deployed: LocalClo
 
 
 def test_deploy_flags_reach_the_revision_as_on_cloud_run(cloud_run: LocalCloudRun) -> None:
-    from iris_tools.servers import free_port
-
-    port = free_port()
     cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc", "--set-env-vars", "MAX_BATCH_ROWS=5",
-                 "--concurrency", "10", "--memory", "1Gi", "--port", str(port))
+                 "--concurrency", "10", "--memory", "1Gi", "--port", "9090")
     service = cloud_run.describe()
     template = service["spec"]["template"]["spec"]
     assert template["containerConcurrency"] == 10
     assert template["containers"][0]["resources"]["limits"]["memory"] == "1Gi"
+    assert template["containers"][0]["ports"][0]["containerPort"] == 9090
     url = service["status"]["url"]
     assert requests.get(url + "/metadata", timeout=10).json()["limits"]["max_batch_rows"] == 5
-    assert requests.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200  # listens on --port
     too_many = requests.post(url, json={"instances": [[5.8, 3.4]] * 6}, timeout=10)
     assert too_many.status_code == 413
+    # The revision runs as its image would (python -m shared.server): JSON log lines naming the revision.
+    revision = service["status"]["latestReadyRevisionName"]
+    first = json.loads((cloud_run.run_dir / "cloudrun" / "logs" / f"{revision}.log").read_text().splitlines()[0])
+    assert (first["severity"], first["model"], first["revision"]) == ("INFO", "svc", revision)
 
 
 SERVICE_YAML = """\
@@ -175,3 +176,29 @@ def test_what_cloud_run_refuses_the_local_cloud_run_refuses_with_google_errors(d
         "  ")))
     error = refused(deployed, "run", "services", "replace", str(path))
     assert "tag 'same' is used more than once" in error
+
+
+def test_service_yaml_applies_and_makes_the_service_the_commands_make(cloud_run: LocalCloudRun, tmp_path) -> None:
+    from tests.helpers import ROOT
+
+    cloud_run.ok("run", "services", "replace", str(ROOT / "service.yaml"))
+    from_yaml = cloud_run.describe()
+    assert answer(from_yaml["status"]["url"]).json()["predicted_class"] == "versicolor"
+    cloud_run.ok("run", "deploy", "iris-cli", "--image", "iris:svc", "--concurrency", "80", "--cpu", "1",
+                 "--memory", "512Mi", "--max-instances", "5", "--min-instances", "0", "--timeout", "60",
+                 "--port", "8080", "--set-env-vars", "MAX_BATCH_ROWS=10000")
+    from_commands = cloud_run.describe("iris-cli")
+
+    def essentials(service: dict) -> dict:
+        template = service["spec"]["template"]
+        container = template["spec"]["containers"][0]
+        return {"image": container["image"], "env": container.get("env"),
+                "limits": container["resources"]["limits"], "port": container["ports"][0]["containerPort"],
+                "concurrency": template["spec"]["containerConcurrency"],
+                "timeout": template["spec"].get("timeoutSeconds"),
+                "max_scale": template["metadata"]["annotations"]["autoscaling.knative.dev/maxScale"],
+                "traffic": [(t.get("percent"), t.get("latestRevision")) for t in service["spec"]["traffic"]]}
+
+    assert essentials(from_yaml) == essentials(from_commands)
+    metadata = requests.get(from_yaml["status"]["url"] + "/metadata", timeout=10).json()
+    assert metadata["limits"]["max_batch_rows"] == 10000

@@ -186,7 +186,8 @@ def test_the_local_cloud_run_runs_revisions_as_containers_with_runtime_docker(im
     cloud_run = LocalCloudRun(tmp_path / "run", runtime="docker")
     cloud_run.start()
     try:
-        cloud_run.ok("run", "deploy", "iris", "--image", images["svc"], "--set-env-vars", "MAX_BATCH_ROWS=7")
+        cloud_run.ok("run", "deploy", "iris", "--image", images["svc"], "--set-env-vars", "MAX_BATCH_ROWS=7",
+                     "--port", "9090")  # the container listens on 9090 inside
         cloud_run.ok("run", "deploy", "iris", "--image", images["lin_svc"], "--no-traffic", "--tag", "candidate")
         service = cloud_run.describe()
         svc = next(r for r, p, _ in traffic_of(service) if p == 100)
@@ -199,6 +200,8 @@ def test_the_local_cloud_run_runs_revisions_as_containers_with_runtime_docker(im
         names = {r["server"]["name"] for r in cloud_run.state()["revisions"].values()}
         assert names == {f"cloudrun_{svc}", f"cloudrun_{candidate['revisionName']}"}
         assert all(docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true" for name in names)
+        environment = docker("inspect", "-f", "{{json .Config.Env}}", f"cloudrun_{svc}").stdout
+        assert "PORT=9090" in environment and f"K_REVISION={svc}" in environment
     finally:
         stopped = cloud_run.stop()
     assert stopped.returncode == 0

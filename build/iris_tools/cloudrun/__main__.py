@@ -70,11 +70,11 @@ port = {api_port}
 
 
 def settings() -> tuple[Path, str, str, str]:
-    run_dir = Path(os.environ.get("RUN_DIR", RUN_DIR))
-    runtime = os.environ.get("RUNTIME", "process")
+    run_dir = Path(os.environ.get("RUN_DIR") or RUN_DIR)
+    runtime = os.environ.get("RUNTIME") or "process"
     if runtime not in RUNTIMES:
         raise SystemExit(f"error: RUNTIME={runtime!r}: use one of {', '.join(RUNTIMES)}")
-    return run_dir, os.environ.get("PROJECT", "iris-local"), os.environ.get("REGION", "us-central1"), runtime
+    return (run_dir, os.environ.get("PROJECT") or "iris-local", os.environ.get("REGION") or "us-central1", runtime)
 
 
 # ---------------------------------------------------------------- serve (foreground)

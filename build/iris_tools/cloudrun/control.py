@@ -141,23 +141,17 @@ class LocalCloudRun:
             self._revision_failed(revision, f"Image '{image}' not found: no model folder functions/{model or '?'}/ "
                                   f"with a main.py (images are iris:<model>, one per folder of functions/)")
             return
-        if runtime == "process":
-            port = int(port_spec) if port_spec else free_port()
-            if port_spec and not port_is_free(port):
-                self._revision_failed(revision, f"The user-provided container failed to start and listen on the "
-                                      f"port defined provided by the PORT={port} environment variable: "
-                                      f"port {port} is already in use on this machine")
-                return
-            host_port = port
-        else:
-            host_port = free_port()
-            port = int(port_spec) if port_spec else 8080
+        # A container listens on its containerPort inside its own network, published on a free loopback
+        # port. Processes share this machine's ports, so a process revision listens on a free one, and
+        # PORT tells it which (the contract is "listen on $PORT"; two revisions may both say 8080).
+        host_port = free_port()
+        port = (int(port_spec) if port_spec else 8080) if runtime == "docker" else host_port
         environment.update({"PORT": str(port), "K_SERVICE": service, "K_REVISION": name,
                             "K_CONFIGURATION": service})
         log = self.directory / "logs" / f"{name}.log"
         try:
             server = start_version(model, host_port, runtime, env=environment, log=log,
-                                   container_name=f"cloudrun_{name}", image=image)
+                                   container_name=f"cloudrun_{name}", image=image, as_in_image=True)
         except ServerError as exc:
             self._revision_failed(revision, str(exc))
             return

@@ -34,7 +34,7 @@ class Gcloud:
         self.binary = binary or os.environ.get("GCLOUD") or shutil.which("gcloud") or "/usr/bin/gcloud"
         self.env = dict(os.environ)
         if target == "local":
-            config = Path(os.environ.get("RUN_DIR", RUN_DIR)) / "gcloud"
+            config = Path(os.environ.get("RUN_DIR") or RUN_DIR) / "gcloud"
             if not (config / "active_config").exists():
                 raise GcloudError(f"no local Cloud Run configuration at {config}: start it with `make emulator`")
             self.env["CLOUDSDK_CONFIG"] = str(config)

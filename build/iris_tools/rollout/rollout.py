@@ -126,7 +126,7 @@ class Migration:
         self.settings = settings
         self.out = out
         self.monitoring = monitoring or Monitoring(gcloud)
-        self.report_dir = Path(os.environ.get("RUN_DIR", RUN_DIR)) / "rollout"
+        self.report_dir = Path(os.environ.get("RUN_DIR") or RUN_DIR) / "rollout"
 
     # ------------------------------------------------------------ reading the service
 
