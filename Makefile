@@ -27,7 +27,7 @@ MODELS := $(patsubst functions/%/main.py,%,$(wildcard functions/*/main.py))
 ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
 TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py shared/linear.py
 
-.PHONY: help venv models retrain up demo compare status stop emulator emulator-status rollout rollback traffic test images base-image mlserver bench clean
+.PHONY: help venv models retrain up demo compare status stop emulator emulator-status rollout rollback traffic report test images base-image mlserver bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -84,6 +84,10 @@ rollout: | $(VENV)/.installed ## move SERVICE to MODEL=<name> (or REVISION=) in 
 
 rollback: | $(VENV)/.installed ## send 100% back to the last revision that had it before the current one
 	$(PY) -m iris_tools.rollout rollback
+
+CSV ?=
+report: | $(VENV)/.installed ## compare the running versions (or URLS=) on iris, a grid (and CSV=): .run/report/
+	$(PY) -m iris_tools.report $(foreach u,$(URLS),--url $(u)) $(if $(CSV),--csv $(CSV))
 
 traffic: | $(VENV)/.installed ## show the service's traffic, tags and live figures; SPLIT="svc=90 lin_svc=10" sets it
 	$(PY) -m iris_tools.rollout traffic

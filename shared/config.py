@@ -7,6 +7,8 @@
 | K_CONFIGURATION    | unset   | Cloud Run configuration the revision belongs to      |
 | MAX_BATCH_ROWS     | 10000   | most instances one POST may carry                    |
 | MAX_REQUEST_BYTES  | 4194304 | largest request body accepted (4 MiB)                |
+| LOG_PREDICTIONS    | 1       | fraction of answered predictions logged (0 to 1; 0 turns it off) |
+| LOG_MAX_ROWS       | 100     | most input rows one prediction log line carries (a batch says how many it had) |
 
 The container's server (`python -m shared.server`) also reads, through `ServerSettings`:
 
@@ -31,6 +33,8 @@ from shared.errors import ConfigError
 
 DEFAULT_MAX_BATCH_ROWS = 10_000
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+DEFAULT_LOG_PREDICTIONS = 1.0
+DEFAULT_LOG_MAX_ROWS = 100
 DEFAULT_PORT = 8080
 DEFAULT_GRACEFUL_TIMEOUT_S = 8
 
@@ -42,6 +46,8 @@ class Settings:
     configuration: str | None = None
     max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    log_predictions: float = DEFAULT_LOG_PREDICTIONS
+    log_max_rows: int = DEFAULT_LOG_MAX_ROWS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -51,6 +57,8 @@ class Settings:
             configuration=environ.get("K_CONFIGURATION") or None,
             max_batch_rows=_positive_int(environ, "MAX_BATCH_ROWS", DEFAULT_MAX_BATCH_ROWS),
             max_request_bytes=_positive_int(environ, "MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES),
+            log_predictions=_fraction(environ, "LOG_PREDICTIONS", DEFAULT_LOG_PREDICTIONS),
+            log_max_rows=_positive_int(environ, "LOG_MAX_ROWS", DEFAULT_LOG_MAX_ROWS),
         )
 
 
@@ -71,6 +79,19 @@ class ServerSettings:
             function_target=environ.get("FUNCTION_TARGET") or "predict",
             function_source=environ.get("FUNCTION_SOURCE") or "main.py",
         )
+
+
+def _fraction(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; unset it to use {default:g}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name}={raw!r} must be a fraction from 0 to 1; unset it to use {default:g}")
+    return value
 
 
 def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:

@@ -25,12 +25,14 @@ from werkzeug.routing import Map, Rule
 from shared.config import Settings
 from shared.errors import MethodNotAllowed, ModelLoadError, NotFound, PayloadTooLarge, ServingError
 from shared.model import ServedModel
+from shared.prediction_log import PredictionLog
 from shared.service import Service
 from shared.v2 import HEADER_LENGTH, OpenInference, Reply
 
 log = logging.getLogger(__name__)
 
 View = Callable[..., "dict[str, Any] | Reply"]
+PREDICTION_ENDPOINTS = {"root", "v2_infer"}
 
 # No path ends in "z": Cloud Run reserves some of those (/healthz among them).
 ROUTES = Map([
@@ -148,13 +150,22 @@ def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[
     if settings.revision:
         headers["X-Revision"] = settings.revision
     _install_error_handlers(headers)
-    views = views_of(Service(model, settings), OpenInference(model, settings))
+    predictions = PredictionLog(name, settings.revision, settings.log_predictions, settings.log_max_rows)
+    views = views_of(Service(model, settings, predictions.observe),
+                     OpenInference(model, settings, predictions.observe))
     routes = ROUTES.bind("")
     tutorial_get = views["root"]
 
+    def answered(request: flask.Request, result: "dict[str, Any] | Reply") -> flask.Response:
+        """A prediction's response: its handler time in Server-Timing, and its log line."""
+        response = _respond(result, {**headers, "Server-Timing": f"predict;dur={predictions.elapsed() * 1000:.3f}"})
+        predictions.end(request, response.status_code)
+        return response
+
     def predict(request: flask.Request) -> flask.Response:
+        predictions.begin()
         if request.path == "/" and request.method == "GET":  # the hot path skips the route table
-            return _respond(tutorial_get(request), headers)
+            return answered(request, tutorial_get(request))
         try:
             endpoint, arguments = routes.match(request.path, request.method)
         except WerkzeugNotFound:
@@ -163,6 +174,7 @@ def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[
         except WerkzeugMethodNotAllowed as exc:
             allowed = sorted(set(exc.valid_methods or []) - {"HEAD"})
             raise MethodNotAllowed(request.method, request.path, allowed) from None
-        return _respond(views[endpoint](request, **arguments), headers)
+        result = views[endpoint](request, **arguments)
+        return answered(request, result) if endpoint in PREDICTION_ENDPOINTS else _respond(result, headers)
 
     return predict

@@ -13,20 +13,27 @@ from shared.config import Settings
 from shared.errors import InvalidInput, UnsupportedMediaType
 from shared.inputs import parse_instances, parse_json, parse_query
 from shared.model import ServedModel
+from shared.prediction_log import Observer
+
+
+def _ignore(rows: Any, predictions: Any) -> None:
+    pass
 
 JSON_MEDIA_TYPE = "application/json"
 
 
 class Service:
-    def __init__(self, model: ServedModel, settings: Settings) -> None:
+    def __init__(self, model: ServedModel, settings: Settings, observe: Observer = _ignore) -> None:
         self.model = model
         self.settings = settings
+        self.observe = observe  # told the rows and the answers of every prediction (the prediction log)
         self._identity = {"model": model.name, "revision": settings.revision}
 
     def predict_query(self, params: Mapping[str, list[str]]) -> dict[str, Any]:
         """GET /?length=5.8&width=3.4: the tutorial's answer, plus which model and revision gave it."""
         row = parse_query(self.model.features, params)
         body: dict[str, Any] = {"predicted_class": self.model.predict_one(row)}
+        self.observe((row,), (body["predicted_class"],))
         for feature, value in zip(self.model.features.features, row):
             body[feature.name] = value
         body.update(self._identity)
@@ -51,7 +58,9 @@ class Service:
         if not body:
             raise InvalidInput('body: empty; send {"instances": [[length, width], ...]}', field="body", code="empty_body")
         rows = parse_instances(self.model.features, parse_json(body), self.settings.max_batch_rows)
-        return {"predictions": self.model.predict(rows), **self._identity}
+        predictions = self.model.predict(rows)
+        self.observe(rows, predictions)
+        return {"predictions": predictions, **self._identity}
 
     def metadata(self) -> dict[str, Any]:
         """The model's manifest, who serves it, and the limits that apply."""

@@ -28,6 +28,7 @@ import numpy as np
 from shared.config import Settings
 from shared.errors import NotFound
 from shared.model import ServedModel
+from shared.prediction_log import Observer
 from shared.v2_request import FEATURES_INPUT, HEADER_LENGTH, InferRequest, InferRequestParser
 
 __all__ = ["HEADER_LENGTH", "OUTPUTS", "OpenInference", "Reply"]
@@ -73,9 +74,10 @@ class Reply:
 
 
 class OpenInference:
-    def __init__(self, model: ServedModel, settings: Settings) -> None:
+    def __init__(self, model: ServedModel, settings: Settings, observe: Observer | None = None) -> None:
         self.model = model
         self.settings = settings
+        self.observe = observe
         self.version = model.manifest.sha256[:12]
         self.requests = InferRequestParser(model.features, settings.max_batch_rows, list(OUTPUTS), DEFAULT_OUTPUTS)
 
@@ -121,6 +123,8 @@ class OpenInference:
 
     def reply(self, request: InferRequest) -> Reply:
         indices = self.model.predict_indices(request.rows)
+        if self.observe is not None:
+            self.observe(request.rows, self.model.class_names_of(indices).tolist())
         documents, binary = [], bytearray()
         for requested in request.outputs:
             output = OUTPUTS[requested.name]

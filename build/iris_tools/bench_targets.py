@@ -139,7 +139,8 @@ GET_TEST_POINT = Request("GET", f"/?length={TEST_POINT[0]}&width={TEST_POINT[1]}
 
 def ours(model: str) -> Target:
     return Target(name=f"ours:{model}", group="ours",
-                  description=f"functions/{model} under functions-framework; GET /?length=&width=, POST / instances",
+                  description=f"functions/{model} under functions-framework; GET /?length=&width=, POST / instances; "
+                              f"every prediction logged (LOG_PREDICTIONS=1, the default)",
                   start_on=lambda port: start_function(Path("functions") / model / "main.py", port),
                   single=GET_TEST_POINT, batch=instances_request, inprocess=inprocess_rows_per_s(model))
 
@@ -293,10 +294,19 @@ def local_cloud_run(model: str) -> Target:
                   batch=instances_request)
 
 
+def ours_unlogged(model: str) -> Target:
+    """The same function with prediction logging off: what logging costs."""
+    base = ours(model)
+    return Target(name=f"ours-nolog:{model}", group="logging", single=base.single, batch=base.batch,
+                  description=f"functions/{model} with LOG_PREDICTIONS=0 (no prediction log lines)",
+                  start_on=lambda port: start_function(Path("functions") / model / "main.py", port,
+                                                       env={"LOG_PREDICTIONS": "0"}))
+
+
 def all_targets() -> list[Target]:
     models = model_names()
     return [tutorial_flask(), framework_ceiling(), mlserver(), *(ours(m) for m in models), ours_v2(BASELINE_MODEL),
-            local_cloud_run(BASELINE_MODEL), *(ours_container(m) for m in models)]
+            ours_unlogged(BASELINE_MODEL), local_cloud_run(BASELINE_MODEL), *(ours_container(m) for m in models)]
 
 
 # Single-prediction throughput goals: (baseline, least ratio, wording, protocols of ours it applies to).
@@ -317,6 +327,11 @@ def ratios(results: list) -> list[str]:
         return result.single.get(connections, {}).get("rps") if result else None
 
     for result in results:
+        if result.group == "logging":
+            logged, unlogged = single(f"ours:{result.target.split(':', 1)[1]}"), single(result.target)
+            if logged and unlogged:
+                lines.append(f"- prediction logging on: {logged / unlogged:.3f} of the single req/s @8 with it off "
+                             f"({result.target})")
         if result.group == "cloudrun":
             direct = f"ours:{result.target.split(':', 1)[1]}"
             through, called = single(result.target), single(direct)

@@ -105,7 +105,7 @@ print(json.dumps([before, after_far, "sklearn" in sys.modules, far, near, x1]))
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    before, after_far, after_near, far, near, x1 = json.loads(result.stdout)
+    before, after_far, after_near, far, near, x1 = json.loads(result.stdout.splitlines()[-1])  # after the prediction log lines
     assert (before, after_far, after_near) == (False, False, True)
     estimator = joblib.load(model_dir / "model.joblib")
     names = json.loads((model_dir / "model.json").read_text())["class_names"]

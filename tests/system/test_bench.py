@@ -17,7 +17,7 @@ pytestmark = pytest.mark.system
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
 def test_make_bench_quick_measures_a_function_and_writes_json_and_markdown(tmp_path: Path) -> None:
     results, docs = tmp_path / "results.json", tmp_path / "benchmarks.md"
-    targets = "ours:svc ff-ceiling tutorial-flask cloudrun:svc"
+    targets = "ours:svc ff-ceiling tutorial-flask cloudrun:svc ours-nolog:svc"
     run = subprocess.run(["make", "-s", "bench", f"BENCH_ARGS=--quick --only {targets} --json {results} --docs {docs}"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -38,4 +38,5 @@ def test_make_bench_quick_measures_a_function_and_writes_json_and_markdown(tmp_p
     assert "x the tutorial app (target >= 1.8)" in run.stdout and "cold start" in run.stdout
     # The local Cloud Run's data plane, against the same function called directly.
     assert by_name["cloudrun:svc"]["single"]["8"]["rps"] > 0 and by_name["cloudrun:svc"]["rss_mb"] > 0
+    assert "prediction logging on: " in run.stdout and "of the single req/s @8 with it off" in run.stdout
     assert "cloudrun:svc single req/s @8 = " in run.stdout and "of ours:svc called directly (target >= 0.9)" in run.stdout

@@ -35,7 +35,7 @@ def test_each_float_type_takes_its_largest_finite_value_and_refuses_beyond(datat
     assert array_from_json([limit, -limit], datatype, element).tolist() == [limit, -limit]
     beyond = 2**1024 if datatype == "FP64" else limit * 1.001
     with pytest.raises(InvalidInput) as caught:
-        array_from_json([0.0, float(beyond)], datatype, element, field="data")
+        array_from_json([0.0, beyond], datatype, element, field="data")
     assert caught.value.field == "data" and caught.value.message.startswith("data[1]:")
 
 

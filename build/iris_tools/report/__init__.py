@@ -1,0 +1,1 @@
+"""Evidence before moving users: version comparisons, shadow agreement, pictures."""
