@@ -27,7 +27,7 @@ MODELS := $(patsubst functions/%/main.py,%,$(wildcard functions/*/main.py))
 ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
 TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py shared/linear.py
 
-.PHONY: help venv models retrain up demo compare status stop emulator emulator-status rollout rollback traffic report test images base-image mlserver bench clean
+.PHONY: help venv models retrain up demo compare status stop emulator emulator-status rollout rollback traffic shadow report test images base-image mlserver bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -77,13 +77,17 @@ emulator-status: | $(VENV)/.installed ## each local Cloud Run service's traffic 
 # and on the local Cloud Run (TARGET=local). Settings: python -m iris_tools.rollout --help.
 TARGET ?= cloudrun
 export TARGET SERVICE MODEL REVISION SPLIT STEPS STEP_SECONDS MIN_REQUESTS MAX_HOLD_SECONDS MAX_ERROR_RATE \
-	MAX_LATENCY_RATIO MIN_LATENCY_DELTA_MS MONITORING_DELAY_S POLL_SECONDS FORCE PUBLIC SERVICE_ACCOUNT PROJECT REGION
+	MAX_LATENCY_RATIO MIN_LATENCY_DELTA_MS MONITORING_DELAY_S POLL_SECONDS FORCE PUBLIC SERVICE_ACCOUNT PROJECT REGION \
+	MIN_AGREEMENT SHADOW_INPUTS SHADOW_FRESHNESS
 
 rollout: | $(VENV)/.installed ## move SERVICE to MODEL=<name> (or REVISION=) in gated steps; rolls back on a breach
 	$(PY) -m iris_tools.rollout rollout
 
 rollback: | $(VENV)/.installed ## send 100% back to the last revision that had it before the current one
 	$(PY) -m iris_tools.rollout rollback
+
+shadow: | $(VENV)/.installed ## replay the stable revision's recent inputs to MODEL=<name> at 0%: agreement, .run/report/shadow.json
+	$(PY) -m iris_tools.rollout shadow
 
 CSV ?=
 report: | $(VENV)/.installed ## compare the running versions (or URLS=) on iris, a grid (and CSV=): .run/report/

@@ -29,6 +29,12 @@ import flask
 
 Observer = Callable[[Any, Sequence[str]], None]
 
+def _now() -> str:
+    """RFC 3339 in UTC: Cloud Logging takes a structured line's `time` as the entry's timestamp."""
+    seconds = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"
+
+
 class PredictionLog:
     def __init__(self, model: str, revision: str | None, fraction: float, max_rows: int,
                  stream: TextIO | None = None) -> None:
@@ -66,6 +72,7 @@ class PredictionLog:
         rows = rows.tolist() if hasattr(rows, "tolist") else [list(row) for row in rows]
         route = f"{request.method} {request.path}"
         entry = {
+            "time": _now(),
             "severity": "INFO",
             "message": f"prediction {self.labels['model']} {route}: "
                        + (predictions[0] if len(predictions) == 1 else f"{len(predictions)} rows"),

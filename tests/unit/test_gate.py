@@ -68,3 +68,15 @@ def test_the_verdict_line_shows_figures_thresholds_and_reasons() -> None:
     assert line.startswith("ROLLBACK: candidate 200 req, 5xx 2.00% (max 1%), p99 30 ms vs stable 10 ms")
     assert "5xx rate 2.00% is above 1%" in line and "p99 30 ms is above 20 ms (stable p99 10 ms)" in line
     assert verdict.as_json()["decision"] == "rollback" and verdict.as_json()["thresholds"]["min_requests"] == 50
+
+
+def test_the_wilson_interval_and_the_class_shift_test() -> None:
+    from iris_tools.rollout.shadow import class_shift, wilson
+
+    low, high = wilson(88, 100)
+    assert low == pytest.approx(0.8019, abs=1e-4) and high == pytest.approx(0.9300, abs=1e-4)  # 88 of 100
+    assert wilson(0, 0) == (0.0, 1.0) and wilson(10, 10)[1] == pytest.approx(1.0)
+    same = class_shift({"a": 50, "b": 50}, {"a": 50, "b": 50})
+    assert same["p_value"] == 1.0 and not same["shifted"]
+    shifted = class_shift({"a": 90, "b": 10}, {"a": 10, "b": 90})
+    assert shifted["shifted"] and shifted["p_value"] < 1e-6

@@ -37,7 +37,7 @@ def directories(run_dir: Path) -> tuple[Path, Path]:
 
 
 def write_gcloud_config(config_dir: Path, project: str, region: str, api_port: int) -> None:
-    """A gcloud configuration that sends run, cloudresourcemanager and monitoring calls here, through
+    """A gcloud configuration that sends run, cloudresourcemanager, monitoring and logging calls here, through
     gcloud's proxy settings (a regional endpoint gets the region prefixed to its host, so the override
     names a host that does not resolve and the proxy carries every request here)."""
     properties = f"""[core]
@@ -58,6 +58,7 @@ disable_update_check = true
 run = http://run.emulator/
 cloudresourcemanager = http://resourcemanager.emulator/
 monitoring = http://monitoring.emulator/
+logging = http://logging.emulator/
 
 [proxy]
 type = http

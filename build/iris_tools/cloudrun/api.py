@@ -17,6 +17,7 @@ from typing import Any
 
 from iris_tools.cloudrun.control import SERVICE_LABEL, LocalCloudRun
 from iris_tools.cloudrun.errors import ApiError, InvalidArgument, MethodNotAllowed, NotFound, PayloadTooLarge
+from iris_tools.cloudrun.logs import list_entries
 from iris_tools.cloudrun.metrics import REQUEST_COUNT, REQUEST_LATENCIES, Sampler, parse_timestamp, time_series
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -30,6 +31,7 @@ ROUTES = [
     ("iam", re.compile(r"/v1/projects/(?P<ns>[^/]+)/locations/[^/]+/services/(?P<name>[^/:]+):(?P<verb>\w+)$")),
     ("project", re.compile(r"/v1/projects/(?P<ns>[^/:]+)$")),
     ("time_series", re.compile(r"/v3/projects/(?P<ns>[^/]+)/timeSeries$")),
+    ("log_entries", re.compile(r"/v2/entries:list$")),
     ("health", re.compile(r"/health$")),
 ]
 _FILTER_TERM = re.compile(r'([\w.]+)\s*=\s*"([^"]*)"')
@@ -160,6 +162,18 @@ class Api:
                 series = [s for s in series if s["resource"]["labels"][label] == wanted]
         return {"timeSeries": series, "unit": "ms" if metric == REQUEST_LATENCIES else "1"}
 
+    def _log_entries(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
+        if method != "POST":
+            raise self._not_allowed(method, "POST")
+        document = self._json(body)
+        names = document.get("resourceNames", []) if isinstance(document, dict) else []
+        for name in names if isinstance(names, list) else []:
+            self._check_project(str(name).removeprefix("projects/"))
+        run = self.cloud_run
+        with run.lock:
+            revisions = {name: revision["service"] for name, revision in run.store.revisions.items()}
+        return list_entries(run.directory / "logs", revisions, run.project, run.region, document)
+
     def _health(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
         return {"status": "ok", "project": self.cloud_run.project, "region": self.cloud_run.region}
 
@@ -192,7 +206,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_CONNECT(self) -> None:  # noqa: N802
         self.close_connection = True
         error = NotFound(f"{self.path}: this local Cloud Run answers only the APIs gcloud is pointed at with "
-                         f"api_endpoint_overrides (run, cloudresourcemanager, monitoring)")
+                         f"api_endpoint_overrides (run, cloudresourcemanager, monitoring, logging)")
         self._send(error.http_status, error.body())
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -3,6 +3,7 @@
     python -m iris_tools.rollout rollout   [--model NAME | --revision REVISION]
     python -m iris_tools.rollout rollback
     python -m iris_tools.rollout traffic   [--split "svc=90 lin_svc=10"]
+    python -m iris_tools.rollout shadow    [--model NAME | --revision REVISION]
 
 Settings come from the environment (the Makefile passes its variables through):
 
@@ -22,6 +23,9 @@ Settings come from the environment (the Makefile passes its variables through):
   FORCE=1             roll out a revision (or image) that was rolled back before
   PUBLIC=1            deploy the candidate with allUsers as invoker (default: private)
   SERVICE_ACCOUNT     the candidate's service account (default: the project's default)
+  MIN_AGREEMENT       gate the first live step on a shadow comparison: the least agreement (0 to 1; default off)
+  SHADOW_INPUTS       how many recent stable inputs the shadow replays (default 500)
+  SHADOW_FRESHNESS    how far back it reads them (default 1h)
 
 Exit status: 0 done, 3 rolled back, 1 refused or failed (the message says why).
 """
@@ -46,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("rollback")
     traffic = commands.add_parser("traffic")
     traffic.add_argument("--split", default=os.environ.get("SPLIT") or None)
+    shadow = commands.add_parser("shadow")
+    shadow.add_argument("--model", default=os.environ.get("MODEL") or None)
+    shadow.add_argument("--revision", default=os.environ.get("REVISION") or None)
     args = parser.parse_args(argv)
     target = os.environ.get("TARGET") or "cloudrun"
     try:
@@ -57,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
             return migration.rollout(args.model, args.revision)
         if args.command == "rollback":
             return migration.rollback()
+        if args.command == "shadow":
+            from iris_tools.rollout.shadow import Shadow
+
+            if args.model and args.revision:
+                raise RolloutError("give MODEL or REVISION, not both")
+            limit = int(os.environ.get("SHADOW_INPUTS") or 500)
+            shadow = Shadow(migration, sys.stdout, limit=limit, freshness=os.environ.get("SHADOW_FRESHNESS") or "1h")
+            shadow.run(args.model, args.revision, migration.report_dir.parent / "report" / "shadow.json")
+            return 0
         return migration.set_split(args.split) if args.split else migration.show()
     except (RolloutError, GcloudError) as exc:
         print(f"error: {exc}", file=sys.stderr)

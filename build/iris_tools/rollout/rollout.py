@@ -56,6 +56,7 @@ class Settings:
     force: bool = False
     public: bool = False
     service_account: str | None = None
+    min_agreement: float | None = None  # gate the first live step on a shadow comparison (off by default)
 
     @classmethod
     def for_target(cls, target: str, environ: dict[str, str] = os.environ) -> "Settings":
@@ -90,7 +91,11 @@ class Settings:
             max_latency_ratio=number("MAX_LATENCY_RATIO", defaults.thresholds.max_latency_ratio),
             min_latency_delta_ms=number("MIN_LATENCY_DELTA_MS", defaults.thresholds.min_latency_delta_ms),
             min_requests=int(number("MIN_REQUESTS", defaults.thresholds.min_requests)))
+        min_agreement = number("MIN_AGREEMENT", -1.0)
+        if min_agreement > 1:
+            raise RolloutError(f"MIN_AGREEMENT={min_agreement:g}: a fraction from 0 to 1")
         return cls(service=environ.get("SERVICE") or "iris", steps=steps, step_seconds=step_seconds,
+                   min_agreement=None if min_agreement < 0 else min_agreement,
                    max_hold_seconds=number("MAX_HOLD_SECONDS", 3 * step_seconds),
                    poll_seconds=number("POLL_SECONDS", defaults.poll_seconds),
                    delay_seconds=number("MONITORING_DELAY_S", defaults.delay_seconds),
@@ -277,6 +282,15 @@ class Migration:
         if not self.ready(revisions[revision]):
             raise RolloutError(f"candidate {revision} is not ready and gets no traffic")
         candidate_image = revisions[revision]["spec"]["containers"][0]["image"]
+        if settings.min_agreement is not None and not resume:
+            from iris_tools.rollout.shadow import Shadow
+
+            report = Shadow(self, self.out).run(None, revision, self.report_dir.parent / "report" / "shadow.json")
+            if report["agreement"] < settings.min_agreement:
+                print(f"\nNOT ROLLED OUT: {revision} agrees with {stable} on {100 * report['agreement']:.1f}% of "
+                      f"{report['n']} recent inputs, below MIN_AGREEMENT {100 * settings.min_agreement:g}%; "
+                      f"no traffic moved.", file=self.out, flush=True)
+                return EXIT_ROLLED_BACK
         lock = self.acquire(revision, stable, {**(resume or {}), "image": candidate_image})
         return self._walk(lock)
 

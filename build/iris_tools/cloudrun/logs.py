@@ -1,0 +1,127 @@
+"""Cloud Logging's entries.list over the revisions' own logs, so `gcloud logging read` works locally.
+
+Each revision's stdout and stderr go to `$RUN_DIR/cloudrun/logs/<revision>.log`. A line that is a JSON
+object becomes an entry with that `jsonPayload` (its `severity`, `time`, `httpRequest` and
+`logging.googleapis.com/labels` lifted out as Cloud Logging does); any other line becomes a `textPayload`. Filters: terms joined by AND,
+each `field OP "value"` with OP one of = != > >= < <= : (has), on dotted paths of the entry
+(`resource.labels.revision_name`, `jsonPayload.kind`, `severity`, `timestamp`, ...).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from iris_tools.cloudrun.errors import InvalidArgument
+
+_TERM = re.compile(r'^\s*([\w.@/-]+)\s*(>=|<=|!=|=|>|<|:)\s*"?(.*?)"?\s*$')
+SEVERITIES = ["DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY"]
+MAX_PAGE = 1000
+
+
+def parse_filter(text: str) -> list[tuple[str, str, str]]:
+    terms = []
+    for part in re.split(r"\s+AND\s+", text.strip()) if text.strip() else []:
+        match = _TERM.match(part.strip("() "))
+        if not match:
+            raise InvalidArgument.field("filter", f"cannot read {part!r}: terms are field OP \"value\" joined by AND")
+        terms.append(match.groups())
+    return terms
+
+
+def _value(entry: dict[str, Any], path: str) -> Any:
+    value: Any = entry
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def _matches(entry: dict[str, Any], terms: list[tuple[str, str, str]]) -> bool:
+    for field, op, wanted in terms:
+        value = _value(entry, field)
+        if value is None:
+            return False
+        if field == "severity":
+            left, right = SEVERITIES.index(str(value)), SEVERITIES.index(wanted) if wanted in SEVERITIES else -1
+        elif field in ("timestamp", "receiveTimestamp"):
+            left, right = _seconds(str(value)), _seconds(wanted)
+        else:
+            left, right = str(value), wanted
+        if op == ":":
+            if wanted not in str(value):
+                return False
+        elif not {"=": left == right, "!=": left != right, ">": left > right, ">=": left >= right, "<": left < right,
+                  "<=": left <= right}[op]:
+            return False
+    return True
+
+
+def _seconds(text: str) -> float:
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise InvalidArgument.field("filter", f"{text!r} is not an RFC 3339 timestamp") from None
+
+
+def entries(log_dir: Path, revisions: dict[str, str], project: str, region: str) -> Iterator[dict[str, Any]]:
+    """Every log entry of every revision (revision -> service), oldest first within a revision."""
+    for revision, service in sorted(revisions.items()):
+        path = log_dir / f"{revision}.log"
+        if not path.exists():
+            continue
+        fallback = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
+        for number, line in enumerate(path.read_text(errors="replace").splitlines()):
+            entry: dict[str, Any] = {
+                "logName": f"projects/{project}/logs/run.googleapis.com%2Fstdout",
+                "resource": {"type": "cloud_run_revision", "labels": {
+                    "project_id": project, "location": region, "service_name": service,
+                    "revision_name": revision, "configuration_name": service}},
+                "insertId": f"{revision}-{number}", "severity": "DEFAULT",
+                "timestamp": fallback.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            }
+            try:
+                payload = json.loads(line)
+            except ValueError:
+                payload = None
+            if isinstance(payload, dict):
+                entry["severity"] = str(payload.pop("severity", "DEFAULT")).upper()
+                if payload.get("time"):
+                    entry["timestamp"] = payload.pop("time")
+                if isinstance(payload.get("httpRequest"), dict):
+                    entry["httpRequest"] = payload.pop("httpRequest")
+                labels = payload.pop("logging.googleapis.com/labels", None)
+                if isinstance(labels, dict):
+                    entry["labels"] = labels
+                entry["jsonPayload"] = payload
+            else:
+                entry["textPayload"] = line
+            entry["receiveTimestamp"] = entry["timestamp"]
+            yield entry
+
+
+def list_entries(log_dir: Path, revisions: dict[str, str], project: str, region: str,
+                 body: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidArgument.field("body", "expected an object")
+    terms = parse_filter(str(body.get("filter", "")))
+    size = body.get("pageSize", 50)
+    if type(size) is not int or not 0 < size <= MAX_PAGE:
+        raise InvalidArgument.field("pageSize", f"must be an integer from 1 to {MAX_PAGE}")
+    newest_first = str(body.get("orderBy", "timestamp asc")).strip().lower().endswith("desc")
+    found = [entry for entry in entries(log_dir, revisions, project, region) if _matches(entry, terms)]
+    found.sort(key=lambda entry: entry["timestamp"], reverse=newest_first)
+    try:
+        offset = int(body.get("pageToken") or 0)
+    except ValueError:
+        raise InvalidArgument.field("pageToken", "not a token this server gave") from None
+    page = found[offset:offset + size]
+    result: dict[str, Any] = {"entries": page}
+    if offset + size < len(found):
+        result["nextPageToken"] = str(offset + size)
+    return result

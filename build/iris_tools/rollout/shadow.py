@@ -1,0 +1,192 @@
+"""A shadow comparison at 0% traffic: the inputs the stable revision served recently, replayed to the candidate.
+
+    1. the candidate: the newest ready revision of MODEL behind a tag (deployed with no traffic if there is none);
+    2. the inputs: the stable revision's prediction log lines (`gcloud logging read`, on either target), with
+       the answers users got and the stable revision's own latency;
+    3. each input sent once to the candidate's tag URL (never to the service URL: users never see these
+       answers), two at a time, its latency read from the Server-Timing header the function sets;
+    4. the report: agreement with a 95% Wilson interval, the confusion table, each version's class mix and a
+       chi-square test of whether it shifted, each version's latency; `.run/report/shadow.json`.
+Nothing here touches the stable revision: its figures come from its logs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TextIO
+
+from iris_tools.cloudrun.names import suggest_tag
+from iris_tools.rollout.gcloud import Gcloud, GcloudError
+from iris_tools.rollout.rollout import Migration, RolloutError, model_of
+from iris_tools.state import write_atomically
+
+Z95 = 1.959963984540054
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def class_shift(stable: dict[str, int], candidate: dict[str, int]) -> dict[str, Any]:
+    """Chi-square test of homogeneity of the two class mixes (classes neither version said are left out)."""
+    from scipy.stats import chi2_contingency
+
+    classes = [c for c in sorted(set(stable) | set(candidate)) if stable.get(c, 0) + candidate.get(c, 0) > 0]
+    if len(classes) < 2:
+        return {"chi2": 0.0, "p_value": 1.0, "dof": 0, "shifted": False}
+    table = [[stable.get(c, 0) for c in classes], [candidate.get(c, 0) for c in classes]]
+    chi2, p_value, dof, _ = chi2_contingency(table)
+    return {"chi2": round(float(chi2), 4), "p_value": float(p_value), "dof": int(dof), "shifted": bool(p_value < 0.05)}
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50_ms": None, "p99_ms": None}
+    ordered = sorted(values)
+    return {"p50_ms": round(ordered[len(ordered) // 2], 3), "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))], 3)}
+
+
+class Shadow:
+    def __init__(self, migration: Migration, out: TextIO, limit: int = 500, freshness: str = "1h",
+                 concurrency: int = 2) -> None:
+        self.migration = migration
+        self.gcloud: Gcloud = migration.gcloud
+        self.out = out
+        self.limit = limit
+        self.freshness = freshness
+        self.concurrency = concurrency
+
+    def candidate(self, model: str | None, revision: str | None) -> tuple[str, str]:
+        """(revision, tag URL) of the candidate, deploying MODEL with no traffic when no ready revision has it."""
+        service = self.migration.describe()
+        tagged = {t.get("revisionName"): t.get("url") for t in service["status"].get("traffic", []) if t.get("tag")}
+        revisions = self.migration.revisions()
+        if revision is None:
+            if model is None:
+                raise RolloutError("name the candidate: MODEL=<name> or REVISION=<revision>")
+            ready = [r for r in revisions if model_of(r["spec"]["containers"][0]["image"]) == model
+                     and self.migration.ready(r)]
+            serving = self.migration.shares(service)
+            ready = [r for r in ready if not serving.get(r["metadata"]["name"])]
+            if ready:
+                revision = max(ready, key=lambda r: r["metadata"].get("creationTimestamp", ""))["metadata"]["name"]
+            else:
+                revision = self.migration.deploy(model, f"{self.migration.settings.image}:{model}")
+                service = self.migration.describe()
+                tagged = {t.get("revisionName"): t.get("url") for t in service["status"]["traffic"] if t.get("tag")}
+        if revision not in tagged:
+            tag = "shadow-" + suggest_tag(revision)[-30:].strip("-")
+            self.gcloud.run("run", "services", "update-traffic", self.migration.settings.service, "--update-tags",
+                            f"{tag}={revision}")
+            service = self.migration.describe()
+            tagged = {t.get("revisionName"): t.get("url") for t in service["status"]["traffic"] if t.get("tag")}
+        return revision, tagged[revision]
+
+    def stable_log(self, stable: str) -> list[dict[str, Any]]:
+        """The stable revision's recent prediction log lines, newest first."""
+        query = (f'resource.type="cloud_run_revision" AND resource.labels.revision_name="{stable}" '
+                 f'AND jsonPayload.kind="prediction"')
+        return self.gcloud.json("logging", "read", query, f"--limit={self.limit}", f"--freshness={self.freshness}")
+
+    def _ask(self, url: str, row: list[float], token: str | None) -> tuple[str | None, float | None, str | None]:
+        query = urllib.parse.urlencode({"length": repr(row[0]), "width": repr(row[1])})
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(f"{url}/?{query}", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                body = json.loads(response.read())
+                timing = response.headers.get("Server-Timing", "")
+        except (OSError, ValueError) as exc:
+            return None, None, str(exc)
+        duration = float(timing.split("dur=")[1]) if "dur=" in timing else None
+        return body.get("predicted_class"), duration, None
+
+    def run(self, model: str | None, revision: str | None, report_path: Path) -> dict[str, Any]:
+        service = self.migration.describe()
+        shares = self.migration.shares(service)
+        stable = max(shares, key=shares.get)
+        candidate, url = self.candidate(model, revision)
+        if candidate == stable:
+            raise RolloutError(f"{candidate} is the stable revision itself")
+        entries = self.stable_log(stable)
+        inputs, stable_answers, stable_latency = [], [], []
+        for entry in entries:
+            payload = entry.get("jsonPayload", {})
+            for row, answer in zip(payload.get("inputs", []), payload.get("predictions", [])):
+                inputs.append(row)
+                stable_answers.append(answer)
+            if payload.get("rows") == 1 and payload.get("latency_ms") is not None:
+                stable_latency.append(float(payload["latency_ms"]))
+        inputs, stable_answers = inputs[: self.limit], stable_answers[: self.limit]
+        if not inputs:
+            raise RolloutError(f"no prediction logs of {stable} in the last {self.freshness}: the shadow replays what "
+                               f"users asked the stable revision (LOG_PREDICTIONS must be above 0)")
+        print(f"shadow: {len(inputs)} inputs {stable} answered recently, replayed to {candidate} at {url} ...",
+              file=self.out, flush=True)
+        token = None
+        if self.gcloud.target != "local":
+            token = self.gcloud.run("auth", "print-identity-token").strip()
+        started = time.monotonic()
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            replies = list(pool.map(lambda row: self._ask(url, row, token), inputs))
+        failures = [error for _, _, error in replies if error]
+        pairs = [(s, c) for s, (c, _, error) in zip(stable_answers, replies) if not error and c is not None]
+        classes = sorted({s for s, _ in pairs} | {c for _, c in pairs})
+        agree = sum(s == c for s, c in pairs)
+        n = len(pairs)
+        stable_mix = {c: sum(s == c for s, _ in pairs) for c in classes}
+        candidate_mix = {c: sum(x == c for _, x in pairs) for c in classes}
+        report = {
+            "service": self.migration.settings.service, "target": self.gcloud.target, "stable": stable,
+            "candidate": candidate, "candidate_url": url, "n": n, "agreement": round(agree / n, 4) if n else None,
+            "agreement_ci95": [round(v, 4) for v in wilson(agree, n)], "failed_requests": len(failures),
+            "classes": classes,
+            "confusion": {s: {c: sum(1 for a, b in pairs if a == s and b == c) for c in classes} for s in classes},
+            "class_mix": {"stable": stable_mix, "candidate": candidate_mix},
+            "class_shift": class_shift(stable_mix, candidate_mix),
+            "latency": {"stable": percentiles(stable_latency),
+                        "candidate": percentiles([d for _, d, error in replies if not error and d is not None])},
+            "latency_measure": "server-side handler time: the stable's from its logs, the candidate's from Server-Timing",
+            "seconds": round(time.monotonic() - started, 2),
+            "disagreements": [{"input": row, "stable": s, "candidate": c}
+                              for row, s, (c, _, error) in zip(inputs, stable_answers, replies)
+                              if not error and c != s][:50],
+        }
+        write_atomically(report_path, json.dumps(report, indent=1))
+        self._print(report, report_path)
+        return report
+
+    def _print(self, report: dict[str, Any], path: Path) -> None:
+        low, high = report["agreement_ci95"]
+        print(f"agreement {100 * report['agreement']:.1f}% of {report['n']} inputs (95% CI {100 * low:.1f}% to "
+              f"{100 * high:.1f}%)" + (f"; {report['failed_requests']} replays failed" if report["failed_requests"]
+                                        else ""), file=self.out)
+        classes = report["classes"]
+        width = max(len(c) for c in classes + ["stable \\ candidate"]) + 2
+        print("stable \\ candidate".ljust(width) + "".join(c.ljust(width) for c in classes), file=self.out)
+        for s in classes:
+            print(s.ljust(width) + "".join(str(report["confusion"][s][c]).ljust(width) for c in classes), file=self.out)
+        shift = report["class_shift"]
+        print("class mix: stable " + ", ".join(f"{c} {n}" for c, n in report["class_mix"]["stable"].items())
+              + "; candidate " + ", ".join(f"{c} {n}" for c, n in report["class_mix"]["candidate"].items())
+              + f"; chi-square {shift['chi2']:.2f}, p = {shift['p_value']:.3g}: "
+              + ("the mix shifted" if shift["shifted"] else "no significant shift"), file=self.out)
+        latency = report["latency"]
+        print(f"latency (handler): stable p50 {latency['stable']['p50_ms']} ms p99 {latency['stable']['p99_ms']} ms; "
+              f"candidate p50 {latency['candidate']['p50_ms']} ms p99 {latency['candidate']['p99_ms']} ms",
+              file=self.out)
+        print(f"wrote {path}", file=self.out, flush=True)
+
+
+__all__ = ["Shadow", "GcloudError", "wilson", "class_shift"]
