@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from shared.errors import ModelLoadError
+from shared.safe_pickle import check_artifact, restricted_load
 
 ARTIFACT_FILE = "model.joblib"
 MANIFEST_FILE = "model.json"
@@ -172,7 +173,8 @@ def verify_model(directory: Path, expected_name: str) -> tuple[Manifest, dict[st
 
     Raises ModelLoadError naming the failed check: manifest present and readable,
     model name as expected, artifact (and rule) present with the SHA-256 of the
-    manifest, scikit-learn version equal to the installed one.
+    manifest, the artifact naming only allowed classes (shared.safe_pickle),
+    scikit-learn version equal to the installed one.
     """
     manifest = read_manifest(directory)
     if manifest.name != expected_name:
@@ -180,7 +182,9 @@ def verify_model(directory: Path, expected_name: str) -> tuple[Manifest, dict[st
             f"model name check failed: {directory / MANIFEST_FILE} describes {manifest.name!r}, "
             f"but this function serves {expected_name!r}"
         )
-    _checked_bytes(directory / ARTIFACT_FILE, manifest.sha256, "artifact")
+    payload = _checked_bytes(directory / ARTIFACT_FILE, manifest.sha256, "artifact")
+    # Before any request, and even when the hash was made to match: only allowed classes may be named.
+    check_artifact(payload, manifest.algorithm)
     installed = installed_sklearn()
     if manifest.sklearn_version != installed:
         raise ModelLoadError(
@@ -199,11 +203,9 @@ def verify_model(directory: Path, expected_name: str) -> tuple[Manifest, dict[st
 
 def unpickle(directory: Path, manifest: Manifest) -> Any:
     """The estimator, from bytes that match the manifest's SHA-256 (checked again, as they are read)."""
-    import joblib
-
     payload = _checked_bytes(directory / ARTIFACT_FILE, manifest.sha256, "artifact")
-    # The bytes unpickled are the bytes hashed: nothing can swap the file in between.
-    estimator = joblib.load(io.BytesIO(payload))
+    # The bytes unpickled are the bytes hashed: nothing can swap the file in between; the allowlist holds.
+    estimator = restricted_load(payload, manifest.algorithm)
     n_features = getattr(estimator, "n_features_in_", None)
     n_classes = len(getattr(estimator, "classes_", ()))
     if n_features != len(manifest.features) or n_classes != len(manifest.class_names):
