@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import traceback
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -57,6 +58,10 @@ class Api:
         try:
             return 200, self._dispatch(method, target, body)
         except ApiError as error:
+            return error.http_status, error.body()
+        except Exception as exc:  # a fault of ours: Google's error shape all the same, and the trace in our log
+            traceback.print_exc()
+            error = ApiError(f"internal error ({type(exc).__name__}); see the control plane's log")
             return error.http_status, error.body()
 
     def _dispatch(self, method: str, target: str, body: bytes) -> dict[str, Any]:

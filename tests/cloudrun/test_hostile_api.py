@@ -1,0 +1,123 @@
+"""The Admin API under hostile input: every refusal a 4xx in Google's error JSON, the stored state unchanged."""
+
+from __future__ import annotations
+
+import json
+
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.cloudrun.harness import PROJECT, LocalCloudRun
+
+SERVICES = f"/apis/serving.knative.dev/v1/namespaces/{PROJECT}/services"
+GOOD = {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": {"name": "iris"},
+        "spec": {"template": {"spec": {"containers": [{"image": "iris:svc"}]}}}}
+
+
+def google_error(response: requests.Response, status: int | None = None) -> dict:
+    assert 400 <= response.status_code < 500, response.text
+    if status is not None:
+        assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == response.status_code and isinstance(error["message"], str) and error["status"]
+    return error
+
+
+def stored(cloud_run: LocalCloudRun) -> dict:
+    state = cloud_run.state()
+    state.pop("resource_version", None)
+    return state
+
+
+def test_malformed_and_hostile_requests_are_refused_and_change_nothing(cloud_run: LocalCloudRun) -> None:
+    api = cloud_run.api()
+    cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc")
+    before = stored(cloud_run)
+    cases = [
+        ("POST", SERVICES, b"{not json", 400),
+        ("POST", SERVICES, json.dumps([1, 2]).encode(), 400),
+        ("POST", SERVICES, json.dumps({**GOOD, "metadata": {"name": "iris-2"}, "spec": {}}).encode(), 400),
+        ("POST", SERVICES, json.dumps({**GOOD, "metadata": {"name": "x" * 80}}).encode(), 400),
+        ("POST", SERVICES, json.dumps({**GOOD, "metadata": {"name": "../../etc"}}).encode(), 400),
+        ("POST", SERVICES, json.dumps({**GOOD, "metadata": {"name": "iris-3"}, "extra": 1}).encode(), 400),
+        ("POST", SERVICES, json.dumps({**GOOD, "metadata": {"name": "iris-4", "labels": {"a": 1}}}).encode(), 400),
+        ("POST", SERVICES, json.dumps({**GOOD, "spec": {"template": {"spec": {"containers": [{"image": 7}]}}},
+                                       "metadata": {"name": "iris-5"}}).encode(), 400),
+        ("POST", SERVICES, json.dumps(GOOD).encode(), 409),  # it exists
+        ("PUT", SERVICES + "/iris", json.dumps({**GOOD, "spec": {**GOOD["spec"], "traffic": [
+            {"revisionName": "iris-nope", "percent": 100}]}}).encode(), 400),
+        ("PUT", SERVICES + "/iris", json.dumps({**GOOD, "spec": {**GOOD["spec"], "traffic": [
+            {"latestRevision": True, "percent": "100"}]}}).encode(), 400),
+        ("PUT", SERVICES + "/%2e%2e%2f%2e%2e%2fstate.json", json.dumps(GOOD).encode(), 404),
+        ("GET", SERVICES + "/..%2F..%2Fstate", b"", 404),
+        ("GET", "/apis/serving.knative.dev/v1/namespaces/other-project/services", b"", 404),
+        ("POST", "/apis/serving.knative.dev/v1/namespaces/other-project/services", json.dumps(GOOD).encode(), 404),
+        ("DELETE", SERVICES + "/nothing", b"", 404),
+        ("PATCH", SERVICES + "/iris", b"{}", 405),
+        ("GET", "/v1/projects/iris-local/locations/us-central1/services/iris:setIamPolicy", b"", 404),
+        ("POST", "/v2/entries:list", json.dumps({"filter": "((( nonsense"}).encode(), 400),
+        ("GET", "/etc/passwd", b"", 404),
+    ]
+    for method, path, body, status in cases:
+        response = requests.request(method, api + path, data=body, timeout=30,
+                                    headers={"Content-Type": "application/json"})
+        google_error(response, status)
+    huge = requests.post(api + SERVICES, data=b"{" + b" " * (2 * 1024 * 1024) + b"}", timeout=30,
+                         headers={"Content-Type": "application/json"})
+    google_error(huge, 413)
+    assert stored(cloud_run) == before
+
+
+def test_a_stale_resource_version_is_refused_with_aborted(cloud_run: LocalCloudRun) -> None:
+    cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc")
+    api = cloud_run.api()
+    current = requests.get(api + SERVICES + "/iris", timeout=30).json()
+    stale = json.loads(json.dumps(current))
+    cloud_run.ok("run", "deploy", "iris", "--image", "iris:lin_svc", "--no-traffic", "--tag", "candidate")
+    before = stored(cloud_run)
+    stale["metadata"]["annotations"]["x/changed"] = "by a writer that read an old version"
+    error = google_error(requests.put(api + SERVICES + "/iris", json=stale, timeout=30), 409)
+    assert error["status"] == "ABORTED" and f"version '{current['metadata']['resourceVersion']}' was specified" \
+        in error["message"]
+    assert stored(cloud_run) == before
+
+
+def test_two_gcloud_commands_racing_on_one_service_leave_it_consistent(cloud_run: LocalCloudRun) -> None:
+    import subprocess
+
+    cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc")
+    cloud_run.ok("run", "deploy", "iris", "--image", "iris:lin_svc", "--no-traffic", "--tag", "candidate")
+    service = cloud_run.describe()
+    svc = next(t["revisionName"] for t in service["status"]["traffic"] if t.get("percent"))
+    candidate = next(t["revisionName"] for t in service["status"]["traffic"] if t.get("tag"))
+    commands = [["/usr/bin/gcloud", "run", "services", "update-traffic", "iris", "--quiet", "--to-revisions", split]
+                for split in (f"{svc}=70,{candidate}=30", f"{svc}=40,{candidate}=60")]
+    racing = [subprocess.Popen(command, env=cloud_run.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for command in commands]
+    results = [(process.wait(timeout=120), process.stderr.read()) for process in racing]
+    for process in racing:
+        process.stdout.close()
+        process.stderr.close()
+    assert any(code == 0 for code, _ in results)
+    for code, stderr in results:
+        assert code == 0 or "ABORTED" in stderr, stderr  # the loser is told of the conflict
+    shares = {t["revisionName"]: t["percent"] for t in cloud_run.describe()["status"]["traffic"] if t.get("percent")}
+    assert shares in ({svc: 70, candidate: 30}, {svc: 40, candidate: 60})
+
+
+@given(body=st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+                         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+                             st.sampled_from(["apiVersion", "kind", "metadata", "spec", "name", "template",
+                                              "containers", "image", "traffic", "percent", "revisionName", "tag",
+                                              "latestRevision", "env", "ports", "containerPort", "x"]),
+                             inner, max_size=4), max_leaves=20))
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+def test_generated_service_bodies_never_get_a_5xx(cloud_run: LocalCloudRun, body) -> None:
+    api = cloud_run.api()
+    for method, path in (("POST", SERVICES), ("PUT", SERVICES + "/iris")):
+        response = requests.request(method, api + path, json=body, timeout=60)
+        assert response.status_code < 500, response.text
+        if response.status_code >= 400:
+            google_error(response)
