@@ -27,7 +27,7 @@ MODELS := $(patsubst functions/%/main.py,%,$(wildcard functions/*/main.py))
 ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
 TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py shared/linear.py
 
-.PHONY: help venv models retrain up demo compare status stop emulator emulator-status rollout rollback traffic shadow report test images base-image mlserver bench clean
+.PHONY: help venv models retrain up demo compare status stop emulator emulator-token emulator-status rollout rollback traffic shadow report test images base-image mlserver bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ stop: | $(VENV)/.installed ## stop every running version (processes and containe
 
 emulator: models $(if $(filter docker,$(RUNTIME)),images) ## start the local Cloud Run; then export CLOUDSDK_CONFIG=.run/gcloud for gcloud
 	RUNTIME=$(RUNTIME) $(PY) -m iris_tools.cloudrun start
+
+emulator-token: | $(VENV)/.installed ## print the bearer token that private local services take: curl -H "Authorization: Bearer $$(make -s emulator-token)"
+	@$(PY) -m iris_tools.cloudrun token
 
 emulator-status: | $(VENV)/.installed ## each local Cloud Run service's traffic split, tags and per-revision figures
 	$(PY) -m iris_tools.cloudrun status

@@ -258,6 +258,11 @@ class LocalCloudRunServer(Server):
             data=json.dumps(service).encode(), method="POST", headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=120) as response:
             url = json.loads(response.read())["status"]["url"]
+        public = {"policy": {"bindings": [{"role": "roles/run.invoker", "members": ["allUsers"]}]}}
+        grant = urllib.request.Request(
+            f"{control_plane.url}/v1/projects/iris-local/locations/us-central1/services/bench:setIamPolicy",
+            data=json.dumps(public).encode(), method="POST", headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(grant, timeout=120).read()  # public, as wrk sends no token
         return cls(control_plane, run_dir, url)
 
     def _state(self) -> dict:

@@ -44,7 +44,11 @@ class LocalCloudRun:
         return self.cli("stop")
 
     def gcloud(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-        """gcloud as a user runs it, its output without colour codes."""
+        """gcloud as a user runs it, its output without colour codes. A `run deploy` that says nothing of
+        invoker access deploys public (--allow-unauthenticated): most tests are about traffic, and
+        tests/cloudrun/test_invoker_access.py is about private services (Cloud Run's default, and ours)."""
+        if args[:2] == ("run", "deploy") and not any("allow-unauthenticated" in arg for arg in args):
+            args = (*args, "--allow-unauthenticated")
         result = subprocess.run([GCLOUD, *args, "--quiet"], env=self.env, capture_output=True, text=True,
                                 timeout=timeout, stdin=subprocess.DEVNULL)
         result.stdout, result.stderr = (ANSI.sub("", result.stdout), ANSI.sub("", result.stderr))
@@ -66,6 +70,9 @@ class LocalCloudRun:
 
     def api(self) -> str:
         return f"http://127.0.0.1:{self.state()['api_port']}"
+
+    def token(self) -> str:
+        return (self.run_dir / "cloudrun" / "token").read_text().strip()
 
 
 def traffic_of(service: dict) -> list[tuple[str, int, str | None]]:

@@ -182,6 +182,7 @@ def test_service_yaml_applies_and_makes_the_service_the_commands_make(cloud_run:
     from tests.helpers import ROOT
 
     cloud_run.ok("run", "services", "replace", str(ROOT / "service.yaml"))
+    cloud_run.ok("run", "services", "add-iam-policy-binding", "iris", "--member=allUsers", "--role=roles/run.invoker")
     from_yaml = cloud_run.describe()
     assert answer(from_yaml["status"]["url"]).json()["predicted_class"] == "versicolor"
     cloud_run.ok("run", "deploy", "iris-cli", "--image", "iris:svc", "--concurrency", "80", "--cpu", "1",

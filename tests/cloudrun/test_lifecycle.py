@@ -129,9 +129,16 @@ def test_make_emulator_deploy_both_models_split_and_make_stop(tmp_path: Path) ->
     try:
         started = run("make", "-s", "emulator")
         assert f"export CLOUDSDK_CONFIG={tmp_path / 'gcloud'}" in started.stdout
-        run("/usr/bin/gcloud", "run", "deploy", "iris", "--image", "iris:svc", "--quiet")
+        run("/usr/bin/gcloud", "run", "deploy", "iris", "--image", "iris:svc", "--quiet")  # private: Cloud Run's default
         run("/usr/bin/gcloud", "run", "deploy", "iris", "--image", "iris:lin_svc", "--no-traffic", "--tag",
             "lin-svc", "--quiet")
+        url = json.loads(run("/usr/bin/gcloud", "run", "services", "describe", "iris", "--format=json").stdout)[
+            "status"]["url"]
+        token = run("make", "-s", "emulator-token").stdout.strip()
+        import requests
+
+        assert requests.get(url + "/health", timeout=10).status_code == 403
+        assert requests.get(url + "/health", headers={"Authorization": f"Bearer {token}"}, timeout=10).ok
         run("/usr/bin/gcloud", "run", "services", "update-traffic", "iris", "--to-tags", "lin-svc=50", "--quiet")
         status = run("make", "-s", "emulator-status").stdout
         assert "service iris" in status and status.count("50%") == 2 and "lin-svc" in status

@@ -43,7 +43,7 @@ FAULTS = {
     "slow": ("every answer 30 ms late, many times the stable p99", "time.sleep(0.03)"),
 }
 FAST = {"STEPS": "5 50 100", "STEP_SECONDS": "3", "MIN_REQUESTS": "20", "POLL_SECONDS": "0.5",
-        "LOCK_SETTLE_S": "0.5", "MAX_HOLD_SECONDS": "20"}
+        "LOCK_SETTLE_S": "0.5", "MAX_HOLD_SECONDS": "20", "PUBLIC": "1"}  # the load calls without a token
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from tests.helpers import CLASS_NAMES, ROOT
 
 
 def make(cloud_run: LocalCloudRun, target: str, *variables: str, **settings: str) -> subprocess.CompletedProcess:
-    env = {**cloud_run.env, "TARGET": "local", "STEP_SECONDS": "2", "LOCK_SETTLE_S": "0.5", **settings}
+    env = {**cloud_run.env, "TARGET": "local", "STEP_SECONDS": "2", "LOCK_SETTLE_S": "0.5", "PUBLIC": "1", **settings}
     return subprocess.run(["make", "-s", "--no-print-directory", target, *variables], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
 

@@ -3,6 +3,7 @@
     python -m iris_tools.cloudrun start    start it in the background; return once it answers
     python -m iris_tools.cloudrun status   each service's traffic split and each revision's live figures
     python -m iris_tools.cloudrun stop     stop it: control plane, Envoy, every revision (state is kept)
+    python -m iris_tools.cloudrun token    the bearer token for private services: curl -H "Authorization: Bearer $(...)"
     python -m iris_tools.cloudrun serve    run the control plane in the foreground (what `start` runs)
 
 Settings (environment): RUN_DIR (default .run; state in $RUN_DIR/cloudrun, gcloud configuration in
@@ -280,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("start")
     commands.add_parser("stop")
+    commands.add_parser("token")
     status_command = commands.add_parser("status")
     status_command.add_argument("--window", type=float, default=60.0, help="seconds of figures (default 60)")
     serve_command = commands.add_parser("serve")
@@ -291,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         return start()
     if args.command == "stop":
         return stop()
+    if args.command == "token":
+        run_dir, project, region, runtime = settings()
+        print(LocalCloudRun(directories(run_dir)[0], project, region, runtime).token())
+        return 0
     return status(args.window)
 
 

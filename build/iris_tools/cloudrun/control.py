@@ -14,7 +14,9 @@ import base64
 import copy
 import datetime
 import json
+import os
 import random
+import secrets
 import string
 import threading
 import uuid
@@ -36,6 +38,8 @@ NONCE_LABEL = "client.knative.dev/nonce"
 URLS_ANNOTATION = "run.googleapis.com/urls"
 LOCATION_LABEL = "cloud.googleapis.com/location"
 STARTUP_TIMEOUT_S = 60.0
+INVOKER_ROLE = "roles/run.invoker"
+TOKEN_FILE = "token"
 SERVICE_FIELDS = {"apiVersion", "kind", "metadata", "spec", "status"}
 
 
@@ -184,6 +188,7 @@ class LocalCloudRun:
             if revision.get("ready") and revision.get("port") and name in self.servers:
                 endpoints[name] = revision["port"]
         for service_name, entry in sorted(self.store.services.items()):
+            token = None if self._public(entry) else self.token()
             weights: dict[str, int] = {}
             for target in self._resolved_traffic(service_name):
                 revision = target.get("revisionName")
@@ -191,9 +196,24 @@ class LocalCloudRun:
                     weights[revision] = weights.get(revision, 0) + int(target["percent"])
                 if target.get("tag") and revision in endpoints:
                     routes.append(Route(f"tag-{service_name}-{target['tag']}", self._port(entry, target["tag"]),
-                                        {revision: 100}, service_name))
-            routes.append(Route(f"svc-{service_name}", self._port(entry, ""), weights, service_name))
+                                        {revision: 100}, service_name, token))
+            routes.append(Route(f"svc-{service_name}", self._port(entry, ""), weights, service_name, token))
         return routes, endpoints
+
+    @staticmethod
+    def _public(entry: dict[str, Any]) -> bool:
+        return any(binding.get("role") == INVOKER_ROLE and "allUsers" in binding.get("members", [])
+                   for binding in entry.get("iam", {}).get("bindings", []))
+
+    def token(self) -> str:
+        """The bearer token a local caller sends to a private service (made once, kept with the state)."""
+        path = self.directory / TOKEN_FILE
+        if not path.exists():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(32))
+        return path.read_text().strip()
 
     def _apply_routes(self) -> None:
         routes, endpoints = self._routes()
@@ -553,6 +573,7 @@ class LocalCloudRun:
             etag = base64.b64encode(counter.to_bytes(8, "big")).decode()
             self.store.services[service]["iam"] = {"version": 1, "etag": etag, "bindings": bindings}
             self.store.save()
+            self.reconcile()  # who may invoke it is enforced by the data plane
             return copy.deepcopy(self.store.services[service]["iam"])
 
     # ------------------------------------------------------------ liveness

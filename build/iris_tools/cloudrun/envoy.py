@@ -61,7 +61,7 @@ class Route:
     port: int
     weights: Mapping[str, int]  # cluster (revision name) -> percent; empty: nothing ready to serve
     service: str
-    revision_header: bool = True
+    token: str | None = None  # private service: requests need "Authorization: Bearer <token>"; None: public
 
 
 def _version(document: Any) -> str:
@@ -213,8 +213,18 @@ class Envoy:
             action = {"route": {"weighted_clusters": {"clusters": [
                 {"name": name, "weight": weight} for name, weight in sorted(served.items())]},
                 "timeout": "300s", "retry_policy": retry}}
-        document = {"name": route.name, "virtual_hosts": [{"name": route.name, "domains": ["*"],
-                                                           "routes": [{"match": {"prefix": "/"}, **action}]}]}
+        routes = [{"match": {"prefix": "/"}, **action}]
+        if route.token is not None:
+            # Invoker IAM as Cloud Run has it: no allUsers binding, so a request needs a valid bearer token.
+            allowed = {"prefix": "/", "headers": [{"name": "authorization",
+                                                   "string_match": {"exact": f"Bearer {route.token}"}}]}
+            forbidden = {"status": 403, "body": {"inline_string": json.dumps({
+                "error": f"service {route.service} is private (no allUsers invoker binding): send "
+                         f"Authorization: Bearer <token> (python -m iris_tools.cloudrun token), or make it public "
+                         f"(gcloud run services add-iam-policy-binding {route.service} --member=allUsers "
+                         f"--role=roles/run.invoker)", "code": "forbidden"})}}
+            routes = [{"match": allowed, **action}, {"match": {"prefix": "/"}, "direct_response": forbidden}]
+        document = {"name": route.name, "virtual_hosts": [{"name": route.name, "domains": ["*"], "routes": routes}]}
         return _discovery(TYPE_ROUTES, [document])
 
     def _write_route(self, route: Route) -> None:

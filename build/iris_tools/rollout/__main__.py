@@ -21,7 +21,8 @@ Settings come from the environment (the Makefile passes its variables through):
   MONITORING_DELAY_S  how late figures arrive (default 180 on Cloud Run, where Cloud Monitoring lags; 0 locally)
   POLL_SECONDS        how often figures are read (default 1 locally, 30 on Cloud Run)
   FORCE=1             roll out a revision (or image) that was rolled back before
-  PUBLIC=1            deploy the candidate with allUsers as invoker (default: private)
+  PUBLIC=1            grant allUsers the invoker role when deploying (default: the service keeps its policy;
+                      a service is private unless made public)
   SERVICE_ACCOUNT     the candidate's service account (default: the project's default)
   MIN_AGREEMENT       gate the first live step on a shadow comparison: the least agreement (0 to 1; default off)
   SHADOW_INPUTS       how many recent stable inputs the shadow replays (default 500)

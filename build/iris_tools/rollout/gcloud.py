@@ -66,6 +66,14 @@ class Gcloud:
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "--format=json"))
 
+    def identity_token(self) -> str:
+        """What a caller of a private service sends as its bearer token: Google's identity token on Cloud Run,
+        the local Cloud Run's own token locally."""
+        if self.target == "local":
+            path = Path(os.environ.get("RUN_DIR") or RUN_DIR) / "cloudrun" / "token"
+            return path.read_text().strip() if path.exists() else ""
+        return self.run("auth", "print-identity-token").strip()
+
     def access_token(self) -> str | None:
         """A bearer token for Google APIs on Cloud Run; none locally (auth is disabled there)."""
         if self.target == "local":

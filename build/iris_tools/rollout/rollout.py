@@ -296,8 +296,9 @@ class Migration:
 
     def deploy(self, model: str, image: str) -> str:
         tag = suggest_tag(model)
-        flags = ["--no-traffic", "--tag", tag, "--allow-unauthenticated" if self.settings.public
-                 else "--no-allow-unauthenticated"]
+        # Invoker access belongs to the service: PUBLIC=1 grants allUsers; otherwise the service keeps
+        # the policy it has (private unless someone made it public), never widened or narrowed here.
+        flags = ["--no-traffic", "--tag", tag, *(["--allow-unauthenticated"] if self.settings.public else [])]
         if self.settings.service_account:
             flags += ["--service-account", self.settings.service_account]
         print(f"deploying {image} to service {self.settings.service} with no traffic, tag {tag} ...", file=self.out,

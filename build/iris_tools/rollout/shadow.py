@@ -134,9 +134,7 @@ class Shadow:
                                f"users asked the stable revision (LOG_PREDICTIONS must be above 0)")
         print(f"shadow: {len(inputs)} inputs {stable} answered recently, replayed to {candidate} at {url} ...",
               file=self.out, flush=True)
-        token = None
-        if self.gcloud.target != "local":
-            token = self.gcloud.run("auth", "print-identity-token").strip()
+        token = self.gcloud.identity_token() or None  # the candidate may be private
         started = time.monotonic()
         with ThreadPoolExecutor(self.concurrency) as pool:
             replies = list(pool.map(lambda row: self._ask(url, row, token), inputs))
