@@ -21,6 +21,10 @@ def test_a_get_writes_one_line_in_cloud_loggings_shape(client_for, capsys) -> No
     capsys.readouterr()
     response = client.get("/?length=5.8&width=3.4", headers={"User-Agent": "pytest"})
     (entry,) = lines(capsys)
+    import datetime
+
+    stamped = datetime.datetime.fromisoformat(entry["time"].replace("Z", "+00:00"))  # RFC 3339, UTC
+    assert abs(stamped.timestamp() - datetime.datetime.now(datetime.timezone.utc).timestamp()) < 5
     assert entry["severity"] == "INFO" and entry["message"] == "prediction svc GET /: versicolor"
     assert entry["logging.googleapis.com/labels"] == {"model": "svc", "revision": "iris-00001-abc"}
     assert (entry["kind"], entry["model"], entry["revision"], entry["route"]) == \

@@ -206,3 +206,42 @@ def test_the_local_cloud_run_runs_revisions_as_containers_with_runtime_docker(im
         stopped = cloud_run.stop()
     assert stopped.returncode == 0
     assert all(docker("inspect", name, check=False).returncode != 0 for name in names)  # containers removed
+
+
+def test_the_image_runs_read_only_with_no_capabilities_and_no_debug_console(images: dict[str, str]) -> None:
+    port = free_port()
+    server = ContainerServer.start(images["svc"], name=f"iris_test_{uuid.uuid4().hex[:10]}", port=port,
+                                   docker=DOCKER, extra_args=["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
+                                                              "--security-opt", "no-new-privileges"])
+    try:
+        server.wait_ready("/health", timeout=60)
+        answer = requests.get(f"{server.url}/?length=5.8&width=3.4", timeout=10)
+        assert answer.status_code == 200 and answer.json()["predicted_class"] == "versicolor"
+        for path in ("/console", "/debug", "/__debug__"):
+            response = requests.get(server.url + path, timeout=10)
+            assert response.status_code == 404 and response.json()["code"] == "not_found"
+            assert "Debugger" not in response.text and "console" not in response.headers.get("Content-Type", "")
+        capabilities = docker("exec", server.name, "grep", "CapEff", "/proc/1/status").stdout.split()[1]
+        assert int(capabilities, 16) == 0
+    finally:
+        server.stop(grace_s=0)
+
+
+def test_no_secret_or_build_credential_is_in_any_layer(images: dict[str, str]) -> None:
+    host_bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    for image in images.values():
+        # The pip_ca secret is mounted in the builder stage's RUN only: the final image's history never saw it.
+        history = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout
+        assert "pip_ca" not in history and "BEGIN CERTIFICATE" not in history and "PRIVATE KEY" not in history
+        environment = docker("image", "inspect", "-f", "{{json .Config.Env}}", image).stdout
+        assert "PIP_CERT" not in environment and "pip_ca" not in environment
+        # ... and no file of the image holds the CA bundle that was handed in, nor any secret mount.
+        listing = docker("run", "--rm", "--entrypoint", "sh", image, "-c",
+                         "ls /run/secrets 2>/dev/null; find / -xdev -type f \\( -name '*.pem' -o -name '*.crt' "
+                         "-o -name '*.key' -o -name '.netrc' -o -name 'pip.conf' \\) -exec sha256sum {} + "
+                         "2>/dev/null", check=False).stdout
+        if host_bundle.exists():
+            import hashlib
+
+            assert hashlib.sha256(host_bundle.read_bytes()).hexdigest() not in listing
+        assert ".netrc" not in listing and "pip.conf" not in listing and ".key" not in listing

@@ -1,0 +1,129 @@
+"""Load, memory and shutdown, each a test with its figures printed (docs/reliability.md keeps the table).
+
+SOAK_SECONDS (default 60) sets each load's length; the figures go to stdout (pytest -s shows them)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from iris_tools.servers import ProcessServer, free_port
+from iris_tools.versions import start_as_in_image
+from tests.helpers import ROOT
+
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")]
+
+SOAK_SECONDS = int(os.environ.get("SOAK_SECONDS", "60"))
+CONNECTIONS = 32
+QUERY = "/?length=5.8&width=3.4"
+
+
+def wrk(url: str, seconds: int) -> dict[str, float]:
+    output = subprocess.run(["wrk", "-t", "2", "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--timeout", "10s",
+                             url + QUERY], capture_output=True, text=True, timeout=seconds + 60).stdout
+    requests_done = int(re.search(r"(\d+) requests in", output).group(1))
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {"requests": requests_done, "socket_errors": sum(map(int, errors.groups())) if errors else 0,
+            "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+            "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)), "output": output}
+
+
+def rss_kb(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            total += int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
+        except (OSError, AttributeError):
+            pass
+    return total
+
+
+def soak(url: str, pids) -> None:
+    warm = wrk(url, 10)
+    after_warm_up = rss_kb(pids())
+    run = wrk(url, SOAK_SECONDS)
+    at_end = rss_kb(pids())
+    growth = at_end / after_warm_up - 1
+    print(f"\n{url}: {run['requests']:,} requests in {SOAK_SECONDS} s at {CONNECTIONS} connections "
+          f"({run['rps']:,.0f}/s), {run['non_2xx']} non-2xx, {run['socket_errors']} socket errors; RSS "
+          f"{after_warm_up / 1024:.1f} MB after warm-up, {at_end / 1024:.1f} MB at the end ({100 * growth:+.2f}%)")
+    for result in (warm, run):
+        assert result["non_2xx"] == 0 and result["socket_errors"] == 0, result["output"]
+    assert abs(growth) <= 0.05
+
+
+def test_a_function_serves_every_request_of_a_soak_and_its_memory_stays_flat() -> None:
+    server = start_as_in_image(ROOT / "functions" / "svc" / "main.py", free_port(), env={"LOG_PREDICTIONS": "0"})
+    try:
+        server.wait_ready("/health", timeout=60)
+        soak(server.url, server.pids)
+    finally:
+        server.stop()
+
+
+def test_the_local_cloud_runs_service_url_serves_every_request_of_a_soak(tmp_path: Path) -> None:
+    from tests.cloudrun.harness import LocalCloudRun
+
+    cloud_run = LocalCloudRun(tmp_path / "run")
+    cloud_run.start()
+    try:
+        cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc", "--set-env-vars", "LOG_PREDICTIONS=0")
+        url = cloud_run.describe()["status"]["url"]
+
+        def pids() -> list[int]:
+            state = cloud_run.state()
+            records = [state["envoy"], *(r["server"] for r in state["revisions"].values() if r.get("server"))]
+            return [pid for record in records for pid in ProcessServer.adopt(record).pids()]
+
+        soak(url, pids)
+    finally:
+        cloud_run.stop()
+
+
+def test_sigterm_under_load_lets_in_flight_requests_finish_then_exits_0() -> None:
+    server = start_as_in_image(ROOT / "functions" / "svc" / "main.py", free_port(), env={"LOG_PREDICTIONS": "0"})
+    statuses: list[int] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        session = requests.Session()
+        while not stop.is_set():
+            try:
+                statuses.append(session.post(server.url, json={"instances": [[5.8, 3.4]] * 5000},
+                                             timeout=10).status_code)
+            except requests.ConnectionError as exc:
+                # Refused or reset before the request was taken: the server had stopped listening.
+                if "Connection refused" not in str(exc) and "Connection aborted" not in str(exc):
+                    failures.append(str(exc))
+                time.sleep(0.01)
+
+    try:
+        server.wait_ready("/health", timeout=60)
+        workers = [threading.Thread(target=load) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        time.sleep(2)
+        os.kill(server.pgid, signal.SIGTERM)  # the server's main process, as Cloud Run signals PID 1
+        signalled = time.monotonic()
+        code = server._process.wait(timeout=15)
+        stopped_after = time.monotonic() - signalled
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=15)
+        server.stop()
+    print(f"\nSIGTERM under load: {len(statuses)} batches answered, exit {code} after {stopped_after:.2f} s")
+    assert code == 0 and stopped_after < 10
+    assert statuses and set(statuses) == {200} and failures == []
