@@ -104,15 +104,17 @@ def test_a_kill_at_any_moment_leaves_the_old_state_or_the_new_never_a_torn_one(d
 def test_a_revision_that_crashes_is_started_again(deployed: LocalCloudRun) -> None:
     candidate = next(t for t in deployed.describe()["status"]["traffic"] if t.get("tag"))
     group = deployed.state()["revisions"][candidate["revisionName"]]["server"]["pgid"]
-    os.killpg(group, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(candidate["url"] + "/health", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
+    with Load(svc_url(deployed), threads=2) as load:  # users of the other revision, all along
+        os.killpg(group, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(candidate["url"] + "/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+    assert load.failures == [] and load.total > 0
     assert requests.get(candidate["url"] + "/health", timeout=5).json()["revision"] == candidate["revisionName"]
     assert deployed.state()["revisions"][candidate["revisionName"]]["server"]["pgid"] != group
 

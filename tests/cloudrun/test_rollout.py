@@ -154,28 +154,39 @@ def test_too_few_requests_hold_the_step_then_roll_back(stable: LocalCloudRun) ->
     assert list(shares(stable).values()) == [100]
 
 
+def slow_rollout_at_its_first_step(stable: LocalCloudRun) -> tuple[subprocess.Popen, dict]:
+    """`make rollout MODEL=lin_svc` with a 600 s window, once it has set its first step; and its lock."""
+    env = {**stable.env, "TARGET": "local", **FAST, "STEP_SECONDS": "600", "MAX_HOLD_SECONDS": "600"}
+    rollout = subprocess.Popen(["make", "-s", "rollout", "MODEL=lin_svc"], cwd=ROOT, env=env, text=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (annotation(stable, "rollout") or {}).get("step", -1) < 0:
+        time.sleep(0.5)
+    lock = annotation(stable, "rollout")
+    if not lock or lock["step"] != 0:
+        os.killpg(rollout.pid, signal.SIGKILL)
+        rollout.wait(timeout=30)
+        raise AssertionError("the rollout never reached its first step")
+    return rollout, lock
+
+
+def kill(rollout: subprocess.Popen) -> None:
+    """What a lost terminal does to a rollout mid-step."""
+    os.killpg(rollout.pid, signal.SIGKILL)
+    rollout.wait(timeout=30)
+
+
 def test_a_second_rollout_refuses_and_an_interrupted_one_is_explained_resumed_or_undone(stable: LocalCloudRun) -> None:
     before = next(iter(shares(stable)))
     url = stable.describe()["status"]["url"]
-    env = {**stable.env, "TARGET": "local", **FAST, "STEP_SECONDS": "600", "MAX_HOLD_SECONDS": "600"}
     with Load(url) as load:
-        first = subprocess.Popen(["make", "-s", "rollout", "MODEL=lin_svc"], cwd=ROOT, env=env, text=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        first, lock = slow_rollout_at_its_first_step(stable)
         try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and (annotation(stable, "rollout") or {}).get("step", -1) < 0:
-                time.sleep(0.5)
-            lock = annotation(stable, "rollout")
-            assert lock and lock["step"] == 0, "the first rollout never reached its first step"
             second = make(stable, "rollout", "MODEL=lin_svc")
             assert second.returncode != 0
             assert f"a rollout of {lock['candidate']} (from {before}) is running" in second.stderr
-            os.killpg(first.pid, signal.SIGKILL)  # a lost terminal, mid-step
-            first.wait(timeout=30)
         finally:
-            if first.poll() is None:
-                os.killpg(first.pid, signal.SIGKILL)
-            first.stdout.close()
+            kill(first)
         assert shares(stable) == {before: 95, lock["candidate"]: 5}  # a split the rollout set, whole
         explained = make(stable, "traffic")
         assert explained.returncode == 0
@@ -190,17 +201,9 @@ def test_a_second_rollout_refuses_and_an_interrupted_one_is_explained_resumed_or
 
 def test_an_interrupted_rollout_can_be_undone_with_rollback(stable: LocalCloudRun) -> None:
     before = next(iter(shares(stable)))
-    env = {**stable.env, "TARGET": "local", **FAST, "STEP_SECONDS": "600", "MAX_HOLD_SECONDS": "600"}
-    first = subprocess.Popen(["make", "-s", "rollout", "MODEL=lin_svc"], cwd=ROOT, env=env, text=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and (annotation(stable, "rollout") or {}).get("step", -1) < 0:
-            time.sleep(0.5)
-    finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=30)
-    candidate = annotation(stable, "rollout")["candidate"]
+    first, lock = slow_rollout_at_its_first_step(stable)
+    kill(first)
+    candidate = lock["candidate"]
     undone = make(stable, "rollback")
     assert undone.returncode == 0, undone.stderr
     assert shares(stable) == {before: 100} and annotation(stable, "rollout") is None
