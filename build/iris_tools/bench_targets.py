@@ -284,9 +284,10 @@ class LocalCloudRunServer(Server):
         return {"kind": self.kind, "run_dir": str(self.run_dir)}
 
     def stop(self, grace_s: float = 15.0) -> None:
+        # The control plane first: alive, it would start again the revisions that the stop below ends.
+        self.control_plane.stop(grace_s)
         subprocess.run([sys.executable, "-m", "iris_tools.cloudrun", "stop"], env={**os.environ,
                        "RUN_DIR": str(self.run_dir)}, capture_output=True, timeout=120)
-        self.control_plane.stop(grace_s)
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
