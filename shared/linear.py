@@ -45,7 +45,7 @@ SAFETY = 4.0
 #       and ovr compares the difference of two scores (one more rounding, covered because the
 #       slack adds both scores' bounds).
 # A row is called only when every decision it rests on clears its bound; the rest go to
-# scikit-learn itself. tests/integration/test_exactness.py places points at 0.5x to 2x these
+# scikit-learn itself. tests/integration/test_rounding_bound.py places points at 0.001x to 2x these
 # bounds and checks every decided one against exact rational arithmetic and against scikit-learn.
 
 

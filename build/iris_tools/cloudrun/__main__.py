@@ -24,7 +24,7 @@ from pathlib import Path
 
 from iris_tools.cloudrun.api import Api, make_server
 from iris_tools.cloudrun.control import LocalCloudRun
-from iris_tools.cloudrun.metrics import REQUEST_COUNT, REQUEST_LATENCIES, Sampler, percentile
+from iris_tools.cloudrun.metrics import Sampler
 from iris_tools.servers import HOST, ProcessServer, ServerError, adopt, free_port, port_is_free
 from iris_tools.state import RUN_DIR, write_atomically
 from iris_tools.versions import RUNTIMES
@@ -249,30 +249,12 @@ def _ms(value: float | None) -> str:
 
 
 def revision_figures(api_url: str, project: str, start: float, end: float) -> dict[str, tuple]:
-    """revision -> (requests, 5xx, p50 ms, p99 ms) over [start, end], read through timeSeries.list."""
-    import urllib.parse
+    """revision -> (requests, 5xx, p50 ms, p99 ms) over [start, end], read through timeSeries.list by the
+    same reader the rollout uses."""
+    from iris_tools.rollout.monitoring import Monitoring
 
-    from iris_tools.cloudrun.metrics import _timestamp
-
-    def series(metric: str) -> list[dict]:
-        query = urllib.parse.urlencode({"filter": f'metric.type = "{metric}"', "interval.startTime": _timestamp(start),
-                                        "interval.endTime": _timestamp(end)})
-        return _get(f"{api_url}/v3/projects/{project}/timeSeries?{query}")["timeSeries"]
-
-    figures: dict[str, list] = {}
-    for item in series(REQUEST_COUNT):
-        revision = item["resource"]["labels"]["revision_name"]
-        count = int(item["points"][0]["value"]["int64Value"])
-        entry = figures.setdefault(revision, [0, 0, None, None])
-        entry[0] += count
-        if item["metric"]["labels"]["response_code_class"] == "5xx":
-            entry[1] += count
-    for item in series(REQUEST_LATENCIES):
-        revision = item["resource"]["labels"]["revision_name"]
-        distribution = item["points"][0]["value"]["distributionValue"]
-        entry = figures.setdefault(revision, [0, 0, None, None])
-        entry[2], entry[3] = percentile(distribution, 0.5), percentile(distribution, 0.99)
-    return {name: tuple(values) for name, values in figures.items()}
+    figures = Monitoring(api_url, project).figures(None, start, end)
+    return {name: (f.requests, f.errors, f.p50_ms, f.p99_ms) for name, f in figures.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

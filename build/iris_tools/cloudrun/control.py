@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import base64
 import copy
-import datetime
 import json
 import os
 import random
 import secrets
 import string
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 from iris_tools import FUNCTIONS_DIR
 from iris_tools.cloudrun.envoy import Envoy, Route
 from iris_tools.cloudrun.errors import AlreadyExists, Aborted, FailedPrecondition, InvalidArgument, NotFound
+from iris_tools.cloudrun.metrics import rfc3339
 from iris_tools.cloudrun.names import check_revision_name, check_service_name, check_tag
 from iris_tools.cloudrun.store import Store
 from iris_tools.servers import HOST, ServerError, adopt, free_port, port_is_free
@@ -44,7 +45,7 @@ SERVICE_FIELDS = {"apiVersion", "kind", "metadata", "spec", "status"}
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339(time.time())
 
 
 def condition(kind: str, ok: bool | None, message: str = "", reason: str = "") -> dict[str, Any]:

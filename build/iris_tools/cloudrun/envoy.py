@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import time
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -256,17 +255,12 @@ class Envoy:
         write_atomically(path, text)
 
     def _wait(self, done, what: str) -> None:
-        deadline = time.monotonic() + APPLY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise ServerError(f"Envoy exited while applying {what}; its log:\n{self.server.logs()}")
-            try:
-                if done():
-                    return
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.005)
-        raise ServerError(f"Envoy did not apply {what} within {APPLY_TIMEOUT_S:.0f} s; its log:\n{self.server.logs()}")
+        """Until `done()`, through the one readiness loop (servers.Server.wait_ready): it stops at once,
+        with Envoy's log, if Envoy exits meanwhile."""
+        try:
+            self.server.wait_ready(ready=done, timeout=APPLY_TIMEOUT_S, interval=0.005)
+        except ServerError as exc:
+            raise ServerError(f"Envoy did not apply {what}: {exc}") from None
 
     def prometheus(self) -> str:
         return self.admin("/stats/prometheus?usedonly", timeout=5)

@@ -9,7 +9,6 @@ each `field OP "value"` with OP one of = != > >= < <= : (has), on dotted paths o
 
 from __future__ import annotations
 
-import datetime
 import json
 import re
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from iris_tools.cloudrun.errors import InvalidArgument
+from iris_tools.cloudrun.metrics import parse_timestamp, rfc3339
 
 _TERM = re.compile(r'^\s*([\w.@/-]+)\s*(>=|<=|!=|=|>|<|:)\s*"?(.*?)"?\s*$')
 SEVERITIES = ["DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY"]
@@ -64,7 +64,7 @@ def _matches(entry: dict[str, Any], terms: list[tuple[str, str, str]]) -> bool:
 
 def _seconds(text: str) -> float:
     try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        return parse_timestamp(text)
     except ValueError:
         raise InvalidArgument.field("filter", f"{text!r} is not an RFC 3339 timestamp") from None
 
@@ -75,7 +75,7 @@ def entries(log_dir: Path, revisions: dict[str, str], project: str, region: str)
         path = log_dir / f"{revision}.log"
         if not path.exists():
             continue
-        fallback = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
+        fallback = rfc3339(path.stat().st_mtime)
         for number, line in enumerate(path.read_text(errors="replace").splitlines()):
             entry: dict[str, Any] = {
                 "logName": f"projects/{project}/logs/run.googleapis.com%2Fstdout",
@@ -83,7 +83,7 @@ def entries(log_dir: Path, revisions: dict[str, str], project: str, region: str)
                     "project_id": project, "location": region, "service_name": service,
                     "revision_name": revision, "configuration_name": service}},
                 "insertId": f"{revision}-{number}", "severity": "DEFAULT",
-                "timestamp": fallback.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "timestamp": fallback,
             }
             try:
                 payload = json.loads(line)

@@ -115,7 +115,7 @@ class Sampler:
         return {name: (before.get(name, Reading(start)), reading) for name, reading in after.items()}
 
 
-def _timestamp(seconds: float) -> str:
+def rfc3339(seconds: float) -> str:
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -133,7 +133,7 @@ def time_series(sampler: Sampler, metric: str, start: float, end: float, service
         resource = {"type": "cloud_run_revision", "labels": {
             "project_id": project, "location": region, "service_name": service_of[revision],
             "revision_name": revision, "configuration_name": service_of[revision]}}
-        interval = {"startTime": _timestamp(start), "endTime": _timestamp(end)}
+        interval = {"startTime": rfc3339(start), "endTime": rfc3339(end)}
         if metric == REQUEST_COUNT:
             for code_class in sorted(set(after.by_class) | set(before.by_class)):
                 delta = after.by_class.get(code_class, 0) - before.by_class.get(code_class, 0)

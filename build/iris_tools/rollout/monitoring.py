@@ -9,54 +9,58 @@ by that much (MONITORING_DELAY_S: 180 on Cloud Run, 0 locally).
 
 from __future__ import annotations
 
-import datetime
 import json
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
-from iris_tools.cloudrun.metrics import percentile
+from iris_tools.cloudrun.metrics import REQUEST_COUNT, REQUEST_LATENCIES, percentile, rfc3339
 from iris_tools.rollout.gate import Figures
 from iris_tools.rollout.gcloud import Gcloud
 
-REQUEST_COUNT = "run.googleapis.com/request_count"
-REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
 DEFAULT_ENDPOINT = "https://monitoring.googleapis.com/"
 
 
-def _timestamp(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class Monitoring:
-    def __init__(self, gcloud: Gcloud) -> None:
-        self.gcloud = gcloud
-        self.endpoint = (gcloud.property("api_endpoint_overrides/monitoring") or DEFAULT_ENDPOINT).rstrip("/") + "/"
-        handlers: list[Any] = []
-        if gcloud.property("proxy/type") == "http" and gcloud.property("proxy/address"):
-            proxy = f"http://{gcloud.property('proxy/address')}:{gcloud.property('proxy/port')}"
-            handlers.append(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
-        else:
-            handlers.append(urllib.request.ProxyHandler())
-        self.opener = urllib.request.build_opener(*handlers)
+    def __init__(self, endpoint: str, project: str, opener: urllib.request.OpenerDirector | None = None,
+                 token: Callable[[], str | None] = lambda: None) -> None:
+        """`endpoint`: the API's base URL; `token`: a bearer token for it, asked for once (None: send none)."""
+        self.endpoint = endpoint.rstrip("/") + "/"
+        self.project = project
+        self.opener = opener or urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._token_source = token
         self._token: str | None = None
 
-    def _series(self, metric: str, service: str, start: float, end: float) -> list[dict[str, Any]]:
-        query = urllib.parse.urlencode({
-            "filter": f'metric.type = "{metric}" AND resource.type = "cloud_run_revision" '
-                      f'AND resource.labels.service_name = "{service}"',
-            "interval.startTime": _timestamp(start), "interval.endTime": _timestamp(end)})
-        url = f"{self.endpoint}v3/projects/{self.gcloud.project}/timeSeries?{query}"
+    @classmethod
+    def from_gcloud(cls, gcloud: Gcloud) -> "Monitoring":
+        """The endpoint, proxy and credentials of the gcloud configuration in use."""
+        endpoint = gcloud.property("api_endpoint_overrides/monitoring") or DEFAULT_ENDPOINT
+        if gcloud.property("proxy/type") == "http" and gcloud.property("proxy/address"):
+            proxy = f"http://{gcloud.property('proxy/address')}:{gcloud.property('proxy/port')}"
+            handler = urllib.request.ProxyHandler({"http": proxy, "https": proxy})
+        else:
+            handler = urllib.request.ProxyHandler()
+        return cls(endpoint, gcloud.project, urllib.request.build_opener(handler), gcloud.access_token)
+
+    def _series(self, metric: str, service: str | None, start: float, end: float) -> list[dict[str, Any]]:
+        where = f'metric.type = "{metric}" AND resource.type = "cloud_run_revision"'
+        if service is not None:
+            where += f' AND resource.labels.service_name = "{service}"'
+        query = urllib.parse.urlencode({"filter": where, "interval.startTime": rfc3339(start),
+                                        "interval.endTime": rfc3339(end)})
         headers = {}
-        if self.gcloud.target != "local":
-            self._token = self._token or self.gcloud.access_token()
+        self._token = self._token or self._token_source()
+        if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        request = urllib.request.Request(url, headers=headers)
+        request = urllib.request.Request(f"{self.endpoint}v3/projects/{self.project}/timeSeries?{query}",
+                                         headers=headers)
         with self.opener.open(request, timeout=60) as response:
             return json.loads(response.read()).get("timeSeries", [])
 
-    def figures(self, service: str, start: float, end: float) -> dict[str, Figures]:
-        """revision -> its requests, 5xx and latency over [start, end] (summed over every point)."""
+    def figures(self, service: str | None, start: float, end: float) -> dict[str, Figures]:
+        """revision -> its requests, 5xx and latency over [start, end] (summed over every point);
+        `service` None: every service's revisions."""
         counts: dict[str, list[int]] = {}
         for series in self._series(REQUEST_COUNT, service, start, end):
             revision = series["resource"]["labels"]["revision_name"]

@@ -130,7 +130,7 @@ class Migration:
         self.gcloud = gcloud
         self.settings = settings
         self.out = out
-        self.monitoring = monitoring or Monitoring(gcloud)
+        self.monitoring = monitoring or Monitoring.from_gcloud(gcloud)
         self.report_dir = Path(os.environ.get("RUN_DIR") or RUN_DIR) / "rollout"
 
     # ------------------------------------------------------------ reading the service
