@@ -86,7 +86,7 @@ class Load:
 
     url: str
     threads: int = 4
-    limit_s: float = 120.0
+    limit_s: float = 600.0  # a guard against a test that never stops it, not a test duration
     revisions: Counter = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     total: int = 0

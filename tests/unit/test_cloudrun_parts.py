@@ -9,7 +9,8 @@ import pytest
 
 from iris_tools.cloudrun.control import model_of_image
 from iris_tools.cloudrun.errors import InvalidArgument, NotFound
-from iris_tools.cloudrun.metrics import REQUEST_COUNT, REQUEST_LATENCIES, Sampler, parse_prometheus, percentile, time_series
+from iris_tools.cloudrun.metrics import (REQUEST_COUNT, REQUEST_LATENCIES, Sampler, buckets, parse_prometheus,
+                                         percentile, time_series)
 from iris_tools.cloudrun.names import check_revision_name, check_service_name, check_tag
 from iris_tools.state import write_atomically
 
@@ -117,3 +118,5 @@ def test_percentiles_read_cloud_monitorings_exponential_buckets_too() -> None:
                     "bucketCounts": ["10", "80", "9", "1"]}
     assert percentile(distribution, 0.5) == 2.0 and percentile(distribution, 0.99) == 4.0
     assert percentile(distribution, 1.0) == 8.0
+    # What the gate counts as slower than a limit: each bucket that holds any request, by its lower bound.
+    assert buckets(distribution) == [(0.0, 10), (1.0, 80), (2.0, 9), (4.0, 1)]

@@ -173,6 +173,13 @@ def upper_bounds(options: dict[str, Any], buckets: int) -> list[float]:
     return (bounds + [float("inf")] * buckets)[:buckets]
 
 
+def buckets(distribution: dict[str, Any]) -> list[tuple[float, int]]:
+    """(lower bound ms, count) for each bucket of a distribution that holds any request."""
+    counts = [int(c) for c in distribution.get("bucketCounts", [])]
+    bounds = upper_bounds(distribution.get("bucketOptions", {}), len(counts))
+    return [(bounds[index - 1] if index else 0.0, count) for index, count in enumerate(counts) if count]
+
+
 def percentile(distribution: dict[str, Any], fraction: float) -> float | None:
     """The upper bound of the bucket holding the `fraction` quantile (ms); None when empty."""
     counts = [int(c) for c in distribution.get("bucketCounts", [])]

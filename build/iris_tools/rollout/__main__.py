@@ -18,12 +18,16 @@ Settings come from the environment (the Makefile passes its variables through):
   MAX_ERROR_RATE      highest candidate 5xx rate (default 0.01)
   MAX_LATENCY_RATIO   a p99 breach is above this many times the stable p99 ... (default 2)
   MIN_LATENCY_DELTA_MS  ... and above the stable p99 by this much (default 5)
+  CONFIDENCE          a breach is called when the counts beyond a limit show it at this confidence
+                      (one-sided binomial test; default 0.99)
   MONITORING_DELAY_S  how late figures arrive (default 180 on Cloud Run, where Cloud Monitoring lags; 0 locally)
   POLL_SECONDS        how often figures are read (default 1 locally, 30 on Cloud Run)
   FORCE=1             roll out a revision (or image) that was rolled back before
   PUBLIC=1            grant allUsers the invoker role when deploying (default: the service keeps its policy;
                       a service is private unless made public)
   SERVICE_ACCOUNT     the candidate's service account (default: the project's default)
+  WARMUP_REQUESTS     predictions sent to the candidate's tag URL before its first live step, so its
+                      first users and the gate do not meet its cold start (default 20; 0: none)
   MIN_AGREEMENT       gate the first live step on a shadow comparison: the least agreement (0 to 1; default off)
   SHADOW_INPUTS       how many recent stable inputs the shadow replays (default 500)
   SHADOW_FRESHNESS    how far back it reads them (default 1h)

@@ -7,31 +7,44 @@ person and as JSON for a machine. Three verdicts:
   hold      too few candidate requests to judge: keep the step (never counted as healthy)
   rollback  a breach: 5xx rate, latency p99, or the candidate not ready
 
-Latency tells noise from a fault by two conditions at once: the candidate's p99 must exceed the
-stable p99 by MAX_LATENCY_RATIO times AND by MIN_LATENCY_DELTA_MS. In 6 s windows on this machine
-a healthy candidate's p99 read 0.5x to 1.0x the stable one's; latencies are bucket bounds (whole
-milliseconds from Envoy locally, Cloud Monitoring's buckets on Cloud Run), so a small absolute
-delta is noise whatever its ratio.
+A breach is called on evidence, not on one unlucky reading. The latency limit is the stable p99 times
+MAX_LATENCY_RATIO and plus MIN_LATENCY_DELTA_MS, whichever is higher: latencies are bucket bounds
+(Envoy's buckets locally, Cloud Monitoring's on Cloud Run), so a small absolute delta is noise whatever
+its ratio. A candidate within that limit has at most 1% of its requests slower than it; within the
+5xx limit, at most MAX_ERROR_RATE of them failing. Each check counts the requests beyond its limit and
+calls a breach when that many would be seen from a candidate within the limit less than 1 - CONFIDENCE
+of the time (a one-sided binomial test). A real fault (every answer 30 ms late, a third of answers
+500s) breaches on the first 20 requests; one cold request in 50, whose p99 alone reads 4x the stable
+one, does not: in 6 s windows on this machine a healthy candidate's p99 read 0.5x to 4x the stable
+one's, from such single requests.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+TAIL = 0.01  # the share of requests a p99 leaves above itself
 
 
 @dataclass(frozen=True)
 class Figures:
-    """One revision over one window."""
+    """One revision over one window. `latency`: (lower bound ms, requests) for each bucket holding any."""
 
     requests: int = 0
     errors: int = 0  # 5xx
     p50_ms: float | None = None
     p99_ms: float | None = None
+    latency: tuple[tuple[float, int], ...] = ()
 
     @property
     def error_rate(self) -> float | None:
         return self.errors / self.requests if self.requests else None
+
+    def slower_than(self, limit_ms: float) -> int:
+        """Requests certainly slower than `limit_ms`: those in buckets starting at or above it."""
+        return sum(int(count) for lower, count in self.latency if lower >= limit_ms)
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,29 @@ class Thresholds:
     max_latency_ratio: float = 2.0
     min_latency_delta_ms: float = 5.0
     min_requests: int = 50
+    confidence: float = 0.99
+
+
+def chance_of_at_least(count: int, n: int, rate: float) -> float:
+    """P(X >= count) for X ~ Binomial(n, rate): how often a source failing at `rate` shows `count` of `n`."""
+    if count <= 0 or rate >= 1:
+        return 1.0
+    if rate <= 0 or count > n:
+        return 0.0
+    if count <= n * rate:  # at or below the mean: the tail is about a half or more; sum the short side
+        return max(0.0, 1.0 - sum(math.exp(_log_pmf(i, n, rate)) for i in range(count)))
+    total = 0.0
+    for i in range(count, n + 1):  # above the mean the terms only fall
+        term = math.exp(_log_pmf(i, n, rate))
+        total += term
+        if term < total * 1e-17:
+            break
+    return min(1.0, total)
+
+
+def _log_pmf(i: int, n: int, rate: float) -> float:
+    return (math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+            + i * math.log(rate) + (n - i) * math.log1p(-rate))
 
 
 @dataclass
@@ -56,8 +92,8 @@ class Verdict:
         stable_rate = "-" if s.error_rate is None else f"{100 * s.error_rate:.2f}%"
         return (f"{self.decision.upper()}: candidate {c.requests} req, 5xx {rate} (max {100 * t.max_error_rate:g}%), "
                 f"p99 {_ms(c.p99_ms)} vs stable {_ms(s.p99_ms)} over {s.requests} req, 5xx {stable_rate} "
-                f"(breach above {t.max_latency_ratio:g}x and +{t.min_latency_delta_ms:g} ms); "
-                + "; ".join(self.reasons))
+                f"(breach above {t.max_latency_ratio:g}x and +{t.min_latency_delta_ms:g} ms, "
+                f"at {100 * t.confidence:g}% confidence); " + "; ".join(self.reasons))
 
     def as_json(self) -> dict[str, Any]:
         return {"decision": self.decision, "reasons": self.reasons, "candidate": asdict(self.candidate),
@@ -68,6 +104,10 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else ("inf" if value == float("inf") else f"{value:g} ms")
 
 
+def _chance(value: float) -> str:
+    return f"{100 * value:.2g}%" if value >= 0.001 else f"{value:.0e}"
+
+
 def judge(candidate: Figures, stable: Figures, thresholds: Thresholds, candidate_ready: bool = True) -> Verdict:
     """The verdict for one window. Breaches are checked before the request count: a candidate that
     fails its first requests is rolled back without waiting for more."""
@@ -76,22 +116,41 @@ def judge(candidate: Figures, stable: Figures, thresholds: Thresholds, candidate
         verdict.decision = "rollback"
         verdict.reasons.append("the candidate revision is not ready")
         return verdict
+    alarm = 1.0 - thresholds.confidence
+    notes = []
     rate = candidate.error_rate
     if rate is not None and rate > thresholds.max_error_rate:
-        verdict.decision = "rollback"
-        verdict.reasons.append(f"5xx rate {100 * rate:.2f}% is above {100 * thresholds.max_error_rate:g}%")
+        chance = chance_of_at_least(candidate.errors, candidate.requests, thresholds.max_error_rate)
+        evidence = (f"{candidate.errors} of {candidate.requests} answers 5xx, a chance of {_chance(chance)} "
+                    f"at a {100 * thresholds.max_error_rate:g}% rate")
+        if chance < alarm:
+            verdict.decision = "rollback"
+            verdict.reasons.append(f"5xx rate {100 * rate:.2f}% is above {100 * thresholds.max_error_rate:g}%: "
+                                   f"{evidence}")
+        else:
+            notes.append(f"5xx rate {100 * rate:.2f}% above {100 * thresholds.max_error_rate:g}% within chance: "
+                         f"{evidence}")
     if candidate.p99_ms is not None and stable.p99_ms is not None:
         limit = max(stable.p99_ms * thresholds.max_latency_ratio, stable.p99_ms + thresholds.min_latency_delta_ms)
         if candidate.p99_ms > limit:
-            verdict.decision = "rollback"
-            verdict.reasons.append(f"p99 {_ms(candidate.p99_ms)} is above {_ms(limit)} "
-                                   f"(stable p99 {_ms(stable.p99_ms)})")
+            slow = candidate.slower_than(limit)
+            chance = chance_of_at_least(slow, candidate.requests, TAIL)
+            evidence = (f"{slow} of {candidate.requests} requests slower than {_ms(limit)}, a chance of "
+                        f"{_chance(chance)} at a p99 of {_ms(limit)}")
+            if chance < alarm:
+                verdict.decision = "rollback"
+                verdict.reasons.append(f"p99 {_ms(candidate.p99_ms)} is above {_ms(limit)} "
+                                       f"(stable p99 {_ms(stable.p99_ms)}): {evidence}")
+            else:
+                notes.append(f"p99 {_ms(candidate.p99_ms)} above {_ms(limit)} within chance: {evidence}")
     if verdict.decision == "rollback":
         return verdict
     if candidate.requests < thresholds.min_requests:
         verdict.decision = "hold"
         verdict.reasons.append(f"{candidate.requests} candidate requests, fewer than {thresholds.min_requests}: "
                                f"too few to judge")
+        verdict.reasons.extend(notes)
         return verdict
     verdict.reasons.append("healthy")
+    verdict.reasons.extend(notes)
     return verdict

@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from iris_tools.cloudrun.metrics import REQUEST_COUNT, REQUEST_LATENCIES, percentile, rfc3339
+from iris_tools.cloudrun.metrics import REQUEST_COUNT, REQUEST_LATENCIES, buckets, percentile, rfc3339
 from iris_tools.rollout.gate import Figures
 from iris_tools.rollout.gcloud import Gcloud
 
@@ -87,5 +87,6 @@ class Monitoring:
             distribution = latencies.get(revision)
             figures[revision] = Figures(requests, errors,
                                         percentile(distribution, 0.5) if distribution else None,
-                                        percentile(distribution, 0.99) if distribution else None)
+                                        percentile(distribution, 0.99) if distribution else None,
+                                        tuple(buckets(distribution)) if distribution else ())
         return figures

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,6 +30,7 @@ from typing import Any, TextIO
 from iris_tools.cloudrun.names import suggest_tag
 from iris_tools.rollout.gate import Figures, Thresholds, Verdict, judge
 from iris_tools.rollout.gcloud import Gcloud, GcloudError
+from iris_tools.rollout.invoke import ask
 from iris_tools.rollout.monitoring import Monitoring
 from iris_tools.state import RUN_DIR, write_atomically
 
@@ -36,6 +38,7 @@ LOCK = "iris-versions.dev/rollout"
 HISTORY = "iris-versions.dev/history"
 ROLLED_BACK = "iris-versions.dev/rolled-back"
 EXIT_ROLLED_BACK = 3
+WARMUP_INPUT = [5.8, 3.4]  # the tutorial's test point
 
 
 class RolloutError(Exception):
@@ -57,6 +60,7 @@ class Settings:
     public: bool = False
     service_account: str | None = None
     min_agreement: float | None = None  # gate the first live step on a shadow comparison (off by default)
+    warmup_requests: int = 20  # sent to the candidate's tag URL before its first live step
 
     @classmethod
     def for_target(cls, target: str, environ: dict[str, str] = os.environ) -> "Settings":
@@ -90,12 +94,17 @@ class Settings:
             max_error_rate=number("MAX_ERROR_RATE", defaults.thresholds.max_error_rate),
             max_latency_ratio=number("MAX_LATENCY_RATIO", defaults.thresholds.max_latency_ratio),
             min_latency_delta_ms=number("MIN_LATENCY_DELTA_MS", defaults.thresholds.min_latency_delta_ms),
-            min_requests=int(number("MIN_REQUESTS", defaults.thresholds.min_requests)))
+            min_requests=int(number("MIN_REQUESTS", defaults.thresholds.min_requests)),
+            confidence=number("CONFIDENCE", defaults.thresholds.confidence))
+        if not 0.5 <= thresholds.confidence < 1:
+            raise RolloutError(f"CONFIDENCE={thresholds.confidence:g}: a fraction from 0.5 to below 1, "
+                               f"for example 0.99")
         min_agreement = number("MIN_AGREEMENT", -1.0)
         if min_agreement > 1:
             raise RolloutError(f"MIN_AGREEMENT={min_agreement:g}: a fraction from 0 to 1")
         return cls(service=environ.get("SERVICE") or "iris", steps=steps, step_seconds=step_seconds,
                    min_agreement=None if min_agreement < 0 else min_agreement,
+                   warmup_requests=int(number("WARMUP_REQUESTS", defaults.warmup_requests)),
                    max_hold_seconds=number("MAX_HOLD_SECONDS", 3 * step_seconds),
                    poll_seconds=number("POLL_SECONDS", defaults.poll_seconds),
                    delay_seconds=number("MONITORING_DELAY_S", defaults.delay_seconds),
@@ -292,7 +301,33 @@ class Migration:
                       f"no traffic moved.", file=self.out, flush=True)
                 return EXIT_ROLLED_BACK
         lock = self.acquire(revision, stable, {**(resume or {}), "image": candidate_image})
+        self.warm_up(revision)
         return self._walk(lock)
+
+    def warm_up(self, revision: str) -> None:
+        """WARMUP_REQUESTS predictions at the candidate's tag URL, four at a time, before users reach it:
+        its first users do not pay its cold start (first connections, first calls), and the gate does not
+        judge a cold start as a fault. Users never see these answers; they fall before the first window."""
+        count = self.settings.warmup_requests
+        if count <= 0:
+            return
+        url = next((t["url"] for t in self.describe()["status"].get("traffic", [])
+                    if t.get("revisionName") == revision and t.get("url")), None)
+        if url is None:
+            print(f"{revision} has no tag URL: not warmed up (tag it to warm it up)", file=self.out, flush=True)
+            return
+        try:
+            token = self.gcloud.identity_token() or None
+        except GcloudError as exc:
+            print(f"{revision} not warmed up: no identity token to call it with ({exc})", file=self.out, flush=True)
+            return
+        with ThreadPoolExecutor(4) as pool:
+            replies = list(pool.map(lambda _: ask(url, WARMUP_INPUT, token), range(count)))
+        failed = [error for *_, error in replies if error]
+        slowest = max(round_trip for _, _, round_trip, _ in replies)
+        print(f"warmed up {revision} with {count} requests at {url}: {count - len(failed)} answered, slowest "
+              f"{slowest:.0f} ms" + (f"; {len(failed)} failed, the first: {failed[0]}" if failed else ""),
+              file=self.out, flush=True)
 
     def deploy(self, model: str, image: str) -> str:
         tag = suggest_tag(model)
@@ -417,8 +452,9 @@ class Migration:
         print(self._summary(record), file=self.out)
         print(f"\nROLLED BACK: 100% is on {stable} again. {candidate}: {entry['reason']}. Thresholds: 5xx rate "
               f"<= {100 * verdict.thresholds.max_error_rate:g}%, p99 <= {verdict.thresholds.max_latency_ratio:g}x "
-              f"the stable p99 (or + {verdict.thresholds.min_latency_delta_ms:g} ms), at least "
-              f"{verdict.thresholds.min_requests} requests per step.", file=self.out, flush=True)
+              f"the stable p99 (or + {verdict.thresholds.min_latency_delta_ms:g} ms), breaches called at "
+              f"{100 * verdict.thresholds.confidence:g}% confidence, at least {verdict.thresholds.min_requests} "
+              f"requests per step.", file=self.out, flush=True)
         return EXIT_ROLLED_BACK
 
     def _save(self, record: dict[str, Any]) -> None:

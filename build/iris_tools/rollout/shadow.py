@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import math
 import time
-import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
 from iris_tools.cloudrun.names import suggest_tag
 from iris_tools.rollout.gcloud import Gcloud, GcloudError
+from iris_tools.rollout.invoke import ask
 from iris_tools.rollout.rollout import Migration, RolloutError, model_of
 from iris_tools.state import write_atomically
 
@@ -99,19 +98,6 @@ class Shadow:
                  f'AND jsonPayload.kind="prediction"')
         return self.gcloud.json("logging", "read", query, f"--limit={self.limit}", f"--freshness={self.freshness}")
 
-    def _ask(self, url: str, row: list[float], token: str | None) -> tuple[str | None, float | None, str | None]:
-        query = urllib.parse.urlencode({"length": repr(row[0]), "width": repr(row[1])})
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        request = urllib.request.Request(f"{url}/?{query}", headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                body = json.loads(response.read())
-                timing = response.headers.get("Server-Timing", "")
-        except (OSError, ValueError) as exc:
-            return None, None, str(exc)
-        duration = float(timing.split("dur=")[1]) if "dur=" in timing else None
-        return body.get("predicted_class"), duration, None
-
     def run(self, model: str | None, revision: str | None, report_path: Path) -> dict[str, Any]:
         service = self.migration.describe()
         shares = self.migration.shares(service)
@@ -137,7 +123,8 @@ class Shadow:
         token = self.gcloud.identity_token() or None  # the candidate may be private
         started = time.monotonic()
         with ThreadPoolExecutor(self.concurrency) as pool:
-            replies = list(pool.map(lambda row: self._ask(url, row, token), inputs))
+            replies = [(answer, server_ms, error) for answer, server_ms, _, error
+                       in pool.map(lambda row: ask(url, row, token), inputs)]
         failures = [error for _, _, error in replies if error]
         pairs = [(s, c) for s, (c, _, error) in zip(stable_answers, replies) if not error and c is not None]
         classes = sorted({s for s, _ in pairs} | {c for _, c in pairs})
