@@ -116,41 +116,35 @@ def judge(candidate: Figures, stable: Figures, thresholds: Thresholds, candidate
         verdict.decision = "rollback"
         verdict.reasons.append("the candidate revision is not ready")
         return verdict
-    alarm = 1.0 - thresholds.confidence
-    notes = []
-    rate = candidate.error_rate
-    if rate is not None and rate > thresholds.max_error_rate:
-        chance = chance_of_at_least(candidate.errors, candidate.requests, thresholds.max_error_rate)
-        evidence = (f"{candidate.errors} of {candidate.requests} answers 5xx, a chance of {_chance(chance)} "
-                    f"at a {100 * thresholds.max_error_rate:g}% rate")
-        if chance < alarm:
+    notes: list[str] = []
+
+    def weigh(claim: str, limit: str, detail: str, count: int, share: float, what: str, at: str) -> None:
+        """`count` of the candidate's requests beyond a limit that allows `share` of them: a breach when a
+        candidate within the limit shows that many less than 1 - CONFIDENCE of the time, else a note."""
+        chance = chance_of_at_least(count, candidate.requests, share)
+        evidence = f"{count} of {candidate.requests} {what}, a chance of {_chance(chance)} at {at}"
+        if chance < 1.0 - thresholds.confidence:
             verdict.decision = "rollback"
-            verdict.reasons.append(f"5xx rate {100 * rate:.2f}% is above {100 * thresholds.max_error_rate:g}%: "
-                                   f"{evidence}")
+            verdict.reasons.append(f"{claim} is above {limit}{detail}: {evidence}")
         else:
-            notes.append(f"5xx rate {100 * rate:.2f}% above {100 * thresholds.max_error_rate:g}% within chance: "
-                         f"{evidence}")
+            notes.append(f"{claim} above {limit} within chance: {evidence}")
+
+    rate, max_rate = candidate.error_rate, thresholds.max_error_rate
+    if rate is not None and rate > max_rate:
+        weigh(f"5xx rate {100 * rate:.2f}%", f"{100 * max_rate:g}%", "", candidate.errors, max_rate,
+              "answers 5xx", f"a {100 * max_rate:g}% rate")
     if candidate.p99_ms is not None and stable.p99_ms is not None:
         limit = max(stable.p99_ms * thresholds.max_latency_ratio, stable.p99_ms + thresholds.min_latency_delta_ms)
         if candidate.p99_ms > limit:
-            slow = candidate.slower_than(limit)
-            chance = chance_of_at_least(slow, candidate.requests, TAIL)
-            evidence = (f"{slow} of {candidate.requests} requests slower than {_ms(limit)}, a chance of "
-                        f"{_chance(chance)} at a p99 of {_ms(limit)}")
-            if chance < alarm:
-                verdict.decision = "rollback"
-                verdict.reasons.append(f"p99 {_ms(candidate.p99_ms)} is above {_ms(limit)} "
-                                       f"(stable p99 {_ms(stable.p99_ms)}): {evidence}")
-            else:
-                notes.append(f"p99 {_ms(candidate.p99_ms)} above {_ms(limit)} within chance: {evidence}")
+            weigh(f"p99 {_ms(candidate.p99_ms)}", _ms(limit), f" (stable p99 {_ms(stable.p99_ms)})",
+                  candidate.slower_than(limit), TAIL, f"requests slower than {_ms(limit)}", f"a p99 of {_ms(limit)}")
     if verdict.decision == "rollback":
         return verdict
     if candidate.requests < thresholds.min_requests:
         verdict.decision = "hold"
         verdict.reasons.append(f"{candidate.requests} candidate requests, fewer than {thresholds.min_requests}: "
                                f"too few to judge")
-        verdict.reasons.extend(notes)
-        return verdict
-    verdict.reasons.append("healthy")
+    else:
+        verdict.reasons.append("healthy")
     verdict.reasons.extend(notes)
     return verdict
