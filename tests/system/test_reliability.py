@@ -143,7 +143,8 @@ def sigterm_under_load(grace_s: int) -> dict:
     finally:
         stop.set()
         for worker in workers:
-            worker.join(timeout=30)
+            if worker.ident is not None:  # started: a failed start-up leaves them unstarted
+                worker.join(timeout=30)
         server.stop()
     with lock:
         before = [outcome for sent, outcome in outcomes if sent < signalled]
