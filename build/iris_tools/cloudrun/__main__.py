@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from iris_tools.cloudrun import directories
 from iris_tools.cloudrun.api import Api, make_server
 from iris_tools.cloudrun.control import LocalCloudRun
 from iris_tools.cloudrun.metrics import Sampler
@@ -31,10 +32,6 @@ from iris_tools.versions import RUNTIMES
 
 CONTROL_PLANE_RECORD = "controlplane.json"
 WATCH_S = 1.0
-
-
-def directories(run_dir: Path) -> tuple[Path, Path]:
-    return run_dir / "cloudrun", run_dir / "gcloud"
 
 
 def write_gcloud_config(config_dir: Path, project: str, region: str, api_port: int) -> None:

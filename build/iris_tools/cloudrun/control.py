@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from iris_tools import FUNCTIONS_DIR
+from iris_tools.cloudrun import TOKEN_FILE
 from iris_tools.cloudrun.envoy import Envoy, Route
 from iris_tools.cloudrun.errors import AlreadyExists, Aborted, FailedPrecondition, InvalidArgument, NotFound
 from iris_tools.cloudrun.metrics import rfc3339
@@ -40,7 +41,6 @@ URLS_ANNOTATION = "run.googleapis.com/urls"
 LOCATION_LABEL = "cloud.googleapis.com/location"
 STARTUP_TIMEOUT_S = 60.0
 INVOKER_ROLE = "roles/run.invoker"
-TOKEN_FILE = "token"
 SERVICE_FIELDS = {"apiVersion", "kind", "metadata", "spec", "status"}
 
 
