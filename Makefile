@@ -33,7 +33,7 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 	@echo "  variables: RUNTIME=$(RUNTIME) PORTS=\"$(PORTS)\" POINT=\"$(POINT)\" URLS=\"$(URLS)\" BASE_IMAGE=$(BASE_IMAGE)"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml $(wildcard build/iris_tools/*/__init__.py)
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml $(wildcard iris_tools/*/__init__.py)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --no-deps -e .
@@ -106,7 +106,7 @@ base-image: ## build iris-base:bookworm offline with debootstrap (no registry ne
 	build/offline_base_image.sh iris-base:bookworm
 
 MLSERVER_VENV := .bench/mlserver-venv
-$(MLSERVER_VENV)/bin/mlserver: build/iris_tools/mlserver-requirements.txt
+$(MLSERVER_VENV)/bin/mlserver: iris_tools/mlserver-requirements.txt
 	$(PYTHON) -m venv $(MLSERVER_VENV)
 	$(MLSERVER_VENV)/bin/pip install --quiet -r $<
 	touch $@

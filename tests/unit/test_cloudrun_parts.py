@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from iris_tools.cloudrun.control import model_of_image
+from iris_tools.cloudrun import metrics
 from iris_tools.cloudrun.errors import InvalidArgument, NotFound
-from iris_tools.cloudrun.metrics import (REQUEST_COUNT, REQUEST_LATENCIES, Sampler, buckets, parse_prometheus,
-                                         percentile, time_series)
+from iris_tools.cloudrun.metrics import Sampler, parse_prometheus, time_series
 from iris_tools.cloudrun.names import check_revision_name, check_service_name, check_tag
+from iris_tools.cloudrun.resources import model_of_image
+from iris_tools.google.distribution import buckets, percentile
+from iris_tools.google.monitoring import REQUEST_COUNT, REQUEST_LATENCIES
 from iris_tools.state import write_atomically
 
 
@@ -77,8 +79,6 @@ def test_envoy_counters_become_per_revision_readings() -> None:
 
 
 def test_a_window_reports_what_happened_inside_it_in_cloud_monitorings_shape(monkeypatch: pytest.MonkeyPatch) -> None:
-    from iris_tools.cloudrun import metrics
-
     monkeypatch.setattr(metrics, "LATENCY_BUCKETS_MS", [0.5, 1])
     texts = iter([PROMETHEUS % (90, 10, 80, 95, 100, 70, 100), PROMETHEUS % (190, 12, 100, 195, 202, 270, 202)])
     sampler = Sampler(lambda: next(texts))

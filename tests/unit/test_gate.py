@@ -6,7 +6,9 @@ import math
 
 import pytest
 
-from iris_tools.rollout.gate import Figures, Thresholds, chance_of_at_least, judge
+from iris_tools.google.monitoring import Figures
+from iris_tools.rollout.gate import Thresholds, chance_of_at_least, judge
+from iris_tools.rollout.shadow import class_shift, wilson
 
 T = Thresholds(max_error_rate=0.01, max_latency_ratio=2.0, min_latency_delta_ms=5.0, min_requests=50,
                confidence=0.99)
@@ -122,8 +124,6 @@ def test_the_verdict_line_shows_figures_thresholds_and_reasons() -> None:
 
 
 def test_the_wilson_interval_and_the_class_shift_test() -> None:
-    from iris_tools.rollout.shadow import class_shift, wilson
-
     low, high = wilson(88, 100)
     assert low == pytest.approx(0.8019, abs=1e-4) and high == pytest.approx(0.9300, abs=1e-4)  # 88 of 100
     assert wilson(0, 0) == (0.0, 1.0) and wilson(10, 10)[1] == pytest.approx(1.0)

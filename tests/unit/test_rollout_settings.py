@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from iris_tools.rollout.rollout import RolloutError, Settings
+from iris_tools.rollout.errors import RolloutError
+from iris_tools.rollout.settings import Settings
 
 
 def test_the_cloud_run_defaults_wait_out_cloud_monitorings_delay_and_the_local_ones_are_short() -> None:

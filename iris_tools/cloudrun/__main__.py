@@ -20,12 +20,14 @@ import signal
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
-from iris_tools.cloudrun import directories
 from iris_tools.cloudrun.api import Api, make_server
 from iris_tools.cloudrun.control import LocalCloudRun
 from iris_tools.cloudrun.metrics import Sampler
+from iris_tools.google.monitoring import Monitoring
+from iris_tools.google.targets import directories
 from iris_tools.servers import HOST, ProcessServer, ServerError, adopt, free_port, port_is_free
 from iris_tools.state import RUN_DIR, write_atomically
 from iris_tools.versions import RUNTIMES
@@ -188,8 +190,6 @@ def stop() -> int:
 
 
 def _get(url: str) -> dict:
-    import urllib.request
-
     with urllib.request.urlopen(url, timeout=30) as response:
         return json.loads(response.read())
 
@@ -248,8 +248,6 @@ def _ms(value: float | None) -> str:
 def revision_figures(api_url: str, project: str, start: float, end: float) -> dict[str, tuple]:
     """revision -> (requests, 5xx, p50 ms, p99 ms) over [start, end], read through timeSeries.list by the
     same reader the rollout uses."""
-    from iris_tools.rollout.monitoring import Monitoring
-
     figures = Monitoring(api_url, project).figures(None, start, end)
     return {name: (f.requests, f.errors, f.p50_ms, f.p99_ms) for name, f in figures.items()}
 

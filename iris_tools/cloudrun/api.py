@@ -16,10 +16,13 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from iris_tools.cloudrun.control import SERVICE_LABEL, LocalCloudRun
+from iris_tools.cloudrun.control import LocalCloudRun
 from iris_tools.cloudrun.errors import ApiError, InvalidArgument, MethodNotAllowed, NotFound, PayloadTooLarge
 from iris_tools.cloudrun.logs import list_entries
-from iris_tools.cloudrun.metrics import REQUEST_COUNT, REQUEST_LATENCIES, Sampler, parse_timestamp, time_series
+from iris_tools.cloudrun.metrics import Sampler, time_series
+from iris_tools.cloudrun.resources import SERVICE_LABEL
+from iris_tools.google.monitoring import REQUEST_COUNT, REQUEST_LATENCIES
+from iris_tools.google.timestamps import parse_timestamp
 
 MAX_BODY_BYTES = 1024 * 1024
 KNATIVE = r"/apis/serving\.knative\.dev/v1/namespaces/(?P<ns>[^/]+)"

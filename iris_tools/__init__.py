@@ -6,7 +6,7 @@ Run its commands with the project's venv: `.venv/bin/python -m iris_tools.run_lo
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parent.parent
 # Where model versions live: functions/<name>/main.py. IRIS_FUNCTIONS_DIR points the tools (and the
 # local Cloud Run's image lookup) elsewhere, as the tests do for models made to fail.
 FUNCTIONS_DIR = Path(os.environ.get("IRIS_FUNCTIONS_DIR") or ROOT / "functions")

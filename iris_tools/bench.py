@@ -28,15 +28,15 @@ import re
 import shutil
 import statistics
 import subprocess
-from collections import defaultdict
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from iris_tools import ROOT
-from iris_tools.bench_targets import Request, Target, all_targets, wait_ready
+from iris_tools.bench_targets import Request, Target, all_targets, ratios, wait_ready
 from iris_tools.servers import Server
 
 CONNECTIONS = (1, 8, 32)
@@ -234,8 +234,6 @@ def write_docs(path: Path, results: list[Result], info: dict[str, str], settings
 
 
 def ratios_text(results: list[Result]) -> str:
-    from iris_tools.bench_targets import ratios
-
     lines = ratios(results)
     return "\n".join(["## Ratios, from this run", "", *lines]) if lines else ""
 

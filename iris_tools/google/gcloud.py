@@ -12,18 +12,11 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
-from iris_tools.cloudrun import TOKEN_FILE, directories
-from iris_tools.state import RUN_DIR
+from iris_tools.google.targets import TARGETS, TOKEN_FILE, directories, run_dir
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-TARGETS = ("cloudrun", "local")
-
-
-def _run_dir() -> Path:
-    return Path(os.environ.get("RUN_DIR") or RUN_DIR)
 
 
 class GcloudError(Exception):
@@ -39,7 +32,7 @@ class Gcloud:
         self.binary = binary or os.environ.get("GCLOUD") or shutil.which("gcloud") or "/usr/bin/gcloud"
         self.env = dict(os.environ)
         if target == "local":
-            config = directories(_run_dir())[1]
+            config = directories(run_dir())[1]
             if not (config / "active_config").exists():
                 raise GcloudError(f"no local Cloud Run configuration at {config}: start it with `make emulator`")
             self.env["CLOUDSDK_CONFIG"] = str(config)
@@ -75,7 +68,7 @@ class Gcloud:
         """What a caller of a private service sends as its bearer token: Google's identity token on Cloud Run,
         the local Cloud Run's own token locally."""
         if self.target == "local":
-            path = directories(_run_dir())[0] / TOKEN_FILE
+            path = directories(run_dir())[0] / TOKEN_FILE
             return path.read_text().strip() if path.exists() else ""
         return self.run("auth", "print-identity-token").strip()
 

@@ -10,7 +10,6 @@ p99, from the difference of two cumulative histograms) are what happened inside 
 
 from __future__ import annotations
 
-import datetime
 import re
 import threading
 import time
@@ -20,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iris_tools.cloudrun.envoy import LATENCY_BUCKETS_MS
+from iris_tools.google.monitoring import REQUEST_COUNT, REQUEST_LATENCIES
+from iris_tools.google.timestamps import rfc3339
 
-REQUEST_COUNT = "run.googleapis.com/request_count"
-REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
 SAMPLE_S = 1.0
 KEEP_S = 6 * 3600
 _LINE = re.compile(r'^(\w+)\{([^}]*)\} ([0-9.eE+-]+)$')
@@ -115,14 +114,6 @@ class Sampler:
         return {name: (before.get(name, Reading(start)), reading) for name, reading in after.items()}
 
 
-def rfc3339(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_timestamp(text: str) -> float:
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
 def time_series(sampler: Sampler, metric: str, start: float, end: float, service_of: dict[str, str],
                 project: str, region: str) -> list[dict[str, Any]]:
     """projects.timeSeries.list for one metric over [start, end]: one point per series, the window's delta."""
@@ -156,40 +147,3 @@ def time_series(sampler: Sampler, metric: str, start: float, end: float, service
                            "valueType": "DISTRIBUTION",
                            "points": [{"interval": interval, "value": {"distributionValue": distribution}}]})
     return series
-
-
-def upper_bounds(options: dict[str, Any], buckets: int) -> list[float]:
-    """Each bucket's upper bound, for Cloud Monitoring's explicit or exponential bucket options."""
-    if "exponentialBuckets" in options:
-        exponential = options["exponentialBuckets"]
-        scale, growth = float(exponential["scale"]), float(exponential["growthFactor"])
-        finite = int(exponential["numFiniteBuckets"])
-        bounds = [scale * growth**i for i in range(finite + 1)]  # underflow, then each finite bucket
-    elif "linearBuckets" in options:
-        linear = options["linearBuckets"]
-        bounds = [float(linear["offset"]) + float(linear["width"]) * i for i in range(int(linear["numFiniteBuckets"]) + 1)]
-    else:
-        bounds = [float(b) for b in options.get("explicitBuckets", {}).get("bounds", [])]
-    return (bounds + [float("inf")] * buckets)[:buckets]
-
-
-def buckets(distribution: dict[str, Any]) -> list[tuple[float, int]]:
-    """(lower bound ms, count) for each bucket of a distribution that holds any request."""
-    counts = [int(c) for c in distribution.get("bucketCounts", [])]
-    bounds = upper_bounds(distribution.get("bucketOptions", {}), len(counts))
-    return [(bounds[index - 1] if index else 0.0, count) for index, count in enumerate(counts) if count]
-
-
-def percentile(distribution: dict[str, Any], fraction: float) -> float | None:
-    """The upper bound of the bucket holding the `fraction` quantile (ms); None when empty."""
-    counts = [int(c) for c in distribution.get("bucketCounts", [])]
-    bounds = upper_bounds(distribution.get("bucketOptions", {}), len(counts))
-    total = sum(counts)
-    if total == 0:
-        return None
-    rank, seen = fraction * total, 0
-    for index, count in enumerate(counts):
-        seen += count
-        if seen >= rank:
-            return float(bounds[index]) if index < len(bounds) else float("inf")
-    return float("inf")

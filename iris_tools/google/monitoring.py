@@ -13,13 +13,37 @@ import json
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from iris_tools.cloudrun.metrics import REQUEST_COUNT, REQUEST_LATENCIES, buckets, percentile, rfc3339
-from iris_tools.rollout.gate import Figures
-from iris_tools.rollout.gcloud import Gcloud
+from iris_tools.google.distribution import buckets, percentile
+from iris_tools.google.gcloud import Gcloud
+from iris_tools.google.timestamps import rfc3339
 
 DEFAULT_ENDPOINT = "https://monitoring.googleapis.com/"
+# Cloud Run's metrics: request_count (DELTA, INT64, label response_code_class) and request_latencies
+# (DELTA, DISTRIBUTION, milliseconds), each per revision_name.
+REQUEST_COUNT = "run.googleapis.com/request_count"
+REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One revision over one window. `latency`: (lower bound ms, requests) for each bucket holding any."""
+
+    requests: int = 0
+    errors: int = 0  # 5xx
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    latency: tuple[tuple[float, int], ...] = ()
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    def slower_than(self, limit_ms: float) -> int:
+        """Requests certainly slower than `limit_ms`: those in buckets starting at or above it."""
+        return sum(int(count) for lower, count in self.latency if lower >= limit_ms)
 
 
 class Monitoring:

@@ -19,10 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
-from iris_tools.cloudrun.names import suggest_tag
-from iris_tools.rollout.gcloud import Gcloud, GcloudError
+from scipy.stats import chi2_contingency
+
+from iris_tools.google.gcloud import Gcloud
+from iris_tools.google.names import suggest_tag
+from iris_tools.rollout.errors import RolloutError
 from iris_tools.rollout.invoke import ask
-from iris_tools.rollout.rollout import Migration, RolloutError, model_of
+from iris_tools.rollout.service import Service, image_of, model_of, ready, shares, tag_urls
 from iris_tools.state import write_atomically
 
 Z95 = 1.959963984540054
@@ -39,8 +42,6 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 def class_shift(stable: dict[str, int], candidate: dict[str, int]) -> dict[str, Any]:
     """Chi-square test of homogeneity of the two class mixes (classes neither version said are left out)."""
-    from scipy.stats import chi2_contingency
-
     classes = [c for c in sorted(set(stable) | set(candidate)) if stable.get(c, 0) + candidate.get(c, 0) > 0]
     if len(classes) < 2:
         return {"chi2": 0.0, "p_value": 1.0, "dof": 0, "shifted": False}
@@ -57,10 +58,10 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 class Shadow:
-    def __init__(self, migration: Migration, out: TextIO, limit: int = 500, freshness: str = "1h",
+    def __init__(self, service: Service, out: TextIO, limit: int = 500, freshness: str = "1h",
                  concurrency: int = 2) -> None:
-        self.migration = migration
-        self.gcloud: Gcloud = migration.gcloud
+        self.service = service
+        self.gcloud: Gcloud = service.gcloud
         self.out = out
         self.limit = limit
         self.freshness = freshness
@@ -68,28 +69,21 @@ class Shadow:
 
     def candidate(self, model: str | None, revision: str | None) -> tuple[str, str]:
         """(revision, tag URL) of the candidate, deploying MODEL with no traffic when no ready revision has it."""
-        service = self.migration.describe()
-        tagged = {t.get("revisionName"): t.get("url") for t in service["status"].get("traffic", []) if t.get("tag")}
-        revisions = self.migration.revisions()
+        tagged = tag_urls(self.service.describe())
         if revision is None:
             if model is None:
                 raise RolloutError("name the candidate: MODEL=<name> or REVISION=<revision>")
-            ready = [r for r in revisions if model_of(r["spec"]["containers"][0]["image"]) == model
-                     and self.migration.ready(r)]
-            serving = self.migration.shares(service)
-            ready = [r for r in ready if not serving.get(r["metadata"]["name"])]
-            if ready:
-                revision = max(ready, key=lambda r: r["metadata"].get("creationTimestamp", ""))["metadata"]["name"]
+            serving = shares(self.service.describe())
+            idle = [r for r in self.service.revisions() if model_of(image_of(r) or "") == model and ready(r)
+                    and not serving.get(r["metadata"]["name"])]
+            if idle:
+                revision = max(idle, key=lambda r: r["metadata"].get("creationTimestamp", ""))["metadata"]["name"]
             else:
-                revision = self.migration.deploy(model, f"{self.migration.settings.image}:{model}")
-                service = self.migration.describe()
-                tagged = {t.get("revisionName"): t.get("url") for t in service["status"]["traffic"] if t.get("tag")}
+                revision = self.service.deploy(model, f"{self.service.settings.image}:{model}", self.out)
+                tagged = tag_urls(self.service.describe())
         if revision not in tagged:
-            tag = "shadow-" + suggest_tag(revision)[-30:].strip("-")
-            self.gcloud.run("run", "services", "update-traffic", self.migration.settings.service, "--update-tags",
-                            f"{tag}={revision}")
-            service = self.migration.describe()
-            tagged = {t.get("revisionName"): t.get("url") for t in service["status"]["traffic"] if t.get("tag")}
+            self.service.tag(revision, "shadow-" + suggest_tag(revision)[-30:].strip("-"))
+            tagged = tag_urls(self.service.describe())
         return revision, tagged[revision]
 
     def stable_log(self, stable: str) -> list[dict[str, Any]]:
@@ -99,9 +93,8 @@ class Shadow:
         return self.gcloud.json("logging", "read", query, f"--limit={self.limit}", f"--freshness={self.freshness}")
 
     def run(self, model: str | None, revision: str | None, report_path: Path) -> dict[str, Any]:
-        service = self.migration.describe()
-        shares = self.migration.shares(service)
-        stable = max(shares, key=shares.get)
+        split = shares(self.service.describe())
+        stable = max(split, key=split.get)
         candidate, url = self.candidate(model, revision)
         if candidate == stable:
             raise RolloutError(f"{candidate} is the stable revision itself")
@@ -133,7 +126,7 @@ class Shadow:
         stable_mix = {c: sum(s == c for s, _ in pairs) for c in classes}
         candidate_mix = {c: sum(x == c for _, x in pairs) for c in classes}
         report = {
-            "service": self.migration.settings.service, "target": self.gcloud.target, "stable": stable,
+            "service": self.service.name, "target": self.gcloud.target, "stable": stable,
             "candidate": candidate, "candidate_url": url, "n": n, "agreement": round(agree / n, 4) if n else None,
             "agreement_ci95": [round(v, 4) for v in wilson(agree, n)], "failed_requests": len(failures),
             "classes": classes,
@@ -173,5 +166,3 @@ class Shadow:
               file=self.out)
         print(f"wrote {path}", file=self.out, flush=True)
 
-
-__all__ = ["Shadow", "GcloudError", "wilson", "class_shift"]

@@ -25,26 +25,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from iris_tools.google.monitoring import Figures
+
 TAIL = 0.01  # the share of requests a p99 leaves above itself
-
-
-@dataclass(frozen=True)
-class Figures:
-    """One revision over one window. `latency`: (lower bound ms, requests) for each bucket holding any."""
-
-    requests: int = 0
-    errors: int = 0  # 5xx
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    latency: tuple[tuple[float, int], ...] = ()
-
-    @property
-    def error_rate(self) -> float | None:
-        return self.errors / self.requests if self.requests else None
-
-    def slower_than(self, limit_ms: float) -> int:
-        """Requests certainly slower than `limit_ms`: those in buckets starting at or above it."""
-        return sum(int(count) for lower, count in self.latency if lower >= limit_ms)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from iris_tools.cloudrun.errors import InvalidArgument
-from iris_tools.cloudrun.metrics import parse_timestamp, rfc3339
+from iris_tools.google.timestamps import parse_timestamp, rfc3339
 
 _TERM = re.compile(r'^\s*([\w.@/-]+)\s*(>=|<=|!=|=|>|<|:)\s*"?(.*?)"?\s*$')
 SEVERITIES = ["DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY"]

@@ -40,9 +40,22 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from iris_tools.rollout.gcloud import Gcloud, GcloudError
-from iris_tools.rollout.rollout import Migration, RolloutError, Settings
+from iris_tools.google.gcloud import Gcloud, GcloudError
+from iris_tools.google.monitoring import Monitoring
+from iris_tools.google.targets import run_dir
+from iris_tools.rollout.errors import EXIT_FAILED, RolloutError
+from iris_tools.rollout.rollback import rollback
+from iris_tools.rollout.service import Service
+from iris_tools.rollout.settings import Settings
+from iris_tools.rollout.shadow import Shadow
+from iris_tools.rollout.traffic import set_split, show
+from iris_tools.rollout.walk import Rollout
+
+
+def report_dir() -> Path:
+    return run_dir() / "rollout"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,28 +73,26 @@ def main(argv: list[str] | None = None) -> int:
     shadow.add_argument("--revision", default=os.environ.get("REVISION") or None)
     args = parser.parse_args(argv)
     target = os.environ.get("TARGET") or "cloudrun"
+    out = sys.stdout
     try:
         gcloud = Gcloud(target, os.environ.get("PROJECT") or None, os.environ.get("REGION") or None)
-        migration = Migration(gcloud, Settings.for_target(target))
-        if args.command == "rollout":
-            if args.model and args.revision:
-                raise RolloutError("give MODEL or REVISION, not both")
-            return migration.rollout(args.model, args.revision)
+        service = Service(gcloud, Settings.for_target(target))
+        if args.command in ("rollout", "shadow") and args.model and args.revision:
+            raise RolloutError("give MODEL or REVISION, not both")
         if args.command == "rollback":
-            return migration.rollback()
+            return rollback(service, out)
         if args.command == "shadow":
-            from iris_tools.rollout.shadow import Shadow
-
-            if args.model and args.revision:
-                raise RolloutError("give MODEL or REVISION, not both")
             limit = int(os.environ.get("SHADOW_INPUTS") or 500)
-            shadow = Shadow(migration, sys.stdout, limit=limit, freshness=os.environ.get("SHADOW_FRESHNESS") or "1h")
-            shadow.run(args.model, args.revision, migration.report_dir.parent / "report" / "shadow.json")
+            Shadow(service, out, limit=limit, freshness=os.environ.get("SHADOW_FRESHNESS") or "1h").run(
+                args.model, args.revision, run_dir() / "report" / "shadow.json")
             return 0
-        return migration.set_split(args.split) if args.split else migration.show()
+        monitoring = Monitoring.from_gcloud(gcloud)
+        if args.command == "rollout":
+            return Rollout(service, monitoring, report_dir(), out).run(args.model, args.revision)
+        return set_split(service, monitoring, args.split, out) if args.split else show(service, monitoring, out)
     except (RolloutError, GcloudError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("\ninterrupted: traffic stays as the last step set it; `make traffic` explains, `make rollout` "
               "resumes, `make rollback` undoes", file=sys.stderr)

@@ -1,0 +1,274 @@
+"""The control plane: Knative Services and Revisions, as the Admin API reads and writes them.
+
+The API (`api.py`) calls these methods with decoded JSON and sends back what they return. Every
+mutation runs under one lock: validate (`validation.py`), store the desired state (`store.py`),
+then reconcile (`supervisor.py`), which brings the revisions and Envoy to match it; a read computes
+status from what is stored and observed (`status.py`).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import random
+import string
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from iris_tools.cloudrun.envoy import Envoy
+from iris_tools.cloudrun.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from iris_tools.cloudrun.names import check_revision_name, check_service_name
+from iris_tools.cloudrun.resources import (
+    API_VERSION,
+    CONFIGURATION_LABEL,
+    DEPLOYING,
+    LOCATION_LABEL,
+    SERVICE_LABEL,
+    URLS_ANNOTATION,
+    now,
+)
+from iris_tools.cloudrun.routes import Routes
+from iris_tools.cloudrun.status import revision_document, service_document
+from iris_tools.cloudrun.store import Store
+from iris_tools.cloudrun.supervisor import Supervisor
+from iris_tools.cloudrun.validation import check_service_body, check_traffic, object_field
+
+
+class LocalCloudRun:
+    def __init__(self, directory: Path, project: str, region: str, runtime: str = "process") -> None:
+        self.directory = directory
+        self.store = Store.load(directory, project, region, runtime)
+        self.lock = threading.RLock()
+        self.routes = Routes(self.store, directory)
+        self.supervisor = Supervisor(self.store, directory, self.routes, self.lock)
+
+    @property
+    def project(self) -> str:
+        return self.store.data["project"]
+
+    @property
+    def region(self) -> str:
+        return self.store.data["region"]
+
+    @property
+    def envoy(self) -> Envoy | None:
+        return self.supervisor.envoy
+
+    def boot(self) -> None:
+        self.supervisor.boot()
+
+    def stop_all(self) -> None:
+        self.supervisor.stop_all()
+
+    def reconcile(self) -> None:
+        self.supervisor.reconcile()
+
+    def restart_crashed(self) -> list[str]:
+        return self.supervisor.restart_crashed()
+
+    def token(self) -> str:
+        return self.routes.token()
+
+    # ------------------------------------------------------------ reading
+
+    def _not_found(self, kind: str, name: str) -> NotFound:
+        return NotFound(f"Resource '{name}' of kind '{kind}' in region '{self.region}' in project "
+                        f"'{self.project}' does not exist.")
+
+    def service(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            if name not in self.store.services:
+                raise self._not_found("SERVICE", name)
+            return service_document(self.store, self.routes, name)
+
+    def services(self) -> dict[str, Any]:
+        with self.lock:
+            return {"apiVersion": API_VERSION, "kind": "ServiceList", "metadata": {},
+                    "items": [self.service(name) for name in sorted(self.store.services)]}
+
+    def revision(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            if name not in self.store.revisions:
+                raise self._not_found("REVISION", name)
+            return revision_document(self.store, self.routes, name)
+
+    def revisions(self, service: str | None = None) -> dict[str, Any]:
+        with self.lock:
+            names = [r["object"]["metadata"]["name"] for r in self.store.revisions.values()
+                     if service is None or r["service"] == service]
+            return {"apiVersion": API_VERSION, "kind": "RevisionList", "metadata": {},
+                    "items": [self.revision(name) for name in sorted(names, reverse=True)]}
+
+    # ------------------------------------------------------------ writing
+
+    def create_service(self, body: Any, namespace: str) -> dict[str, Any]:
+        with self.lock:
+            document = check_service_body(body)
+            name = check_service_name(document["metadata"].get("name"))
+            if name in self.store.services:
+                raise AlreadyExists(f"Resource '{name}' already exists.")
+            self._check_namespace(document, namespace)
+            snapshot = self.store.snapshot()
+            metadata = document["metadata"]
+            metadata.update({"namespace": self.project, "generation": 1, "uid": str(uuid.uuid4()),
+                             "creationTimestamp": now(), "resourceVersion": self.store.next_resource_version()})
+            metadata.setdefault("labels", {})[LOCATION_LABEL] = self.region
+            metadata.setdefault("annotations", {})
+            spec = document["spec"]
+            spec.setdefault("traffic", [{"percent": 100, "latestRevision": True}])
+            self.store.services[name] = {"object": {"apiVersion": API_VERSION, "kind": "Service",
+                                                    "metadata": metadata, "spec": spec},
+                                         "ports": {}, "counter": 0, "error": None,
+                                         "iam": {"version": 1, "etag": "BwYAAAAAAAA=", "bindings": []}}
+            return self._commit(name, snapshot, previous_traffic=None)
+
+    def replace_service(self, name: str, body: Any, namespace: str) -> dict[str, Any]:
+        with self.lock:
+            if name not in self.store.services:
+                raise self._not_found("SERVICE", name)
+            document = check_service_body(body)
+            if document["metadata"].get("name", name) != name:
+                raise InvalidArgument.field("metadata.name", f"the name {document['metadata']['name']!r} in the body "
+                                            f"does not match the service {name!r} in the URL")
+            self._check_namespace(document, namespace)
+            entry = self.store.services[name]
+            stored = entry["object"]
+            sent_version = document["metadata"].get("resourceVersion")
+            if sent_version is not None and str(sent_version) != stored["metadata"]["resourceVersion"]:
+                raise Aborted(f"Conflict for resource '{name}': version '{sent_version}' was specified but current "
+                              f"version is '{stored['metadata']['resourceVersion']}'. Another change was made "
+                              f"meanwhile: read the service again and retry.")
+            snapshot = self.store.snapshot()
+            previous_traffic = copy.deepcopy(stored["spec"].get("traffic"))
+            metadata = stored["metadata"]
+            metadata["generation"] += 1
+            metadata["resourceVersion"] = self.store.next_resource_version()
+            metadata["labels"] = {**document["metadata"].get("labels", {}), LOCATION_LABEL: self.region}
+            annotations = dict(document["metadata"].get("annotations", {}))
+            annotations.pop(URLS_ANNOTATION, None)
+            metadata["annotations"] = annotations
+            spec = document["spec"]
+            spec.setdefault("traffic", stored["spec"].get("traffic") or [{"percent": 100, "latestRevision": True}])
+            stored["spec"] = spec
+            return self._commit(name, snapshot, previous_traffic)
+
+    def _check_namespace(self, document: dict[str, Any], namespace: str) -> None:
+        names = {self.project, str(self.project_number())}
+        for given in (namespace, document["metadata"].get("namespace")):
+            if given is not None and given not in names:
+                raise NotFound(f"Project '{given}' not found or permission denied (this local Cloud Run serves "
+                               f"project '{self.project}')")
+
+    def project_number(self) -> int:
+        return 100000000000 + sum(ord(c) * 31**i for i, c in enumerate(self.project)) % 899999999999
+
+    def _commit(self, name: str, snapshot: dict[str, Any], previous_traffic: list | None) -> dict[str, Any]:
+        """After a create or replace: the new revision (if the template changed), traffic checked,
+        then reconciled. Anything invalid restores the state as it was before the request."""
+        entry = self.store.services[name]
+        try:
+            created = self._revision_for_template(name, entry)
+            check_traffic(name, entry["object"]["spec"]["traffic"], self.store.revisions)
+        except BaseException:
+            self.store.restore(snapshot)
+            raise
+        entry["error"] = None
+        self.store.save()
+        if created is not None:
+            self.reconcile()  # starts the new revision (or records why it could not start)
+            revision = self.store.revisions[created]
+            if not revision.get("ready"):
+                entry = self.store.services[name]
+                entry["error"] = f"Revision '{created}' is not ready and cannot serve traffic. {revision['message']}"
+                targets = entry["object"]["spec"]["traffic"]
+                if any(t.get("revisionName") == created and t.get("percent") for t in targets):
+                    # Traffic pinned to a revision that cannot serve: keep serving as before.
+                    entry["object"]["spec"]["traffic"] = previous_traffic or [{"percent": 100, "latestRevision": True}]
+        self.reconcile()
+        return self.service(name)
+
+    def _revision_for_template(self, service: str, entry: dict[str, Any]) -> str | None:
+        template = entry["object"]["spec"]["template"]
+        name = template["metadata"].get("name")
+        existing = self.store.revisions_of(service)
+        if name is not None:
+            check_revision_name(name, service, "spec.template.metadata.name")
+            if name in self.store.revisions:
+                if self.store.revisions[name]["template"] != template:
+                    raise AlreadyExists(f"Revision named '{name}' with different configuration already exists.")
+                return None
+        elif existing and existing[-1]["template"] == template:
+            return None  # a traffic-only change: no new revision
+        entry["counter"] = entry.get("counter", 0) + 1
+        if name is None:
+            suffix = "".join(random.choice(string.ascii_lowercase) for _ in range(3))
+            name = f"{service}-{entry['counter']:05d}-{suffix}"
+            while name in self.store.revisions:
+                name = name[:-3] + "".join(random.choice(string.ascii_lowercase) for _ in range(3))
+        labels = {**template["metadata"].get("labels", {}), SERVICE_LABEL: service, CONFIGURATION_LABEL: service,
+                  LOCATION_LABEL: self.region}
+        self.store.revisions[name] = {
+            "service": service, "server": None, "ready": False, "message": DEPLOYING, "port": None,
+            "template": copy.deepcopy(template),
+            "object": {"apiVersion": API_VERSION, "kind": "Revision",
+                       "metadata": {"name": name, "namespace": self.project, "labels": labels,
+                                    "annotations": dict(template["metadata"].get("annotations", {})),
+                                    "creationTimestamp": now(), "generation": 1, "uid": str(uuid.uuid4())},
+                       "spec": copy.deepcopy(template["spec"])},
+        }
+        return name
+
+    def delete_service(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            if name not in self.store.services:
+                self.service(name)  # raises NotFound
+            for revision in self.store.revisions_of(name):
+                self.store.revisions.pop(revision["object"]["metadata"]["name"])
+            del self.store.services[name]
+            self.store.save()
+            self.reconcile()
+            return {"status": "Success", "details": {"name": name, "kind": "services"}}
+
+    def delete_revision(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            document = self.revision(name)
+            service = self.store.revisions[name]["service"]
+            for target in self.routes.resolved_traffic(service):
+                if target.get("revisionName") == name and (target.get("percent") or target.get("tag")):
+                    why = f"{target['percent']}% of the traffic" if target.get("percent") else f"tag {target['tag']!r}"
+                    raise FailedPrecondition(f"Revision '{name}' is referenced by a traffic target ({why}) of "
+                                             f"service '{service}' and cannot be deleted. Move its traffic and "
+                                             f"tags first (gcloud run services update-traffic).")
+            self.store.revisions.pop(name)
+            self.store.save()
+            self.reconcile()
+            return {"status": "Success", "details": {"name": document["metadata"]["name"], "kind": "revisions"}}
+
+    # ------------------------------------------------------------ IAM
+
+    def iam_policy(self, service: str) -> dict[str, Any]:
+        with self.lock:
+            self.service(service)
+            return copy.deepcopy(self.store.services[service]["iam"])
+
+    def set_iam_policy(self, service: str, body: Any) -> dict[str, Any]:
+        with self.lock:
+            self.service(service)
+            policy = object_field(object_field(body, "body").get("policy"), "policy")
+            bindings = policy.get("bindings", [])
+            if not isinstance(bindings, list) or not all(
+                    isinstance(b, dict) and isinstance(b.get("role"), str) and isinstance(b.get("members"), list)
+                    for b in bindings):
+                raise InvalidArgument.field("policy.bindings", "expected a list of {role, members}")
+            current = self.store.services[service]["iam"]
+            if policy.get("etag") not in (None, current["etag"]):
+                raise Aborted("There were concurrent policy changes. Please retry the whole read-modify-write "
+                              "with exponential backoff.")
+            counter = int.from_bytes(base64.b64decode(current["etag"]), "big") + 1
+            etag = base64.b64encode(counter.to_bytes(8, "big")).decode()
+            self.store.services[service]["iam"] = {"version": 1, "etag": etag, "bindings": bindings}
+            self.store.save()
+            self.reconcile()  # who may invoke it is enforced by the data plane
+            return copy.deepcopy(self.store.services[service]["iam"])

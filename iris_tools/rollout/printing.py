@@ -1,0 +1,46 @@
+"""What the rollout tools print: figures as text, the live line of a step, and tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from iris_tools.google.monitoring import Figures
+
+
+def rate(f: Figures) -> str:
+    return "-" if f.error_rate is None else f"{100 * f.error_rate:.1f}%"
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "inf" if value == float("inf") else f"{value:g} ms"
+
+
+def table(rows: list[list[str]], indent: str = "") -> str:
+    """Columns padded to their widest cell; trailing spaces trimmed."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(indent + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in rows)
+
+
+def figures_text(name: str, f: Figures) -> str:
+    p99 = "-" if f.p99_ms is None else f"{f.p99_ms:g}"
+    return f"{name} {f.requests} req 5xx {rate(f)} p99 {p99} ms"
+
+
+def live_line(index: int, steps: int, percent: int, left: float, mine: Figures, theirs: Figures) -> str:
+    return (f"step {index + 1}/{steps} {percent}%  {left:4.0f} s left  "
+            f"{figures_text('candidate', mine)} | {figures_text('stable', theirs)}")
+
+
+def summary(record: dict[str, Any]) -> str:
+    """The table printed at the end of a rollout: one row per step, with each revision's figures."""
+    rows = [["step", "share", "seconds", "cand req", "cand 5xx", "cand p99", "stable req", "stable 5xx",
+             "stable p99", "verdict"]]
+    for number, step in enumerate(record["steps"], 1):
+        c, s = Figures(**step["candidate"]), Figures(**step["stable"])
+        rows.append([str(number), f"{step['percent']}%", f"{step['ended'] - step['started']:.0f}",
+                     str(c.requests), rate(c), ms(c.p99_ms), str(s.requests), rate(s), ms(s.p99_ms),
+                     step["verdict"]])
+    return "\n" + table(rows)

@@ -1,0 +1,79 @@
+"""A rollout's settings, read from the environment with defaults by target (see `python -m iris_tools.rollout --help`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from iris_tools.rollout.errors import RolloutError
+from iris_tools.rollout.gate import Thresholds
+
+
+@dataclass
+class Settings:
+    service: str = "iris"
+    steps: list[int] = field(default_factory=lambda: [5, 25, 50, 100])
+    step_seconds: float = 10.0
+    max_hold_seconds: float = 30.0  # a step with too few candidate requests waits this long, then rolls back
+    poll_seconds: float = 1.0
+    delay_seconds: float = 0.0  # how late the monitoring API reports (Cloud Monitoring: a few minutes)
+    lock_settle_seconds: float = 3.0
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    image: str = "iris"
+    force: bool = False
+    public: bool = False
+    service_account: str | None = None
+    min_agreement: float | None = None  # gate the first live step on a shadow comparison (off by default)
+    warmup_requests: int = 20  # sent to the candidate's tag URL before its first live step
+
+    @classmethod
+    def for_target(cls, target: str, environ: dict[str, str] = os.environ) -> "Settings":
+        """Defaults by target (Cloud Monitoring's delay sets the Cloud Run ones), each overridable."""
+        cloud = target == "cloudrun"
+        defaults = cls(step_seconds=600.0 if cloud else 10.0, poll_seconds=30.0 if cloud else 1.0,
+                       delay_seconds=180.0 if cloud else 0.0, lock_settle_seconds=10.0 if cloud else 3.0,
+                       thresholds=Thresholds(min_requests=100 if cloud else 50))
+
+        def number(name: str, default: float) -> float:
+            raw = environ.get(name)
+            if raw in (None, ""):
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise RolloutError(f"{name}={raw!r} is not a number") from None
+            if value < 0:
+                raise RolloutError(f"{name}={raw!r} must not be negative")
+            return value
+
+        steps_text = environ.get("STEPS") or " ".join(map(str, defaults.steps))
+        try:
+            steps = [int(step) for step in steps_text.replace(",", " ").split()]
+        except ValueError:
+            raise RolloutError(f"STEPS={steps_text!r}: whole percentages, for example STEPS=\"5 25 50 100\"") from None
+        if not steps or steps != sorted(set(steps)) or steps[0] <= 0 or steps[-1] != 100:
+            raise RolloutError(f"STEPS={steps_text!r}: increasing percentages from above 0 that end at 100")
+        step_seconds = number("STEP_SECONDS", defaults.step_seconds)
+        thresholds = Thresholds(
+            max_error_rate=number("MAX_ERROR_RATE", defaults.thresholds.max_error_rate),
+            max_latency_ratio=number("MAX_LATENCY_RATIO", defaults.thresholds.max_latency_ratio),
+            min_latency_delta_ms=number("MIN_LATENCY_DELTA_MS", defaults.thresholds.min_latency_delta_ms),
+            min_requests=int(number("MIN_REQUESTS", defaults.thresholds.min_requests)),
+            confidence=number("CONFIDENCE", defaults.thresholds.confidence))
+        if not 0.5 <= thresholds.confidence < 1:
+            raise RolloutError(f"CONFIDENCE={thresholds.confidence:g}: a fraction from 0.5 to below 1, "
+                               f"for example 0.99")
+        min_agreement = number("MIN_AGREEMENT", -1.0)
+        if min_agreement > 1:
+            raise RolloutError(f"MIN_AGREEMENT={min_agreement:g}: a fraction from 0 to 1")
+        return cls(service=environ.get("SERVICE") or "iris", steps=steps, step_seconds=step_seconds,
+                   min_agreement=None if min_agreement < 0 else min_agreement,
+                   warmup_requests=int(number("WARMUP_REQUESTS", defaults.warmup_requests)),
+                   max_hold_seconds=number("MAX_HOLD_SECONDS", 3 * step_seconds),
+                   poll_seconds=number("POLL_SECONDS", defaults.poll_seconds),
+                   delay_seconds=number("MONITORING_DELAY_S", defaults.delay_seconds),
+                   lock_settle_seconds=number("LOCK_SETTLE_S", defaults.lock_settle_seconds),
+                   thresholds=thresholds, image=environ.get("IMAGE") or "iris",
+                   force=environ.get("FORCE") in ("1", "true", "yes"),
+                   public=environ.get("PUBLIC") in ("1", "true", "yes"),
+                   service_account=environ.get("SERVICE_ACCOUNT") or None)
