@@ -30,6 +30,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from iris_tools import reaper
+from iris_tools.processes import group_members
+
 HOST = "127.0.0.1"
 DEFAULT_GRACE_S = 10.0
 DOCKER = os.environ.get("DOCKER", "docker")
@@ -61,23 +64,6 @@ def port_is_free(port: int, host: str = HOST) -> bool:
 
 
 # ---------------------------------------------------------------- process groups
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of the group."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Fields after the command name: state, ppid, pgrp, ...
-        state, _, group = stat.rsplit(")", 1)[1].split()[:3]
-        if int(group) == pgid and state != "Z":
-            pids.append(int(entry.name))
-    return pids
 
 
 def stop_group(pgid: int, grace_s: float = DEFAULT_GRACE_S) -> None:
@@ -201,7 +187,9 @@ class ProcessServer(Server):
         finally:
             if log is not None:
                 output.close()
-        return cls(process.pid, port, log, host, process)
+        server = cls(process.pid, port, log, host, process)
+        reaper.register(server.record())
+        return server
 
     @classmethod
     def adopt(cls, record: Mapping[str, Any]) -> "ProcessServer":
@@ -233,6 +221,7 @@ class ProcessServer(Server):
 
     def stop(self, grace_s: float = DEFAULT_GRACE_S) -> None:
         stop_group(self.pgid, grace_s)
+        reaper.unregister(self.record())
         if self._process is not None:
             try:
                 self._process.wait(timeout=5)
@@ -270,7 +259,9 @@ class ContainerServer(Server):
             hint = " (build it with `make images`)" if missing else ""
             subprocess.run([docker, "rm", "-f", name], capture_output=True)
             raise ServerError(f"docker run {image} failed{hint}: {result.stderr.strip()}")
-        return cls(name, port, host, docker)
+        server = cls(name, port, host, docker)
+        reaper.register(server.record())
+        return server
 
     @classmethod
     def adopt(cls, record: Mapping[str, Any]) -> "ContainerServer":
@@ -299,6 +290,7 @@ class ContainerServer(Server):
     def stop(self, grace_s: float = DEFAULT_GRACE_S) -> None:
         self._docker("stop", "-t", str(int(grace_s)), self.name, timeout=grace_s + 30)
         self._docker("rm", "-f", self.name)
+        reaper.unregister(self.record())
 
     def describe(self) -> str:
         return f"container {self.name} (port {self.port})"

@@ -1,4 +1,5 @@
-"""Fixtures shared by every tier: model folders, Flask test clients, a never-seen model.
+"""Fixtures shared by every tier: model folders, Flask test clients, a never-seen model; and a reaper
+that stops every server the run started if the run is interrupted before its tests stop them.
 
 Plain helpers and constants live in `tests/helpers.py`.
 """
@@ -6,6 +7,10 @@ Plain helpers and constants live in `tests/helpers.py`.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +19,39 @@ from flask.testing import FlaskClient
 from functions_framework import create_app
 from sklearn.svm import SVC
 
-from tests.helpers import MODEL_DIRS, MODEL_NAMES, write_model_version
+from iris_tools import reaper
+from tests.helpers import MODEL_DIRS, MODEL_NAMES, ROOT, write_model_version
+
+_watcher: subprocess.Popen | None = None
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every server this run starts, in any process below it, is recorded for a reaper that outlives the
+    run: a SIGKILLed or timed-out run leaves nothing behind. SIGTERM ends the run as Ctrl-C does, so
+    the tests' own teardown stops what they started first."""
+    global _watcher
+    directory = tempfile.mkdtemp(prefix="iris-reaper-")
+    os.environ[reaper.ENVIRONMENT] = directory
+    _watcher = subprocess.Popen([sys.executable, "-m", "iris_tools.reaper", "--owner", str(os.getpid()),
+                                 "--dir", directory], cwd=ROOT, stdin=subprocess.DEVNULL, start_new_session=True)
+    signal.signal(signal.SIGTERM, _interrupted)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    directory = os.environ.pop(reaper.ENVIRONMENT, None)
+    if directory is None:
+        return
+    left = reaper.reap(Path(directory))
+    if left:
+        print(f"\nthe tests left {len(left)} server(s) running; stopped: {', '.join(left)}", file=sys.stderr)
+    if _watcher is not None:
+        _watcher.kill()
+        _watcher.wait()
+    reaper.remove(Path(directory))
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,45 @@
+"""What /proc says about a process group: its live members, and a process's start time (its identity)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _fields(stat: str) -> list[str]:
+    # After the command name (which may hold spaces and parentheses): state, ppid, pgrp, ...
+    return stat.rsplit(")", 1)[1].split()
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of the group."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, _, group = _fields(stat)[:3]
+        if int(group) == pgid and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(_fields(stat)[19])
+
+
+def running(pid: int, started: int | None) -> bool:
+    """Whether process `pid` that started at `started` (start_time) still runs: not gone, not a zombie
+    waiting for its parent, and not another process that the kernel gave the pid to since."""
+    try:
+        fields = _fields(Path(f"/proc/{pid}/stat").read_text())
+    except OSError:
+        return False
+    return fields[0] != "Z" and (started is None or int(fields[19]) == started)
