@@ -3,8 +3,9 @@ linear models the decision rule as plain numbers (`model.rule.json`).
 
 The manifest records what the artifact is (algorithm, parameters, features,
 classes), what made it (scikit-learn version) and the SHA-256 of the artifact and
-of the rule. `verify_model` checks all of that without importing scikit-learn;
-`unpickle` loads the estimator only after the same checks.
+of the rule. `verify_model` checks all of that without importing scikit-learn or joblib;
+`open_model` is what a function serves (a linear model walked, never unpickled; any other
+unpickled in the same read); `unpickle` loads the estimator only after the same checks.
 """
 
 from __future__ import annotations
@@ -168,14 +169,8 @@ def installed_sklearn() -> str:
     return installed_version("scikit-learn")
 
 
-def verify_model(directory: Path, expected_name: str) -> tuple[Manifest, dict[str, Any] | None]:
-    """Check a model version without unpickling it; return its manifest and its rule, if linear.
-
-    Raises ModelLoadError naming the failed check: manifest present and readable,
-    model name as expected, artifact (and rule) present with the SHA-256 of the
-    manifest, the artifact naming only allowed classes (shared.safe_pickle),
-    scikit-learn version equal to the installed one.
-    """
+def _verified(directory: Path, expected_name: str) -> tuple[Manifest, bytes, dict[str, Any] | None]:
+    """The checks that need no walk of the pickle: (manifest, artifact bytes, rule or None)."""
     manifest = read_manifest(directory)
     if manifest.name != expected_name:
         raise ModelLoadError(
@@ -183,8 +178,6 @@ def verify_model(directory: Path, expected_name: str) -> tuple[Manifest, dict[st
             f"but this function serves {expected_name!r}"
         )
     payload = _checked_bytes(directory / ARTIFACT_FILE, manifest.sha256, "artifact")
-    # Before any request, and even when the hash was made to match: only allowed classes may be named.
-    check_artifact(payload, manifest.algorithm)
     installed = installed_sklearn()
     if manifest.sklearn_version != installed:
         raise ModelLoadError(
@@ -193,18 +186,46 @@ def verify_model(directory: Path, expected_name: str) -> tuple[Manifest, dict[st
             f"or install the pinned version: pip install scikit-learn=={manifest.sklearn_version}"
         )
     if manifest.rule_sha256 is None:
-        return manifest, None
+        return manifest, payload, None
     try:
         rule = json.loads(_checked_bytes(directory / RULE_FILE, manifest.rule_sha256, "decision rule"))
     except ValueError as exc:
         raise ModelLoadError(f"decision rule {directory / RULE_FILE} is unreadable ({exc}): {RETRAIN_HINT}") from None
+    return manifest, payload, rule
+
+
+def verify_model(directory: Path, expected_name: str) -> tuple[Manifest, dict[str, Any] | None]:
+    """Check a model version without unpickling it; return its manifest and its rule, if linear.
+
+    Raises ModelLoadError naming the failed check: manifest present and readable,
+    model name as expected, artifact (and rule) present with the SHA-256 of the
+    manifest, scikit-learn version equal to the installed one, the artifact naming
+    only allowed classes (shared.safe_pickle).
+    """
+    manifest, payload, rule = _verified(directory, expected_name)
+    # Before any request, and even when the hash was made to match: only allowed classes may be named.
+    check_artifact(payload, manifest.algorithm)
     return manifest, rule
+
+
+def open_model(directory: Path, expected_name: str) -> tuple[Manifest, dict[str, Any] | None, Any]:
+    """What a function serves: (manifest, rule, estimator). A linear model's artifact is walked, not
+    unpickled (estimator None: scikit-learn is loaded only for a near tie). A model with no rule is
+    unpickled now, from the one read that was hashed, with the allowlist in force as it loads."""
+    manifest, payload, rule = _verified(directory, expected_name)
+    if rule is not None:
+        check_artifact(payload, manifest.algorithm)
+        return manifest, rule, None
+    return manifest, None, _estimator(payload, manifest)
 
 
 def unpickle(directory: Path, manifest: Manifest) -> Any:
     """The estimator, from bytes that match the manifest's SHA-256 (checked again, as they are read)."""
-    payload = _checked_bytes(directory / ARTIFACT_FILE, manifest.sha256, "artifact")
     # The bytes unpickled are the bytes hashed: nothing can swap the file in between; the allowlist holds.
+    return _estimator(_checked_bytes(directory / ARTIFACT_FILE, manifest.sha256, "artifact"), manifest)
+
+
+def _estimator(payload: bytes, manifest: Manifest) -> Any:
     estimator = restricted_load(payload, manifest.algorithm)
     n_features = getattr(estimator, "n_features_in_", None)
     n_classes = len(getattr(estimator, "classes_", ()))

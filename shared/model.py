@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.artifact import RETRAIN_HINT, Manifest, unpickle, verify_model
+from shared.artifact import RETRAIN_HINT, Manifest, open_model, unpickle
 from shared.errors import ModelLoadError
 from shared.inputs import FeatureIndex
 from shared.linear import LinearRule
@@ -37,7 +37,7 @@ class ServedModel:
 
     @classmethod
     def load(cls, directory: Path, name: str) -> "ServedModel":
-        manifest, exported = verify_model(directory, name)
+        manifest, exported, estimator = open_model(directory, name)
         rule = None
         if exported is not None:
             try:
@@ -48,8 +48,7 @@ class ServedModel:
                 raise ModelLoadError(f"decision rule of {name!r} has {rule.n_classes} classes, the manifest "
                                      f"{len(manifest.class_names)}: {RETRAIN_HINT}")
         model = cls(directory, manifest, rule)
-        if rule is None:
-            model.load_estimator()  # no rule: scikit-learn serves every request, so load it now
+        model._estimator = estimator  # no rule: scikit-learn serves every request, loaded at start-up
         return model
 
     def load_estimator(self) -> Any:
