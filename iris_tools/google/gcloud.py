@@ -31,6 +31,7 @@ class Gcloud:
         self.target = target
         self.binary = binary or os.environ.get("GCLOUD") or shutil.which("gcloud") or "/usr/bin/gcloud"
         self.env = dict(os.environ)
+        self._properties: dict[str, Any] | None = None
         if target == "local":
             config = directories(run_dir())[1]
             if not (config / "active_config").exists():
@@ -44,10 +45,18 @@ class Gcloud:
             raise GcloudError("no region: set REGION or `gcloud config set run/region ...`")
 
     def property(self, name: str) -> str | None:
-        result = subprocess.run([self.binary, "config", "get-value", name], env=self.env, capture_output=True,
-                                text=True, timeout=60, stdin=subprocess.DEVNULL)
-        value = result.stdout.strip()
-        return value if result.returncode == 0 and value and value != "(unset)" else None
+        """A property of the configuration in use ("core/project"), environment overrides included; every
+        property is read by one `gcloud config list` (each gcloud start costs a second or more)."""
+        if self._properties is None:
+            result = subprocess.run([self.binary, "config", "list", "--format=json"], env=self.env,
+                                    capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            try:
+                self._properties = json.loads(result.stdout) if result.returncode == 0 else {}
+            except ValueError:
+                self._properties = {}
+        section, _, key = name.partition("/")
+        value = (self._properties.get(section) or {}).get(key)
+        return str(value) if value not in (None, "", "(unset)") else None
 
     def run(self, *args: str, timeout: float = 1800) -> str:
         command = [self.binary, *args, "--quiet", f"--project={self.project}"]

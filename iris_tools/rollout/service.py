@@ -90,9 +90,11 @@ class Service:
         except GcloudError:
             return False
 
-    def annotate(self, changes: dict[str, Any], service: dict[str, Any] | None = None) -> None:
-        """Set (or, with None, remove) annotations with `gcloud run services replace`: the template is sent
-        back unchanged, so no revision is made. `service`: a description just read, to save reading it again."""
+    def annotate(self, changes: dict[str, Any], service: dict[str, Any] | None = None,
+                 split: dict[str, int] | None = None) -> dict[str, Any]:
+        """Set (or, with None, remove) annotations with `gcloud run services replace`, and with `split` the
+        traffic too, in the same write: the template is sent back unchanged, so no revision is made.
+        `service`: a description just read, to save reading it again. Returns the service as written."""
         service = service or self.describe()
         document = {"apiVersion": service.get("apiVersion", "serving.knative.dev/v1"), "kind": "Service",
                     "metadata": {key: service["metadata"][key] for key in ("name", "labels", "annotations")
@@ -104,10 +106,16 @@ class Service:
                 annotations.pop(key, None)
             else:
                 annotations[key] = json.dumps(value, separators=(",", ":"))
+        if split is not None:
+            tags = [{key: value for key, value in target.items() if key != "percent"}
+                    for target in service["spec"].get("traffic", []) if target.get("tag")]
+            document["spec"] = {**service["spec"], "traffic": [
+                {"revisionName": revision, "percent": percent} for revision, percent in split.items() if percent
+            ] + tags}
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
             json.dump(document, handle)  # JSON is YAML
         try:
-            self.gcloud.run("run", "services", "replace", handle.name)
+            return json.loads(self.gcloud.run("run", "services", "replace", handle.name, "--format=json"))
         finally:
             os.unlink(handle.name)
 

@@ -137,11 +137,20 @@ class Rollout:
         print(f"rolling out {candidate} (stable {stable}) in steps {' '.join(f'{p}%' for p in settings.steps)}; "
               f"{settings.step_seconds:g} s and {settings.thresholds.min_requests} candidate requests per step",
               file=self.out, flush=True)
+        expected = ({stable: 100} if lock.get("step", -1) < 0 else
+                    {stable: 100 - settings.steps[start_index], candidate: settings.steps[start_index]})
         for index in range(start_index, len(settings.steps)):
             percent = settings.steps[index]
-            self.service.set_traffic({stable: 100 - percent, candidate: percent})
+            service = self.service.describe()
+            found = shares(service)
+            if found != {name: share for name, share in expected.items() if share}:
+                raise RolloutError(f"the traffic of service {settings.service} was changed by someone else during "
+                                   f"the rollout: it is {split_text(found)}, the rollout had set "
+                                   f"{split_text(expected)}; the rollout stops here and changes nothing "
+                                   f"(`make traffic` shows it, `make rollback` undoes the rollout)")
+            expected = {stable: 100 - percent, candidate: percent}
             lock.update(step=index, updated=time.time())
-            self.service.annotate({LOCK: lock})
+            self.service.annotate({LOCK: lock}, service, split=expected)  # the split and the step, in one write
             step = Step(percent, time.time())
             verdict = self._watch(step, index, candidate, stable, previous_stable, record)
             step.ended = time.time()
