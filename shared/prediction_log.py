@@ -12,12 +12,13 @@ Cloud Run sends stdout to Cloud Logging, which parses each line as a structured 
 with `gcloud logging read 'jsonPayload.kind="prediction"'`); the local Cloud Run keeps them in each
 revision's log. LOG_PREDICTIONS is the fraction of predictions logged (default 1, all; 0 turns it
 off), decided per request; LOG_MAX_ROWS bounds the rows one line carries (`rows` says how many the
-request had). Each line is written whole with one write(2) before the request ends: a file reader
-sees it at once, and a SIGTERM or a crash after the response loses no line already answered.
+request had). Lines are written whole, in batches, by one writer thread (`LineWriter`): a reader
+sees a line within tens of milliseconds, and a SIGTERM or a failed request loses no line.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import random
@@ -58,6 +59,7 @@ class PredictionLog:
         self.stream = stream
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._writer: LineWriter | None = None
 
     def begin(self) -> None:
         """At the start of a request: sample it, and start its clock."""
@@ -101,21 +103,82 @@ class PredictionLog:
         self._write(line)
 
     def _write(self, line: str) -> None:
-        """One line, whole, at once: with one write(2) to stdout's descriptor (a reader sees whole lines,
-        never two interleaved), or to the stream given."""
         stream = self.stream or sys.stdout
-        with self._lock:
-            try:
-                descriptor = stream.fileno()
-            except (AttributeError, OSError, ValueError):  # not a file (a test's capture): write and flush it
+        try:
+            descriptor = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # not a file (a test's capture): write and flush it
+            with self._lock:
                 stream.write(line)
                 stream.flush()
-                return
+            return
+        writer = self._writer
+        if writer is None or writer.descriptor != descriptor or writer.pid != os.getpid():
             stream.flush()  # anything written through the stream before goes first
-            data = line.encode()
-            while data:
-                data = data[os.write(descriptor, data):]
+            writer = self._writer = LineWriter.for_descriptor(descriptor)
+        writer.put(line)
 
+
+class LineWriter:
+    """Lines from many request threads, written by one thread in batches of whole lines.
+
+    A write(2) releases the GIL, and a request thread that gives it up in a busy server waits for it
+    again behind the others: a write per line cost about a tenth of the requests/s at 8 connections.
+    Here a request thread only appends its line; the writer thread writes what has gathered every
+    INTERVAL_S (sooner past MAX_PENDING lines), each batch with as few write(2) calls as it takes.
+    Nothing is lost on a clean exit: gunicorn's SIGTERM (graceful stop) and Ctrl-C end in a normal
+    interpreter exit, and `flush` runs at exit. A request that fails after its answer was logged
+    keeps its line, queued already. A SIGKILL can lose at most the last INTERVAL_S of lines.
+    """
+
+    INTERVAL_S = 0.02
+    MAX_PENDING = 512
+    _by_descriptor: dict[int, "LineWriter"] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, descriptor: int) -> None:
+        self.descriptor = descriptor
+        self.pid = os.getpid()  # a forked worker starts a writer of its own
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # batches go out in order
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
+        self._thread.start()
+        atexit.register(self.flush)
+
+    @classmethod
+    def for_descriptor(cls, descriptor: int) -> "LineWriter":
+        with cls._registry_lock:
+            writer = cls._by_descriptor.get(descriptor)
+            if writer is None or writer.pid != os.getpid():
+                writer = cls._by_descriptor[descriptor] = cls(descriptor)
+            return writer
+
+    def put(self, line: str) -> None:
+        with self._lock:
+            self._pending.append(line)
+            many = len(self._pending) >= self.MAX_PENDING
+        if many:
+            self._wake.set()
+
+    def flush(self) -> None:
+        with self._write_lock:
+            with self._lock:
+                lines, self._pending = self._pending, []
+            if not lines:
+                return
+            data = "".join(lines).encode()
+            while data:
+                data = data[os.write(self.descriptor, data):]
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.INTERVAL_S)
+            self._wake.clear()
+            try:
+                self.flush()
+            except OSError:  # stdout closed under us: the process is ending
+                return
 
 def _text(value: str) -> str:
     return encode_basestring_ascii(value)
