@@ -1,9 +1,9 @@
 """One Cloud Run service as the rollout tools read and write it, through gcloud, on either target.
 
 Reading: the service, its revisions, its traffic shares and annotations. Writing: whole
-`update-traffic` commands (so a crash leaves a split that was set, never a half-applied one),
-annotations through `services replace` (the template sent back unchanged: no new revision), and
-a candidate deployed with no traffic behind a tag.
+`update-traffic` commands, and annotations (with a step's split, in the same write) through
+`services replace` (the template sent back unchanged: no new revision), so a crash leaves a split
+that was set, never a half-applied one; and a candidate deployed with no traffic behind a tag.
 """
 
 from __future__ import annotations

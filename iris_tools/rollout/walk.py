@@ -1,9 +1,10 @@
 """A gradual migration from the stable revision to a candidate, gated on live figures, step by step.
 
 Every change is a gcloud command and every figure comes from the Cloud Monitoring API, so the same
-code runs against Cloud Run (TARGET=cloudrun) and the local Cloud Run (TARGET=local). Traffic is only
-ever set by whole `update-traffic` commands, so a crash at any moment leaves a split the rollout had
-set, never a half-applied one; `make traffic` explains where it stopped.
+code runs against Cloud Run (TARGET=cloudrun) and the local Cloud Run (TARGET=local). Each step's
+split and lock record go out in one whole write, after a check that the split is still the one the
+rollout set; so a crash at any moment leaves a split the rollout had set, never a half-applied one,
+and `make traffic` explains where it stopped.
 """
 
 from __future__ import annotations
