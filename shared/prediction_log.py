@@ -105,6 +105,10 @@ class PredictionLog:
 
     def _write(self, line: str) -> None:
         stream = self.stream or sys.stdout
+        writer = self._writer
+        if writer is not None and writer.stream is stream and writer.pid == _pid():
+            writer.put(line)  # the common case: the same stdout as the last line, in the same process
+            return
         try:
             descriptor = stream.fileno()
         except (AttributeError, OSError, ValueError):  # not a file (a test's capture): write and flush it
@@ -112,11 +116,13 @@ class PredictionLog:
                 stream.write(line)
                 stream.flush()
             return
-        writer = self._writer
-        if writer is None or writer.descriptor != descriptor or writer.pid != os.getpid():
-            stream.flush()  # anything written through the stream before goes first
-            writer = self._writer = LineWriter.for_descriptor(descriptor)
+        stream.flush()  # anything written through the stream before goes first
+        writer = self._writer = LineWriter.for_descriptor(descriptor)
+        writer.stream = stream
         writer.put(line)
+
+
+_pid = os.getpid
 
 
 class LineWriter:
@@ -138,6 +144,7 @@ class LineWriter:
 
     def __init__(self, descriptor: int) -> None:
         self.descriptor = descriptor
+        self.stream: Any = None  # the stream whose descriptor this is, as the last user saw it
         self.pid = os.getpid()  # a forked worker starts a writer of its own
         self._pending: list[str] = []
         self._lock = threading.Lock()
@@ -205,6 +212,8 @@ def _rows(rows: Any) -> str:
     """The rows as JSON: floats as json.dumps writes them (their repr), without its per-call overhead."""
     rows = rows.tolist() if hasattr(rows, "tolist") else rows
     try:
+        if len(rows) == 1:  # GET /: one row
+            return "[[" + ",".join(map(float.__repr__, rows[0])) + "]]"
         return "[" + ",".join("[" + ",".join(map(float.__repr__, row)) + "]" for row in rows) + "]"
     except TypeError:  # not all floats (a V2 tensor of integers or booleans): the general encoder
         return json.dumps([list(row) for row in rows])
