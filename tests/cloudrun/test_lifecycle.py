@@ -19,7 +19,7 @@ from tests.helpers import ROOT
 
 
 def svc_url(cloud_run: LocalCloudRun) -> str:
-    return cloud_run.describe()["status"]["url"]
+    return cloud_run.read()["status"]["url"]
 
 
 @pytest.mark.parametrize("args, reason", [
@@ -28,14 +28,14 @@ def svc_url(cloud_run: LocalCloudRun) -> str:
 ])
 def test_a_revision_that_cannot_start_never_receives_traffic(deployed: LocalCloudRun, args: list[str],
                                                              reason: str) -> None:
-    before = traffic_of(deployed.describe())
+    before = traffic_of(deployed.read())
     url = svc_url(deployed)
     with Load(url, threads=2) as load:
         result = deployed.gcloud("run", "deploy", "iris", *args)
     assert result.returncode == 1
     assert "ERROR: (gcloud.run.deploy)" in result.stderr and reason in result.stderr
     assert load.failures == [] and load.total > 0
-    after = deployed.describe()
+    after = deployed.read()
     assert traffic_of(after) == before  # the service keeps serving as before
     failed = after["status"]["latestCreatedRevisionName"]
     assert failed != after["status"]["latestReadyRevisionName"]
@@ -58,7 +58,7 @@ def test_a_first_revision_that_cannot_start_leaves_a_service_that_is_not_ready(c
 
 def test_state_survives_stop_and_start_revisions_running_again(deployed: LocalCloudRun) -> None:
     deployed.ok("run", "services", "update-traffic", "iris", "--to-tags", "candidate=30")
-    before = deployed.describe()
+    before = deployed.read()
     processes = [r["server"]["pgid"] for r in deployed.state()["revisions"].values()]
     envoy = deployed.state()["envoy"]["pgid"]
     stopped = deployed.stop()
@@ -68,7 +68,7 @@ def test_state_survives_stop_and_start_revisions_running_again(deployed: LocalCl
     with pytest.raises(requests.ConnectionError):
         requests.get(before["status"]["url"], timeout=5)
     deployed.start()
-    after = deployed.describe()
+    after = deployed.read()
     assert traffic_of(after) == traffic_of(before)
     assert after["status"]["url"] == before["status"]["url"]  # URLs are kept
     for target in after["status"]["traffic"]:
@@ -78,7 +78,7 @@ def test_state_survives_stop_and_start_revisions_running_again(deployed: LocalCl
 
 
 def test_a_kill_at_any_moment_leaves_the_old_state_or_the_new_never_a_torn_one(deployed: LocalCloudRun) -> None:
-    service = deployed.describe()
+    service = deployed.read()
     svc = next(r for r, p, _ in traffic_of(service) if p == 100)
     candidate = next(t["revisionName"] for t in service["status"]["traffic"] if t.get("tag"))
     rng = random.Random(5)
@@ -98,12 +98,12 @@ def test_a_kill_at_any_moment_leaves_the_old_state_or_the_new_never_a_torn_one(d
         # The data plane kept serving while the control plane was gone.
         assert requests.get(service["status"]["url"] + "/health", timeout=10).status_code == 200
         deployed.start()
-        assert {r: p for r, p, _ in traffic_of(deployed.describe()) if p} == shares
+        assert {r: p for r, p, _ in traffic_of(deployed.read()) if p} == shares
         assert set(deployed.state()["revisions"]) == {svc, candidate}
 
 
 def test_a_revision_that_crashes_is_started_again(deployed: LocalCloudRun) -> None:
-    candidate = next(t for t in deployed.describe()["status"]["traffic"] if t.get("tag"))
+    candidate = next(t for t in deployed.read()["status"]["traffic"] if t.get("tag"))
     group = deployed.state()["revisions"][candidate["revisionName"]]["server"]["pgid"]
     with Load(svc_url(deployed), threads=2) as load:  # users of the other revision, all along
         os.killpg(group, signal.SIGKILL)

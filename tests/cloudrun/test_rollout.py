@@ -79,17 +79,17 @@ def make(cloud_run: LocalCloudRun, target: str, *variables: str, timeout: float 
 
 
 def shares(cloud_run: LocalCloudRun) -> dict[str, int]:
-    return {r: p for r, p, _ in traffic_of(cloud_run.describe()) if p}
+    return {r: p for r, p, _ in traffic_of(cloud_run.read()) if p}
 
 
 def annotation(cloud_run: LocalCloudRun, key: str):
-    raw = cloud_run.describe()["metadata"]["annotations"].get(f"iris-versions.dev/{key}")
+    raw = cloud_run.read()["metadata"]["annotations"].get(f"iris-versions.dev/{key}")
     return json.loads(raw) if raw else None
 
 
 def test_a_healthy_rollout_moves_every_user_with_no_failed_request(stable: LocalCloudRun) -> None:
     before = next(iter(shares(stable)))
-    with Load(stable.describe()["status"]["url"]) as load:
+    with Load(stable.read()["status"]["url"]) as load:
         result = make(stable, "rollout", "MODEL=lin_svc")
     assert result.returncode == 0, result.stdout + result.stderr + f"\nload: {load.total} {load.failures[:3]}"
     assert load.failures == []
@@ -117,7 +117,7 @@ def test_a_healthy_rollout_moves_every_user_with_no_failed_request(stable: Local
 def test_a_faulty_candidate_is_rolled_back_at_the_first_step(stable: LocalCloudRun, model: str, reason: str) -> None:
     before = next(iter(shares(stable)))
     started = time.time()
-    with Load(stable.describe()["status"]["url"]) as load:
+    with Load(stable.read()["status"]["url"]) as load:
         result = make(stable, "rollout", f"MODEL={model}")
     assert result.returncode != 0, result.stdout + result.stderr  # 3 from the tool; make says 2
     assert "step 1/3 at 5%: ROLLBACK" in result.stdout and reason in result.stdout
@@ -181,7 +181,7 @@ def kill(rollout: subprocess.Popen) -> None:
 
 def test_a_second_rollout_refuses_and_an_interrupted_one_is_explained_resumed_or_undone(stable: LocalCloudRun) -> None:
     before = next(iter(shares(stable)))
-    url = stable.describe()["status"]["url"]
+    url = stable.read()["status"]["url"]
     with Load(url) as load:
         first, lock = slow_rollout_at_its_first_step(stable)
         try:
@@ -233,7 +233,7 @@ def test_a_split_someone_else_set_mid_step_stops_the_rollout_before_its_next_ste
     """Broken on purpose (the check before each step deleted), it fails: the rollout set its 50% step
     over the person's 50/50 and went on to 100%."""
     before = next(iter(shares(stable)))
-    with Load(stable.describe()["status"]["url"]):
+    with Load(stable.read()["status"]["url"]):
         env = {**stable.env, "TARGET": "local", **FAST, "STEP_SECONDS": "8"}
         rollout = subprocess.Popen(["make", "-s", "rollout", "MODEL=lin_svc"], cwd=ROOT, env=env, text=True,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)

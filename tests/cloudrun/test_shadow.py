@@ -30,9 +30,9 @@ def users_ask(url: str, count: int) -> np.ndarray:
 
 def test_the_shadow_replays_what_users_asked_and_agrees_as_the_models_do(cloud_run: LocalCloudRun) -> None:
     cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc")
-    url = cloud_run.describe()["status"]["url"]
+    url = cloud_run.read()["status"]["url"]
     points = users_ask(url, 240)
-    stable = next(r for r, p, _ in traffic_of(cloud_run.describe()) if p == 100)
+    stable = next(r for r, p, _ in traffic_of(cloud_run.read()) if p == 100)
     result = make(cloud_run, "shadow", "MODEL=lin_svc")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((cloud_run.run_dir / "report" / "shadow.json").read_text())
@@ -47,7 +47,7 @@ def test_the_shadow_replays_what_users_asked_and_agrees_as_the_models_do(cloud_r
     assert sum(sum(row.values()) for row in report["confusion"].values()) == 240
     assert report["latency"]["stable"]["p50_ms"] > 0 and report["latency"]["candidate"]["p50_ms"] > 0
     assert f"agreement {100 * report['agreement']:.1f}% of 240 inputs" in result.stdout
-    assert traffic_of(cloud_run.describe())[0][1] == 100  # still all on the stable revision
+    assert traffic_of(cloud_run.read())[0][1] == 100  # still all on the stable revision
 
     with Load(url, threads=2) as load:  # a shadow while users are served: they never see the candidate
         again = make(cloud_run, "shadow", "MODEL=lin_svc")
@@ -56,12 +56,12 @@ def test_the_shadow_replays_what_users_asked_and_agrees_as_the_models_do(cloud_r
 
     gated = make(cloud_run, "rollout", f"REVISION={report['candidate']}", MIN_AGREEMENT="0.99")
     assert gated.returncode != 0 and "below MIN_AGREEMENT 99%; no traffic moved" in gated.stdout
-    assert {r: p for r, p, _ in traffic_of(cloud_run.describe()) if p} == {stable: 100}
+    assert {r: p for r, p, _ in traffic_of(cloud_run.read()) if p} == {stable: 100}
 
 
 def test_a_shadow_without_prediction_logs_says_why(cloud_run: LocalCloudRun) -> None:
     cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc", "--set-env-vars", "LOG_PREDICTIONS=0")
-    users_ask(cloud_run.describe()["status"]["url"], 20)
+    users_ask(cloud_run.read()["status"]["url"], 20)
     result = make(cloud_run, "shadow", "MODEL=lin_svc")
     assert result.returncode != 0 and "no prediction logs of" in result.stderr
     assert "LOG_PREDICTIONS must be above 0" in result.stderr

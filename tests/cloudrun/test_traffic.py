@@ -12,7 +12,7 @@ from tests.cloudrun.harness import LocalCloudRun, Load, traffic_of
 
 
 def revisions(deployed: LocalCloudRun) -> tuple[str, str, str]:
-    service = deployed.describe()
+    service = deployed.read()
     svc = next(r for r, p, _ in traffic_of(service) if p == 100)
     candidate = next(t["revisionName"] for t in service["status"]["traffic"] if t.get("tag") == "candidate")
     return service["status"]["url"], svc, candidate
@@ -51,7 +51,7 @@ def test_the_observed_split_matches_the_configured_one_within_three_standard_dev
     assert sum(seen.values()) == n and set(seen) == {svc, candidate}
     sigma = math.sqrt(n * 0.1 * 0.9)
     assert abs(seen[candidate] - n * 0.1) <= 3 * sigma, seen
-    tag_url = next(t["url"] for t in deployed.describe()["status"]["traffic"] if t.get("tag") == "candidate")
+    tag_url = next(t["url"] for t in deployed.read()["status"]["traffic"] if t.get("tag") == "candidate")
     assert served_by(tag_url, 400) == Counter({candidate: 400})  # a tag URL sends everything to its revision
 
 
@@ -65,7 +65,7 @@ def test_a_change_takes_effect_in_the_data_plane_before_gcloud_returns(deployed:
 
 def test_figures_per_revision_come_back_through_the_monitoring_api(deployed: LocalCloudRun) -> None:
     url, svc, candidate = revisions(deployed)
-    tag_url = next(t["url"] for t in deployed.describe()["status"]["traffic"] if t.get("tag") == "candidate")
+    tag_url = next(t["url"] for t in deployed.read()["status"]["traffic"] if t.get("tag") == "candidate")
     served_by(url, 300, threads=2)
     served_by(tag_url, 100, threads=2)
     requests.get(url + "/?length=oops", timeout=10)  # one 4xx on svc

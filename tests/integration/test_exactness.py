@@ -65,25 +65,28 @@ def test_over_a_million_points_in_request_sized_batches_match_scikit_learn_on_th
     assert uncertain > 0  # the near-boundary points did reach scikit-learn itself
 
 
-@pytest.mark.parametrize("setting", OPENBLAS_SETTINGS, ids=list(OPENBLAS_SETTINGS))
 @pytest.mark.parametrize("model_dir", LINEAR_DIRS, ids=[d.name for d in LINEAR_DIRS])
-def test_near_ties_get_the_exact_answer_beyond_the_bound_and_scikit_learns_own_within_it(
-        model_dir: Path, setting: str) -> None:
+def test_near_ties_get_the_exact_answer_beyond_the_bound_and_scikit_learns_own_within_it(model_dir: Path) -> None:
     """11,000 near-boundary and random rows, one at a time and in batches of 5 and 10,000, in a process
-    of their own under each OpenBLAS setting. Broken on purpose, it fails: with the rule's SAFETY cut a
-    thousandfold, 174 lin_svc rows it then calls differ from exact; with predict_one asking scikit-learn
-    for its row inside a two-row batch, 100 lin_svc near-tie rows differ from scikit-learn's one-row answer."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS_")}
-    environment.update(OPENBLAS_SETTINGS[setting])
-    result = subprocess.run([sys.executable, "-m", "tests.integration.exactness_check", str(model_dir)], cwd=ROOT,
-                            env=environment, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.splitlines()[-1])
-    assert report["openblas_coretype"] == OPENBLAS_SETTINGS[setting].get("OPENBLAS_CORETYPE")
-    assert report["failures"] == {}, json.dumps(report, indent=1)
-    # Both sides of the promise were exercised.
-    assert report["beyond_bound"] >= 5_000 and report["within_bound"] >= 1_000, report
-    assert report["batch_paths"]["exact"] > 0 and report["batch_paths"]["scikit-learn"] > 0, report
+    of their own under each OpenBLAS setting (the two run side by side). Broken on purpose, it fails:
+    with the rule's SAFETY cut a thousandfold, 174 lin_svc rows it then calls differ from exact; with
+    predict_one asking scikit-learn for its row inside a two-row batch, 100 lin_svc near-tie rows differ
+    from scikit-learn's one-row answer."""
+    runs = {}
+    for setting, variables in OPENBLAS_SETTINGS.items():
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS_")}
+        runs[setting] = subprocess.Popen([sys.executable, "-m", "tests.integration.exactness_check", str(model_dir)],
+                                         cwd=ROOT, env={**environment, **variables}, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True)
+    for setting, run in runs.items():
+        stdout, stderr = run.communicate(timeout=600)
+        assert run.returncode == 0, f"{setting}: {stderr[-3000:]}"
+        report = json.loads(stdout.splitlines()[-1])
+        assert report["openblas_coretype"] == OPENBLAS_SETTINGS[setting].get("OPENBLAS_CORETYPE"), setting
+        assert report["failures"] == {}, f"{setting}: {json.dumps(report, indent=1)}"
+        # Both sides of the promise were exercised.
+        assert report["beyond_bound"] >= 5_000 and report["within_bound"] >= 1_000, report
+        assert report["batch_paths"]["exact"] > 0 and report["batch_paths"]["scikit-learn"] > 0, report
 
 
 @pytest.mark.parametrize("model_dir", LINEAR_DIRS, ids=[d.name for d in LINEAR_DIRS])
