@@ -230,21 +230,22 @@ def test_make_traffic_sets_a_split_by_model_name_and_shows_it(stable: LocalCloud
 
 
 def test_a_split_someone_else_set_mid_step_stops_the_rollout_before_its_next_step(stable: LocalCloudRun) -> None:
-    """Broken on purpose (the check before each step deleted), it fails: the rollout set its 50% step
-    over the person's 50/50 and went on to 100%."""
+    """Someone sets 70/30 while the rollout's first step runs: a split the rollout never sets, so however
+    late gcloud applies it, the rollout's next step finds it. Broken on purpose (the check before each
+    step deleted), it fails: the rollout set its own split over the person's and went on to 100%."""
     before = next(iter(shares(stable)))
     with Load(stable.read()["status"]["url"]):
-        env = {**stable.env, "TARGET": "local", **FAST, "STEP_SECONDS": "8"}
+        env = {**stable.env, "TARGET": "local", **FAST, "STEP_SECONDS": "10"}
         rollout = subprocess.Popen(["make", "-s", "rollout", "MODEL=lin_svc"], cwd=ROOT, env=env, text=True,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and (annotation(stable, "rollout") or {}).get("step", -1) < 0:
             time.sleep(0.3)
         candidate = annotation(stable, "rollout")["candidate"]
-        stable.ok("run", "services", "update-traffic", "iris", "--to-revisions", f"{before}=50,{candidate}=50")
+        stable.ok("run", "services", "update-traffic", "iris", "--to-revisions", f"{before}=70,{candidate}=30")
         out, err = rollout.communicate(timeout=300)
     assert rollout.returncode != 0, out + err
     assert "Traceback" not in err
     assert "was changed by someone else during the rollout: it is" in err and "the rollout had set" in err
-    assert "step 2/3" not in out.replace("step 2/3 at", "")  # it never set its second step
-    assert shares(stable) == {before: 50, candidate: 50}  # the person's split stands
+    assert f"{before} 70%" in err and f"{candidate} 30%" in err
+    assert shares(stable) == {before: 70, candidate: 30}  # the person's split stands
