@@ -110,7 +110,9 @@ print(json.dumps([before, after_far, "sklearn" in sys.modules, far, near, x1]))
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    before, after_far, after_near, far, near, x1 = json.loads(result.stdout.splitlines()[-1])  # after the prediction log lines
+    # The script's one JSON list, among the prediction log lines (which its exit may write after it).
+    before, after_far, after_near, far, near, x1 = next(
+        json.loads(line) for line in reversed(result.stdout.splitlines()) if line.startswith("["))
     assert (before, after_far, after_near) == (False, False, True)
     estimator = joblib.load(model_dir / "model.joblib")
     names = json.loads((model_dir / "model.json").read_text())["class_names"]
