@@ -26,20 +26,21 @@ def group_members(pgid: int) -> list[int]:
     return pids
 
 
-def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), None if it is gone."""
+def _stat(pid: int) -> list[str] | None:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return _fields(Path(f"/proc/{pid}/stat").read_text())
     except OSError:
         return None
-    return int(_fields(stat)[19])
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), None if it is gone."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
 
 
 def running(pid: int, started: int | None) -> bool:
     """Whether process `pid` that started at `started` (start_time) still runs: not gone, not a zombie
     waiting for its parent, and not another process that the kernel gave the pid to since."""
-    try:
-        fields = _fields(Path(f"/proc/{pid}/stat").read_text())
-    except OSError:
-        return False
-    return fields[0] != "Z" and (started is None or int(fields[19]) == started)
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z" and (started is None or int(fields[19]) == started)

@@ -89,8 +89,8 @@ class PredictionLog:
         count = len(predictions)
         route = f"{request.method} {request.path}"
         summary = predictions[0] if count == 1 else f"{count} rows"
-        # Only what varies is encoded per line, each part by the C encoder json.dumps itself ends in, and
-        # the line goes out in one write: a few microseconds, not a json.dumps of a nested document.
+        # Only what varies is encoded per line, each part by the C encoder json.dumps itself ends in: a
+        # few microseconds, not a json.dumps of a nested document.
         line = (f'{{"time":"{_now()}","severity":"INFO","message":{_text(f"prediction {self.model} {route}: {summary}")},'
                 f'{self._fixed},"route":{_text(route)},"rows":{count},'
                 f'"inputs":{_rows(rows[: self.max_rows])},"predictions":{_names(predictions[: self.max_rows])},'
@@ -106,7 +106,7 @@ class PredictionLog:
     def _write(self, line: str) -> None:
         stream = self.stream or sys.stdout
         writer = self._writer
-        if writer is not None and writer.stream is stream and writer.pid == _pid():
+        if writer is not None and writer.stream is stream and writer.pid == os.getpid():
             writer.put(line)  # the common case: the same stdout as the last line, in the same process
             return
         try:
@@ -120,9 +120,6 @@ class PredictionLog:
         writer = self._writer = LineWriter.for_descriptor(descriptor)
         writer.stream = stream
         writer.put(line)
-
-
-_pid = os.getpid
 
 
 class LineWriter:
@@ -199,6 +196,7 @@ class LineWriter:
                 self.flush()
             except OSError:  # stdout closed under us: the process is ending
                 return
+
 
 def _text(value: str) -> str:
     return encode_basestring_ascii(value)

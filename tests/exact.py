@@ -8,6 +8,7 @@ integers at one scale per row (only their signs and order matter), far faster th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 from sklearn.svm import SVC
@@ -55,16 +56,25 @@ class ExactLinear:
             self.intercepts = [_scaled(float(b), self.shift) for b in np.broadcast_to(estimator.intercept_,
                                                                                        (len(self.weights),))]
 
-    def decisions(self, x: Sequence[float]) -> list[int]:
-        """The decision values at x, exactly, all at one scale: ovo pairs (libsvm's order and sign) or ovr scores."""
+    def _scaled_decisions(self, x: Sequence[float]) -> tuple[list[int], int]:
+        """(decision values at x times 2**k, k): ovo pairs (libsvm's order and sign) or ovr scores."""
         row_shift = max(_shift(float(v)) for v in x)
         point = [_scaled(float(v), row_shift) for v in x]
         if self.ovo:
             kernel = [sum(a * b for a, b in zip(vector, point)) for vector in self.vectors]  # scale s + r
             return [sum(coef * kernel[k] for coef, k in terms) + (intercept << (self.shift + row_shift))
-                    for terms, intercept in zip(self.terms, self.intercepts)]  # scale 2s + r
+                    for terms, intercept in zip(self.terms, self.intercepts)], 2 * self.shift + row_shift
         return [sum(w * v for w, v in zip(row, point)) + (b << row_shift)
-                for row, b in zip(self.weights, self.intercepts)]  # scale s + r
+                for row, b in zip(self.weights, self.intercepts)], self.shift + row_shift
+
+    def decisions(self, x: Sequence[float]) -> list[int]:
+        """The decision values at x, exactly, all at one scale (their signs and order are the decisions')."""
+        return self._scaled_decisions(x)[0]
+
+    def fractions(self, x: Sequence[float]) -> list[Fraction]:
+        """The decision values at x as exact rationals."""
+        values, exponent = self._scaled_decisions(x)
+        return [Fraction(value, 1 << exponent) for value in values]
 
     def predict_one(self, x: Sequence[float]) -> int:
         """The class index scikit-learn would answer if it rounded nothing (first class on a tie, as it does)."""

@@ -20,6 +20,7 @@ from tests.helpers import ROOT
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 GCLOUD = os.environ.get("GCLOUD", "/usr/bin/gcloud")
 PROJECT = "iris-local"
+SERVICES = f"/apis/serving.knative.dev/v1/namespaces/{PROJECT}/services"  # the Admin API's services
 
 
 @dataclass
@@ -65,8 +66,7 @@ class LocalCloudRun:
     def read(self, service: str = "iris") -> dict:
         """The service as the Admin API answers it (what `describe` prints), read without starting gcloud:
         for tests whose point is not gcloud's own output (each gcloud start costs a second or two)."""
-        response = requests.get(f"{self.api()}/apis/serving.knative.dev/v1/namespaces/{PROJECT}/services/{service}",
-                                timeout=60)
+        response = requests.get(f"{self.api()}{SERVICES}/{service}", timeout=60)
         assert response.status_code == 200, response.text
         return response.json()
 

@@ -8,9 +8,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.cloudrun.harness import PROJECT, LocalCloudRun
+from tests.cloudrun.harness import SERVICES, LocalCloudRun
 
-SERVICES = f"/apis/serving.knative.dev/v1/namespaces/{PROJECT}/services"
 GOOD = {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": {"name": "iris"},
         "spec": {"template": {"spec": {"containers": [{"image": "iris:svc"}]}}}}
 

@@ -31,9 +31,15 @@ class Payload:
 
 
 def tampered_copy(tmp_path: Path, model: str, marker: Path) -> Path:
-    """functions/<model> with the payload hidden inside the estimator, and the manifest's hash made to match."""
+    """functions/<model>, tampered (see `tamper`)."""
     directory = tmp_path / model
     shutil.copytree(ROOT / "functions" / model, directory)
+    return tamper(directory, marker)
+
+
+def tamper(directory: Path, marker: Path) -> Path:
+    """The model version in `directory` with the payload hidden inside the estimator, and the manifest's
+    hash made to match."""
     estimator = joblib.load(directory / ARTIFACT_FILE)
     estimator.hidden_ = Payload(marker)
     joblib.dump(estimator, directory / ARTIFACT_FILE)
@@ -77,14 +83,8 @@ def test_a_torn_artifact_is_refused_as_such() -> None:
 def test_a_model_with_no_rule_is_refused_the_same_way_as_it_loads(client_for, capsys, unseen_model: Path) -> None:
     """A model with no decision rule is not walked first: the allowlist is in force in the one real load."""
     marker = unseen_model.parent / "ran"
-    estimator = joblib.load(unseen_model / ARTIFACT_FILE)
-    estimator.hidden_ = Payload(marker)
-    joblib.dump(estimator, unseen_model / ARTIFACT_FILE)
-    manifest = json.loads((unseen_model / MANIFEST_FILE).read_text())
-    manifest["sha256"] = sha256_of((unseen_model / ARTIFACT_FILE).read_bytes())
-    (unseen_model / MANIFEST_FILE).write_text(json.dumps(manifest))
     with pytest.raises(SystemExit):
-        client_for(unseen_model)
+        client_for(tamper(unseen_model, marker))
     assert "pickle allowlist check failed: the artifact names posix.system" in capsys.readouterr().err
     assert not marker.exists(), "the payload ran"
 

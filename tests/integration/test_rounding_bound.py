@@ -1,9 +1,7 @@
 """The rounding bound of `shared.linear`, tested at its edge: points placed at 0.001x to 2x the bound,
-each decided point checked against exact rational arithmetic (fractions.Fraction) and scikit-learn."""
+each decided point checked against exact rational arithmetic (tests/exact.py) and scikit-learn."""
 
 from __future__ import annotations
-
-from fractions import Fraction
 
 import joblib
 import numpy as np
@@ -13,43 +11,11 @@ from sklearn.svm import SVC
 
 import shared.linear
 from shared.linear import LinearRule, export
+from tests.exact import ExactLinear
 from tests.helpers import MODEL_DIRS
 
 LINEAR_DIRS = [d for d in MODEL_DIRS if (d / "model.rule.json").exists()]
 RATIOS = np.geomspace(1e-3, 2.0, 60)  # where each point lands, as a multiple of its decision's bound
-
-
-def exact_decisions(estimator, x: tuple[float, float]) -> list[Fraction]:
-    """scikit-learn's decision values with no rounding at all: ovo pairs (libsvm's arrays) or ovr scores."""
-    point = [Fraction(v) for v in x]
-    if isinstance(estimator, SVC):
-        vectors, dual = estimator.support_vectors_, estimator._dual_coef_
-        counts = estimator._n_support
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        n = len(estimator.classes_)
-        kernel = [sum(Fraction(a) * b for a, b in zip(vector, point)) for vector in vectors.tolist()]
-        values, p = [], 0
-        for i in range(n):
-            for j in range(i + 1, n):
-                total = Fraction(float(estimator._intercept_[p]))
-                for k in range(starts[i], starts[i] + counts[i]):
-                    total += Fraction(float(dual[j - 1, k])) * kernel[k]
-                for k in range(starts[j], starts[j] + counts[j]):
-                    total += Fraction(float(dual[i, k])) * kernel[k]
-                values.append(total)
-                p += 1
-        return values
-    return [sum((Fraction(float(w)) * v for w, v in zip(row, point)), Fraction(float(b)))
-            for row, b in zip(estimator.coef_, estimator.intercept_)]
-
-
-def exact_class(rule: LinearRule, decisions: list[Fraction]) -> int:
-    if rule.kind == "ovo":
-        votes = [0] * rule.n_classes
-        for (i, j), value in zip(rule._pairs_py, decisions):
-            votes[i if value > 0 else j] += 1
-        return votes.index(max(votes))
-    return max(range(len(decisions)), key=lambda c: (decisions[c], -c))
 
 
 def decision_lines(rule: LinearRule) -> list[tuple[int, int, np.ndarray, float]]:
@@ -64,6 +30,7 @@ def points_at_the_edge(rule: LinearRule, estimator) -> list[tuple[tuple[float, f
     """(point, |exact decision| / bound) for points on either side of every decision line: at RATIOS of
     the bound, and a few ulps off the line (exact decisions far smaller than any rounding error)."""
     placed = []
+    exact_model = ExactLinear(estimator)
     rng = np.random.default_rng(11)
     for a, b, normal, offset in decision_lines(rule):
         candidates = []
@@ -83,7 +50,7 @@ def points_at_the_edge(rule: LinearRule, estimator) -> list[tuple[tuple[float, f
             for steps in range(-4, 5):
                 candidates.append(((float(x0), float(x1 + steps * np.spacing(x1))), slack))
         for x, slack in candidates:
-            decisions = exact_decisions(estimator, x)
+            decisions = exact_model.fractions(x)
             if rule.kind == "ovo":
                 exact = decisions[a]
             else:
@@ -103,6 +70,7 @@ def trained(request: pytest.FixtureRequest):
 
 def verdicts(rule: LinearRule, estimator, placed) -> tuple[int, int, list[str]]:
     """(decided, undecided, disagreements) of the rule, one row at a time and as a batch."""
+    exact_model = ExactLinear(estimator)
     X = np.array([x for x, _ in placed])
     batch, certain = rule.predict(X)
     sklearn = estimator.predict(X)
@@ -116,7 +84,7 @@ def verdicts(rule: LinearRule, estimator, placed) -> tuple[int, int, list[str]]:
             undecided += 1
             continue
         decided += 1
-        exact = exact_class(rule, exact_decisions(estimator, x))
+        exact = exact_model.predict_one(x)
         for path, answer in called.items():
             if not answer == exact == theirs:
                 wrong.append(f"{x} at {ratio:.3g}x the bound: rule ({path}) {answer}, exact {exact}, "
