@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from iris_tools import reaper
-from iris_tools.processes import group_members
+from iris_tools.processes import group_members, start_time
 
 HOST = "127.0.0.1"
 DEFAULT_GRACE_S = 10.0
@@ -165,11 +165,12 @@ class ProcessServer(Server):
     kind = "process"
 
     def __init__(self, pgid: int, port: int, log: Path | None, host: str = HOST,
-                 process: subprocess.Popen | None = None) -> None:
+                 process: subprocess.Popen | None = None, started: int | None = None) -> None:
         super().__init__(port, host)
         self.pgid = pgid
         self.log = log
         self._process = process
+        self.started = started if started is not None else start_time(pgid)
 
     @classmethod
     def start(cls, command: list[str], *, port: int, env: Mapping[str, str] | None = None, cwd: Path | None = None,
@@ -193,17 +194,27 @@ class ProcessServer(Server):
 
     @classmethod
     def adopt(cls, record: Mapping[str, Any]) -> "ProcessServer":
+        started = record.get("start_time")
         return cls(int(record["pgid"]), int(record["port"]), Path(record["log"]) if record.get("log") else None,
-                   record.get("host", HOST))
+                   record.get("host", HOST), started=int(started) if started is not None else -1)
 
     def record(self) -> dict[str, Any]:
         return {"kind": self.kind, "pgid": self.pgid, "port": self.port, "host": self.host,
-                "log": str(self.log) if self.log else None}
+                "log": str(self.log) if self.log else None, "start_time": self.started}
+
+    def ours(self) -> bool:
+        """Whether the group is still the one started: its leader runs with the recorded start time, or the
+        leader is gone and its pid is free (Linux never hands out a pid that is a live group's id, so what
+        is left of the group is ours). A record without a start time proves nothing and is never ours."""
+        if self.started == -1:
+            return False
+        now = start_time(self.pgid)
+        return now is None or now == self.started
 
     def alive(self) -> bool:
         if self._process is not None and self._process.poll() is not None:
             return False
-        return bool(group_members(self.pgid))
+        return self.ours() and bool(group_members(self.pgid))
 
     def exit_code(self) -> int | None:
         return self._process.poll() if self._process is not None else None
@@ -220,7 +231,8 @@ class ProcessServer(Server):
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, grace_s: float = DEFAULT_GRACE_S) -> None:
-        stop_group(self.pgid, grace_s)
+        if self.ours():  # a group that is not the one started is never signalled
+            stop_group(self.pgid, grace_s)
         reaper.unregister(self.record())
         if self._process is not None:
             try:

@@ -33,7 +33,6 @@ from iris_tools.state import RUN_DIR, write_atomically
 from iris_tools.versions import RUNTIMES
 
 CONTROL_PLANE_RECORD = "controlplane.json"
-WATCH_S = 1.0
 
 
 def write_gcloud_config(config_dir: Path, project: str, region: str, api_port: int) -> None:
@@ -86,7 +85,7 @@ def serve(port: int) -> int:
     state_dir, config_dir = directories(run_dir)
     cloud_run = LocalCloudRun(state_dir, project, region, runtime)
     cloud_run.boot()
-    sampler = Sampler(cloud_run.envoy.prometheus)
+    sampler = Sampler(lambda: cloud_run.envoy.prometheus())  # whichever Envoy runs now
     sampler.start()
     server = make_server(Api(cloud_run, sampler), HOST, port)
     with cloud_run.lock:
@@ -94,16 +93,7 @@ def serve(port: int) -> int:
         cloud_run.store.save()
     write_gcloud_config(config_dir, project, region, port)
     stopping = threading.Event()
-
-    def watch() -> None:
-        while not stopping.wait(WATCH_S):
-            try:
-                for name in cloud_run.restart_crashed():
-                    print(f"revision {name} exited; started it again", flush=True)
-            except ServerError as exc:
-                print(f"could not restart a revision: {exc}", flush=True)
-
-    threading.Thread(target=watch, name="revision-watch", daemon=True).start()
+    threading.Thread(target=cloud_run.supervisor.run, args=(stopping,), name="reconcile", daemon=True).start()
 
     def shut_down(signum: int, frame: object) -> None:
         stopping.set()

@@ -1,9 +1,10 @@
 """The control plane: Knative Services and Revisions, as the Admin API reads and writes them.
 
-The API (`api.py`) calls these methods with decoded JSON and sends back what they return. Every
-mutation runs under one lock: validate (`validation.py`), store the desired state (`store.py`),
-then reconcile (`supervisor.py`), which brings the revisions and Envoy to match it; a read computes
-status from what is stored and observed (`status.py`).
+The API (`api.py`) calls these methods with decoded JSON and sends back what they return. A mutation
+validates (`validation.py`) and stores the desired state (`store.py`) under the state lock, then,
+with the lock released, reconciles (`supervisor.py`): Envoy serves the new traffic before the call
+returns, and a new revision starts in the background (gcloud polls until it is Ready). A read computes
+status from what is stored and what is observed at that moment (`status.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from iris_tools.cloudrun.digest import image_digest
 from iris_tools.cloudrun.envoy import Envoy
 from iris_tools.cloudrun.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from iris_tools.cloudrun.names import check_revision_name, check_service_name
@@ -65,9 +67,6 @@ class LocalCloudRun:
     def reconcile(self) -> None:
         self.supervisor.reconcile()
 
-    def restart_crashed(self) -> list[str]:
-        return self.supervisor.restart_crashed()
-
     def token(self) -> str:
         return self.routes.token()
 
@@ -81,7 +80,7 @@ class LocalCloudRun:
         with self.lock:
             if name not in self.store.services:
                 raise self._not_found("SERVICE", name)
-            return service_document(self.store, self.routes, name)
+            return service_document(self.store, self.routes, self.supervisor, name)
 
     def services(self) -> dict[str, Any]:
         with self.lock:
@@ -92,7 +91,7 @@ class LocalCloudRun:
         with self.lock:
             if name not in self.store.revisions:
                 raise self._not_found("REVISION", name)
-            return revision_document(self.store, self.routes, name)
+            return revision_document(self.store, self.routes, self.supervisor, name)
 
     def revisions(self, service: str | None = None) -> dict[str, Any]:
         with self.lock:
@@ -122,7 +121,9 @@ class LocalCloudRun:
                                                     "metadata": metadata, "spec": spec},
                                          "ports": {}, "counter": 0, "error": None,
                                          "iam": {"version": 1, "etag": "BwYAAAAAAAA=", "bindings": []}}
-            return self._commit(name, snapshot, previous_traffic=None)
+            self._commit(name, snapshot, previous_traffic=None)
+        self.reconcile()
+        return self.service(name)
 
     def replace_service(self, name: str, body: Any, namespace: str) -> dict[str, Any]:
         with self.lock:
@@ -143,7 +144,6 @@ class LocalCloudRun:
             snapshot = self.store.snapshot()
             previous_traffic = copy.deepcopy(stored["spec"].get("traffic"))
             metadata = stored["metadata"]
-            metadata["generation"] += 1
             metadata["resourceVersion"] = self.store.next_resource_version()
             metadata["labels"] = {**document["metadata"].get("labels", {}), LOCATION_LABEL: self.region}
             annotations = dict(document["metadata"].get("annotations", {}))
@@ -151,8 +151,12 @@ class LocalCloudRun:
             metadata["annotations"] = annotations
             spec = document["spec"]
             spec.setdefault("traffic", stored["spec"].get("traffic") or [{"percent": 100, "latestRevision": True}])
+            if spec != stored["spec"]:
+                metadata["generation"] += 1  # as Knative: the spec's changes, not metadata's, make a generation
             stored["spec"] = spec
-            return self._commit(name, snapshot, previous_traffic)
+            self._commit(name, snapshot, previous_traffic)
+        self.reconcile()
+        return self.service(name)
 
     def _check_namespace(self, document: dict[str, Any], namespace: str) -> None:
         names = {self.project, str(self.project_number())}
@@ -164,30 +168,19 @@ class LocalCloudRun:
     def project_number(self) -> int:
         return 100000000000 + sum(ord(c) * 31**i for i, c in enumerate(self.project)) % 899999999999
 
-    def _commit(self, name: str, snapshot: dict[str, Any], previous_traffic: list | None) -> dict[str, Any]:
-        """After a create or replace: the new revision (if the template changed), traffic checked,
-        then reconciled. Anything invalid restores the state as it was before the request."""
+    def _commit(self, name: str, snapshot: dict[str, Any], previous_traffic: list | None) -> None:
+        """Under the state lock, after a create or replace: the new revision (if the template changed), traffic
+        checked. Anything invalid restores the state as it was before the request. The caller reconciles."""
         entry = self.store.services[name]
         try:
-            created = self._revision_for_template(name, entry)
+            self._revision_for_template(name, entry)
             check_traffic(name, entry["object"]["spec"]["traffic"], self.store.revisions)
         except BaseException:
             self.store.restore(snapshot)
             raise
         entry["error"] = None
+        entry["previous_traffic"] = previous_traffic  # what it goes back to if a revision it names cannot start
         self.store.save()
-        if created is not None:
-            self.reconcile()  # starts the new revision (or records why it could not start)
-            revision = self.store.revisions[created]
-            if not revision.get("ready"):
-                entry = self.store.services[name]
-                entry["error"] = f"Revision '{created}' is not ready and cannot serve traffic. {revision['message']}"
-                targets = entry["object"]["spec"]["traffic"]
-                if any(t.get("revisionName") == created and t.get("percent") for t in targets):
-                    # Traffic pinned to a revision that cannot serve: keep serving as before.
-                    entry["object"]["spec"]["traffic"] = previous_traffic or [{"percent": 100, "latestRevision": True}]
-        self.reconcile()
-        return self.service(name)
 
     def _revision_for_template(self, service: str, entry: dict[str, Any]) -> str | None:
         template = entry["object"]["spec"]["template"]
@@ -211,6 +204,7 @@ class LocalCloudRun:
                   LOCATION_LABEL: self.region}
         self.store.revisions[name] = {
             "service": service, "server": None, "ready": False, "message": DEPLOYING, "port": None,
+            "digest": image_digest(template["spec"]["containers"][0]["image"], self.store.data["runtime"]),
             "template": copy.deepcopy(template),
             "object": {"apiVersion": API_VERSION, "kind": "Revision",
                        "metadata": {"name": name, "namespace": self.project, "labels": labels,
@@ -228,8 +222,8 @@ class LocalCloudRun:
                 self.store.revisions.pop(revision["object"]["metadata"]["name"])
             del self.store.services[name]
             self.store.save()
-            self.reconcile()
-            return {"status": "Success", "details": {"name": name, "kind": "services"}}
+        self.reconcile()
+        return {"status": "Success", "details": {"name": name, "kind": "services"}}
 
     def delete_revision(self, name: str) -> dict[str, Any]:
         with self.lock:
@@ -243,8 +237,8 @@ class LocalCloudRun:
                                              f"tags first (gcloud run services update-traffic).")
             self.store.revisions.pop(name)
             self.store.save()
-            self.reconcile()
-            return {"status": "Success", "details": {"name": document["metadata"]["name"], "kind": "revisions"}}
+        self.reconcile()
+        return {"status": "Success", "details": {"name": document["metadata"]["name"], "kind": "revisions"}}
 
     # ------------------------------------------------------------ IAM
 
@@ -270,5 +264,6 @@ class LocalCloudRun:
             etag = base64.b64encode(counter.to_bytes(8, "big")).decode()
             self.store.services[service]["iam"] = {"version": 1, "etag": etag, "bindings": bindings}
             self.store.save()
-            self.reconcile()  # who may invoke it is enforced by the data plane
-            return copy.deepcopy(self.store.services[service]["iam"])
+            policy = copy.deepcopy(self.store.services[service]["iam"])
+        self.reconcile()  # who may invoke it is enforced by the data plane
+        return policy

