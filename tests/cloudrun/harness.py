@@ -90,7 +90,8 @@ def traffic_of(service: dict) -> list[tuple[str, int, str | None]]:
 
 @dataclass
 class Load:
-    """Steady GETs on a URL from a few threads until stopped (bounded by `limit_s`); counts every answer.
+    """Steady requests (GETs, or GETs and POSTs from alternate clients) on a URL from a few threads until stopped (bounded by
+    `limit_s`); counts every answer.
 
     Paced at `rate` requests/s in all: users, not a benchmark. Unpaced, four threads took a core and made
     every gcloud command under test three times slower; at 300/s this client alone still took half a
@@ -100,6 +101,8 @@ class Load:
     threads: int = 4
     rate: float = 150.0
     limit_s: float = 600.0  # a guard against a test that never stops it, not a test duration
+    methods: tuple[str, ...] = ("GET",)  # one per thread, in turn: ("GET", "POST") makes half the clients POST
+    headers: dict[str, str] = field(default_factory=dict)
     revisions: Counter = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     total: int = 0
@@ -107,9 +110,10 @@ class Load:
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._workers = [threading.Thread(target=self._run, daemon=True) for _ in range(self.threads)]
+        self._workers = [threading.Thread(target=self._run, args=(self.methods[n % len(self.methods)],), daemon=True)
+                         for n in range(self.threads)]
 
-    def _run(self) -> None:
+    def _run(self, method: str) -> None:
         session = requests.Session()
         deadline = time.monotonic() + self.limit_s
         interval = self.threads / self.rate
@@ -123,13 +127,17 @@ class Load:
                 next_at = time.monotonic()  # behind: do not make up for it in a burst
             revision, failure = None, None
             try:
-                response = session.get(self.url + "/?length=5.8&width=3.4", timeout=10)
+                if method == "POST":
+                    response = session.post(self.url + "/", json={"instances": [[5.8, 3.4]]}, timeout=10,
+                                            headers=self.headers)
+                else:
+                    response = session.get(self.url + "/?length=5.8&width=3.4", timeout=10, headers=self.headers)
                 if response.status_code == 200 and response.headers.get("X-Revision"):
                     revision = response.headers["X-Revision"]
                 else:
-                    failure = f"HTTP {response.status_code}: {response.text[:200]}"
+                    failure = f"{method} HTTP {response.status_code}: {response.text[:200]}"
             except requests.RequestException as exc:
-                failure = f"{type(exc).__name__}: {exc}"
+                failure = f"{method} {type(exc).__name__}: {exc}"
             with self._lock:
                 self.total += 1
                 if failure is not None:

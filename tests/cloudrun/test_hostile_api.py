@@ -82,29 +82,6 @@ def test_a_stale_resource_version_is_refused_with_aborted(cloud_run: LocalCloudR
     assert stored(cloud_run) == before
 
 
-def test_two_gcloud_commands_racing_on_one_service_leave_it_consistent(cloud_run: LocalCloudRun) -> None:
-    import subprocess
-
-    cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc")
-    cloud_run.ok("run", "deploy", "iris", "--image", "iris:lin_svc", "--no-traffic", "--tag", "candidate")
-    service = cloud_run.describe()
-    svc = next(t["revisionName"] for t in service["status"]["traffic"] if t.get("percent"))
-    candidate = next(t["revisionName"] for t in service["status"]["traffic"] if t.get("tag"))
-    commands = [["/usr/bin/gcloud", "run", "services", "update-traffic", "iris", "--quiet", "--to-revisions", split]
-                for split in (f"{svc}=70,{candidate}=30", f"{svc}=40,{candidate}=60")]
-    racing = [subprocess.Popen(command, env=cloud_run.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-              for command in commands]
-    results = [(process.wait(timeout=120), process.stderr.read()) for process in racing]
-    for process in racing:
-        process.stdout.close()
-        process.stderr.close()
-    assert any(code == 0 for code, _ in results)
-    for code, stderr in results:
-        assert code == 0 or "ABORTED" in stderr, stderr  # the loser is told of the conflict
-    shares = {t["revisionName"]: t["percent"] for t in cloud_run.describe()["status"]["traffic"] if t.get("percent")}
-    assert shares in ({svc: 70, candidate: 30}, {svc: 40, candidate: 60})
-
-
 @given(body=st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10),
                          lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
                              st.sampled_from(["apiVersion", "kind", "metadata", "spec", "name", "template",

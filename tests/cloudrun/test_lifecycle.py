@@ -82,8 +82,10 @@ def test_a_kill_at_any_moment_leaves_the_old_state_or_the_new_never_a_torn_one(d
     svc = next(r for r, p, _ in traffic_of(service) if p == 100)
     candidate = next(t["revisionName"] for t in service["status"]["traffic"] if t.get("tag"))
     rng = random.Random(5)
+    shares = {svc: 100}
     for attempt in range(4):
-        share = rng.choice([10, 40, 70])
+        before = shares
+        share = rng.choice([s for s in (10, 40, 70) if s != before.get(candidate)])
         change = subprocess.Popen(["/usr/bin/gcloud", "run", "services", "update-traffic", "iris", "--quiet",
                                    "--to-revisions", f"{svc}={100 - share},{candidate}={share}"],
                                   env=deployed.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -94,7 +96,9 @@ def test_a_kill_at_any_moment_leaves_the_old_state_or_the_new_never_a_torn_one(d
         state = json.loads((deployed.run_dir / "cloudrun" / "state.json").read_text())  # parses: not torn
         shares = {t.get("revisionName"): t.get("percent") for t in
                   state["services"]["iris"]["object"]["spec"]["traffic"] if t.get("percent")}
-        assert sum(shares.values()) == 100
+        # The split before the command or the one it sent, nothing else (a half-applied write, a default put
+        # back, a split "repaired" at boot all fail here).
+        assert shares in (before, {svc: 100 - share, candidate: share}), (shares, before, share)
         # The data plane kept serving while the control plane was gone.
         assert requests.get(service["status"]["url"] + "/health", timeout=10).status_code == 200
         deployed.start()
@@ -103,9 +107,14 @@ def test_a_kill_at_any_moment_leaves_the_old_state_or_the_new_never_a_torn_one(d
 
 
 def test_a_revision_that_crashes_is_started_again(deployed: LocalCloudRun) -> None:
+    """A revision that serves only a tag is SIGKILLed while clients GET and POST at its tag URL: it is started
+    again, and only what was in flight at the kill may fail (one per client).
+
+    Broken on purpose: with a crash noticed but no restart scheduled, the tag URL never answered again."""
     candidate = next(t for t in deployed.read()["status"]["traffic"] if t.get("tag"))
     group = deployed.state()["revisions"][candidate["revisionName"]]["server"]["pgid"]
-    with Load(svc_url(deployed), threads=2) as load:  # users of the other revision, all along
+    with Load(candidate["url"], threads=2, methods=("GET", "POST")) as load:  # the crashed revision's own users
+        time.sleep(0.5)
         os.killpg(group, signal.SIGKILL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -115,7 +124,7 @@ def test_a_revision_that_crashes_is_started_again(deployed: LocalCloudRun) -> No
             except requests.RequestException:
                 pass
             time.sleep(0.2)
-    assert load.failures == [] and load.total > 0
+    assert len(load.failures) <= 2 and load.revisions[candidate["revisionName"]] > 0, load.failures
     assert requests.get(candidate["url"] + "/health", timeout=5).json()["revision"] == candidate["revisionName"]
     assert deployed.state()["revisions"][candidate["revisionName"]]["server"]["pgid"] != group
 
