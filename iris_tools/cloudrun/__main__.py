@@ -8,7 +8,8 @@
 
 Settings (environment): RUN_DIR (default .run; state in $RUN_DIR/cloudrun, gcloud configuration in
 $RUN_DIR/gcloud), PROJECT (default iris-local), REGION (default us-central1), RUNTIME (process or
-docker; default process), CLOUDRUN_PORT (the Admin API's port; default: a free one, kept across restarts).
+docker; default process), CLOUDRUN_PORT (the Admin API's port; default: a free one, kept across restarts),
+CLOUDRUN_HOLD_S (how long a request waits for its revision to (re)start before a 503; default 30).
 """
 
 from __future__ import annotations

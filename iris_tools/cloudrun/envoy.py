@@ -2,7 +2,7 @@
 
     clusters.json          CDS: one cluster per serving revision (the "where")
     listeners.json         LDS: one listener per URL (a service's, or one of its tags')
-    routes/<listener>.json RDS: that URL's route, weighted clusters for a service (the "how much")
+    routes/<listener>.json RDS: that URL's routes, one per revision by its cumulative share (the "how much")
 
 Facts this module is written around (measured with Envoy 1.40 from PyPI):
 - Envoy sees a file only when it is renamed into place: every write is temp file + os.replace.

@@ -138,6 +138,8 @@ def test_a_share_whose_revision_cannot_serve_is_held_for_it_never_handed_to_anot
         served = Counter(a.headers.get("X-Revision") for a in answers
                          if isinstance(a, requests.Response) and a.status_code == 200)
         refused = [a for a in answers if isinstance(a, requests.Response) and a.status_code == 503]
+        print(f"stand-in dead at 95%: {served[names['lin_svc']]} of 100 served by lin_svc, {len(refused)} held and "
+              f"answered 503")
         assert set(served) <= {names["lin_svc"]} and served[names["lin_svc"]] <= 20, served  # ~5 of 100
         assert len(refused) + served[names["lin_svc"]] == 100
         body = refused[0].json()
@@ -199,6 +201,7 @@ def test_one_revision_killed_under_mixed_get_and_post_load_at_50_50(emulator: Lo
         wait_for(lambda: condition(emulator.read(), "Ready")["status"] != "True", 10, "the kill seen")
         wait_for(lambda: condition(emulator.read(), "Ready")["status"] == "True", 30, "the restart")
         time.sleep(2)
+    print(f"one of two revisions killed under GET+POST load: {len(load.failures)} of {load.total} failed")
     assert len(load.failures) <= 8, (len(load.failures), load.failures[:5])
     assert load.revisions[names["tunable"]] > 100 and load.revisions[names["lin_svc"]] > 100, load.revisions
     assert emulator.state()["revisions"][names["tunable"]]["port"] == port  # the endpoint is kept

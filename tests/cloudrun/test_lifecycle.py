@@ -124,6 +124,7 @@ def test_a_revision_that_crashes_is_started_again(deployed: LocalCloudRun) -> No
             except requests.RequestException:
                 pass
             time.sleep(0.2)
+    print(f"tag-only revision killed under load: {len(load.failures)} of {load.total} failed")
     assert len(load.failures) <= 2 and load.revisions[candidate["revisionName"]] > 0, load.failures
     assert requests.get(candidate["url"] + "/health", timeout=5).json()["revision"] == candidate["revisionName"]
     assert deployed.state()["revisions"][candidate["revisionName"]]["server"]["pgid"] != group
