@@ -168,11 +168,15 @@ def test_envoy_killed_is_started_again_and_fed_its_configuration(emulator: Local
     group = emulator.state()["envoy"]["pgid"]
     envoy = [pid for pid in group_members(group) if pid != group]  # the shell leads the group; Envoy is its child
     assert envoy, group_members(group)
-    killed_at = time.monotonic()
-    os.kill(envoy[0], signal.SIGKILL)
-    back = wait_for(lambda: requests.get(url + "/?length=5.8&width=3.4", timeout=2).status_code == 200, 20,
-                    "the service URL answering again")
-    print(f"service URL answered again {back + (time.monotonic() - killed_at - back):.2f} s after the kill")
+    with Load(url, threads=4) as load:
+        time.sleep(1)
+        os.kill(envoy[0], signal.SIGKILL)
+        back = wait_for(lambda: requests.get(url + "/?length=5.8&width=3.4", timeout=2).status_code == 200, 20,
+                        "the service URL answering again")
+        time.sleep(1)
+    print(f"Envoy killed under load: the service URL answered again {back:.2f} s later; {len(load.failures)} of "
+          f"{load.total} requests failed meanwhile")
+    assert back < 5 and load.revisions and len(load.failures) < load.total / 2
     assert emulator.state()["envoy"]["pgid"] != group
     assert condition(emulator.read(), "RoutesReady")["status"] == "True"
 

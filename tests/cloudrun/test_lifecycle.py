@@ -22,12 +22,13 @@ def svc_url(cloud_run: LocalCloudRun) -> str:
     return cloud_run.read()["status"]["url"]
 
 
-@pytest.mark.parametrize("args, reason", [
-    (["--image", "iris:knn"], "no model folder functions/knn/"),
-    (["--image", "iris:svc", "--set-env-vars", "MAX_BATCH_ROWS=0"], "MAX_BATCH_ROWS='0' must be at least 1"),
+@pytest.mark.parametrize("args, reason, kind", [
+    (["--image", "iris:knn"], "no model folder functions/knn/", "ContainerMissing"),
+    (["--image", "iris:svc", "--set-env-vars", "MAX_BATCH_ROWS=0"], "MAX_BATCH_ROWS='0' must be at least 1",
+     "HealthCheckContainerError"),
 ])
 def test_a_revision_that_cannot_start_never_receives_traffic(deployed: LocalCloudRun, args: list[str],
-                                                             reason: str) -> None:
+                                                             reason: str, kind: str) -> None:
     before = traffic_of(deployed.read())
     url = svc_url(deployed)
     with Load(url, threads=2) as load:
@@ -42,7 +43,7 @@ def test_a_revision_that_cannot_start_never_receives_traffic(deployed: LocalClou
     assert failed not in load.revisions
     revision = json.loads(deployed.ok("run", "revisions", "describe", failed, "--format=json").stdout)
     ready = next(c for c in revision["status"]["conditions"] if c["type"] == "Ready")
-    assert ready["status"] == "False" and reason in ready["message"]
+    assert ready["status"] == "False" and reason in ready["message"] and ready["reason"] == kind
     pinned = deployed.gcloud("run", "services", "update-traffic", "iris", "--to-revisions", f"{failed}=10")
     assert pinned.returncode == 1 and "is not ready and cannot serve traffic" in pinned.stderr
 
