@@ -206,8 +206,10 @@ def test_the_local_cloud_run_runs_revisions_as_containers_with_runtime_docker(im
         revision = json.loads(cloud_run.ok("run", "revisions", "describe", svc, "--format=json").stdout)
         image_id = docker("image", "inspect", "--format", "{{.Id}}", images["svc"]).stdout.strip()
         assert revision["status"]["imageDigest"] == f"{IMAGE}@{image_id}"
-        # A crashed container is started again: the exited one is removed first, not collided with (which
-        # left the revision failed for good). Broken on purpose (no removal before the restart): it never served.
+        # A crashed container is started again: the exited one is removed first, not collided with, and a
+        # failed restart is tried again. Broken on purpose (both as before: no removal, and a failed restart
+        # failing the revision for good): the restart collided with the exited container's name and the
+        # answer came from another revision.
         docker("kill", f"cloudrun_{instance}_{svc}")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
