@@ -27,6 +27,7 @@ from pathlib import Path
 from iris_tools.cloudrun.api import Api, make_server
 from iris_tools.cloudrun.control import LocalCloudRun
 from iris_tools.cloudrun.metrics import Sampler
+from iris_tools.google.api import GoogleApi
 from iris_tools.google.monitoring import Monitoring
 from iris_tools.google.targets import directories
 from iris_tools.servers import HOST, ProcessServer, ServerError, adopt, free_port, port_is_free
@@ -239,7 +240,7 @@ def _ms(value: float | None) -> str:
 def revision_figures(api_url: str, project: str, start: float, end: float) -> dict[str, tuple]:
     """revision -> (requests, 5xx, p50 ms, p99 ms) over [start, end], read through timeSeries.list by the
     same reader the rollout uses."""
-    figures = Monitoring(api_url, project).figures(None, start, end)
+    figures = Monitoring(GoogleApi(api_url), project).figures(None, start, end)
     return {name: (f.requests, f.errors, f.p50_ms, f.p99_ms) for name, f in figures.items()}
 
 

@@ -164,7 +164,7 @@ class Api:
             service_of = {name: revision["service"] for name, revision in self.cloud_run.store.revisions.items()}
         series = time_series(self.sampler, metric, start, end, service_of, self.cloud_run.project,
                              self.cloud_run.region)
-        for label in ("service_name", "revision_name"):
+        for label in ("service_name", "revision_name", "location"):
             wanted = terms.get(f"resource.labels.{label}")
             if wanted is not None:
                 series = [s for s in series if s["resource"]["labels"][label] == wanted]

@@ -9,13 +9,11 @@ by that much (MONITORING_DELAY_S: 180 on Cloud Run, 0 locally).
 
 from __future__ import annotations
 
-import json
 import urllib.parse
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from iris_tools.google.api import ApiError, GoogleApi, opener_for
 from iris_tools.google.distribution import buckets, percentile
 from iris_tools.google.gcloud import Gcloud
 from iris_tools.google.timestamps import rfc3339
@@ -25,6 +23,14 @@ DEFAULT_ENDPOINT = "https://monitoring.googleapis.com/"
 # (DELTA, DISTRIBUTION, milliseconds), each per revision_name.
 REQUEST_COUNT = "run.googleapis.com/request_count"
 REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
+MAX_PAGES = 100
+
+
+class IncompleteFigures(ApiError):
+    """Figures that came back partial (execution errors, buckets that do not add up): never judged as whole."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(200, message)
 
 
 @dataclass(frozen=True)
@@ -47,40 +53,40 @@ class Figures:
 
 
 class Monitoring:
-    def __init__(self, endpoint: str, project: str, opener: urllib.request.OpenerDirector | None = None,
-                 token: Callable[[], str | None] = lambda: None) -> None:
-        """`endpoint`: the API's base URL; `token`: a bearer token for it, asked for once (None: send none)."""
-        self.endpoint = endpoint.rstrip("/") + "/"
+    def __init__(self, api: GoogleApi, project: str, location: str | None = None) -> None:
+        """`api`: the Cloud Monitoring API; `location`: the region whose revisions count (None: every region)."""
+        self.api = api
         self.project = project
-        self.opener = opener or urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        self._token_source = token
-        self._token: str | None = None
+        self.location = location
 
     @classmethod
     def from_gcloud(cls, gcloud: Gcloud) -> "Monitoring":
         """The endpoint, proxy and credentials of the gcloud configuration in use."""
         endpoint = gcloud.property("api_endpoint_overrides/monitoring") or DEFAULT_ENDPOINT
-        if gcloud.property("proxy/type") == "http" and gcloud.property("proxy/address"):
-            proxy = f"http://{gcloud.property('proxy/address')}:{gcloud.property('proxy/port')}"
-            handler = urllib.request.ProxyHandler({"http": proxy, "https": proxy})
-        else:
-            handler = urllib.request.ProxyHandler()
-        return cls(endpoint, gcloud.project, urllib.request.build_opener(handler), gcloud.access_token)
+        return cls(GoogleApi(endpoint, opener_for(gcloud), gcloud.access_token), gcloud.project, gcloud.region)
 
     def _series(self, metric: str, service: str | None, start: float, end: float) -> list[dict[str, Any]]:
+        """Every series of every page. Partial figures are never taken for whole ones: a non-empty
+        `executionErrors` raises IncompleteFigures."""
         where = f'metric.type = "{metric}" AND resource.type = "cloud_run_revision"'
         if service is not None:
             where += f' AND resource.labels.service_name = "{service}"'
-        query = urllib.parse.urlencode({"filter": where, "interval.startTime": rfc3339(start),
-                                        "interval.endTime": rfc3339(end)})
-        headers = {}
-        self._token = self._token or self._token_source()
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
-        request = urllib.request.Request(f"{self.endpoint}v3/projects/{self.project}/timeSeries?{query}",
-                                         headers=headers)
-        with self.opener.open(request, timeout=60) as response:
-            return json.loads(response.read()).get("timeSeries", [])
+        if self.location is not None:
+            where += f' AND resource.labels.location = "{self.location}"'
+        found: list[dict[str, Any]] = []
+        page = ""
+        for _ in range(MAX_PAGES):
+            query = {"filter": where, "interval.startTime": rfc3339(start), "interval.endTime": rfc3339(end)}
+            if page:
+                query["pageToken"] = page
+            answer = self.api.call("GET", f"v3/projects/{self.project}/timeSeries?{urllib.parse.urlencode(query)}")
+            if answer.get("executionErrors"):
+                raise IncompleteFigures(f"Cloud Monitoring answered {metric} with errors: {answer['executionErrors']}")
+            found.extend(answer.get("timeSeries", []))
+            page = answer.get("nextPageToken") or ""
+            if not page:
+                return found
+        raise IncompleteFigures(f"more than {MAX_PAGES} pages of {metric}")
 
     def figures(self, service: str | None, start: float, end: float) -> dict[str, Figures]:
         """revision -> its requests, 5xx and latency over [start, end] (summed over every point);
@@ -100,6 +106,10 @@ class Monitoring:
                 distribution = point["value"]["distributionValue"]
                 merged = latencies.setdefault(revision, {"bucketOptions": distribution["bucketOptions"],
                                                          "bucketCounts": []})
+                if distribution["bucketOptions"] != merged["bucketOptions"]:
+                    raise IncompleteFigures(f"revision {revision}'s latency series have different buckets "
+                                            f"({merged['bucketOptions']} and {distribution['bucketOptions']}): "
+                                            f"their counts cannot be added")
                 counts_now = [int(c) for c in distribution.get("bucketCounts", [])]
                 old = [int(c) for c in merged["bucketCounts"]]
                 size = max(len(old), len(counts_now))
