@@ -4,7 +4,9 @@ Pure: figures in, a verdict out, with the figures and thresholds that decided it
 person and as JSON for a machine. Three verdicts:
 
   promote   healthy, and enough requests seen: move to the next step
-  hold      too few candidate requests to judge: keep the step (never counted as healthy)
+  hold      too few candidate requests to judge, no stable latency baseline (fewer than MIN_REQUESTS
+            stable requests), or the stable revision itself breaching: keep the step (never counted
+            as healthy, never blamed on the candidate)
   rollback  a breach: 5xx rate, latency p99, or the candidate not ready
 
 A breach is called on evidence, not on one unlucky reading. The latency limit is the stable p99 times
@@ -68,6 +70,7 @@ class Verdict:
     candidate: Figures = field(default_factory=Figures)
     stable: Figures = field(default_factory=Figures)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    insufficient: bool = False  # rolled back only for too few requests: not judged, so not barred
 
     def line(self) -> str:
         c, s, t = self.candidate, self.stable, self.thresholds
@@ -113,17 +116,31 @@ def judge(candidate: Figures, stable: Figures, thresholds: Thresholds, candidate
             notes.append(f"{claim} above {limit} within chance: {evidence}")
 
     rate, max_rate = candidate.error_rate, thresholds.max_error_rate
+    stable_rate = stable.error_rate
+    if stable_rate is not None and stable_rate > max_rate and \
+            chance_of_at_least(stable.errors, stable.requests, max_rate) < 1.0 - thresholds.confidence:
+        # The baseline itself breaches (a downstream outage): neither blame the candidate nor promote it.
+        verdict.decision = "hold"
+        verdict.reasons.append(f"the stable revision itself breaches the 5xx limit ({stable.errors} of "
+                               f"{stable.requests} answers 5xx, {100 * stable_rate:.2f}% > {100 * max_rate:g}%): "
+                               f"holding, judging neither")
+        return verdict
     if rate is not None and rate > max_rate:
         weigh(f"5xx rate {100 * rate:.2f}%", f"{100 * max_rate:g}%", "", candidate.errors, max_rate,
               "answers 5xx", f"a {100 * max_rate:g}% rate")
-    if candidate.p99_ms is not None and stable.p99_ms is not None:
+    baseline = stable.p99_ms is not None and stable.requests >= thresholds.min_requests
+    if candidate.p99_ms is not None and baseline:
         limit = max(stable.p99_ms * thresholds.max_latency_ratio, stable.p99_ms + thresholds.min_latency_delta_ms)
         if candidate.p99_ms > limit:
             weigh(f"p99 {_ms(candidate.p99_ms)}", _ms(limit), f" (stable p99 {_ms(stable.p99_ms)})",
                   candidate.slower_than(limit), TAIL, f"requests slower than {_ms(limit)}", f"a p99 of {_ms(limit)}")
     if verdict.decision == "rollback":
         return verdict
-    if candidate.requests < thresholds.min_requests:
+    if candidate.p99_ms is not None and not baseline:
+        verdict.decision = "hold"
+        verdict.reasons.append(f"no latency baseline: the stable revision's p99 comes from {stable.requests} "
+                               f"requests, fewer than {thresholds.min_requests}")
+    elif candidate.requests < thresholds.min_requests:
         verdict.decision = "hold"
         verdict.reasons.append(f"{candidate.requests} candidate requests, fewer than {thresholds.min_requests}: "
                                f"too few to judge")

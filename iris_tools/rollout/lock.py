@@ -3,8 +3,10 @@
   iris-versions.dev/rollout      the rollout in progress: candidate, stable, steps, the step reached,
                                  who runs it (host, pid) and when it last moved. Only one at a time.
   iris-versions.dev/history      the revisions that reached 100%, oldest first (what `rollback` reads)
-  iris-versions.dev/rolled-back  revisions (and their images) rolled back, with why: not rolled out
-                                 again unless forced
+  iris-versions.dev/rolled-back  revisions rolled back (name, image, image digest), with why: not given
+                                 traffic again by rollback, SPLIT= or rollout unless FORCE=1; known by
+                                 digest, so a new revision of the same image is barred too. One rolled
+                                 back only for too few requests is recorded with barred: false
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import uuid
 from typing import Any
 
 from iris_tools.rollout.errors import RolloutError
-from iris_tools.rollout.service import Service, annotation
+from iris_tools.rollout.service import Conflict, Service, annotation
 from iris_tools.rollout.settings import Settings
 
 LOCK = "iris-versions.dev/rollout"
@@ -59,25 +61,55 @@ def lock_state(service: dict[str, Any], settings: Settings) -> tuple[dict[str, A
     return (lock, is_live(lock, settings)) if lock else (None, False)
 
 
-def acquire(target: Service, candidate: str, stable: str, resume: dict[str, Any] | None) -> dict[str, Any]:
-    """Record this rollout on the service, then check, after a pause in which a racing rollout's write
-    would land, that the record is still this one's. The history gains the stable revision."""
+def acquire(target: Service, candidate: str, stable: str, resume: dict[str, Any] | None,
+            steps: list[Any]) -> dict[str, Any]:
+    """Record this rollout on the service: a compare-and-swap on its resourceVersion. The service is read,
+    checked for a live rollout, and written with the version read; of two rollouts that read the same
+    version, the second write is refused (409) and that rollout stops, naming the first. The history gains
+    the stable revision."""
     settings = target.settings
     service = target.describe()
+    held, live = lock_state(service, settings)
+    if held and live and held.get("id") != (resume or {}).get("id"):
+        raise RolloutError(f"a rollout of {held['candidate']} is running (pid {held.get('pid')} on "
+                           f"{held.get('host')}); this one stops without changing traffic")
     history = annotation(service, HISTORY, [])
-    lock = {"id": uuid.uuid4().hex[:12], "candidate": candidate, "stable": stable, "steps": settings.steps,
+    lock = {"id": uuid.uuid4().hex[:12], "candidate": candidate, "stable": stable, "steps": steps,
             "step": resume.get("step", -1) if resume else -1, "host": socket.gethostname(), "pid": os.getpid(),
             "started": resume.get("started", time.time()) if resume else time.time(), "updated": time.time(),
-            "image": (resume or {}).get("image")}
+            "image": (resume or {}).get("image"), "digest": (resume or {}).get("digest")}
     changes: dict[str, Any] = {LOCK: lock}
     if not history or history[-1] != stable:
         changes[HISTORY] = appended(history, stable)
-    target.annotate(changes, service)
-    time.sleep(settings.lock_settle_seconds)  # a racing rollout's write lands in this time
-    held, _ = lock_state(target.describe(), settings)
-    if not held or held.get("id") != lock["id"]:
-        other = held or {}
-        raise RolloutError(f"another rollout took service {target.name} at the same time "
-                           f"(candidate {other.get('candidate')}, pid {other.get('pid')} on {other.get('host')}); "
-                           f"this one stops without changing traffic")
+    try:
+        target.annotate(changes, service)
+    except Conflict:
+        other, _ = lock_state(target.describe(), settings)
+        who = (f"a rollout of {other.get('candidate')} (pid {other.get('pid')} on {other.get('host')})"
+               if other else "another change")
+        raise RolloutError(f"{who} took service {target.name} at the same time; this one stops without "
+                           f"changing traffic") from None
     return lock
+
+
+def digest_of(revision: dict[str, Any]) -> str | None:
+    """The image digest a revision runs (`...@sha256:...`): what a rolled-back version is known by."""
+    return revision.get("status", {}).get("imageDigest")
+
+
+def barred(service: dict[str, Any], revision: dict[str, Any]) -> dict[str, Any] | None:
+    """The rolled-back entry that bars `revision` (same image digest, or same name when no digest is known),
+    or None. An entry rolled back only for too few requests bars nothing."""
+    digest = digest_of(revision)
+    name = revision.get("metadata", {}).get("name")
+    for entry in reversed(annotation(service, ROLLED_BACK, [])):
+        if not entry.get("barred", True):
+            continue
+        if (digest and entry.get("digest") == digest) or (not entry.get("digest") and entry.get("revision") == name):
+            return entry
+    return None
+
+
+def barred_text(entry: dict[str, Any]) -> str:
+    return (f"{entry.get('revision')} ({entry.get('image')}, {entry.get('digest') or 'no digest'}) was rolled back "
+            f"at {entry.get('at')}: {entry.get('reason')}; give it traffic again only with FORCE=1")

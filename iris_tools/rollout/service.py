@@ -1,18 +1,20 @@
 """One Cloud Run service as the rollout tools read and write it, through gcloud, on either target.
 
-Reading: the service, its revisions, its traffic shares and annotations. Writing: whole
-`update-traffic` commands, and annotations (with a step's split, in the same write) through
-`services replace` (the template sent back unchanged: no new revision), so a crash leaves a split
-that was set, never a half-applied one; and a candidate deployed with no traffic behind a tag.
+Reading: the service (through the Admin API), its revisions, its traffic shares and annotations.
+Writing: annotations with a step's split in the same write, through the Admin API with the
+resourceVersion read (the template sent back unchanged: no new revision), so a crash leaves a split
+that was set, never a half-applied one, and a change by anyone else in between is never overwritten;
+whole `update-traffic` commands; and a candidate deployed with no traffic behind a tag (gcloud).
 """
 
 from __future__ import annotations
 
+import copy
 import json
-import os
-import tempfile
+import time
 from typing import Any, TextIO
 
+from iris_tools.google.api import ApiError, GoogleApi, opener_for
 from iris_tools.google.gcloud import Gcloud, GcloudError
 from iris_tools.google.names import suggest_tag
 from iris_tools.rollout.errors import RolloutError
@@ -63,19 +65,28 @@ def split_text(split: dict[str, int]) -> str:
     return ", ".join(f"{name} {percent}%" for name, percent in split.items())
 
 
-class Service:
-    """The service named by the settings, on the gcloud target given."""
+class Conflict(RolloutError):
+    """A write refused because the service changed since it was read (its resourceVersion moved on)."""
 
-    def __init__(self, gcloud: Gcloud, settings: Settings) -> None:
+
+class Service:
+    """The service named by the settings, on the gcloud target given. Reads and the rollout's own writes go
+    to the Admin API directly (no gcloud start each), every write carrying the resourceVersion it read: a
+    change made by anyone in between makes the write fail (Conflict), never silently overwritten."""
+
+    def __init__(self, gcloud: Gcloud, settings: Settings, api: GoogleApi | None = None) -> None:
         self.gcloud = gcloud
         self.settings = settings
         self.name = settings.service
+        endpoint = gcloud.property("api_endpoint_overrides/run") or f"https://{gcloud.region}-run.googleapis.com/"
+        self.api = api or GoogleApi(endpoint, opener_for(gcloud), gcloud.access_token)
+        self.path = f"apis/serving.knative.dev/v1/namespaces/{gcloud.project}/services/{self.name}"
 
     def describe(self) -> dict[str, Any]:
         try:
-            return self.gcloud.json("run", "services", "describe", self.name)
-        except GcloudError as exc:
-            if "Cannot find service" in str(exc):
+            return self.api.call("GET", self.path)
+        except ApiError as exc:
+            if exc.status == 404:
                 raise RolloutError(f"service {self.name} does not exist on {self.gcloud.target}: deploy "
                                    f"the stable version first (gcloud run deploy {self.name} "
                                    f"--image {self.settings.image}:svc)") from None
@@ -92,15 +103,17 @@ class Service:
 
     def annotate(self, changes: dict[str, Any], service: dict[str, Any] | None = None,
                  split: dict[str, int] | None = None) -> dict[str, Any]:
-        """Set (or, with None, remove) annotations with `gcloud run services replace`, and with `split` the
-        traffic too, in the same write: the template is sent back unchanged, so no revision is made.
-        `service`: a description just read, to save reading it again. Returns the service as written."""
+        """Set (or, with None, remove) annotations, and with `split` the traffic too, in one write that carries
+        the resourceVersion of `service` (a description just read; read now if not given): if the service
+        changed since, Conflict and nothing written. The template is sent back unchanged, so no revision is
+        made. Returns the service once the write is in effect (Ready at its generation)."""
         service = service or self.describe()
+        metadata = {key: service["metadata"][key] for key in ("name", "namespace", "labels", "annotations",
+                                                               "resourceVersion") if key in service["metadata"]}
         document = {"apiVersion": service.get("apiVersion", "serving.knative.dev/v1"), "kind": "Service",
-                    "metadata": {key: service["metadata"][key] for key in ("name", "labels", "annotations")
-                                 if key in service["metadata"]},
-                    "spec": service["spec"]}
+                    "metadata": copy.deepcopy(metadata), "spec": copy.deepcopy(service["spec"])}
         annotations = document["metadata"].setdefault("annotations", {})
+        annotations.pop("run.googleapis.com/urls", None)
         for key, value in changes.items():
             if value is None:
                 annotations.pop(key, None)
@@ -109,15 +122,35 @@ class Service:
         if split is not None:
             tags = [{key: value for key, value in target.items() if key != "percent"}
                     for target in service["spec"].get("traffic", []) if target.get("tag")]
-            document["spec"] = {**service["spec"], "traffic": [
+            document["spec"]["traffic"] = [
                 {"revisionName": revision, "percent": percent} for revision, percent in split.items() if percent
-            ] + tags}
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-            json.dump(document, handle)  # JSON is YAML
+            ] + tags
         try:
-            return json.loads(self.gcloud.run("run", "services", "replace", handle.name, "--format=json"))
-        finally:
-            os.unlink(handle.name)
+            written = self.api.call("PUT", self.path, document)
+        except ApiError as exc:
+            if exc.status == 409:
+                raise Conflict(f"service {self.name} was changed by someone else since it was read "
+                               f"({exc}); nothing was written") from None
+            raise
+        return self._settled(written)
+
+    def _settled(self, service: dict[str, Any], timeout_s: float = 600.0) -> dict[str, Any]:
+        """Poll, as gcloud does, until the service's status is of its generation and Ready is True (in effect)
+        or False (refused: RolloutError with Cloud Run's message)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = service.get("status", {})
+            if status.get("observedGeneration") == service["metadata"].get("generation"):
+                ready_condition = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
+                if ready_condition.get("status") == "True":
+                    return service
+                if ready_condition.get("status") == "False":
+                    raise RolloutError(f"service {self.name} is not ready after the change: "
+                                       f"{ready_condition.get('message', '')}")
+            if time.monotonic() > deadline:
+                raise RolloutError(f"service {self.name} was not ready {timeout_s:g} s after the change")
+            time.sleep(0.5)
+            service = self.describe()
 
     def set_traffic(self, split: dict[str, int]) -> None:
         text = ",".join(f"{revision}={percent}" for revision, percent in split.items() if percent)

@@ -17,7 +17,6 @@ class Settings:
     max_hold_seconds: float = 30.0  # a step with too few candidate requests waits this long, then rolls back
     poll_seconds: float = 1.0
     delay_seconds: float = 0.0  # how late the monitoring API reports (Cloud Monitoring: a few minutes)
-    lock_settle_seconds: float = 3.0
     thresholds: Thresholds = field(default_factory=Thresholds)
     image: str = "iris"
     force: bool = False
@@ -31,7 +30,7 @@ class Settings:
         """Defaults by target (Cloud Monitoring's delay sets the Cloud Run ones), each overridable."""
         cloud = target == "cloudrun"
         defaults = cls(step_seconds=600.0 if cloud else 10.0, poll_seconds=30.0 if cloud else 1.0,
-                       delay_seconds=180.0 if cloud else 0.0, lock_settle_seconds=10.0 if cloud else 3.0,
+                       delay_seconds=180.0 if cloud else 0.0,
                        thresholds=Thresholds(min_requests=100 if cloud else 50))
 
         def number(name: str, default: float) -> float:
@@ -72,7 +71,6 @@ class Settings:
                    max_hold_seconds=number("MAX_HOLD_SECONDS", 3 * step_seconds),
                    poll_seconds=number("POLL_SECONDS", defaults.poll_seconds),
                    delay_seconds=number("MONITORING_DELAY_S", defaults.delay_seconds),
-                   lock_settle_seconds=number("LOCK_SETTLE_S", defaults.lock_settle_seconds),
                    thresholds=thresholds, image=environ.get("IMAGE") or "iris",
                    force=environ.get("FORCE") in ("1", "true", "yes"),
                    public=environ.get("PUBLIC") in ("1", "true", "yes"),

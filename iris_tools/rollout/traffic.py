@@ -9,6 +9,7 @@ from iris_tools.google.monitoring import Figures, Monitoring
 from iris_tools.rollout.errors import RolloutError
 from iris_tools.rollout.lock import HISTORY, LOCK, ROLLED_BACK, appended, lock_state, step_text
 from iris_tools.rollout.printing import ms, rate, table
+from iris_tools.rollout.rollback import check_not_barred
 from iris_tools.rollout.service import Service, annotation, image_of, model_of, shares, split_text
 
 
@@ -27,10 +28,17 @@ def parse_split(text: str, target: Service, revisions: list[dict[str, Any]]) -> 
 
 
 def set_split(target: Service, monitoring: Monitoring, text: str, out: TextIO) -> int:
-    split = parse_split(text, target, target.revisions())
-    lock, live = lock_state(target.describe(), target.settings)
+    revisions = target.revisions()
+    split = parse_split(text, target, revisions)
+    service = target.describe()
+    lock, live = lock_state(service, target.settings)
     if lock and live:
-        raise RolloutError(f"a rollout of {lock['candidate']} is running: it owns the traffic until it ends")
+        raise RolloutError(f"a rollout of {lock['candidate']} is running: it owns the traffic until it ends "
+                           f"(`make rollback` aborts it)")
+    by_name = {r["metadata"]["name"]: r for r in revisions}
+    for revision, percent in split.items():
+        if percent:
+            check_not_barred(service, by_name[revision], target.settings.force)
     target.set_traffic(split)
     service = target.describe()
     changes: dict[str, Any] = {LOCK: None} if lock else {}
@@ -74,6 +82,7 @@ def show(target: Service, monitoring: Monitoring, out: TextIO) -> int:
               f"{step_text(lock)}; traffic is as that step set it ({split_text(split)}). "
               f"`make rollout` resumes it; `make rollback` returns 100% to {lock['stable']}.", file=out)
     for entry in annotation(service, ROLLED_BACK, []):
+        bar = "" if entry.get("barred", True) else " (not barred: too few requests to judge)"
         print(f"rolled back: {entry.get('revision')} ({entry.get('image')}) at {entry.get('at')}: "
-              f"{entry.get('reason')}", file=out)
+              f"{entry.get('reason')}{bar}", file=out)
     return 0

@@ -11,19 +11,32 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from iris_tools.google.api import ApiError
 from iris_tools.google.gcloud import GcloudError
 from iris_tools.google.monitoring import Figures, Monitoring
-from iris_tools.rollout.errors import EXIT_ROLLED_BACK, RolloutError
+from iris_tools.rollout.errors import EXIT_FAILED, EXIT_ROLLED_BACK, RolloutError
 from iris_tools.rollout.gate import Verdict, judge
 from iris_tools.rollout.invoke import ask
-from iris_tools.rollout.lock import HISTORY, LOCK, ROLLED_BACK, acquire, appended, lock_state, now_text, step_text
+from iris_tools.rollout.lock import (
+    HISTORY,
+    LOCK,
+    ROLLED_BACK,
+    acquire,
+    appended,
+    digest_of,
+    lock_state,
+    now_text,
+    step_text,
+)
 from iris_tools.rollout.printing import live_line, summary
-from iris_tools.rollout.service import Service, annotation, image_of, ready, shares, split_text
+from iris_tools.rollout.rollback import check_not_barred
+from iris_tools.rollout.service import Conflict, Service, annotation, image_of, ready, shares, split_text
 from iris_tools.rollout.shadow import Shadow
 from iris_tools.state import write_atomically
 
@@ -39,6 +52,14 @@ class Step:
     stable: Figures = field(default_factory=Figures)
     verdict: str = ""
     reasons: list[str] = field(default_factory=list)
+
+
+class Stopped(RolloutError):
+    """Someone else acted on the service mid-rollout (`make rollback`, a traffic change): stop, touch nothing."""
+
+    def __init__(self, message: str, aborted: bool = False) -> None:
+        super().__init__(message)
+        self.aborted = aborted
 
 
 class Rollout:
@@ -59,7 +80,6 @@ class Rollout:
             raise RolloutError(f"a rollout of {lock['candidate']} (from {lock['stable']}) is running on service "
                                f"{settings.service} (pid {lock['pid']} on {lock['host']}, at step "
                                f"{step_text(lock)}); wait for it, or stop it and `make rollback`")
-        rolled_back = annotation(service, ROLLED_BACK, [])
         image = f"{settings.image}:{model}" if model else None
         resume = None
         if lock:  # interrupted: resume it, when this asks for the same candidate (or names none)
@@ -70,10 +90,11 @@ class Rollout:
                                    f"or undo it with `make rollback`")
             resume, revision, model = lock, lock["candidate"], None
             print(f"resuming the interrupted rollout of {revision} at step {step_text(lock)}", file=self.out)
-        for entry in rolled_back:
-            if not settings.force and (entry.get("revision") == revision or (image and entry.get("image") == image)):
-                raise RolloutError(f"{entry.get('revision')} ({entry.get('image')}) was rolled back at "
-                                   f"{entry.get('at')}: {entry.get('reason')}; roll it out again with FORCE=1")
+        steps = resume.get("steps") if resume else settings.steps
+        if resume and not (isinstance(steps, list) and steps and all(type(p) is int for p in steps)
+                           and isinstance(resume.get("step"), int) and -1 <= resume["step"] < len(steps)):
+            raise RolloutError(f"the interrupted rollout's record does not fit (steps {steps!r}, step "
+                               f"{resume.get('step')!r}): nothing was changed; `make rollback` undoes it")
         split = shares(service)
         stable = resume["stable"] if resume else max(split, key=split.get)
         if not resume and split.get(stable) != 100:
@@ -90,6 +111,7 @@ class Rollout:
             raise RolloutError(f"{revision} already serves 100% of service {settings.service}")
         if not ready(revisions[revision]):
             raise RolloutError(f"candidate {revision} is not ready and gets no traffic")
+        check_not_barred(service, revisions[revision], settings.force)
         if settings.min_agreement is not None and not resume:
             report = Shadow(self.service, self.out).run(None, revision,
                                                         self.report_dir.parent / "report" / "shadow.json")
@@ -98,9 +120,24 @@ class Rollout:
                       f"{report['n']} recent inputs, below MIN_AGREEMENT {100 * settings.min_agreement:g}%; "
                       f"no traffic moved.", file=self.out, flush=True)
                 return EXIT_ROLLED_BACK
-        lock = acquire(self.service, revision, stable, {**(resume or {}), "image": image_of(revisions[revision])})
-        self.warm_up(revision)
-        return self._walk(lock)
+        lock = acquire(self.service, revision, stable, {**(resume or {}), "image": image_of(revisions[revision]),
+                                                         "digest": digest_of(revisions[revision])}, steps)
+        self.record = {"service": settings.service, "target": self.service.gcloud.target, "candidate": revision,
+                       "stable": stable, "plan": steps, "thresholds": asdict(settings.thresholds),
+                       "steps": [], "samples": [], "decision": None, "started": time.time(),
+                       "path": str(self.report_dir / f"{settings.service}-{time.strftime('%Y%m%d-%H%M%S')}.json")}
+        self._save()
+        try:
+            if not resume:
+                self.warm_up(revision)
+            return self._walk(lock)
+        except Stopped as stop:  # someone else acted: traffic is theirs now, and is not touched again
+            self.record.update(decision="aborted" if stop.aborted else "stopped", reason=str(stop))
+            self._save()
+            print(f"\n{'ABORTED' if stop.aborted else 'STOPPED'}: {stop}", file=self.out, flush=True)
+            return EXIT_FAILED
+        except Exception as exc:  # gcloud, the APIs, a bug: users go back to the stable revision
+            return self._fail_safe(lock, exc)
 
     def warm_up(self, revision: str) -> None:
         """WARMUP_REQUESTS predictions at the candidate's tag URL, four at a time, before users reach it:
@@ -129,68 +166,91 @@ class Rollout:
 
     def _walk(self, lock: dict[str, Any]) -> int:
         settings = self.settings
-        candidate, stable = lock["candidate"], lock["stable"]
-        record: dict[str, Any] = {"service": settings.service, "target": self.service.gcloud.target,
-                                  "candidate": candidate, "stable": stable, "thresholds": asdict(settings.thresholds),
-                                  "steps": [], "samples": [], "decision": None, "started": time.time()}
+        candidate, stable, steps = lock["candidate"], lock["stable"], lock["steps"]
         previous_stable = Figures()
         start_index = max(0, lock.get("step", -1))
-        print(f"rolling out {candidate} (stable {stable}) in steps {' '.join(f'{p}%' for p in settings.steps)}; "
-              f"{settings.step_seconds:g} s and {settings.thresholds.min_requests} candidate requests per step",
-              file=self.out, flush=True)
+        print(f"rolling out {candidate} (stable {stable}) in steps {' '.join(f'{p}%' for p in steps)}; "
+              f"{settings.step_seconds:g} s of judged time and {settings.thresholds.min_requests} candidate "
+              f"requests per step", file=self.out, flush=True)
         expected = ({stable: 100} if lock.get("step", -1) < 0 else
-                    {stable: 100 - settings.steps[start_index], candidate: settings.steps[start_index]})
-        for index in range(start_index, len(settings.steps)):
-            percent = settings.steps[index]
-            service = self.service.describe()
-            found = shares(service)
-            if found != {name: share for name, share in expected.items() if share}:
-                raise RolloutError(f"the traffic of service {settings.service} was changed by someone else during "
-                                   f"the rollout: it is {split_text(found)}, the rollout had set "
-                                   f"{split_text(expected)}; the rollout stops here and changes nothing "
-                                   f"(`make traffic` shows it, `make rollback` undoes the rollout)")
+                    {stable: 100 - steps[start_index], candidate: steps[start_index]})
+        for index in range(start_index, len(steps)):
+            percent = steps[index]
+            service = self._still_ours(lock, expected)
             expected = {stable: 100 - percent, candidate: percent}
             lock.update(step=index, updated=time.time())
-            self.service.annotate({LOCK: lock}, service, split=expected)  # the split and the step, in one write
+            try:  # the split and the step, in one write, with the version just read
+                self.service.annotate({LOCK: lock}, service, split=expected)
+            except Conflict as exc:
+                raise Stopped(f"{exc}; the rollout stops here and changes nothing") from None
             step = Step(percent, time.time())
-            verdict = self._watch(step, index, candidate, stable, previous_stable, record)
+            verdict = self._watch(step, index, lock, expected, previous_stable)
             step.ended = time.time()
             step.verdict, step.reasons = verdict.decision, verdict.reasons
             step.candidate, step.stable = verdict.candidate, verdict.stable
-            record["steps"].append(asdict(step))
-            print(f"step {index + 1}/{len(settings.steps)} at {percent}%: {verdict.line()}", file=self.out, flush=True)
+            self.record["steps"].append(asdict(step))
+            self._save()
+            print(f"step {index + 1}/{len(steps)} at {percent}%: {verdict.line()}", file=self.out, flush=True)
             if verdict.decision != "promote":
-                return self._roll_back(candidate, stable, verdict, record)
+                return self._roll_back(lock, verdict)
             if step.stable.requests:
                 previous_stable = step.stable
-        service = self.service.describe()
+        service = self._still_ours(lock, expected)
         history = annotation(service, HISTORY, [])
-        self.service.annotate({LOCK: None, HISTORY: appended(history, candidate)}, service)
-        record["decision"] = "promoted"
-        self._save(record)
-        print(summary(record), file=self.out)
+        try:
+            self.service.annotate({LOCK: None, HISTORY: appended(history, candidate)}, service)
+        except Conflict as exc:
+            raise Stopped(f"{exc}; the rollout had reached 100% and stops without changing traffic") from None
+        self.record["decision"] = "promoted"
+        self._save()
+        print(summary(self.record), file=self.out)
         print(f"\n{candidate} serves 100% of service {settings.service}. `make rollback` returns to {stable}.",
               file=self.out, flush=True)
         return 0
 
-    def _watch(self, step: Step, index: int, candidate: str, stable: str, previous_stable: Figures,
-               record: dict[str, Any]) -> Verdict:
-        """Wait out the step's window; judge as figures arrive. At 100% the stable revision serves nothing:
-        the candidate is judged against the stable figures of the step before."""
+    def _still_ours(self, lock: dict[str, Any], expected: dict[str, int]) -> dict[str, Any]:
+        """The service, read now, if this rollout still holds it: its lock is this one and the split is the one it
+        set. Otherwise Stopped: `make rollback` aborted it, or someone else changed the traffic."""
+        service = self.service.describe()
+        held = annotation(service, LOCK, None)
+        found = shares(service)
+        wanted = {name: share for name, share in expected.items() if share}
+        if not held or held.get("id") != lock["id"]:
+            if found == {lock["stable"]: 100}:
+                raise Stopped(f"the rollout was aborted (`make rollback`): 100% is on {lock['stable']}; the "
+                              f"rollout stops and does not touch traffic again", aborted=True)
+            raise Stopped(f"the rollout's record on service {self.settings.service} was removed or replaced by "
+                          f"someone else (traffic now: {split_text(found)}); the rollout stops and changes nothing")
+        if found != wanted:
+            raise Stopped(f"the traffic of service {self.settings.service} was changed by someone else during the "
+                          f"rollout: it is {split_text(found)}, the rollout had set {split_text(wanted)}; the rollout "
+                          f"stops here and changes nothing (`make traffic` shows it, `make rollback` undoes the "
+                          f"rollout)")
+        return service
+
+    def _watch(self, step: Step, index: int, lock: dict[str, Any], expected: dict[str, int],
+               previous_stable: Figures) -> Verdict:
+        """Wait out the step; judge as figures arrive. The judged window is [the step's start, now - the
+        monitoring delay]: nothing from before the step (the warm-up, a shadow replay, the step before) is
+        counted, and the step lasts until it has STEP_SECONDS of judged time. Each poll also checks the
+        rollout still holds the service. At 100% the stable revision serves nothing: the candidate is judged
+        against the stable figures of the step before."""
         settings = self.settings
+        candidate, stable = lock["candidate"], lock["stable"]
         live = self.out.isatty() if hasattr(self.out, "isatty") else False
-        window_end = step.started + settings.step_seconds
+        window_end = step.started + settings.delay_seconds + settings.step_seconds
         hold_end = window_end + settings.max_hold_seconds
         while True:
             time.sleep(settings.poll_seconds)
+            self._still_ours(lock, expected)
             now = time.time()
-            figures = self.monitoring.figures(settings.service, step.started - settings.delay_seconds,
-                                              now - settings.delay_seconds)
+            judged_end = max(step.started, now - settings.delay_seconds)
+            figures = self.monitoring.figures(settings.service, step.started, judged_end)
             mine, theirs = figures.get(candidate, Figures()), figures.get(stable, Figures())
             reference = theirs if theirs.requests else previous_stable
-            record["samples"].append({"at": now, "percent": step.percent, "candidate": asdict(mine),
-                                      "stable": asdict(theirs)})
-            text = live_line(index, len(settings.steps), step.percent, max(0.0, window_end - now), mine, theirs)
+            self.record["samples"].append({"at": now, "percent": step.percent, "window": [step.started, judged_end],
+                                           "candidate": asdict(mine), "stable": asdict(theirs)})
+            text = live_line(index, len(lock["steps"]), step.percent, max(0.0, window_end - now), mine, theirs)
             if live:
                 print("\r" + text.ljust(118), end="", file=self.out, flush=True)
             else:
@@ -207,31 +267,77 @@ class Rollout:
                 if live:
                     print(file=self.out)
                 verdict.decision = "rollback"
+                verdict.insufficient = True
                 verdict.reasons.append(f"still too few requests after holding {settings.max_hold_seconds:g} s "
                                        f"(MAX_HOLD_SECONDS)")
                 return verdict
 
-    def _roll_back(self, candidate: str, stable: str, verdict: Verdict, record: dict[str, Any]) -> int:
-        self.service.set_traffic({stable: 100})
-        service = self.service.describe()
-        rolled_back = annotation(service, ROLLED_BACK, [])
-        image = next((image_of(r) for r in self.service.revisions() if r["metadata"]["name"] == candidate), None)
-        entry = {"revision": candidate, "image": image, "reason": "; ".join(verdict.reasons), "at": now_text()}
-        self.service.annotate({LOCK: None, ROLLED_BACK: appended(rolled_back, entry)}, service)
-        record["decision"] = "rolled back"
-        record["verdict"] = verdict.as_json()
-        self._save(record)
-        print(summary(record), file=self.out)
+    def _roll_back(self, lock: dict[str, Any], verdict: Verdict) -> int:
+        candidate, stable = lock["candidate"], lock["stable"]
+        entry = {"revision": candidate, "image": lock.get("image"), "digest": lock.get("digest"),
+                 "reason": "; ".join(verdict.reasons), "barred": not verdict.insufficient, "at": now_text()}
+        self._restore(lock, entry)
+        self.record["decision"] = "rolled back"
+        self.record["verdict"] = verdict.as_json()
+        self._save()
+        print(summary(self.record), file=self.out)
         print(f"\nROLLED BACK: 100% is on {stable} again. {candidate}: {entry['reason']}. Thresholds: 5xx rate "
               f"<= {100 * verdict.thresholds.max_error_rate:g}%, p99 <= {verdict.thresholds.max_latency_ratio:g}x "
               f"the stable p99 (or + {verdict.thresholds.min_latency_delta_ms:g} ms), breaches called at "
               f"{100 * verdict.thresholds.confidence:g}% confidence, at least {verdict.thresholds.min_requests} "
-              f"requests per step.", file=self.out, flush=True)
+              f"requests per step." + ("" if entry["barred"] else " It is not barred: it was not judged, only "
+                                             "short of requests; `make rollout` may try it again."),
+              file=self.out, flush=True)
         return EXIT_ROLLED_BACK
 
-    def _save(self, record: dict[str, Any]) -> None:
-        record["ended"] = time.time()
-        path = self.report_dir / f"{self.settings.service}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        write_atomically(path, json.dumps(record, indent=1))
-        write_atomically(self.report_dir / "latest.json", json.dumps(record, indent=1))
-        print(f"figures of every step: {path}", file=self.out)
+    def _restore(self, lock: dict[str, Any], entry: dict[str, Any]) -> None:
+        """100% on the stable revision, the lock removed and the candidate recorded, in one write; re-read and
+        made again when it loses a race (never over someone else's change: if the lock is no longer ours,
+        whoever took it decides)."""
+        for _ in range(5):
+            service = self.service.describe()
+            held = annotation(service, LOCK, None)
+            if held and held.get("id") != lock["id"]:
+                raise Stopped("another rollout holds the service now; this one stops without touching traffic")
+            rolled_back = annotation(service, ROLLED_BACK, [])
+            try:
+                self.service.annotate({LOCK: None, ROLLED_BACK: appended(rolled_back, entry)}, service,
+                                      split={lock["stable"]: 100})
+                return
+            except Conflict:
+                continue
+        raise RolloutError(f"could not write 100% to {lock['stable']}: the service kept changing")
+
+    def _fail_safe(self, lock: dict[str, Any], error: BaseException) -> int:
+        """Anything that went wrong mid-rollout: users back on the stable revision, the record saying why,
+        a non-zero exit. If even that write fails, the message says what to run."""
+        what = f"{type(error).__name__}: {error}"
+        print(f"\nFAILED: {what}", file=self.out, flush=True)
+        if not isinstance(error, (RolloutError, GcloudError, ApiError)):
+            traceback.print_exc(file=self.out)
+        self.record.update(decision="failed", reason=what)
+        entry = {"revision": lock["candidate"], "image": lock.get("image"), "digest": lock.get("digest"),
+                 "reason": f"the rollout failed: {what}", "barred": False, "at": now_text()}
+        try:
+            self._restore(lock, entry)
+            self.record["traffic"] = f"100% on {lock['stable']}"
+            print(f"100% is on {lock['stable']} again; the candidate is not barred (it was not judged).",
+                  file=self.out, flush=True)
+        except Exception as restore_error:  # noqa: BLE001 - the last line of defence: say what to do
+            self.record["traffic"] = f"NOT RESTORED: {type(restore_error).__name__}: {restore_error}"
+            print(f"COULD NOT RESTORE TRAFFIC ({restore_error}). Run: gcloud run services update-traffic "
+                  f"{self.settings.service} --to-revisions {lock['stable']}=100", file=self.out, flush=True)
+        self._save()
+        return EXIT_FAILED
+
+    def _save(self) -> None:
+        """The record, atomically, after every step and decision: a rollout killed at any point leaves one that
+        says where it was."""
+        self.record["updated"] = time.time()
+        if self.record.get("decision"):
+            self.record["ended"] = self.record["updated"]
+        text = json.dumps(self.record, indent=1)
+        write_atomically(Path(self.record["path"]), text)
+        write_atomically(self.report_dir / "latest.json", text)
+        if self.record.get("decision"):
+            print(f"figures of every step: {self.record['path']}", file=self.out)

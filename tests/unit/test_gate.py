@@ -103,8 +103,24 @@ def test_a_healthy_candidate_reading_half_to_once_the_stable_p99_passes() -> Non
         assert judge(candidate(500, p99=10.0 * ratio), STABLE, T).decision == "promote"
 
 
-def test_latency_is_not_judged_without_stable_figures() -> None:
-    assert judge(candidate(500, p99=900.0, slow=500, slow_from=750.0), Figures(), T).decision == "promote"
+@pytest.mark.parametrize("stable_requests", [0, 1, 49])
+def test_a_stable_p99_from_too_few_requests_is_no_baseline_so_the_step_holds(stable_requests: int) -> None:
+    """Broken on purpose (the latency check skipped without a baseline, as before): a candidate at 900 ms was
+    promoted."""
+    few = Figures(stable_requests, 0, 1.0, 10.0 if stable_requests else None, ((0.0, stable_requests),))
+    verdict = judge(candidate(500, p99=900.0, slow=500, slow_from=750.0), few, T)
+    assert verdict.decision == "hold" and "no latency baseline" in verdict.reasons[0], verdict.reasons
+
+
+def test_a_stable_revision_breaching_itself_holds_the_step_and_blames_no_one() -> None:
+    """A downstream outage: the stable revision answers 5% 5xx. A candidate as bad is not rolled back for it,
+    and a healthy one is not promoted past it. Broken on purpose (no baseline check): rolled back."""
+    outage = Figures(2000, 100, 1.0, 10.0, ((0.0, 1980), (7.5, 20)))
+    for errors in (0, 25):
+        verdict = judge(candidate(500, errors=errors), outage, T)
+        assert verdict.decision == "hold" and "stable revision itself breaches" in verdict.reasons[0]
+    within_chance = Figures(1000, 12, 1.0, 10.0, ((0.0, 990), (7.5, 10)))  # 1.2%: not a significant breach
+    assert judge(candidate(500), within_chance, T).decision == "promote"
 
 
 def test_a_candidate_that_is_not_ready_is_rolled_back_whatever_its_figures() -> None:
