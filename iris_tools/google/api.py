@@ -8,6 +8,7 @@ token is sent (auth is disabled there).
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +18,7 @@ from typing import Any
 from iris_tools.google.gcloud import Gcloud
 
 TOKEN_RENEW_S = 30 * 60  # renewed well inside an access token's hour
-TIMEOUT_S = 60.0
+TIMEOUT_S = float(os.environ.get("API_TIMEOUT_S") or 60)  # an API that does not answer in this long has failed
 
 
 class ApiError(Exception):

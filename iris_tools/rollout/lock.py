@@ -38,6 +38,8 @@ def now_text() -> str:
 def step_text(lock: dict[str, Any]) -> str:
     step = lock.get("step", -1)
     steps = lock.get("steps", [])
+    if not isinstance(step, int) or not isinstance(steps, list) or step >= len(steps):
+        return f"{step!r} (not one of its steps {steps!r})"
     return "none yet" if step < 0 else f"{step + 1} of {len(steps)} ({steps[step]}%)"
 
 

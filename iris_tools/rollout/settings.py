@@ -17,6 +17,10 @@ class Settings:
     max_hold_seconds: float = 30.0  # a step with too few candidate requests waits this long, then rolls back
     poll_seconds: float = 1.0
     delay_seconds: float = 0.0  # how late the monitoring API reports (Cloud Monitoring: a few minutes)
+    # How coarse its figures are in time (Cloud Run's are 60 s points; the local sampler reads Envoy's
+    # counters, flushed every second, every second): a step's first this-many seconds are not judged,
+    # so requests from before the step (the warm-up, a shadow replay, the step before) never count in it.
+    resolution_seconds: float = 2.0
     thresholds: Thresholds = field(default_factory=Thresholds)
     image: str = "iris"
     force: bool = False
@@ -30,7 +34,7 @@ class Settings:
         """Defaults by target (Cloud Monitoring's delay sets the Cloud Run ones), each overridable."""
         cloud = target == "cloudrun"
         defaults = cls(step_seconds=600.0 if cloud else 10.0, poll_seconds=30.0 if cloud else 1.0,
-                       delay_seconds=180.0 if cloud else 0.0,
+                       delay_seconds=180.0 if cloud else 0.0, resolution_seconds=60.0 if cloud else 2.0,
                        thresholds=Thresholds(min_requests=100 if cloud else 50))
 
         def number(name: str, default: float) -> float:
@@ -71,6 +75,7 @@ class Settings:
                    max_hold_seconds=number("MAX_HOLD_SECONDS", 3 * step_seconds),
                    poll_seconds=number("POLL_SECONDS", defaults.poll_seconds),
                    delay_seconds=number("MONITORING_DELAY_S", defaults.delay_seconds),
+                   resolution_seconds=number("METRIC_RESOLUTION_S", defaults.resolution_seconds),
                    thresholds=thresholds, image=environ.get("IMAGE") or "iris",
                    force=environ.get("FORCE") in ("1", "true", "yes"),
                    public=environ.get("PUBLIC") in ("1", "true", "yes"),

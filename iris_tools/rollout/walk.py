@@ -230,25 +230,27 @@ class Rollout:
 
     def _watch(self, step: Step, index: int, lock: dict[str, Any], expected: dict[str, int],
                previous_stable: Figures) -> Verdict:
-        """Wait out the step; judge as figures arrive. The judged window is [the step's start, now - the
-        monitoring delay]: nothing from before the step (the warm-up, a shadow replay, the step before) is
-        counted, and the step lasts until it has STEP_SECONDS of judged time. Each poll also checks the
+        """Wait out the step; judge as figures arrive. The judged window is [the step's start + the figures'
+        resolution, now - the monitoring delay]: nothing from before the step (the warm-up, a shadow replay,
+        the step before) is counted, and the step lasts until it has STEP_SECONDS of judged time. Each poll also checks the
         rollout still holds the service. At 100% the stable revision serves nothing: the candidate is judged
         against the stable figures of the step before."""
         settings = self.settings
         candidate, stable = lock["candidate"], lock["stable"]
         live = self.out.isatty() if hasattr(self.out, "isatty") else False
-        window_end = step.started + settings.delay_seconds + settings.step_seconds
+        judged_start = step.started + settings.resolution_seconds
+        window_end = judged_start + settings.delay_seconds + settings.step_seconds
         hold_end = window_end + settings.max_hold_seconds
         while True:
             time.sleep(settings.poll_seconds)
             self._still_ours(lock, expected)
             now = time.time()
-            judged_end = max(step.started, now - settings.delay_seconds)
-            figures = self.monitoring.figures(settings.service, step.started, judged_end)
+            judged_end = max(judged_start, now - settings.delay_seconds)
+            figures = (self.monitoring.figures(settings.service, judged_start, judged_end)
+                       if judged_end > judged_start else {})
             mine, theirs = figures.get(candidate, Figures()), figures.get(stable, Figures())
             reference = theirs if theirs.requests else previous_stable
-            self.record["samples"].append({"at": now, "percent": step.percent, "window": [step.started, judged_end],
+            self.record["samples"].append({"at": now, "percent": step.percent, "window": [judged_start, judged_end],
                                            "candidate": asdict(mine), "stable": asdict(theirs)})
             text = live_line(index, len(lock["steps"]), step.percent, max(0.0, window_end - now), mine, theirs)
             if live:

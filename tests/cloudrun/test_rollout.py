@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import json
 import os
 import signal
 import subprocess
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from sklearn.svm import LinearSVC
 
-from tests.cloudrun.harness import LocalCloudRun, Load, traffic_of
+from tests.cloudrun.harness import SERVICES, LocalCloudRun, Load, traffic_of
 from tests.helpers import ROOT, write_model_version
 
 FAULTY_MAIN = '''
@@ -229,10 +233,11 @@ def test_make_traffic_sets_a_split_by_model_name_and_shows_it(stable: LocalCloud
     assert bad.returncode != 0 and "add up to 110, not 100" in bad.stderr
 
 
-def test_a_split_someone_else_set_mid_step_stops_the_rollout_before_its_next_step(stable: LocalCloudRun) -> None:
-    """Someone sets 70/30 while the rollout's first step runs: a split the rollout never sets, so however
-    late gcloud applies it, the rollout's next step finds it. Broken on purpose (the check before each
-    step deleted), it fails: the rollout set its own split over the person's and went on to 100%."""
+def test_a_split_someone_else_set_mid_step_stops_the_rollout_at_its_next_poll(stable: LocalCloudRun) -> None:
+    """Someone sets 70/30 while the rollout's first step runs (a 10 s step): the rollout's next poll finds it,
+    and the rollout stops, changes nothing, and says so in its record. Broken on purpose (the check on each
+    poll and before each step deleted), it fails: the rollout set its own split over the person's and went
+    on to 100%."""
     before = next(iter(shares(stable)))
     with Load(stable.read()["status"]["url"]):
         env = {**stable.env, "TARGET": "local", **FAST, "STEP_SECONDS": "10"}
@@ -245,7 +250,172 @@ def test_a_split_someone_else_set_mid_step_stops_the_rollout_before_its_next_ste
         stable.ok("run", "services", "update-traffic", "iris", "--to-revisions", f"{before}=70,{candidate}=30")
         out, err = rollout.communicate(timeout=300)
     assert rollout.returncode != 0, out + err
-    assert "Traceback" not in err
-    assert "was changed by someone else during the rollout: it is" in err and "the rollout had set" in err
-    assert f"{before} 70%" in err and f"{candidate} 30%" in err
+    assert "Traceback" not in out + err
+    record = json.loads((stable.run_dir / "rollout" / "latest.json").read_text())
+    assert record["decision"] == "stopped", record.get("reason")
+    assert "was changed by someone else during the rollout: it is" in record["reason"]
+    assert f"{before} 70%" in record["reason"] and f"{candidate} 30%" in record["reason"]
     assert shares(stable) == {before: 70, candidate: 30}  # the person's split stands
+
+
+def test_make_rollback_aborts_a_running_rollout_and_the_rollout_stops_without_touching_traffic(
+        stable: LocalCloudRun) -> None:
+    """`make rollback` while a rollout holds the lock: 100% back on the stable revision at once; the rollout
+    notices at its next poll, exits non-zero and records that it was aborted. Broken on purpose (rollback
+    refusing a live lock, as before): it answered "stop it first" and traffic stayed at 95/5."""
+    before = next(iter(shares(stable)))
+    rollout, lock = slow_rollout_at_its_first_step(stable)
+    try:
+        aborted = make(stable, "rollback")
+        assert aborted.returncode == 0, aborted.stdout + aborted.stderr
+        assert shares(stable) == {before: 100}
+        assert rollout.wait(timeout=30) != 0
+    finally:
+        if rollout.poll() is None:
+            kill(rollout)
+    record = json.loads((stable.run_dir / "rollout" / "latest.json").read_text())
+    assert record["decision"] == "aborted" and "make rollback" in record["reason"], record.get("reason")
+    time.sleep(2)
+    assert shares(stable) == {before: 100} and annotation(stable, "rollout") is None  # and it stayed so
+    entry = annotation(stable, "rolled-back")[-1]
+    assert entry["revision"] == lock["candidate"] and entry["barred"] and entry["digest"].startswith("iris@sha256:")
+
+
+def test_a_rolled_back_version_stays_rolled_back(stable: LocalCloudRun) -> None:
+    """lin_svc promoted, then `make rollback` twice: the second does not send traffic back to lin_svc
+    (cloud-run-release-manager #112); SPLIT= and a new `make rollout` of the same image (a new revision, the
+    same digest) are refused until FORCE=1. Broken on purpose (no bar in rollback): the second rollback
+    sent 100% back to lin_svc."""
+    before = next(iter(shares(stable)))
+    with Load(stable.read()["status"]["url"]):
+        promoted = make(stable, "rollout", "MODEL=lin_svc")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    candidate = next(iter(shares(stable)))
+    assert make(stable, "rollback").returncode == 0 and shares(stable) == {before: 100}
+    again = make(stable, "rollback")
+    assert again.returncode != 0 and f"skipped: {candidate}" in again.stderr, again.stdout + again.stderr
+    assert shares(stable) == {before: 100}
+    split = make(stable, "traffic", f"SPLIT={before}=90 {candidate}=10")
+    assert split.returncode != 0 and "was rolled back" in split.stderr and shares(stable) == {before: 100}
+    redeployed = make(stable, "rollout", "MODEL=lin_svc")
+    assert redeployed.returncode != 0 and "was rolled back" in redeployed.stderr, redeployed.stderr
+    assert shares(stable) == {before: 100}
+    forced = make(stable, "traffic", f"SPLIT={before}=90 {candidate}=10", FORCE="1")
+    assert forced.returncode == 0, forced.stderr
+    assert shares(stable) == {before: 90, candidate: 10}
+
+
+def test_a_resume_keeps_the_steps_it_was_started_with_and_refuses_a_record_that_does_not_fit(
+        stable: LocalCloudRun) -> None:
+    """A rollout of 5 50 100 interrupted at 5% resumes with those steps, whatever STEPS says now; a record
+    whose step is outside its steps is refused, traffic untouched. Broken on purpose (the current STEPS
+    read on resume, as before): the resumed lock said [10, 100]."""
+    before = next(iter(shares(stable)))
+    first, lock = slow_rollout_at_its_first_step(stable)
+    kill(first)
+    env = {**stable.env, "TARGET": "local", **FAST, "STEPS": "10 100", "STEP_SECONDS": "600",
+           "MAX_HOLD_SECONDS": "600"}
+    resumed = subprocess.Popen(["make", "-s", "rollout"], cwd=ROOT, env=env, text=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (annotation(stable, "rollout") or {}).get("id") == lock["id"]:
+            time.sleep(0.3)
+        assert annotation(stable, "rollout")["steps"] == [5, 50, 100]
+    finally:
+        kill(resumed)
+    assert shares(stable) == {before: 95, lock["candidate"]: 5}
+    record = dict(annotation(stable, "rollout"), step=7)
+    service = stable.read()
+    service["metadata"]["annotations"]["iris-versions.dev/rollout"] = json.dumps(record)
+    written = requests.put(stable.api() + SERVICES + "/iris", json=service, timeout=30)
+    assert written.status_code == 200, written.text
+    refused = make(stable, "rollout")
+    assert refused.returncode != 0 and "does not fit" in refused.stderr, refused.stdout + refused.stderr
+    assert shares(stable) == {before: 95, lock["candidate"]: 5}
+
+
+class FaultyMonitoring:
+    """A proxy in front of the local Cloud Run (gcloud's and the tools' way in): everything passes through,
+    except Cloud Monitoring's timeSeries.list once `armed`, which answers `fault` (an HTTP status, or "hang")."""
+
+    def __init__(self, upstream_port: int, fault: str) -> None:
+        self.fault = fault
+        self.armed = threading.Event()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if proxy.armed.is_set() and "/timeSeries" in self.path:
+                    if proxy.fault == "hang":
+                        time.sleep(30)
+                        return
+                    self.send_response(int(proxy.fault))
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(json.dumps({"error": {"code": int(proxy.fault), "message": "injected"}}).encode())
+                    return
+                connection = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=120)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection",)}
+                connection.request(self.command, self.path, body=body or None, headers=headers)
+                answer = connection.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("fault", ["500", "401", "hang"])
+def test_monitoring_failing_mid_step_sends_users_back_to_the_stable_revision(stable: LocalCloudRun,
+                                                                            fault: str) -> None:
+    """Cloud Monitoring answers 500, 401, or nothing, in the middle of the first step: the rollout puts 100%
+    back on the stable revision, records what failed, and exits 1 without a traceback. Broken on purpose
+    (no fail-safe, as before): the exception escaped and the canary kept its 5%."""
+    before = next(iter(shares(stable)))
+    config = stable.run_dir / "gcloud" / "configurations" / "config_default"
+    original = config.read_text()
+    proxy = FaultyMonitoring(stable.state()["api_port"], fault)
+    config.write_text(original.replace(f"port = {stable.state()['api_port']}", f"port = {proxy.port}"))
+    try:
+        env = {**stable.env, "TARGET": "local", **FAST, "STEP_SECONDS": "600", "MAX_HOLD_SECONDS": "600",
+               "API_TIMEOUT_S": "3"}
+        with Load(stable.read()["status"]["url"]):
+            rollout = subprocess.Popen(["make", "-s", "rollout", "MODEL=lin_svc"], cwd=ROOT, env=env, text=True,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and (annotation(stable, "rollout") or {}).get("step", -1) < 0:
+                time.sleep(0.3)
+            assert len(shares(stable)) == 2  # the canary serves
+            proxy.armed.set()
+            out, err = rollout.communicate(timeout=120)
+    finally:
+        config.write_text(original)
+        proxy.close()
+    assert rollout.returncode != 0 and "Traceback" not in out + err, out + err
+    assert shares(stable) == {before: 100} and annotation(stable, "rollout") is None
+    record = json.loads((stable.run_dir / "rollout" / "latest.json").read_text())
+    assert record["decision"] == "failed" and record["traffic"] == f"100% on {before}", record
+    assert ("timed out" in record["reason"]) if fault == "hang" else (f"HTTP {fault}" in record["reason"])
+    assert annotation(stable, "rolled-back")[-1]["barred"] is False  # not judged: not barred
