@@ -27,7 +27,7 @@ MODELS := $(patsubst functions/%/main.py,%,$(wildcard functions/*/main.py))
 ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
 TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py shared/linear.py
 
-.PHONY: help venv models retrain up demo compare status stop emulator emulator-token emulator-status rollout rollback traffic shadow report test images base-image mlserver bench clean
+.PHONY: help venv models retrain up demo compare status stop emulator emulator-token emulator-status rollout rollback promote traffic shadow report test images base-image mlserver bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -81,13 +81,16 @@ emulator-status: | $(VENV)/.installed ## each local Cloud Run service's traffic 
 TARGET ?= cloudrun
 export TARGET SERVICE MODEL REVISION SPLIT STEPS STEP_SECONDS MIN_REQUESTS MAX_HOLD_SECONDS MAX_ERROR_RATE \
 	MAX_LATENCY_RATIO MIN_LATENCY_DELTA_MS CONFIDENCE MONITORING_DELAY_S POLL_SECONDS FORCE PUBLIC SERVICE_ACCOUNT PROJECT REGION \
-	MIN_AGREEMENT SHADOW_INPUTS SHADOW_FRESHNESS WARMUP_REQUESTS
+	MIN_AGREEMENT SHADOW_INPUTS SHADOW_FRESHNESS WARMUP_REQUESTS METRIC_RESOLUTION_S API_TIMEOUT_S
 
 rollout: | $(VENV)/.installed ## move SERVICE to MODEL=<name> (or REVISION=) in gated steps; rolls back on a breach
 	$(PY) -m iris_tools.rollout rollout
 
-rollback: | $(VENV)/.installed ## send 100% back to the last revision that had it before the current one
+rollback: | $(VENV)/.installed ## send 100% back to the revision before (aborts a running rollout); never to one rolled back
 	$(PY) -m iris_tools.rollout rollback
+
+promote: | $(VENV)/.installed ## let a rollout waiting at a pause step (STEPS="5 25 pause 50 100") go on
+	$(PY) -m iris_tools.rollout promote
 
 shadow: | $(VENV)/.installed ## replay the stable revision's recent inputs to MODEL=<name> at 0%: agreement, .run/report/shadow.json
 	$(PY) -m iris_tools.rollout shadow

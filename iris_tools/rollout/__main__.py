@@ -1,7 +1,8 @@
 """Traffic migration, from the command line (what `make rollout`, `make rollback` and `make traffic` run).
 
     python -m iris_tools.rollout rollout   [--model NAME | --revision REVISION]
-    python -m iris_tools.rollout rollback
+    python -m iris_tools.rollout rollback  (also aborts a running rollout)
+    python -m iris_tools.rollout promote   (a rollout waiting at a pause step goes on)
     python -m iris_tools.rollout traffic   [--split "svc=90 lin_svc=10"]
     python -m iris_tools.rollout shadow    [--model NAME | --revision REVISION]
 
@@ -11,7 +12,8 @@ Settings come from the environment (the Makefile passes its variables through):
   SERVICE             the Cloud Run service (default iris)
   IMAGE               image name without tag; MODEL=svc deploys $IMAGE:svc (default iris)
   PROJECT, REGION     passed to gcloud when set (default: the configuration's)
-  STEPS               candidate percentages, ending at 100 (default "5 25 50 100")
+  STEPS               candidate percentages, ending at 100 (default "5 25 50 100"); "pause" after a step
+                      holds there until `make promote` (e.g. "5 25 pause 50 100")
   STEP_SECONDS        each step's window (default 10 locally, 600 on Cloud Run)
   MIN_REQUESTS        candidate requests a step needs before it can pass (default 50 locally, 100 on Cloud Run)
   MAX_HOLD_SECONDS    how long a step with too few requests holds before it rolls back (default 3 x STEP_SECONDS)
@@ -21,6 +23,9 @@ Settings come from the environment (the Makefile passes its variables through):
   CONFIDENCE          a breach is called when the counts beyond a limit show it at this confidence
                       (one-sided binomial test; default 0.99)
   MONITORING_DELAY_S  how late figures arrive (default 180 on Cloud Run, where Cloud Monitoring lags; 0 locally)
+  METRIC_RESOLUTION_S how coarse figures are in time: a step's first this-many seconds are not judged, so
+                      nothing from before the step counts (default 60 on Cloud Run, 2 locally)
+  API_TIMEOUT_S       an API call that does not answer in this long has failed (default 60)
   POLL_SECONDS        how often figures are read (default 1 locally, 30 on Cloud Run)
   FORCE=1             roll out a revision (or image) that was rolled back before
   PUBLIC=1            grant allUsers the invoker role when deploying (default: the service keeps its policy;
@@ -46,6 +51,7 @@ from iris_tools.google.gcloud import Gcloud, GcloudError
 from iris_tools.google.monitoring import Monitoring
 from iris_tools.google.targets import run_dir
 from iris_tools.rollout.errors import EXIT_FAILED, RolloutError
+from iris_tools.rollout.promote import promote
 from iris_tools.rollout.rollback import rollback
 from iris_tools.rollout.service import Service
 from iris_tools.rollout.settings import Settings
@@ -66,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     rollout.add_argument("--model", default=os.environ.get("MODEL") or None)
     rollout.add_argument("--revision", default=os.environ.get("REVISION") or None)
     commands.add_parser("rollback")
+    commands.add_parser("promote")
     traffic = commands.add_parser("traffic")
     traffic.add_argument("--split", default=os.environ.get("SPLIT") or None)
     shadow = commands.add_parser("shadow")
@@ -81,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             raise RolloutError("give MODEL or REVISION, not both")
         if args.command == "rollback":
             return rollback(service, out)
+        if args.command == "promote":
+            return promote(service, out)
         if args.command == "shadow":
             limit = int(os.environ.get("SHADOW_INPUTS") or 500)
             Shadow(service, out, limit=limit, freshness=os.environ.get("SHADOW_FRESHNESS") or "1h").run(

@@ -40,6 +40,8 @@ def step_text(lock: dict[str, Any]) -> str:
     steps = lock.get("steps", [])
     if not isinstance(step, int) or not isinstance(steps, list) or step >= len(steps):
         return f"{step!r} (not one of its steps {steps!r})"
+    if step >= 0 and steps[step] == "pause":
+        return f"{step + 1} of {len(steps)} (a pause: `make promote` goes on, `make rollback` aborts)"
     return "none yet" if step < 0 else f"{step + 1} of {len(steps)} ({steps[step]}%)"
 
 

@@ -9,10 +9,18 @@ from iris_tools.rollout.errors import RolloutError
 from iris_tools.rollout.gate import Thresholds
 
 
+PAUSE = "pause"  # a step that holds the split until a person runs `make promote` (or `make rollback`)
+
+
+def percent_at(steps: list, index: int) -> int:
+    """The candidate's share at step `index`: a pause keeps the share of the step before it."""
+    return next((step for step in reversed(steps[: index + 1]) if step != PAUSE), 0)
+
+
 @dataclass
 class Settings:
     service: str = "iris"
-    steps: list[int] = field(default_factory=lambda: [5, 25, 50, 100])
+    steps: list[int | str] = field(default_factory=lambda: [5, 25, 50, 100])
     step_seconds: float = 10.0
     max_hold_seconds: float = 30.0  # a step with too few candidate requests waits this long, then rolls back
     poll_seconds: float = 1.0
@@ -51,11 +59,15 @@ class Settings:
 
         steps_text = environ.get("STEPS") or " ".join(map(str, defaults.steps))
         try:
-            steps = [int(step) for step in steps_text.replace(",", " ").split()]
+            steps = [PAUSE if step == PAUSE else int(step) for step in steps_text.replace(",", " ").split()]
         except ValueError:
-            raise RolloutError(f"STEPS={steps_text!r}: whole percentages, for example STEPS=\"5 25 50 100\"") from None
-        if not steps or steps != sorted(set(steps)) or steps[0] <= 0 or steps[-1] != 100:
-            raise RolloutError(f"STEPS={steps_text!r}: increasing percentages from above 0 that end at 100")
+            raise RolloutError(f"STEPS={steps_text!r}: whole percentages and pauses, for example "
+                               f"STEPS=\"5 25 pause 50 100\"") from None
+        percents = [step for step in steps if step != PAUSE]
+        if not percents or percents != sorted(set(percents)) or percents[0] <= 0 or steps[-1] != 100 \
+                or steps[0] == PAUSE or any(a == b == PAUSE for a, b in zip(steps, steps[1:])):
+            raise RolloutError(f"STEPS={steps_text!r}: increasing percentages from above 0 that end at 100, with "
+                               f"a pause (held until `make promote`) after any of them but the last")
         step_seconds = number("STEP_SECONDS", defaults.step_seconds)
         thresholds = Thresholds(
             max_error_rate=number("MAX_ERROR_RATE", defaults.thresholds.max_error_rate),

@@ -74,7 +74,10 @@ def show(target: Service, monitoring: Monitoring, out: TextIO) -> int:
                      ", ".join(tags.get(name, [])) or "-", str(f.requests), rate(f), ms(f.p50_ms), ms(f.p99_ms)])
     print(table(rows, indent="  "), file=out)
     lock, live = lock_state(service, settings)
-    if lock and live:
+    if lock and live and lock.get("paused"):
+        print(f"\na rollout of {lock['candidate']} from {lock['stable']} is waiting at a pause: step "
+              f"{step_text(lock)} (pid {lock['pid']} on {lock['host']})", file=out)
+    elif lock and live:
         print(f"\na rollout of {lock['candidate']} from {lock['stable']} is running: step "
               f"{step_text(lock)} (pid {lock['pid']} on {lock['host']})", file=out)
     elif lock:

@@ -37,6 +37,7 @@ from iris_tools.rollout.lock import (
 from iris_tools.rollout.printing import live_line, summary
 from iris_tools.rollout.rollback import check_not_barred
 from iris_tools.rollout.service import Conflict, Service, annotation, image_of, ready, shares, split_text
+from iris_tools.rollout.settings import PAUSE, percent_at
 from iris_tools.rollout.shadow import Shadow
 from iris_tools.state import write_atomically
 
@@ -91,7 +92,7 @@ class Rollout:
             resume, revision, model = lock, lock["candidate"], None
             print(f"resuming the interrupted rollout of {revision} at step {step_text(lock)}", file=self.out)
         steps = resume.get("steps") if resume else settings.steps
-        if resume and not (isinstance(steps, list) and steps and all(type(p) is int for p in steps)
+        if resume and not (isinstance(steps, list) and steps and all(type(p) is int or p == PAUSE for p in steps)
                            and isinstance(resume.get("step"), int) and -1 <= resume["step"] < len(steps)):
             raise RolloutError(f"the interrupted rollout's record does not fit (steps {steps!r}, step "
                                f"{resume.get('step')!r}): nothing was changed; `make rollback` undoes it")
@@ -169,12 +170,16 @@ class Rollout:
         candidate, stable, steps = lock["candidate"], lock["stable"], lock["steps"]
         previous_stable = Figures()
         start_index = max(0, lock.get("step", -1))
-        print(f"rolling out {candidate} (stable {stable}) in steps {' '.join(f'{p}%' for p in steps)}; "
+        print(f"rolling out {candidate} (stable {stable}) in steps "
+              f"{' '.join(p if p == PAUSE else f'{p}%' for p in steps)}; "
               f"{settings.step_seconds:g} s of judged time and {settings.thresholds.min_requests} candidate "
               f"requests per step", file=self.out, flush=True)
-        expected = ({stable: 100} if lock.get("step", -1) < 0 else
-                    {stable: 100 - steps[start_index], candidate: steps[start_index]})
+        share = percent_at(steps, start_index) if lock.get("step", -1) >= 0 else 0
+        expected = {stable: 100 - share, candidate: share}
         for index in range(start_index, len(steps)):
+            if steps[index] == PAUSE:
+                self._pause(lock, index, expected)
+                continue
             percent = steps[index]
             service = self._still_ours(lock, expected)
             expected = {stable: 100 - percent, candidate: percent}
@@ -207,6 +212,37 @@ class Rollout:
         print(f"\n{candidate} serves 100% of service {settings.service}. `make rollback` returns to {stable}.",
               file=self.out, flush=True)
         return 0
+
+    def _pause(self, lock: dict[str, Any], index: int, expected: dict[str, int]) -> None:
+        """Hold the split until a person runs `make promote` (which marks the lock) or `make rollback` (which
+        aborts), as Argo Rollouts' `pause: {}`; the lock says it is waiting, so `make traffic` does too."""
+        service = self._still_ours(lock, expected)
+        if not (lock.get("step") == index and lock.get("paused")):
+            lock.update(step=index, paused=True, updated=time.time())
+            try:
+                service = self.service.annotate({LOCK: lock}, service)
+            except Conflict as exc:
+                raise Stopped(f"{exc}; the rollout stops here and changes nothing") from None
+        share = expected.get(lock["candidate"], 0)
+        print(f"step {index + 1}/{len(lock['steps'])}: paused at {share}% until `make promote` "
+              f"(or `make rollback`)", file=self.out, flush=True)
+        started = time.time()
+        while True:
+            held = annotation(service, LOCK, None) or {}
+            if held.get("promoted"):
+                lock.update(paused=False, promoted=False, updated=time.time())
+                try:
+                    self.service.annotate({LOCK: lock}, service)
+                except Conflict as exc:
+                    raise Stopped(f"{exc}; the rollout stops here and changes nothing") from None
+                self.record["steps"].append(asdict(Step(share, started, time.time(), verdict="promote",
+                                                        reasons=[f"promoted by {held['promoted']}"])))
+                self._save()
+                print(f"step {index + 1}/{len(lock['steps'])}: promoted by {held['promoted']}", file=self.out,
+                      flush=True)
+                return
+            time.sleep(self.settings.poll_seconds)
+            service = self._still_ours(lock, expected)
 
     def _still_ours(self, lock: dict[str, Any], expected: dict[str, int]) -> dict[str, Any]:
         """The service, read now, if this rollout still holds it: its lock is this one and the split is the one it

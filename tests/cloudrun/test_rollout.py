@@ -419,3 +419,39 @@ def test_monitoring_failing_mid_step_sends_users_back_to_the_stable_revision(sta
     assert record["decision"] == "failed" and record["traffic"] == f"100% on {before}", record
     assert ("timed out" in record["reason"]) if fault == "hang" else (f"HTTP {fault}" in record["reason"])
     assert annotation(stable, "rolled-back")[-1]["barred"] is False  # not judged: not barred
+
+
+@pytest.mark.parametrize("answer", ["promote", "rollback"])
+def test_a_pause_step_waits_for_a_person(stable: LocalCloudRun, answer: str) -> None:
+    """STEPS="5 pause 100": the rollout holds at 5% and `make traffic` says it waits; `make promote` lets it
+    go on to 100%, `make rollback` aborts it. Broken on purpose (a pause read as a step done): it went on
+    to 100% with nobody asking."""
+    before = next(iter(shares(stable)))
+    env = {**stable.env, "TARGET": "local", **FAST, "STEPS": "5 pause 100"}
+    with Load(stable.read()["status"]["url"]):
+        rollout = subprocess.Popen(["make", "-s", "rollout", "MODEL=lin_svc"], cwd=ROOT, env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not (annotation(stable, "rollout") or {}).get("paused"):
+                assert rollout.poll() is None, rollout.communicate()
+                time.sleep(0.3)
+            lock = annotation(stable, "rollout")
+            time.sleep(2)
+            assert shares(stable) == {before: 95, lock["candidate"]: 5}  # held while it waits
+            waiting = make(stable, "traffic")
+            assert "is waiting at a pause" in waiting.stdout and "make promote" in waiting.stdout, waiting.stdout
+            acted = make(stable, answer)
+            assert acted.returncode == 0, acted.stdout + acted.stderr
+            out, err = rollout.communicate(timeout=120)
+        finally:
+            if rollout.poll() is None:
+                kill(rollout)
+    record = json.loads((stable.run_dir / "rollout" / "latest.json").read_text())
+    if answer == "promote":
+        assert rollout.returncode == 0, out + err
+        assert shares(stable) == {lock["candidate"]: 100} and record["decision"] == "promoted"
+        assert any("promoted by" in reason for step in record["steps"] for reason in step["reasons"])
+    else:
+        assert rollout.returncode != 0 and record["decision"] == "aborted"
+        assert shares(stable) == {before: 100}

@@ -35,6 +35,9 @@ def test_every_threshold_and_timing_comes_from_the_environment() -> None:
     ("STEPS", "50 25 100", "increasing percentages"),
     ("STEPS", "5 50", "end at 100"),
     ("STEPS", "five", "whole percentages"),
+    ("STEPS", "pause 5 100", "with a pause"),
+    ("STEPS", "5 pause pause 100", "with a pause"),
+    ("STEPS", "5 100 pause", "end at 100"),
     ("STEP_SECONDS", "soon", "is not a number"),
     ("WARMUP_REQUESTS", "-1", "must not be negative"),
     ("CONFIDENCE", "1", "a fraction from 0.5 to below 1"),
@@ -45,3 +48,11 @@ def test_a_bad_setting_is_refused_naming_it(name: str, value: str, message: str)
     with pytest.raises(RolloutError, match=message) as caught:
         Settings.for_target("local", {name: value})
     assert name in str(caught.value)
+
+
+def test_a_pause_step_keeps_the_share_of_the_step_before() -> None:
+    from iris_tools.rollout.settings import percent_at
+
+    steps = Settings.for_target("local", {"STEPS": "5 25 pause 50 100"}).steps
+    assert steps == [5, 25, "pause", 50, 100]
+    assert [percent_at(steps, i) for i in range(len(steps))] == [5, 25, 25, 50, 100]
