@@ -116,10 +116,11 @@ class Rollout:
         if settings.min_agreement is not None and not resume:
             report = Shadow(self.service, self.out).run(None, revision,
                                                         self.report_dir.parent / "report" / "shadow.json")
-            if report["agreement"] < settings.min_agreement:
+            low = report["agreement_ci95"][0]
+            if low < settings.min_agreement:  # judged on what the sample can vouch for, not its point estimate
                 print(f"\nNOT ROLLED OUT: {revision} agrees with {stable} on {100 * report['agreement']:.1f}% of "
-                      f"{report['n']} recent inputs, below MIN_AGREEMENT {100 * settings.min_agreement:g}%; "
-                      f"no traffic moved.", file=self.out, flush=True)
+                      f"{report['n']} recent inputs, at least {100 * low:.1f}% at 95% confidence (Wilson), below "
+                      f"MIN_AGREEMENT {100 * settings.min_agreement:g}%; no traffic moved.", file=self.out, flush=True)
                 return EXIT_ROLLED_BACK
         lock = acquire(self.service, revision, stable, {**(resume or {}), "image": image_of(revisions[revision]),
                                                          "digest": digest_of(revisions[revision])}, steps)

@@ -45,6 +45,8 @@ FAULTS = {
               'if random.random() < 0.33:\n'
               '                return flask.Response(\'{"error": "injected"}\', status=500, mimetype="application/json")'),
     "slow": ("every answer 30 ms late, many times the stable p99", "time.sleep(0.03)"),
+    "broken": ("every answer a 500",
+               'return flask.Response(\'{"error": "injected"}\', status=500, mimetype="application/json")'),
 }
 FAST = {"STEPS": "5 50 100", "STEP_SECONDS": "3", "MIN_REQUESTS": "20", "POLL_SECONDS": "0.5",
         "LOCK_SETTLE_S": "0.5", "MAX_HOLD_SECONDS": "20", "PUBLIC": "1", "WARMUP_REQUESTS": "20"}  # the load calls without a token
@@ -455,3 +457,13 @@ def test_a_pause_step_waits_for_a_person(stable: LocalCloudRun, answer: str) -> 
     else:
         assert rollout.returncode != 0 and record["decision"] == "aborted"
         assert shares(stable) == {before: 100}
+
+
+def test_a_shadow_whose_every_replay_fails_refuses_clearly(stable: LocalCloudRun) -> None:
+    """Every replay to the candidate answers 500: the shadow says so and exits non-zero. Broken on purpose (no
+    check, as before): it crashed on the printout with a TypeError traceback."""
+    with Load(stable.read()["status"]["url"]):
+        time.sleep(2)  # users' predictions, logged by the stable revision
+    result = make(stable, "shadow", "MODEL=broken")
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
+    assert "every one of the" in result.stderr and "replays to" in result.stderr and "500" in result.stderr

@@ -143,7 +143,25 @@ def test_the_wilson_interval_and_the_class_shift_test() -> None:
     low, high = wilson(88, 100)
     assert low == pytest.approx(0.8019, abs=1e-4) and high == pytest.approx(0.9300, abs=1e-4)  # 88 of 100
     assert wilson(0, 0) == (0.0, 1.0) and wilson(10, 10)[1] == pytest.approx(1.0)
-    same = class_shift({"a": 50, "b": 50}, {"a": 50, "b": 50})
+    same = class_shift({"a": {"a": 50, "b": 0}, "b": {"a": 0, "b": 50}})
     assert same["p_value"] == 1.0 and not same["shifted"]
-    shifted = class_shift({"a": 90, "b": 10}, {"a": 10, "b": 90})
+    swapped = class_shift({"a": {"a": 40, "b": 10}, "b": {"a": 10, "b": 40}})  # as many each way: no shift
+    assert swapped["p_value"] == pytest.approx(1.0) and not swapped["shifted"]
+    shifted = class_shift({"a": {"a": 10, "b": 80}, "b": {"a": 0, "b": 10}})
     assert shifted["shifted"] and shifted["p_value"] < 1e-6
+
+
+def test_the_class_shift_is_judged_on_paired_answers_not_two_independent_samples() -> None:
+    """15 of 300 inputs move from setosa to versicolor and none back: the two mixes (100/100/100 against
+    85/115/100) look alike to a two-sample chi-square (p = 0.32), but the pairs say every change went one
+    way (McNemar on the 15: p = 0.0001). Broken on purpose (scipy's chi2_contingency on the two mixes, as
+    before): p = 0.32, not shifted."""
+    from scipy.stats import chi2_contingency
+
+    confusion = {"setosa": {"setosa": 85, "versicolor": 15, "virginica": 0},
+                 "versicolor": {"setosa": 0, "versicolor": 100, "virginica": 0},
+                 "virginica": {"setosa": 0, "versicolor": 0, "virginica": 100}}
+    two_sample = chi2_contingency([[100, 100, 100], [85, 115, 100]])[1]
+    assert two_sample == pytest.approx(0.32, abs=0.01)
+    paired = class_shift(confusion)
+    assert paired["shifted"] and paired["p_value"] == pytest.approx(1.08e-4, rel=0.01) and paired["dof"] == 1
