@@ -9,7 +9,9 @@ person and as JSON for a machine. Three verdicts:
             as healthy, never blamed on the candidate)
   rollback  a breach: 5xx rate, latency p99, or the candidate not ready
 
-A breach is called on evidence, not on one unlucky reading. The latency limit is the stable p99 times
+A breach is called on evidence, not on one unlucky reading, and not on one of many looks: each check is
+Wald's sequential probability ratio test (a candidate at the limit against one at 3x it), which may be
+read at every poll without multiplying false alarms; 1 - CONFIDENCE is spent over the rollout's steps. The latency limit is the stable p99 times
 MAX_LATENCY_RATIO and plus MIN_LATENCY_DELTA_MS, whichever is higher: latencies are bucket bounds
 (Envoy's buckets locally, Cloud Monitoring's on Cloud Run), so a small absolute delta is noise whatever
 its ratio. A candidate within that limit has at most 1% of its requests slower than it; within the
@@ -30,6 +32,7 @@ from typing import Any
 from iris_tools.google.monitoring import Figures
 
 TAIL = 0.01  # the share of requests a p99 leaves above itself
+ALTERNATIVE = 3.0  # the sequential test tells a candidate at the limit from one at this many times it
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,24 @@ class Thresholds:
     min_latency_delta_ms: float = 5.0
     min_requests: int = 50
     confidence: float = 0.99
+    steps: int = 1  # the rollout's steps: 1 - confidence is spent over them, an equal share each
+
+    @property
+    def alpha_per_step(self) -> float:
+        return (1.0 - self.confidence) / max(1, self.steps)
+
+
+def evidence(count: int, n: int, share: float) -> float:
+    """The log-likelihood ratio of `count` of `n` beyond a limit, for a source at ALTERNATIVE x `share` against
+    one at `share` (Wald's sequential probability ratio test). Its running value can be looked at after every
+    request: the chance that a source within the limit ever reaches log(1 / alpha) is at most alpha, however
+    many looks are taken, so polling often does not multiply false alarms."""
+    high = min(ALTERNATIVE * share, (1.0 + share) / 2)
+    return count * math.log(high / share) + (n - count) * math.log((1.0 - high) / (1.0 - share))
+
+
+def evidence_needed(alpha: float) -> float:
+    return math.log(1.0 / alpha)
 
 
 def chance_of_at_least(count: int, n: int, rate: float) -> float:
@@ -105,15 +126,17 @@ def judge(candidate: Figures, stable: Figures, thresholds: Thresholds, candidate
     notes: list[str] = []
 
     def weigh(claim: str, limit: str, detail: str, count: int, share: float, what: str, at: str) -> None:
-        """`count` of the candidate's requests beyond a limit that allows `share` of them: a breach when a
-        candidate within the limit shows that many less than 1 - CONFIDENCE of the time, else a note."""
-        chance = chance_of_at_least(count, candidate.requests, share)
-        evidence = f"{count} of {candidate.requests} {what}, a chance of {_chance(chance)} at {at}"
-        if chance < 1.0 - thresholds.confidence:
+        """`count` of the candidate's requests beyond a limit that allows `share` of them: a breach when the
+        sequential test's evidence reaches what this step may spend (else a note)."""
+        found = evidence(count, candidate.requests, share)
+        needed = evidence_needed(thresholds.alpha_per_step)
+        text = (f"{count} of {candidate.requests} {what}: evidence {found:.1f} of the {needed:.1f} that calls a "
+                f"breach (sequential test, {at} against {ALTERNATIVE:g}x it)")
+        if found >= needed:
             verdict.decision = "rollback"
-            verdict.reasons.append(f"{claim} is above {limit}{detail}: {evidence}")
+            verdict.reasons.append(f"{claim} is above {limit}{detail}: {text}")
         else:
-            notes.append(f"{claim} above {limit} within chance: {evidence}")
+            notes.append(f"{claim} above {limit} within chance: {text}")
 
     rate, max_rate = candidate.error_rate, thresholds.max_error_rate
     stable_rate = stable.error_rate

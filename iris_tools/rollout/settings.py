@@ -74,7 +74,8 @@ class Settings:
             max_latency_ratio=number("MAX_LATENCY_RATIO", defaults.thresholds.max_latency_ratio),
             min_latency_delta_ms=number("MIN_LATENCY_DELTA_MS", defaults.thresholds.min_latency_delta_ms),
             min_requests=int(number("MIN_REQUESTS", defaults.thresholds.min_requests)),
-            confidence=number("CONFIDENCE", defaults.thresholds.confidence))
+            confidence=number("CONFIDENCE", defaults.thresholds.confidence),
+            steps=sum(1 for step in steps if step != PAUSE))
         if not 0.5 <= thresholds.confidence < 1:
             raise RolloutError(f"CONFIDENCE={thresholds.confidence:g}: a fraction from 0.5 to below 1, "
                                f"for example 0.99")

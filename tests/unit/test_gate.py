@@ -44,25 +44,29 @@ def test_the_binomial_tail_at_and_around_the_confidence(n: int, k: int) -> None:
     assert chance_of_at_least(5000, 100_000, 0.01) == 0.0  # far out in the tail: no overflow, no error
 
 
-@pytest.mark.parametrize("errors, decision", [(10, "promote"), (18, "promote"), (19, "rollback")])
-def test_the_5xx_count_at_and_around_what_chance_allows(errors: int, decision: str) -> None:
-    verdict = judge(candidate(1000, errors), STABLE, T)  # 1.0%, 1.8%, 1.9% of 1000
+@pytest.mark.parametrize("errors, decision", [(10, "promote"), (22, "promote"), (23, "rollback")])
+def test_the_5xx_count_at_and_around_what_the_sequential_test_allows(errors: int, decision: str) -> None:
+    # Evidence 1.119 k - 20.4 for k of 1000 (ln 3 per 5xx, ln(0.97/0.99) per other answer); a breach at ln 100.
+    verdict = judge(candidate(1000, errors), STABLE, T)  # 1.0%, 2.2%, 2.3% of 1000
     assert verdict.decision == decision
-    if errors == 18:
-        assert "5xx rate 1.80% above 1% within chance: 18 of 1000 answers 5xx" in verdict.reasons[1]
+    if errors == 22:
+        assert "5xx rate 2.20% above 1% within chance: 22 of 1000 answers 5xx: evidence 4.2 of the 4.6" \
+            in verdict.reasons[1]
     if decision == "rollback":
-        assert verdict.reasons[0].startswith("5xx rate 1.90% is above 1%: 19 of 1000 answers 5xx, a chance of 0.69%")
+        assert verdict.reasons[0].startswith("5xx rate 2.30% is above 1%: 23 of 1000 answers 5xx: evidence 5.3 of "
+                                             "the 4.6 that calls a breach")
 
 
 def test_errors_breach_even_before_enough_requests_arrive() -> None:
-    verdict = judge(candidate(10, 3), STABLE, T)
-    assert verdict.decision == "rollback" and "5xx rate 30.00% is above 1%" in verdict.reasons[0]
-    assert judge(candidate(10, 1), STABLE, T).decision == "hold"  # 1 in 10: too few to tell from 1%
+    verdict = judge(candidate(10, 5), STABLE, T)
+    assert verdict.decision == "rollback" and "5xx rate 50.00% is above 1%" in verdict.reasons[0]
+    assert judge(candidate(10, 4), STABLE, T).decision == "hold"  # 4 in 10: evidence 4.3, not yet 4.6
+    assert judge(candidate(5, 5), STABLE, T).decision == "rollback"  # the first five all failing
 
 
-@pytest.mark.parametrize("slow, decision", [(5, "promote"), (11, "promote"), (12, "rollback")])
+@pytest.mark.parametrize("slow, decision", [(5, "promote"), (13, "promote"), (14, "rollback")])
 def test_requests_slower_than_twice_the_stable_p99_at_and_around_what_a_p99_allows(slow: int, decision: str) -> None:
-    # 500 requests, `slow` of them above 20 ms (2x the stable 10 ms): 1% of 500 is 5; 12 is a breach.
+    # 500 requests, `slow` of them above 20 ms (2x the stable 10 ms): 1% of 500 is 5; 14 is a breach.
     verdict = judge(candidate(500, p99=30.0, slow=slow), STABLE, T)
     assert verdict.decision == decision
     if decision == "rollback":
@@ -83,7 +87,7 @@ def test_one_cold_request_is_noise_and_every_request_late_is_a_fault() -> None:
     cold = Figures(50, 0, 1.0, 30.0, ((0.0, 49), (25.0, 1)))
     verdict = judge(cold, stable, T)
     assert verdict.decision == "promote" and verdict.reasons[0] == "healthy"
-    assert "p99 30 ms above 15 ms within chance: 1 of 50 requests slower than 15 ms, a chance of 39%" in verdict.reasons[1]
+    assert "p99 30 ms above 15 ms within chance: 1 of 50 requests slower than 15 ms: evidence 0.1" in verdict.reasons[1]
     late = Figures(20, 0, 50.0, 50.0, ((30.0, 20),))
     assert judge(late, stable, T).decision == "rollback"
 
