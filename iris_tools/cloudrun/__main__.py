@@ -9,7 +9,9 @@
 Settings (environment): RUN_DIR (default .run; state in $RUN_DIR/cloudrun, gcloud configuration in
 $RUN_DIR/gcloud), PROJECT (default iris-local), REGION (default us-central1), RUNTIME (process or
 docker; default process), CLOUDRUN_PORT (the Admin API's port; default: a free one, kept across restarts),
-CLOUDRUN_HOLD_S (how long a request waits for its revision to (re)start before a 503; default 30).
+CLOUDRUN_HOLD_S (how long a request waits for its revision to (re)start before a 503; default 30),
+CLOUDRUN_MONITORING (exact, the default, or cloudrun: timeSeries.list answers as Cloud Run's metrics come
+back, with CLOUDRUN_MONITORING_ALIGN_S, _DELAY_S and _PAGE_SIZE; see metrics.Shape).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from iris_tools.cloudrun.api import Api, make_server
 from iris_tools.cloudrun.control import LocalCloudRun
-from iris_tools.cloudrun.metrics import Sampler
+from iris_tools.cloudrun.metrics import Sampler, Shape
 from iris_tools.google.api import GoogleApi
 from iris_tools.google.monitoring import Monitoring
 from iris_tools.google.targets import directories
@@ -89,7 +91,7 @@ def serve(port: int) -> int:
     cloud_run.boot()
     sampler = Sampler(lambda: cloud_run.envoy.prometheus())  # whichever Envoy runs now
     sampler.start()
-    server = make_server(Api(cloud_run, sampler), HOST, port)
+    server = make_server(Api(cloud_run, sampler, Shape.from_environment(dict(os.environ))), HOST, port)
     with cloud_run.lock:
         cloud_run.store.data["api_port"] = port
         cloud_run.store.save()

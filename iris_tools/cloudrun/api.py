@@ -19,7 +19,7 @@ from typing import Any
 from iris_tools.cloudrun.control import LocalCloudRun
 from iris_tools.cloudrun.errors import ApiError, InvalidArgument, MethodNotAllowed, NotFound, PayloadTooLarge
 from iris_tools.cloudrun.logs import list_entries
-from iris_tools.cloudrun.metrics import Sampler, time_series
+from iris_tools.cloudrun.metrics import Sampler, Shape, time_series
 from iris_tools.cloudrun.resources import SERVICE_LABEL
 from iris_tools.google.monitoring import REQUEST_COUNT, REQUEST_LATENCIES
 from iris_tools.google.timestamps import parse_timestamp
@@ -53,9 +53,10 @@ def _selected_service(selector: str | None) -> str | None:
 class Api:
     """Path and method to a LocalCloudRun call; plain values in and out."""
 
-    def __init__(self, cloud_run: LocalCloudRun, sampler: Sampler | None) -> None:
+    def __init__(self, cloud_run: LocalCloudRun, sampler: Sampler | None, shape: Shape = Shape()) -> None:
         self.cloud_run = cloud_run
         self.sampler = sampler
+        self.shape = shape  # how timeSeries.list answers (metrics.Shape)
 
     def handle(self, method: str, target: str, body: bytes) -> tuple[int, dict[str, Any]]:
         try:
@@ -163,12 +164,18 @@ class Api:
         with self.cloud_run.lock:
             service_of = {name: revision["service"] for name, revision in self.cloud_run.store.revisions.items()}
         series = time_series(self.sampler, metric, start, end, service_of, self.cloud_run.project,
-                             self.cloud_run.region)
+                             self.cloud_run.region, self.shape)
         for label in ("service_name", "revision_name", "location"):
             wanted = terms.get(f"resource.labels.{label}")
             if wanted is not None:
                 series = [s for s in series if s["resource"]["labels"][label] == wanted]
-        return {"timeSeries": series, "unit": "ms" if metric == REQUEST_LATENCIES else "1"}
+        answer: dict[str, Any] = {"unit": "ms" if metric == REQUEST_LATENCIES else "1"}
+        offset = int(query["pageToken"]) if query.get("pageToken", "").isdigit() else 0
+        size = self.shape.page_size or len(series) or 1
+        answer["timeSeries"] = series[offset: offset + size]
+        if offset + size < len(series):
+            answer["nextPageToken"] = str(offset + size)
+        return answer
 
     def _log_entries(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
         if method != "POST":

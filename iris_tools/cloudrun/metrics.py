@@ -10,6 +10,7 @@ p99, from the difference of two cumulative histograms) are what happened inside 
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -132,36 +133,99 @@ class Sampler:
         return {name: (before.get(name, Reading(start)), reading) for name, reading in after.items()}
 
 
+@dataclass(frozen=True)
+class Shape:
+    """How timeSeries.list answers. `exact` (the default): one point over exactly the window asked for, Envoy's
+    own buckets, every series on one page: figures a test can reason about. `cloudrun`
+    (CLOUDRUN_MONITORING=cloudrun): as Cloud Run's metrics come back from Cloud Monitoring, so the rollout's
+    reader meets that shape here too: points aligned to ALIGN_S (60) seconds, each visible only DELAY_S (180)
+    after it ends, latencies in exponential buckets (scale 1 ms, growth 1.4: our choice; Envoy's counts are
+    moved to the exponential bucket holding each Envoy bucket's upper bound), PAGE_SIZE (2) series a page."""
+
+    align_s: float = 0.0
+    delay_s: float = 0.0
+    page_size: int = 0
+    exponential: bool = False
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str]) -> "Shape":
+        if (environ.get("CLOUDRUN_MONITORING") or "exact") != "cloudrun":
+            return cls()
+        return cls(align_s=float(environ.get("CLOUDRUN_MONITORING_ALIGN_S") or 60),
+                   delay_s=float(environ.get("CLOUDRUN_MONITORING_DELAY_S") or 180),
+                   page_size=int(environ.get("CLOUDRUN_MONITORING_PAGE_SIZE") or 2), exponential=True)
+
+    def intervals(self, start: float, end: float, now: float) -> list[tuple[float, float]]:
+        """The points' intervals, newest first: the window itself, or each aligned interval that ends inside
+        [start, end] and is already visible."""
+        if not self.align_s:
+            return [(start, end)]
+        found = []
+        edge = math.floor(start / self.align_s) * self.align_s + self.align_s
+        while edge <= min(end, now - self.delay_s):
+            if edge > start:
+                found.append((edge - self.align_s, edge))
+            edge += self.align_s
+        return found[::-1]
+
+
+EXPONENTIAL = {"exponentialBuckets": {"numFiniteBuckets": 64, "growthFactor": 1.4, "scale": 1.0}}
+
+
+def _exponential(counts: list[int]) -> list[int]:
+    """Envoy's bucket counts (LATENCY_BUCKETS_MS, then overflow) moved into EXPONENTIAL's buckets."""
+    options = EXPONENTIAL["exponentialBuckets"]
+    moved = [0] * (options["numFiniteBuckets"] + 2)
+    for index, count in enumerate(counts):
+        upper = LATENCY_BUCKETS_MS[index] if index < len(LATENCY_BUCKETS_MS) else float("inf")
+        if upper == float("inf"):
+            slot = len(moved) - 1
+        elif upper < options["scale"]:
+            slot = 0
+        else:
+            slot = min(len(moved) - 1, 1 + int(math.floor(math.log(upper / options["scale"], options["growthFactor"]))))
+        moved[slot] += count
+    return moved
+
+
 def time_series(sampler: Sampler, metric: str, start: float, end: float, service_of: dict[str, str],
-                project: str, region: str) -> list[dict[str, Any]]:
-    """projects.timeSeries.list for one metric over [start, end]: one point per series, the window's delta."""
-    series = []
-    for revision, (before, after) in sorted(sampler.window(start, end).items()):
-        if revision not in service_of:
-            continue
-        resource = {"type": "cloud_run_revision", "labels": {
-            "project_id": project, "location": region, "service_name": service_of[revision],
-            "revision_name": revision, "configuration_name": service_of[revision]}}
-        interval = {"startTime": rfc3339(start), "endTime": rfc3339(end)}
-        if metric == REQUEST_COUNT:
-            for code_class in sorted(set(after.by_class) | set(before.by_class)):
-                delta = after.by_class.get(code_class, 0) - before.by_class.get(code_class, 0)
-                if delta <= 0:
-                    continue
-                series.append({"metric": {"type": metric, "labels": {"response_code_class": code_class}},
-                               "resource": resource, "metricKind": "DELTA", "valueType": "INT64",
-                               "points": [{"interval": interval, "value": {"int64Value": str(delta)}}]})
-        elif metric == REQUEST_LATENCIES:
-            count = after.latency_count - before.latency_count
-            if count <= 0:
+                project: str, region: str, shape: Shape = Shape(), now: float | None = None) -> list[dict[str, Any]]:
+    """projects.timeSeries.list for one metric over [start, end]: a series per revision (and code class), each
+    point one interval's delta."""
+    series: dict[tuple[str, str], dict[str, Any]] = {}
+    moment = now if now is not None else (time.time() if shape.align_s else end)
+    for first, last in shape.intervals(start, end, moment):
+        interval = {"startTime": rfc3339(first), "endTime": rfc3339(last)}
+        for revision, (before, after) in sorted(sampler.window(first, last).items()):
+            if revision not in service_of:
                 continue
-            cumulative = [after.buckets.get(b, 0) - before.buckets.get(b, 0) for b in LATENCY_BUCKETS_MS]
-            counts = [cumulative[0]] + [cumulative[i] - cumulative[i - 1] for i in range(1, len(cumulative))]
-            counts.append(count - (cumulative[-1] if cumulative else 0))  # the overflow bucket
-            distribution = {"count": str(count), "mean": (after.latency_sum_ms - before.latency_sum_ms) / count,
-                            "bucketOptions": {"explicitBuckets": {"bounds": LATENCY_BUCKETS_MS}},
-                            "bucketCounts": [str(max(0, c)) for c in counts]}
-            series.append({"metric": {"type": metric, "labels": {}}, "resource": resource, "metricKind": "DELTA",
-                           "valueType": "DISTRIBUTION",
-                           "points": [{"interval": interval, "value": {"distributionValue": distribution}}]})
-    return series
+            resource = {"type": "cloud_run_revision", "labels": {
+                "project_id": project, "location": region, "service_name": service_of[revision],
+                "revision_name": revision, "configuration_name": service_of[revision]}}
+            if metric == REQUEST_COUNT:
+                for code_class in sorted(set(after.by_class) | set(before.by_class)):
+                    delta = after.by_class.get(code_class, 0) - before.by_class.get(code_class, 0)
+                    if delta <= 0:
+                        continue
+                    entry = series.setdefault((revision, code_class), {
+                        "metric": {"type": metric, "labels": {"response_code_class": code_class}},
+                        "resource": resource, "metricKind": "DELTA", "valueType": "INT64", "points": []})
+                    entry["points"].append({"interval": interval, "value": {"int64Value": str(delta)}})
+            elif metric == REQUEST_LATENCIES:
+                count = after.latency_count - before.latency_count
+                if count <= 0:
+                    continue
+                cumulative = [after.buckets.get(b, 0) - before.buckets.get(b, 0) for b in LATENCY_BUCKETS_MS]
+                counts = [cumulative[0]] + [cumulative[i] - cumulative[i - 1] for i in range(1, len(cumulative))]
+                counts.append(count - (cumulative[-1] if cumulative else 0))  # the overflow bucket
+                counts = [max(0, c) for c in counts]
+                options: dict[str, Any] = {"explicitBuckets": {"bounds": LATENCY_BUCKETS_MS}}
+                if shape.exponential:
+                    counts, options = _exponential(counts), EXPONENTIAL
+                distribution = {"count": str(count), "mean": (after.latency_sum_ms - before.latency_sum_ms) / count,
+                                "bucketOptions": options, "bucketCounts": [str(c) for c in counts]}
+                entry = series.setdefault((revision, ""), {
+                    "metric": {"type": metric, "labels": {}}, "resource": resource, "metricKind": "DELTA",
+                    "valueType": "DISTRIBUTION", "points": []})
+                entry["points"].append({"interval": interval, "value": {"distributionValue": distribution}})
+    return list(series.values())

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from iris_tools.google.api import ApiError
 from iris_tools.google.gcloud import GcloudError
-from iris_tools.google.monitoring import Figures, Monitoring
+from iris_tools.google.monitoring import Figures, IncompleteFigures, Monitoring
 from iris_tools.rollout.errors import EXIT_FAILED, EXIT_ROLLED_BACK, RolloutError
 from iris_tools.rollout.gate import Verdict, judge
 from iris_tools.rollout.invoke import ask
@@ -283,8 +283,18 @@ class Rollout:
             self._still_ours(lock, expected)
             now = time.time()
             judged_end = max(judged_start, now - settings.delay_seconds)
-            figures = (self.monitoring.figures(settings.service, judged_start, judged_end)
-                       if judged_end > judged_start else {})
+            try:
+                figures = (self.monitoring.figures(settings.service, judged_start, judged_end)
+                           if judged_end > judged_start else {})
+            except IncompleteFigures as exc:  # partial figures: hold, never judge (let alone promote) on them
+                print(f"step {index + 1}/{len(lock['steps'])} {step.percent}%: figures incomplete ({exc}); holding",
+                      file=self.out, flush=True)
+                if now < hold_end:
+                    continue
+                verdict = Verdict("rollback", [f"figures still incomplete after holding {settings.max_hold_seconds:g} "
+                                               f"s (MAX_HOLD_SECONDS): {exc}"], thresholds=settings.thresholds)
+                verdict.insufficient = True
+                return verdict
             mine, theirs = figures.get(candidate, Figures()), figures.get(stable, Figures())
             reference = theirs if theirs.requests else previous_stable
             self.record["samples"].append({"at": now, "percent": step.percent, "window": [judged_start, judged_end],

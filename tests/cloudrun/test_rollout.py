@@ -356,6 +356,15 @@ class FaultyMonitoring:
                     if proxy.fault == "hang":
                         time.sleep(30)
                         return
+                    if proxy.fault == "incomplete":  # a 200 whose figures Cloud Monitoring says are partial
+                        data = json.dumps({"timeSeries": [], "executionErrors": [{"code": 4,
+                                                                                  "message": "injected"}]}).encode()
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                        return
                     self.send_response(int(proxy.fault))
                     self.send_header("Content-Type", "application/json")
                     self.end_headers()
@@ -389,12 +398,13 @@ class FaultyMonitoring:
         self.server.server_close()
 
 
-@pytest.mark.parametrize("fault", ["500", "401", "hang"])
+@pytest.mark.parametrize("fault", ["500", "401", "hang", "incomplete"])
 def test_monitoring_failing_mid_step_sends_users_back_to_the_stable_revision(stable: LocalCloudRun,
                                                                             fault: str) -> None:
     """Cloud Monitoring answers 500, 401, or nothing, in the middle of the first step: the rollout puts 100%
     back on the stable revision, records what failed, and exits 1 without a traceback. Broken on purpose
-    (no fail-safe, as before): the exception escaped and the canary kept its 5%."""
+    (no fail-safe, as before): the exception escaped and the canary kept its 5%. Figures it says are
+    incomplete (executionErrors) hold the step, never promote it, then send users back as not judged."""
     before = next(iter(shares(stable)))
     config = stable.run_dir / "gcloud" / "configurations" / "config_default"
     original = config.read_text()
@@ -403,6 +413,8 @@ def test_monitoring_failing_mid_step_sends_users_back_to_the_stable_revision(sta
     try:
         env = {**stable.env, "TARGET": "local", **FAST, "STEP_SECONDS": "600", "MAX_HOLD_SECONDS": "600",
                "API_TIMEOUT_S": "3"}
+        if fault == "incomplete":
+            env.update(STEP_SECONDS="3", MAX_HOLD_SECONDS="3")
         with Load(stable.read()["status"]["url"]):
             rollout = subprocess.Popen(["make", "-s", "rollout", "MODEL=lin_svc"], cwd=ROOT, env=env, text=True,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -418,6 +430,10 @@ def test_monitoring_failing_mid_step_sends_users_back_to_the_stable_revision(sta
     assert rollout.returncode != 0 and "Traceback" not in out + err, out + err
     assert shares(stable) == {before: 100} and annotation(stable, "rollout") is None
     record = json.loads((stable.run_dir / "rollout" / "latest.json").read_text())
+    if fault == "incomplete":
+        assert record["decision"] == "rolled back" and "incomplete" in " ".join(record["verdict"]["reasons"])
+        assert annotation(stable, "rolled-back")[-1]["barred"] is False
+        return
     assert record["decision"] == "failed" and record["traffic"] == f"100% on {before}", record
     assert ("timed out" in record["reason"]) if fault == "hang" else (f"HTTP {fault}" in record["reason"])
     assert annotation(stable, "rolled-back")[-1]["barred"] is False  # not judged: not barred
@@ -467,3 +483,30 @@ def test_a_shadow_whose_every_replay_fails_refuses_clearly(stable: LocalCloudRun
     result = make(stable, "shadow", "MODEL=broken")
     assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
     assert "every one of the" in result.stderr and "replays to" in result.stderr and "500" in result.stderr
+
+
+@pytest.mark.parametrize("model, decision", [("flaky", "rolled back"), ("lin_svc", "promoted")])
+def test_the_gate_judges_figures_shaped_as_cloud_run_sends_them(tmp_path: Path, functions_dir: Path,
+                                                                monkeypatch: pytest.MonkeyPatch, model: str,
+                                                                decision: str) -> None:
+    """The local Monitoring API answering as Cloud Run's metrics come back (CLOUDRUN_MONITORING=cloudrun: points
+    aligned to 2 s, visible 3 s after they end, exponential buckets, one series a page): a faulty candidate
+    is still rolled back at its first step and a healthy one promoted. Broken on purpose (the reader taking
+    the first page only): the candidate's series, on later pages, were never seen; it was sent back as "0
+    candidate requests, too few to judge", its 5xx never counted."""
+    monkeypatch.setenv("IRIS_FUNCTIONS_DIR", str(functions_dir))
+    for key, value in {"CLOUDRUN_MONITORING": "cloudrun", "CLOUDRUN_MONITORING_ALIGN_S": "2",
+                       "CLOUDRUN_MONITORING_DELAY_S": "3", "CLOUDRUN_MONITORING_PAGE_SIZE": "1"}.items():
+        monkeypatch.setenv(key, value)
+    emulator = LocalCloudRun(tmp_path / "run")
+    emulator.start()
+    try:
+        emulator.ok("run", "deploy", "iris", "--image", "iris:svc")
+        with Load(emulator.read()["status"]["url"]):
+            result = make(emulator, "rollout", f"MODEL={model}", MONITORING_DELAY_S="5", METRIC_RESOLUTION_S="2")
+        record = json.loads((emulator.run_dir / "rollout" / "latest.json").read_text())
+        assert record["decision"] == decision, result.stdout + result.stderr
+        if decision == "rolled back":
+            assert len(record["steps"]) == 1 and "5xx rate" in record["verdict"]["reasons"][0]
+    finally:
+        emulator.stop()

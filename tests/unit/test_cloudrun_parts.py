@@ -120,3 +120,33 @@ def test_percentiles_read_cloud_monitorings_exponential_buckets_too() -> None:
     assert percentile(distribution, 1.0) == 8.0
     # What the gate counts as slower than a limit: each bucket that holds any request, by its lower bound.
     assert buckets(distribution) == [(0.0, 10), (1.0, 80), (2.0, 9), (4.0, 1)]
+
+
+def test_in_cloud_run_shape_points_are_aligned_late_and_exponential(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLOUDRUN_MONITORING=cloudrun: one point per aligned minute that ended at least DELAY_S ago, newest first,
+    latencies in exponential buckets; what the rollout's reader then makes of it is the same figures."""
+    from iris_tools.cloudrun.metrics import EXPONENTIAL, Shape
+    from iris_tools.google.distribution import buckets
+
+    monkeypatch.setattr(metrics, "LATENCY_BUCKETS_MS", [0.5, 1])
+    readings = [PROMETHEUS % (90, 10, 80, 95, 100, 70, 100), PROMETHEUS % (190, 12, 100, 195, 202, 270, 202),
+                PROMETHEUS % (290, 14, 120, 295, 304, 370, 304)]
+    texts = iter(readings)
+    clock = iter([60.0, 120.0, 180.0])
+    monkeypatch.setattr(metrics.time, "time", lambda: next(clock))
+    sampler = Sampler(lambda: next(texts))
+    for _ in readings:
+        sampler.sample()
+    shape = Shape.from_environment({"CLOUDRUN_MONITORING": "cloudrun"})
+    assert (shape.align_s, shape.delay_s, shape.page_size) == (60, 180, 2)
+    service_of = {"iris-00001-abc": "iris"}
+    late = time_series(sampler, REQUEST_COUNT, 60.0, 180.0, service_of, "p", "r", shape, now=250.0)
+    assert late == []  # nothing has been visible for 180 s yet
+    counts = time_series(sampler, REQUEST_COUNT, 60.0, 180.0, service_of, "p", "r", shape, now=400.0)
+    ok = next(s for s in counts if s["metric"]["labels"]["response_code_class"] == "2xx")
+    assert [p["interval"]["endTime"][17:19] for p in ok["points"]] == ["00", "00"]  # two whole minutes
+    assert [int(p["value"]["int64Value"]) for p in ok["points"]] == [100, 100]  # newest first
+    latency = time_series(sampler, REQUEST_LATENCIES, 60.0, 180.0, service_of, "p", "r", shape, now=400.0)[0]
+    distribution = latency["points"][0]["value"]["distributionValue"]
+    assert distribution["bucketOptions"] == EXPONENTIAL and int(distribution["count"]) == 102
+    assert sum(count for _, count in buckets(distribution)) == 102
