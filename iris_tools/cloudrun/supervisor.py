@@ -123,23 +123,27 @@ class Supervisor:
         gone = []
         with self.lock:
             now = time.monotonic()
+            changed = False
             for name, server in list(self.servers.items()):
                 if name not in self.store.revisions:
                     gone.append(self.servers.pop(name))
                 elif not server.alive():
                     self.servers.pop(name)
                     self._crashed(name, server, now)
+                    changed = True
             for name in sorted(self.wanted()):
                 revision = self.store.revisions[name]
                 if not revision.get("port"):
                     revision["port"] = self._port(revision)  # routed to (and held for) from now on
+                    changed = True
                 restarts = self._restarts.get(name)
                 if name in self.servers or name in self._starting or (restarts and now < restarts.next_at):
                     continue
                 thread = threading.Thread(target=self._start, args=(name,), name=f"start-{name}", daemon=True)
                 self._starting[name] = thread
                 thread.start()
-            self.store.save()
+            if changed:
+                self.store.save()
         for server in gone:
             server.stop(grace_s=5)
         self.apply()
@@ -194,6 +198,8 @@ class Supervisor:
             with self.lock:
                 backends = self._backends()
                 wanted = (self.routes.table(set(backends)), backends)
+                if wanted != self._applied:
+                    self.store.save()  # a new tag's port, chosen by the table, is kept before it is served
             if wanted != self._applied:
                 self.envoy.apply(*wanted)
                 self._applied = wanted

@@ -20,8 +20,8 @@ Settings come from the environment (the Makefile passes its variables through):
   MAX_ERROR_RATE      highest candidate 5xx rate (default 0.01)
   MAX_LATENCY_RATIO   a p99 breach is above this many times the stable p99 ... (default 2)
   MIN_LATENCY_DELTA_MS  ... and above the stable p99 by this much (default 5)
-  CONFIDENCE          a breach is called when the counts beyond a limit show it at this confidence
-                      (one-sided binomial test; default 0.99)
+  CONFIDENCE          1 - CONFIDENCE is the chance a candidate within the limits is rolled back, shared
+                      over the steps (a sequential probability ratio test at every poll; default 0.99)
   MONITORING_DELAY_S  how late figures arrive (default 180 on Cloud Run, where Cloud Monitoring lags; 0 locally)
   METRIC_RESOLUTION_S how coarse figures are in time: a step's first this-many seconds are not judged, so
                       nothing from before the step counts (default 60 on Cloud Run, 2 locally)

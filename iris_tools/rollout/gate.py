@@ -9,18 +9,16 @@ person and as JSON for a machine. Three verdicts:
             as healthy, never blamed on the candidate)
   rollback  a breach: 5xx rate, latency p99, or the candidate not ready
 
-A breach is called on evidence, not on one unlucky reading, and not on one of many looks: each check is
-Wald's sequential probability ratio test (a candidate at the limit against one at 3x it), which may be
-read at every poll without multiplying false alarms; 1 - CONFIDENCE is spent over the rollout's steps. The latency limit is the stable p99 times
-MAX_LATENCY_RATIO and plus MIN_LATENCY_DELTA_MS, whichever is higher: latencies are bucket bounds
-(Envoy's buckets locally, Cloud Monitoring's on Cloud Run), so a small absolute delta is noise whatever
-its ratio. A candidate within that limit has at most 1% of its requests slower than it; within the
-5xx limit, at most MAX_ERROR_RATE of them failing. Each check counts the requests beyond its limit and
-calls a breach when that many would be seen from a candidate within the limit less than 1 - CONFIDENCE
-of the time (a one-sided binomial test). A real fault (every answer 30 ms late, a third of answers
-500s) breaches on the first 20 requests; one cold request in 50, whose p99 alone reads 4x the stable
-one, does not: in 6 s windows on this machine a healthy candidate's p99 read 0.5x to 4x the stable
-one's, from such single requests.
+A breach is called on evidence, not on one unlucky reading, and not on one of many looks. The latency
+limit is the stable p99 times MAX_LATENCY_RATIO and plus MIN_LATENCY_DELTA_MS, whichever is higher:
+latencies are bucket bounds (Envoy's buckets locally, Cloud Monitoring's on Cloud Run), so a small
+absolute delta is noise whatever its ratio. A candidate within that limit has at most 1% of its requests
+slower than it; within the 5xx limit, at most MAX_ERROR_RATE of them failing. Each check counts the
+requests beyond its limit and weighs them with Wald's sequential probability ratio test (a candidate at
+the limit against one at 3x it), which may be read at every poll without multiplying false alarms;
+1 - CONFIDENCE is shared over the rollout's steps (tests/unit/test_gate_simulation.py). A real fault
+(every answer failing or 30 ms late) breaches on its first 5 requests; one cold request in 50, whose p99
+alone reads 4x the stable one, does not.
 """
 
 from __future__ import annotations
