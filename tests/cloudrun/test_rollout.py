@@ -126,7 +126,11 @@ def test_a_faulty_candidate_is_rolled_back_at_the_first_step(stable: LocalCloudR
     with Load(stable.read()["status"]["url"]) as load:
         result = make(stable, "rollout", f"MODEL={model}")
     assert result.returncode != 0, result.stdout + result.stderr  # 3 from the tool; make says 2
-    assert "step 1/3 at 5%: ROLLBACK" in result.stdout and reason in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    record = json.loads((stable.run_dir / "rollout" / "latest.json").read_text())
+    assert record["decision"] == "rolled back" and len(record["steps"]) == 1, record.get("reason")
+    assert record["verdict"]["decision"] == "rollback" and record["verdict"]["reasons"][0].startswith(reason), \
+        record["verdict"]["reasons"]
     assert f"ROLLED BACK: 100% is on {before} again" in result.stdout
     assert shares(stable) == {before: 100}
     # Never more than the first step's share reached the candidate, by the data plane's own counters (Envoy's,
@@ -197,6 +201,8 @@ def test_a_second_rollout_refuses_and_an_interrupted_one_is_explained_resumed_or
         finally:
             kill(first)
         assert shares(stable) == {before: 95, lock["candidate"]: 5}  # a split the rollout set, whole
+        left = json.loads((stable.run_dir / "rollout" / "latest.json").read_text())  # written as it went
+        assert left["candidate"] == lock["candidate"] and left["decision"] is None and left["samples"]
         explained = make(stable, "traffic")
         assert explained.returncode == 0
         assert f"an interrupted rollout of {lock['candidate']} from {before} stopped at step 1 of 3 (5%)" \
