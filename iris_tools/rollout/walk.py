@@ -190,6 +190,8 @@ class Rollout:
             except Conflict as exc:
                 raise Stopped(f"{exc}; the rollout stops here and changes nothing") from None
             step = Step(percent, time.time())
+            self.record.update(at_step=index, at_percent=percent)
+            self._save()  # a rollout killed in this step leaves a record that says so
             verdict = self._watch(step, index, lock, expected, previous_stable)
             step.ended = time.time()
             step.verdict, step.reasons = verdict.decision, verdict.reasons
