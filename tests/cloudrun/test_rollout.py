@@ -165,6 +165,10 @@ def test_too_few_requests_hold_the_step_then_roll_back(stable: LocalCloudRun) ->
     assert "step 1/3 at 5%: ROLLBACK" in result.stdout
     assert "too few to judge" in result.stdout and "still too few requests after holding 2 s" in result.stdout
     assert list(shares(stable).values()) == [100]
+    entry = annotation(stable, "rolled-back")[-1]
+    assert entry["barred"] is False  # sent back unjudged: `make rollout` may try it again
+    retried = make(stable, "rollout", f"REVISION={entry['revision']}", MAX_HOLD_SECONDS="2")
+    assert "was rolled back" not in retried.stderr, retried.stderr
 
 
 def slow_rollout_at_its_first_step(stable: LocalCloudRun) -> tuple[subprocess.Popen, dict]:
