@@ -88,10 +88,12 @@ def serve(port: int) -> int:
     run_dir, project, region, runtime = settings()
     state_dir, config_dir = directories(run_dir)
     cloud_run = LocalCloudRun(state_dir, project, region, runtime)
-    cloud_run.boot()
     sampler = Sampler(lambda: cloud_run.envoy.prometheus())  # whichever Envoy runs now
-    sampler.start()
+    # The Admin API's port is bound first: booting picks free ports (Envoy's admin, revisions), and one of
+    # them could otherwise be this one, chosen but not yet bound. Callers wait in the backlog meanwhile.
     server = make_server(Api(cloud_run, sampler, Shape.from_environment(dict(os.environ))), HOST, port)
+    cloud_run.boot()
+    sampler.start()
     with cloud_run.lock:
         cloud_run.store.data["api_port"] = port
         cloud_run.store.save()
