@@ -38,9 +38,12 @@ def test_an_interrupted_run_leaves_nothing_running(tmp_path: Path, signum: int, 
     run_dir = tmp_path / "run"
     environment = {**os.environ, "INTERRUPTED_RUN_DIR": str(run_dir),
                    "INTERRUPTED_RUN_NO_TEARDOWN": "0" if teardown else "1"}
+    # A run started in the background by a non-interactive shell inherits SIGINT ignored, and Python then never
+    # turns Ctrl-C into KeyboardInterrupt: the interrupted run gets SIGINT's default back, as a terminal has it.
     run = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                             "tests/cloudrun/interrupted_run.py"], cwd=ROOT, env=environment,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 180
         while not (run_dir / "serving").exists():
