@@ -14,7 +14,6 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,17 +59,18 @@ def functions_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-@pytest.fixture
-def emulator(tmp_path: Path, functions_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCloudRun]:
+@pytest.fixture(autouse=True)
+def fault_settings(functions_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local Cloud Run of these tests serves `functions_dir` and holds requests HOLD_S. Autouse, so it is set
+    before conftest's `cloud_run` starts it."""
     monkeypatch.setenv("IRIS_FUNCTIONS_DIR", str(functions_dir))
     monkeypatch.setenv("CLOUDRUN_HOLD_S", str(HOLD_S))
-    cloud_run = LocalCloudRun(tmp_path / "run")
-    cloud_run.start()
-    try:
-        yield cloud_run
-    finally:
-        stopped = cloud_run.stop()
-        assert stopped.returncode == 0, stopped.stderr
+
+
+@pytest.fixture
+def emulator(cloud_run: LocalCloudRun) -> LocalCloudRun:
+    """conftest's local Cloud Run (started, always stopped; gcloud required in CI), with fault_settings."""
+    return cloud_run
 
 
 def revision_names(cloud_run: LocalCloudRun) -> dict[str, str]:
