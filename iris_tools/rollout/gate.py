@@ -4,9 +4,10 @@ Pure: figures in, a verdict out, with the figures and thresholds that decided it
 person and as JSON for a machine. Three verdicts:
 
   promote   healthy, and enough requests seen: move to the next step
-  hold      too few candidate requests to judge, no stable latency baseline (fewer than MIN_REQUESTS
-            stable requests), or the stable revision itself breaching: keep the step (never counted
-            as healthy, never blamed on the candidate)
+  hold      too few candidate requests to judge, figures above a limit whose evidence is not yet
+            decided, no stable latency baseline (fewer than MIN_REQUESTS stable requests), or the
+            stable revision itself breaching: keep the step (never counted as healthy, never blamed
+            on the candidate)
   rollback  a breach: 5xx rate, latency p99, or the candidate not ready
 
 A breach is called on evidence, not on one unlucky reading, and not on one of many looks. The latency
@@ -18,7 +19,9 @@ requests beyond its limit and weighs them with Wald's sequential probability rat
 the limit against one at 3x it), which may be read at every poll without multiplying false alarms;
 1 - CONFIDENCE is shared over the rollout's steps (tests/unit/test_gate_simulation.py). A real fault
 (every answer failing or 30 ms late) breaches on its first 5 requests; one cold request in 50, whose p99
-alone reads 4x the stable one, does not.
+alone reads 4x the stable one, does not. Promoting asks the evidence to lean the other way (a log-likelihood
+ratio at or below 0: the figures fit a candidate at the limit at least as well as one at 3x it), so a candidate
+showing 4 failures in its first 20 answers is held for more requests rather than passed for want of proof.
 """
 
 from __future__ import annotations
@@ -122,6 +125,7 @@ def judge(candidate: Figures, stable: Figures, thresholds: Thresholds, candidate
         verdict.reasons.append("the candidate revision is not ready")
         return verdict
     notes: list[str] = []
+    undecided: list[str] = []
 
     def weigh(claim: str, limit: str, detail: str, count: int, share: float, what: str, at: str) -> None:
         """`count` of the candidate's requests beyond a limit that allows `share` of them: a breach when the
@@ -133,6 +137,8 @@ def judge(candidate: Figures, stable: Figures, thresholds: Thresholds, candidate
         if found >= needed:
             verdict.decision = "rollback"
             verdict.reasons.append(f"{claim} is above {limit}{detail}: {text}")
+        elif found > 0:
+            undecided.append(f"{claim} above {limit}, not yet decided: {text}; holding for more requests")
         else:
             notes.append(f"{claim} above {limit} within chance: {text}")
 
@@ -165,7 +171,9 @@ def judge(candidate: Figures, stable: Figures, thresholds: Thresholds, candidate
         verdict.decision = "hold"
         verdict.reasons.append(f"{candidate.requests} candidate requests, fewer than {thresholds.min_requests}: "
                                f"too few to judge")
+    elif undecided:
+        verdict.decision = "hold"
     else:
         verdict.reasons.append("healthy")
-    verdict.reasons.extend(notes)
+    verdict.reasons.extend(undecided + notes)
     return verdict

@@ -319,7 +319,7 @@ class Rollout:
                     print(file=self.out)
                 verdict.decision = "rollback"
                 verdict.insufficient = True
-                verdict.reasons.append(f"still too few requests after holding {settings.max_hold_seconds:g} s "
+                verdict.reasons.append(f"still not judged after holding {settings.max_hold_seconds:g} s "
                                        f"(MAX_HOLD_SECONDS)")
                 return verdict
 

@@ -163,7 +163,7 @@ def test_too_few_requests_hold_the_step_then_roll_back(stable: LocalCloudRun) ->
     result = make(stable, "rollout", "MODEL=lin_svc", MAX_HOLD_SECONDS="2")  # no load at all
     assert result.returncode != 0
     assert "step 1/3 at 5%: ROLLBACK" in result.stdout
-    assert "too few to judge" in result.stdout and "still too few requests after holding 2 s" in result.stdout
+    assert "too few to judge" in result.stdout and "still not judged after holding 2 s" in result.stdout
     assert list(shares(stable).values()) == [100]
     entry = annotation(stable, "rolled-back")[-1]
     assert entry["barred"] is False  # sent back unjudged: `make rollout` may try it again
