@@ -39,6 +39,7 @@ ROUTES = [
     ("health", re.compile(r"/health$")),
 ]
 _FILTER_TERM = re.compile(r'([\w.]+)\s*=\s*"([^"]*)"')
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)s")
 
 
 def _selected_service(selector: str | None) -> str | None:
@@ -161,10 +162,19 @@ class Api:
             raise InvalidArgument.field("interval", f"not an RFC 3339 timestamp ({exc})") from None
         if start > end:
             raise InvalidArgument.field("interval.startTime", "must not be after interval.endTime")
+        shape = self.shape
+        if query.get("aggregation.alignmentPeriod"):  # points per period, as Cloud Monitoring's ALIGN_DELTA
+            if query.get("aggregation.perSeriesAligner", "ALIGN_DELTA") != "ALIGN_DELTA":
+                raise InvalidArgument.field("aggregation.perSeriesAligner", "only ALIGN_DELTA is supported")
+            period = _DURATION.fullmatch(query["aggregation.alignmentPeriod"])
+            if not period or not 1 <= float(period.group(1)) <= 86400:
+                raise InvalidArgument.field("aggregation.alignmentPeriod",
+                                            "must be a duration of 1 to 86400 seconds, like \"60s\"")
+            shape = shape.aligned(float(period.group(1)))
         with self.cloud_run.lock:
             service_of = {name: revision["service"] for name, revision in self.cloud_run.store.revisions.items()}
         series = time_series(self.sampler, metric, start, end, service_of, self.cloud_run.project,
-                             self.cloud_run.region, self.shape)
+                             self.cloud_run.region, shape)
         for label in ("service_name", "revision_name", "location"):
             wanted = terms.get(f"resource.labels.{label}")
             if wanted is not None:

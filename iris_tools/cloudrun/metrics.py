@@ -10,6 +10,7 @@ p99, from the difference of two cumulative histograms) are what happened inside 
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import threading
@@ -119,12 +120,8 @@ class Sampler:
         return _plus(self._carried[name], raw) if name in self._carried else raw
 
     def _at_or_before(self, moment: float) -> dict[str, Reading]:
-        chosen: dict[str, Reading] = {}
-        for at, readings in self.history:
-            if at > moment:
-                break
-            chosen = readings
-        return chosen
+        index = bisect.bisect_right(self.history, moment, key=lambda entry: entry[0])  # readings are in time order
+        return self.history[index - 1][1] if index else {}
 
     def window(self, start: float, end: float) -> dict[str, tuple[Reading, Reading]]:
         """revision -> (reading at or before start, reading at or before end)."""
@@ -154,6 +151,10 @@ class Shape:
         return cls(align_s=float(environ.get("CLOUDRUN_MONITORING_ALIGN_S") or 60),
                    delay_s=float(environ.get("CLOUDRUN_MONITORING_DELAY_S") or 180),
                    page_size=int(environ.get("CLOUDRUN_MONITORING_PAGE_SIZE") or 2), exponential=True)
+
+    def aligned(self, period_s: float) -> "Shape":
+        """This shape with points aligned to `period_s` (a query's aggregation.alignmentPeriod, ALIGN_DELTA)."""
+        return Shape(period_s, self.delay_s, self.page_size, self.exponential)
 
     def intervals(self, start: float, end: float, now: float) -> list[tuple[float, float]]:
         """The points' intervals, newest first: the window itself, or each aligned interval that ends inside

@@ -16,7 +16,7 @@ from typing import Any
 from iris_tools.google.api import ApiError, GoogleApi, opener_for
 from iris_tools.google.distribution import buckets, percentile
 from iris_tools.google.gcloud import Gcloud
-from iris_tools.google.timestamps import rfc3339
+from iris_tools.google.timestamps import parse_timestamp, rfc3339
 
 DEFAULT_ENDPOINT = "https://monitoring.googleapis.com/"
 # Cloud Run's metrics: request_count (DELTA, INT64, label response_code_class) and request_latencies
@@ -52,6 +52,34 @@ class Figures:
         return sum(int(count) for lower, count in self.latency if lower >= limit_ms)
 
 
+def _added(total: dict[str, Any] | None, distribution: dict[str, Any], revision: str) -> dict[str, Any]:
+    """Two latency distributions of one revision as one (their bucket counts added): only when their buckets are
+    the same, else IncompleteFigures."""
+    if total is None:
+        return {"bucketOptions": distribution["bucketOptions"],
+                "bucketCounts": [int(c) for c in distribution.get("bucketCounts", [])]}
+    if distribution["bucketOptions"] != total["bucketOptions"]:
+        raise IncompleteFigures(f"revision {revision}'s latency series have different buckets "
+                                f"({total['bucketOptions']} and {distribution['bucketOptions']}): "
+                                f"their counts cannot be added")
+    old, new = total["bucketCounts"], [int(c) for c in distribution.get("bucketCounts", [])]
+    size = max(len(old), len(new))
+    return {"bucketOptions": total["bucketOptions"],
+            "bucketCounts": [(old[i] if i < len(old) else 0) + (new[i] if i < len(new) else 0) for i in range(size)]}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One revision over one aligned period ending at `at` (epoch seconds)."""
+
+    at: float
+    requests: int
+    errors: int
+    period_s: float
+    p50_ms: float | None
+    p99_ms: float | None
+
+
 class Monitoring:
     def __init__(self, api: GoogleApi, project: str, location: str | None = None) -> None:
         """`api`: the Cloud Monitoring API; `location`: the region whose revisions count (None: every region)."""
@@ -65,9 +93,10 @@ class Monitoring:
         endpoint = gcloud.property("api_endpoint_overrides/monitoring") or DEFAULT_ENDPOINT
         return cls(GoogleApi(endpoint, opener_for(gcloud), gcloud.access_token), gcloud.project, gcloud.region)
 
-    def _series(self, metric: str, service: str | None, start: float, end: float) -> list[dict[str, Any]]:
-        """Every series of every page. Partial figures are never taken for whole ones: a non-empty
-        `executionErrors` raises IncompleteFigures."""
+    def _series(self, metric: str, service: str | None, start: float, end: float,
+                period_s: float | None = None) -> list[dict[str, Any]]:
+        """Every series of every page (with `period_s`, its points aligned to that period by ALIGN_DELTA).
+        Partial figures are never taken for whole ones: a non-empty `executionErrors` raises IncompleteFigures."""
         where = f'metric.type = "{metric}" AND resource.type = "cloud_run_revision"'
         if service is not None:
             where += f' AND resource.labels.service_name = "{service}"'
@@ -77,6 +106,8 @@ class Monitoring:
         page = ""
         for _ in range(MAX_PAGES):
             query = {"filter": where, "interval.startTime": rfc3339(start), "interval.endTime": rfc3339(end)}
+            if period_s:
+                query.update({"aggregation.alignmentPeriod": f"{period_s:g}s", "aggregation.perSeriesAligner": "ALIGN_DELTA"})
             if page:
                 query["pageToken"] = page
             answer = self.api.call("GET", f"v3/projects/{self.project}/timeSeries?{urllib.parse.urlencode(query)}")
@@ -103,18 +134,7 @@ class Monitoring:
         for series in self._series(REQUEST_LATENCIES, service, start, end):
             revision = series["resource"]["labels"]["revision_name"]
             for point in series.get("points", []):
-                distribution = point["value"]["distributionValue"]
-                merged = latencies.setdefault(revision, {"bucketOptions": distribution["bucketOptions"],
-                                                         "bucketCounts": []})
-                if distribution["bucketOptions"] != merged["bucketOptions"]:
-                    raise IncompleteFigures(f"revision {revision}'s latency series have different buckets "
-                                            f"({merged['bucketOptions']} and {distribution['bucketOptions']}): "
-                                            f"their counts cannot be added")
-                counts_now = [int(c) for c in distribution.get("bucketCounts", [])]
-                old = [int(c) for c in merged["bucketCounts"]]
-                size = max(len(old), len(counts_now))
-                merged["bucketCounts"] = [(old[i] if i < len(old) else 0) + (counts_now[i] if i < len(counts_now)
-                                                                              else 0) for i in range(size)]
+                latencies[revision] = _added(latencies.get(revision), point["value"]["distributionValue"], revision)
         figures = {}
         for revision in set(counts) | set(latencies):
             requests, errors = counts.get(revision, [0, 0])
@@ -124,3 +144,30 @@ class Monitoring:
                                         percentile(distribution, 0.99) if distribution else None,
                                         tuple(buckets(distribution)) if distribution else ())
         return figures
+
+    def timeline(self, service: str, start: float, end: float, period_s: float) -> dict[str, list[Point]]:
+        """revision -> its figures per `period_s` over [start, end], oldest first (what the console charts). Cloud
+        Monitoring takes periods of 60 s and up; the local Cloud Run, 1 s and up."""
+        points: dict[str, dict[float, list[Any]]] = {}  # revision -> end time -> [requests, errors, distribution]
+
+        def slot(series: dict[str, Any], point: dict[str, Any]) -> list[Any]:
+            revision = series["resource"]["labels"]["revision_name"]
+            at = parse_timestamp(point["interval"]["endTime"])
+            return points.setdefault(revision, {}).setdefault(at, [0, 0, None])
+
+        for series in self._series(REQUEST_COUNT, service, start, end, period_s):
+            for point in series.get("points", []):
+                entry = slot(series, point)
+                count = int(point["value"]["int64Value"])
+                entry[0] += count
+                if series["metric"]["labels"].get("response_code_class") == "5xx":
+                    entry[1] += count
+        for series in self._series(REQUEST_LATENCIES, service, start, end, period_s):
+            for point in series.get("points", []):
+                entry = slot(series, point)
+                entry[2] = _added(entry[2], point["value"]["distributionValue"], series["resource"]["labels"]["revision_name"])
+        return {revision: [Point(at, requests, errors, period_s,
+                                 percentile(distribution, 0.5) if distribution else None,
+                                 percentile(distribution, 0.99) if distribution else None)
+                           for at, (requests, errors, distribution) in sorted(by_time.items())]
+                for revision, by_time in points.items()}

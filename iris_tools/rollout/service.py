@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+import urllib.parse
 from typing import Any, TextIO
 
 from iris_tools.google.api import ApiError, GoogleApi, opener_for
@@ -19,6 +20,8 @@ from iris_tools.google.gcloud import Gcloud, GcloudError
 from iris_tools.google.names import suggest_tag
 from iris_tools.rollout.errors import RolloutError
 from iris_tools.rollout.settings import Settings
+
+MAX_PAGES = 50
 
 
 def model_of(image: str) -> str | None:
@@ -81,6 +84,7 @@ class Service:
         endpoint = gcloud.property("api_endpoint_overrides/run") or f"https://{gcloud.region}-run.googleapis.com/"
         self.api = api or GoogleApi(endpoint, opener_for(gcloud), gcloud.access_token)
         self.path = f"apis/serving.knative.dev/v1/namespaces/{gcloud.project}/services/{self.name}"
+        self.revisions_path = f"apis/serving.knative.dev/v1/namespaces/{gcloud.project}/revisions"
 
     def describe(self) -> dict[str, Any]:
         try:
@@ -93,12 +97,21 @@ class Service:
             raise
 
     def revisions(self) -> list[dict[str, Any]]:
-        return self.gcloud.json("run", "revisions", "list", "--service", self.name)
+        """The service's revisions, newest first, as `gcloud run revisions list --service` reads them (every page)."""
+        query = {"labelSelector": f"serving.knative.dev/service = {self.name}"}
+        found: list[dict[str, Any]] = []
+        for _ in range(MAX_PAGES):
+            answer = self.api.call("GET", f"{self.revisions_path}?{urllib.parse.urlencode(query)}")
+            found.extend(answer.get("items", []))
+            query["continue"] = (answer.get("metadata") or {}).get("continue") or ""
+            if not query["continue"]:
+                break
+        return sorted(found, key=lambda r: r["metadata"].get("creationTimestamp", ""), reverse=True)
 
     def revision_ready(self, name: str) -> bool:
         try:
-            return ready(self.gcloud.json("run", "revisions", "describe", name))
-        except GcloudError:
+            return ready(self.api.call("GET", f"{self.revisions_path}/{name}"))
+        except ApiError:
             return False
 
     def annotate(self, changes: dict[str, Any], service: dict[str, Any] | None = None,
