@@ -27,7 +27,7 @@ MODELS := $(patsubst functions/%/main.py,%,$(wildcard functions/*/main.py))
 ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
 TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py shared/linear.py
 
-.PHONY: help venv models retrain up demo compare status stop emulator emulator-token emulator-status rollout rollback promote traffic shadow report test images base-image mlserver bench clean
+.PHONY: help venv models retrain up demo compare status stop emulator emulator-token emulator-status rollout rollback promote traffic console shadow report test images base-image mlserver bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -101,6 +101,10 @@ report: | $(VENV)/.installed ## compare the running versions (or URLS=) on iris,
 
 traffic: | $(VENV)/.installed ## show the service's traffic, tags and live figures; SPLIT="svc=90 lin_svc=10" sets it
 	$(PY) -m iris_tools.rollout traffic
+
+export CONSOLE_PORT CONSOLE_PERIOD_S
+console: | $(VENV)/.installed ## a page on 127.0.0.1 (CONSOLE_PORT, default 5080) to watch the split, figures and rollout, and stop it
+	$(PY) -m iris_tools.console
 
 images: models ## build one image per model version: $(IMAGE):<name>, from build/Dockerfile
 	BASE_IMAGE=$(BASE_IMAGE) PIP_CA=$(PIP_CA) build/build_images.sh

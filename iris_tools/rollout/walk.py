@@ -53,6 +53,7 @@ class Step:
     stable: Figures = field(default_factory=Figures)
     verdict: str = ""
     reasons: list[str] = field(default_factory=list)
+    index: int = -1  # its place in the plan (a resumed rollout's record starts part way)
 
 
 class Stopped(RolloutError):
@@ -189,7 +190,7 @@ class Rollout:
                 self.service.annotate({LOCK: lock}, service, split=expected)
             except Conflict as exc:
                 raise Stopped(f"{exc}; the rollout stops here and changes nothing") from None
-            step = Step(percent, time.time())
+            step = Step(percent, time.time(), index=index)
             self.record.update(at_step=index, at_percent=percent)
             self._save()  # a rollout killed in this step leaves a record that says so
             verdict = self._watch(step, index, lock, expected, previous_stable)
@@ -230,6 +231,8 @@ class Rollout:
         print(f"step {index + 1}/{len(lock['steps'])}: paused at {share}% until `make promote` "
               f"(or `make rollback`)", file=self.out, flush=True)
         started = time.time()
+        self.record["current"] = {"step": index, "percent": share, "started": started, "paused": True}
+        self._save()
         while True:
             held = annotation(service, LOCK, None) or {}
             if held.get("promoted"):
@@ -239,7 +242,7 @@ class Rollout:
                 except Conflict as exc:
                     raise Stopped(f"{exc}; the rollout stops here and changes nothing") from None
                 self.record["steps"].append(asdict(Step(share, started, time.time(), verdict="promote",
-                                                        reasons=[f"promoted by {held['promoted']}"])))
+                                                        reasons=[f"promoted by {held['promoted']}"], index=index)))
                 self._save()
                 print(f"step {index + 1}/{len(lock['steps'])}: promoted by {held['promoted']}", file=self.out,
                       flush=True)
@@ -306,9 +309,13 @@ class Rollout:
                 print("\r" + text.ljust(118), end="", file=self.out, flush=True)
             else:
                 print(text, file=self.out, flush=True)
+            verdict = judge(mine, reference, settings.thresholds, candidate_ready=True)
+            self.record["current"] = {"step": index, "percent": step.percent, "started": step.started,
+                                      "window_end": window_end, "hold_end": hold_end, "at": now,
+                                      "verdict": verdict.as_json()}
+            self._save()  # each poll: what a watcher (the console) reads as the step's live figures
             if now < window_end and mine.requests < settings.thresholds.min_requests:
                 continue
-            verdict = judge(mine, reference, settings.thresholds, candidate_ready=True)
             if verdict.decision == "rollback" or (verdict.decision == "promote" and now >= window_end):
                 if live:
                     print(file=self.out)

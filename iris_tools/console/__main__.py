@@ -1,0 +1,75 @@
+"""`make console`: the migration console on 127.0.0.1, for TARGET=local (the local Cloud Run) or cloudrun.
+
+Settings (environment): TARGET, SERVICE (the service shown first; every service is listed), PROJECT, REGION as
+for the rollout; CONSOLE_PORT (default 5080; 0 picks a free one); CONSOLE_PERIOD_S, the charts' point width
+(default 2 locally, 60 on Cloud Run, where Cloud Monitoring aligns to a minute at the finest). The page reads
+the same APIs the rollout does, through the gcloud configuration in use; it needs nothing from the internet.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from werkzeug.serving import make_server
+
+from iris_tools.console.app import create_app
+from iris_tools.console.view import View
+from iris_tools.google.api import ApiError
+from iris_tools.google.gcloud import Gcloud, GcloudError
+from iris_tools.google.monitoring import Monitoring
+from iris_tools.google.targets import run_dir
+from iris_tools.rollout.errors import EXIT_FAILED, RolloutError
+from iris_tools.rollout.service import Service
+from iris_tools.rollout.settings import Settings
+
+DEFAULT_PORT = 5080
+
+
+def _stop(*_: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends serve_forever as Ctrl-C does
+
+
+def main() -> int:
+    target = os.environ.get("TARGET") or "cloudrun"
+    try:
+        port = int(os.environ.get("CONSOLE_PORT") or DEFAULT_PORT)
+        period = float(os.environ.get("CONSOLE_PERIOD_S") or (2 if target == "local" else 60))
+    except ValueError as exc:
+        print(f"error: CONSOLE_PORT and CONSOLE_PERIOD_S are numbers ({exc})", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        gcloud = Gcloud(target, os.environ.get("PROJECT") or None, os.environ.get("REGION") or None)
+        service = Service(gcloud, Settings.for_target(target))
+        view = View(service, Monitoring.from_gcloud(gcloud), run_dir(), period)
+        view.services()  # the API answers (or the user hears why not) before a URL is printed
+    except (RolloutError, GcloudError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except ApiError as exc:
+        print(f"error: the Cloud Run Admin API for {target} did not answer as asked: {exc}"
+              + (" (is the local Cloud Run running? make emulator)" if target == "local" else ""), file=sys.stderr)
+        return EXIT_FAILED
+    app = create_app(view)
+    try:
+        server = make_server("127.0.0.1", port, app, threaded=True)
+    except OSError as exc:
+        print(f"error: cannot listen on 127.0.0.1:{port} ({exc.strerror}); CONSOLE_PORT=0 picks a free port",
+              file=sys.stderr)
+        return EXIT_FAILED
+    app.config["CONSOLE_PORT"] = server.server_port
+    signal.signal(signal.SIGTERM, _stop)
+    print(f"console of service {service.name} on {target} ({gcloud.project}): "
+          f"http://127.0.0.1:{server.server_port}/  (Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
