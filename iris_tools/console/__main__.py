@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from iris_tools.console.app import create_app
 from iris_tools.console.view import View
@@ -25,6 +25,15 @@ from iris_tools.rollout.service import Service
 from iris_tools.rollout.settings import Settings
 
 DEFAULT_PORT = 5080
+
+
+class QuietPolls(WSGIRequestHandler):
+    """Logs every request but the page's own successful reads (two every refresh): changes and failures stay."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if self.command == "GET" and str(code).startswith(("2", "3")):
+            return
+        super().log_request(code, size)
 
 
 def _stop(*_: object) -> None:
@@ -53,7 +62,7 @@ def main() -> int:
         return EXIT_FAILED
     app = create_app(view)
     try:
-        server = make_server("127.0.0.1", port, app, threaded=True)
+        server = make_server("127.0.0.1", port, app, threaded=True, request_handler=QuietPolls)
     except OSError as exc:
         print(f"error: cannot listen on 127.0.0.1:{port} ({exc.strerror}); CONSOLE_PORT=0 picks a free port",
               file=sys.stderr)

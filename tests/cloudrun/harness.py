@@ -154,3 +154,24 @@ class Load:
         self._stop.set()
         for worker in self._workers:
             worker.join(timeout=30)
+
+
+# The rollout tools, made fast for tests: short steps, few requests, frequent polls.
+FAST = {"STEPS": "5 50 100", "STEP_SECONDS": "3", "MIN_REQUESTS": "20", "POLL_SECONDS": "0.5",
+        "LOCK_SETTLE_S": "0.5", "MAX_HOLD_SECONDS": "20", "PUBLIC": "1", "WARMUP_REQUESTS": "20"}  # the load calls without a token
+
+
+def make(cloud_run: LocalCloudRun, target: str, *variables: str, timeout: float = 300,
+         **settings: str) -> subprocess.CompletedProcess:
+    env = {**cloud_run.env, "TARGET": "local", **FAST, **settings}
+    return subprocess.run(["make", "-s", "--no-print-directory", target, *variables], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def shares(cloud_run: LocalCloudRun) -> dict[str, int]:
+    return {r: p for r, p, _ in traffic_of(cloud_run.read()) if p}
+
+
+def annotation(cloud_run: LocalCloudRun, key: str):
+    raw = cloud_run.read()["metadata"]["annotations"].get(f"iris-versions.dev/{key}")
+    return json.loads(raw) if raw else None

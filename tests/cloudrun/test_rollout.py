@@ -18,7 +18,7 @@ import pytest
 import requests
 from sklearn.svm import LinearSVC
 
-from tests.cloudrun.harness import SERVICES, LocalCloudRun, Load, traffic_of
+from tests.cloudrun.harness import FAST, SERVICES, LocalCloudRun, Load, annotation, make, shares
 from tests.helpers import ROOT, write_model_version
 
 FAULTY_MAIN = '''
@@ -48,8 +48,6 @@ FAULTS = {
     "broken": ("every answer a 500",
                'return flask.Response(\'{"error": "injected"}\', status=500, mimetype="application/json")'),
 }
-FAST = {"STEPS": "5 50 100", "STEP_SECONDS": "3", "MIN_REQUESTS": "20", "POLL_SECONDS": "0.5",
-        "LOCK_SETTLE_S": "0.5", "MAX_HOLD_SECONDS": "20", "PUBLIC": "1", "WARMUP_REQUESTS": "20"}  # the load calls without a token
 
 
 @pytest.fixture
@@ -75,22 +73,6 @@ def stable(tmp_path: Path, functions_dir: Path, monkeypatch: pytest.MonkeyPatch)
         yield emulator
     finally:
         emulator.stop()
-
-
-def make(cloud_run: LocalCloudRun, target: str, *variables: str, timeout: float = 300,
-         **settings: str) -> subprocess.CompletedProcess:
-    env = {**cloud_run.env, "TARGET": "local", **FAST, **settings}
-    return subprocess.run(["make", "-s", "--no-print-directory", target, *variables], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def shares(cloud_run: LocalCloudRun) -> dict[str, int]:
-    return {r: p for r, p, _ in traffic_of(cloud_run.read()) if p}
-
-
-def annotation(cloud_run: LocalCloudRun, key: str):
-    raw = cloud_run.read()["metadata"]["annotations"].get(f"iris-versions.dev/{key}")
-    return json.loads(raw) if raw else None
 
 
 def test_a_healthy_rollout_moves_every_user_with_no_failed_request(stable: LocalCloudRun) -> None:
