@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 
 import requests
 from hypothesis import HealthCheck, given, settings
@@ -57,6 +58,11 @@ def test_malformed_and_hostile_requests_are_refused_and_change_nothing(cloud_run
         ("GET", "/v1/projects/iris-local/locations/us-central1/services/iris:setIamPolicy", b"", 404),
         ("POST", "/v2/entries:list", json.dumps({"filter": "((( nonsense"}).encode(), 400),
         ("GET", "/etc/passwd", b"", 404),
+        *[("GET", "/v3/projects/iris-local/timeSeries?" + urllib.parse.urlencode({
+            "filter": 'metric.type = "run.googleapis.com/request_count"', **aggregation}), b"", 400)
+          for aggregation in ({"aggregation.alignmentPeriod": "0s"}, {"aggregation.alignmentPeriod": "sixty"},
+                              {"aggregation.alignmentPeriod": "99999999s"},
+                              {"aggregation.alignmentPeriod": "60s", "aggregation.perSeriesAligner": "ALIGN_RATE"})],
     ]
     for method, path, body, status in cases:
         response = requests.request(method, api + path, data=body, timeout=30,

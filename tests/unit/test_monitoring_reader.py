@@ -82,3 +82,28 @@ def test_the_token_is_asked_for_again_before_an_hour_is_out() -> None:
     assert api.token() == "first"
     now[0] = TOKEN_RENEW_S + 1
     assert api.token() == "second"
+
+
+def timed(series: dict, ends: list[str]) -> dict:
+    """`series` with one copy of its point per end time (each ALIGN_DELTA period's)."""
+    (point,) = series["points"]
+    return {**series, "points": [{**point, "interval": {"endTime": end}} for end in ends]}
+
+
+def test_the_timeline_asks_for_aligned_points_and_keeps_them_apart_by_time_and_revision() -> None:
+    """What the console charts: per revision, per period, requests, 5xx, p50 and p99. Broken on purpose (points
+    keyed by revision only): one point per revision, the sum of all periods."""
+    ends = ["2026-12-02T10:01:00Z", "2026-12-02T10:02:00Z"]
+    api = FakeApi({REQUEST_COUNT: [{"timeSeries": [timed(count_series("a", "2xx", 60), ends),
+                                                   timed(count_series("a", "5xx", 6), ends[1:]),
+                                                   timed(count_series("b", "2xx", 30), ends[:1])]}],
+                   REQUEST_LATENCIES: [{"timeSeries": [timed(latency_series("a", [0, 60, 0, 0, 0]), ends[:1]),
+                                                       timed(latency_series("a", [0, 0, 60, 6, 0]), ends[1:])]}]})
+    timeline = Monitoring(api, "p").timeline("iris", 0, 120, 60)
+    assert all(q["aggregation.alignmentPeriod"] == "60s" and q["aggregation.perSeriesAligner"] == "ALIGN_DELTA"
+               for q in api.queries)
+    first, second = timeline["a"]
+    assert (first.requests, first.errors, first.p50_ms, second.requests, second.errors) == (60, 0, 2.0, 66, 6)
+    assert second.p50_ms == 4.0 and second.p99_ms == 8.0 and second.at - first.at == 60
+    (only,) = timeline["b"]
+    assert (only.requests, only.p50_ms) == (30, None)
