@@ -107,8 +107,8 @@ class View:
         the steps, the one reached, and the live verdict of the step under way."""
         if not lock:
             return None
-        steps = lock.get("steps", [])
-        index = lock.get("step", -1)
+        steps = lock.get("steps") if isinstance(lock.get("steps"), list) else []  # an annotation anyone may edit
+        index = lock.get("step") if isinstance(lock.get("step"), int) else -1
         record = _read_json(self.run_dir / "rollout" / "latest.json")
         if not record or record.get("candidate") != lock.get("candidate") or record.get("decision") \
                 or record.get("service") != target.name:
@@ -125,14 +125,15 @@ class View:
                 "current": _current(current), "thresholds": (record or {}).get("thresholds")}
 
     def _records(self, service: str) -> list[dict[str, Any]]:
-        folder = self.run_dir / "rollout"
-        paths = sorted((p for p in folder.glob(f"{service}-*.json")), key=lambda p: p.stat().st_mtime,
-                       reverse=True) if folder.is_dir() else []
-        found = []
-        for path in paths[:RECORDS_SHOWN]:
+        """This machine's last RECORDS_SHOWN rollout records of `service`, newest first."""
+        paths = sorted((self.run_dir / "rollout").glob(f"{service}-*.json"), reverse=True)  # named by start time
+        found: list[dict[str, Any]] = []
+        for path in paths:
             record = _read_json(path)
-            if record is None:
+            if record is None or record.get("service") != service:  # iris-canary-... is not iris's
                 continue
+            if len(found) == RECORDS_SHOWN:
+                break
             found.append({"file": path.name, "candidate": record.get("candidate"), "stable": record.get("stable"),
                           "decision": record.get("decision") or "running or interrupted",
                           "started": record.get("started"), "ended": record.get("ended"),
