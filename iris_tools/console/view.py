@@ -110,8 +110,7 @@ class View:
         steps = lock.get("steps") if isinstance(lock.get("steps"), list) else []  # an annotation anyone may edit
         index = lock.get("step") if isinstance(lock.get("step"), int) else -1
         record = _read_json(self.run_dir / "rollout" / "latest.json")
-        if not record or record.get("candidate") != lock.get("candidate") or record.get("decision") \
-                or record.get("service") != target.name:
+        if not record or record.get("id") != lock.get("id") or record.get("decision"):  # another rollout's
             record = None
         current = (record or {}).get("current")
         if current and current.get("step") != index:

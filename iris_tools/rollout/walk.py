@@ -13,7 +13,7 @@ import json
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -97,6 +97,8 @@ class Rollout:
                            and isinstance(resume.get("step"), int) and -1 <= resume["step"] < len(steps)):
             raise RolloutError(f"the interrupted rollout's record does not fit (steps {steps!r}, step "
                                f"{resume.get('step')!r}): nothing was changed; `make rollback` undoes it")
+        # 1 - CONFIDENCE is shared over the steps this rollout walks (a resumed one's own, not STEPS now)
+        settings.thresholds = replace(settings.thresholds, steps=sum(1 for step in steps if step != PAUSE))
         split = shares(service)
         stable = resume["stable"] if resume else max(split, key=split.get)
         if not resume and split.get(stable) != 100:
@@ -125,7 +127,8 @@ class Rollout:
                 return EXIT_ROLLED_BACK
         lock = acquire(self.service, revision, stable, {**(resume or {}), "image": image_of(revisions[revision]),
                                                          "digest": digest_of(revisions[revision])}, steps)
-        self.record = {"service": settings.service, "target": self.service.gcloud.target, "candidate": revision,
+        self.record = {"id": lock["id"], "service": settings.service, "target": self.service.gcloud.target,
+                       "candidate": revision,
                        "stable": stable, "plan": steps, "thresholds": asdict(settings.thresholds),
                        "steps": [], "samples": [], "decision": None, "started": time.time(),
                        "path": str(self.report_dir / f"{settings.service}-{time.strftime('%Y%m%d-%H%M%S')}.json")}

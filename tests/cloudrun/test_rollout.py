@@ -317,6 +317,12 @@ def test_a_resume_keeps_the_steps_it_was_started_with_and_refuses_a_record_that_
         while time.monotonic() < deadline and (annotation(stable, "rollout") or {}).get("id") == lock["id"]:
             time.sleep(0.3)
         assert annotation(stable, "rollout")["steps"] == [5, 50, 100]
+        # and the gate shares 1 - CONFIDENCE over those 3 steps, not STEPS's 2 (broken on purpose: it said 2)
+        latest = stable.run_dir / "rollout" / "latest.json"
+        while time.monotonic() < deadline and json.loads(latest.read_text()).get("id") != \
+                annotation(stable, "rollout")["id"]:
+            time.sleep(0.3)
+        assert json.loads(latest.read_text())["thresholds"]["steps"] == 3
     finally:
         kill(resumed)
     assert shares(stable) == {before: 95, lock["candidate"]: 5}

@@ -45,10 +45,10 @@ def view(tmp_path: Path, annotations: dict[str, str]) -> View:
 
 
 def test_the_split_revisions_and_a_running_rollout_with_its_live_step(tmp_path: Path) -> None:
-    lock = {"candidate": "iris-2", "stable": "iris-1", "steps": [5, "pause", 100], "step": 0, "host": "elsewhere",
+    lock = {"id": "r1", "candidate": "iris-2", "stable": "iris-1", "steps": [5, "pause", 100], "step": 0, "host": "elsewhere",
             "pid": 1, "updated": 4e9}
     (tmp_path / "rollout").mkdir()
-    record = {"service": "iris", "candidate": "iris-2", "decision": None, "steps": [],
+    record = {"id": "r1", "service": "iris", "candidate": "iris-2", "decision": None, "steps": [],
               "current": {"step": 0, "percent": 5, "started": 1.0, "window_end": 11.0, "hold_end": 41.0,
                           "verdict": {"decision": "hold", "reasons": ["3 candidate requests, fewer than 50"],
                                       "candidate": {"requests": 3}, "stable": {"requests": 90, "p99_ms": 10.0},
