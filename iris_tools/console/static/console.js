@@ -333,6 +333,7 @@ function drawChart(node, figures, revisions, column, format) {
 let timer = null;
 async function refresh() {
   clearTimeout(timer);
+  const started = performance.now();  // reads start every REFRESH_MS, however long one takes (never overlapping)
   const query = service ? `?service=${encodeURIComponent(service)}` : "";
   try {
     const [state, figures] = await Promise.all([
@@ -360,7 +361,7 @@ async function refresh() {
     $("problem").textContent = `Cannot read service ${service || "(default)"}: ${error.message}. Retrying every ${REFRESH_MS / 1000} s.`;
     $("problem").hidden = false;
   }
-  timer = setTimeout(refresh, REFRESH_MS);
+  timer = setTimeout(refresh, Math.max(0, REFRESH_MS - (performance.now() - started)));
 }
 
 $("service").addEventListener("change", (event) => {
