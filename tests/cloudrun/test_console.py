@@ -176,6 +176,8 @@ def test_the_split_shown_is_gcloud_s_and_follows_update_traffic_within_3_s(serve
         gaps = [later - earlier for earlier, later in zip(reads, reads[1:])][-5:]
         assert len(gaps) == 5 and max(gaps) < 2.5, gaps  # a read starts every 2 s
         assert "svc" in text_of(browser, "#revisions") and "lin_svc" in text_of(browser, "#revisions")
+        invoker = served.token()  # what calls a private service: never in the page or what it reads
+        assert invoker not in browser.page_source and invoker not in requests.get(console + "api/state", timeout=10).text
         check_screenshot(browser, tmp_path / "console-split.png")
     assert page_errors(browser) == []
 
