@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, request, send_file
+from werkzeug.exceptions import HTTPException
 
 from iris_tools.console import actions
 from iris_tools.console.errors import BadRequest, NotFound, as_response
@@ -51,8 +52,7 @@ def create_app(view: View, port: int = 0, token: str | None = None) -> Flask:
         return response
 
     @app.errorhandler(Exception)
-    def failed(exc: Exception) -> tuple[Response, int] | Exception:
-        from werkzeug.exceptions import HTTPException
+    def failed(exc: Exception) -> tuple[Response, int]:
         if isinstance(exc, HTTPException):  # Flask's own 404/405: JSON too
             body = {"error": {"code": exc.code, "status": exc.name.upper().replace(" ", "_"),
                               "message": exc.description}}

@@ -160,13 +160,18 @@ class View:
         return {"service": target.name, "start": start, "end": end, "period_s": self.period_s,
                 "delay_s": target.settings.delay_seconds,
                 "revisions": {revision: [[p.at, round(p.requests / p.period_s, 3),
-                                          round(p.errors / p.requests, 4) if p.requests else None, p.p50_ms,
-                                          None if p.p99_ms == float("inf") else p.p99_ms] for p in points]
+                                          round(p.errors / p.requests, 4) if p.requests else None,
+                                          _finite(p.p50_ms), _finite(p.p99_ms)] for p in points]
                               for revision, points in timeline.items()}}
 
     def report_png(self) -> Path | None:
         path = self.run_dir / "report" / "compare.png"
         return path if path.is_file() else None
+
+
+def _finite(ms: float | None) -> float | None:
+    """A percentile for JSON: one in the overflow bucket (infinite) is not charted."""
+    return None if ms is None or ms == float("inf") else ms
 
 
 def _step_verdict(record: dict[str, Any] | None, index: int) -> str | None:

@@ -36,7 +36,7 @@ function svg(tag, attrs = {}) {
 function styleOf(revision) {
   if (!styles[revision]) {
     const n = Object.keys(styles).length;
-    styles[revision] = { colour: COLOURS[n % COLOURS.length], dash: DASHES[Math.floor(n / COLOURS.length) % DASHES.length] || DASHES[n % DASHES.length] };
+    styles[revision] = { colour: COLOURS[n % COLOURS.length], dash: DASHES[n % DASHES.length] };
   }
   return styles[revision];
 }
@@ -110,11 +110,11 @@ function renderHeader(state) {
 function renderSplit(state) {
   const bar = $("split-bar");
   bar.replaceChildren(...state.split.map((row, i) => {
-    const seg = el("div", { class: "seg" + (i % 2 ? " hatched" : ""), title: `${row.revision}: ${row.percent}%` },
+    const seg = el("div", { class: "seg", title: `${row.revision}: ${row.percent}%` },
       el("strong", { text: `${row.model || "?"} ${row.percent}%` }), el("span", { text: row.revision }));
     seg.style.flexGrow = String(row.percent);
     seg.style.background = styleOf(row.revision).colour;
-    if (i % 2) seg.style.backgroundImage = "repeating-linear-gradient(45deg, rgba(255,255,255,0.18) 0 6px, transparent 6px 12px)";
+    if (i % 2) seg.style.backgroundImage = "repeating-linear-gradient(45deg, rgba(255,255,255,0.18) 0 6px, transparent 6px 12px)";  // neighbours differ by more than colour
     return seg;
   }));
   bar.setAttribute("aria-label", "traffic split: " + state.split.map((r) => `${r.revision} (${r.model}) ${r.percent}%`).join(", "));
