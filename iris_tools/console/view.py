@@ -15,20 +15,17 @@ from typing import Any
 
 from iris_tools.google.monitoring import Monitoring
 from iris_tools.rollout.lock import HISTORY, ROLLED_BACK, barred, digest_of, lock_state, step_text
-from iris_tools.rollout.service import Service, annotation, image_of, model_of, shares
+from iris_tools.rollout.gate import Thresholds
+from iris_tools.rollout.service import Service, annotation, condition, image_of, model_of, shares, tags_of
 from iris_tools.rollout.settings import PAUSE, percent_at
 
 RECORDS_SHOWN = 8  # the last rollouts listed
 
 
-def _condition(resource: dict[str, Any], kind: str = "Ready") -> dict[str, Any]:
-    return next((c for c in resource.get("status", {}).get("conditions", []) if c.get("type") == kind), {})
-
-
 def revision_row(service: dict[str, Any], revision: dict[str, Any], split: dict[str, int],
                  tags: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
     name = revision["metadata"]["name"]
-    ready = _condition(revision)
+    ready = condition(revision)
     entry = barred(service, revision)
     return {"name": name, "model": model_of(image_of(revision) or ""), "image": image_of(revision),
             "digest": digest_of(revision), "created": revision["metadata"].get("creationTimestamp"),
@@ -37,19 +34,11 @@ def revision_row(service: dict[str, Any], revision: dict[str, Any], split: dict[
             "barred": None if entry is None else {"at": entry.get("at"), "reason": entry.get("reason")}}
 
 
-def split_rows(service: dict[str, Any], models: dict[str, str | None]) -> list[dict[str, Any]]:
+def split_rows(service: dict[str, Any], models: dict[str, str | None],
+               tags: dict[str, list[dict[str, str]]]) -> list[dict[str, Any]]:
     """The traffic as the service reports it: one row per revision with a share, largest first, tags named."""
-    tags = tags_of(service)
     return [{"revision": name, "model": models.get(name), "percent": percent, "tags": tags.get(name, [])}
             for name, percent in sorted(shares(service).items(), key=lambda item: (-item[1], item[0]))]
-
-
-def tags_of(service: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
-    found: dict[str, list[dict[str, str]]] = {}
-    for target in service["status"].get("traffic", []):
-        if target.get("tag"):
-            found.setdefault(target.get("revisionName"), []).append({"tag": target["tag"], "url": target.get("url", "")})
-    return found
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -88,14 +77,14 @@ class View:
         tags = tags_of(service)
         rows = [revision_row(service, revision, split, tags) for revision in revisions]
         models = {row["name"]: row["model"] for row in rows}
-        ready = _condition(service)
+        ready = condition(service)
         lock, live = lock_state(service, target.settings)
         return {
             "target": target.gcloud.target, "service": target.name, "url": service["status"].get("url"),
             "services": self.services(), "now": time.time(),
             "ready": {"status": ready.get("status", "Unknown"), "reason": ready.get("reason"),
                       "message": ready.get("message")},
-            "split": split_rows(service, models), "revisions": rows,
+            "split": split_rows(service, models, tags), "revisions": rows,
             "history": annotation(service, HISTORY, []), "rolled_back": annotation(service, ROLLED_BACK, [])[::-1],
             "rollout": self._rollout(target, lock, live),
             "records": self._records(target.name), "shadow": self._shadow(target.name),
@@ -188,9 +177,7 @@ def _current(current: dict[str, Any] | None) -> dict[str, Any] | None:
     thresholds = verdict.get("thresholds") or {}
     stable = verdict.get("stable") or {}
     p99 = stable.get("p99_ms")
-    limit = None
-    if p99 is not None and thresholds:
-        limit = max(p99 * thresholds["max_latency_ratio"], p99 + thresholds["min_latency_delta_ms"])
+    limit = Thresholds(**thresholds).latency_limit(p99) if p99 is not None and thresholds else None
     return {**{key: current.get(key) for key in ("step", "percent", "started", "window_end", "hold_end", "at",
                                                  "paused")},
             "decision": verdict.get("decision"), "reasons": verdict.get("reasons", []),

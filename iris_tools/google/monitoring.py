@@ -10,6 +10,7 @@ by that much (MONITORING_DELAY_S: 180 on Cloud Run, 0 locally).
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,55 +120,44 @@ class Monitoring:
                 return found
         raise IncompleteFigures(f"more than {MAX_PAGES} pages of {metric}")
 
+    def _totals(self, service: str | None, start: float, end: float, period_s: float | None,
+                key: Callable[[str, dict[str, Any]], Any]) -> dict[Any, list[Any]]:
+        """[requests, 5xx, latency distribution] summed over the points that `key(revision, point)` puts together
+        (a revision's whole window, or one period of it)."""
+        totals: dict[Any, list[Any]] = {}
+        for series in self._series(REQUEST_COUNT, service, start, end, period_s):
+            revision = series["resource"]["labels"]["revision_name"]
+            failed = series["metric"]["labels"].get("response_code_class") == "5xx"
+            for point in series.get("points", []):
+                entry = totals.setdefault(key(revision, point), [0, 0, None])
+                count = int(point["value"]["int64Value"])
+                entry[0] += count
+                entry[1] += count if failed else 0
+        for series in self._series(REQUEST_LATENCIES, service, start, end, period_s):
+            revision = series["resource"]["labels"]["revision_name"]
+            for point in series.get("points", []):
+                entry = totals.setdefault(key(revision, point), [0, 0, None])
+                entry[2] = _added(entry[2], point["value"]["distributionValue"], revision)
+        return totals
+
     def figures(self, service: str | None, start: float, end: float) -> dict[str, Figures]:
         """revision -> its requests, 5xx and latency over [start, end] (summed over every point);
         `service` None: every service's revisions."""
-        counts: dict[str, list[int]] = {}
-        for series in self._series(REQUEST_COUNT, service, start, end):
-            revision = series["resource"]["labels"]["revision_name"]
-            total = sum(int(point["value"]["int64Value"]) for point in series.get("points", []))
-            entry = counts.setdefault(revision, [0, 0])
-            entry[0] += total
-            if series["metric"]["labels"].get("response_code_class") == "5xx":
-                entry[1] += total
-        latencies: dict[str, dict[str, Any]] = {}
-        for series in self._series(REQUEST_LATENCIES, service, start, end):
-            revision = series["resource"]["labels"]["revision_name"]
-            for point in series.get("points", []):
-                latencies[revision] = _added(latencies.get(revision), point["value"]["distributionValue"], revision)
-        figures = {}
-        for revision in set(counts) | set(latencies):
-            requests, errors = counts.get(revision, [0, 0])
-            distribution = latencies.get(revision)
-            figures[revision] = Figures(requests, errors,
-                                        percentile(distribution, 0.5) if distribution else None,
-                                        percentile(distribution, 0.99) if distribution else None,
-                                        tuple(buckets(distribution)) if distribution else ())
-        return figures
+        return {revision: Figures(requests, errors,
+                                  percentile(distribution, 0.5) if distribution else None,
+                                  percentile(distribution, 0.99) if distribution else None,
+                                  tuple(buckets(distribution)) if distribution else ())
+                for revision, (requests, errors, distribution)
+                in self._totals(service, start, end, None, lambda revision, point: revision).items()}
 
     def timeline(self, service: str, start: float, end: float, period_s: float) -> dict[str, list[Point]]:
         """revision -> its figures per `period_s` over [start, end], oldest first (what the console charts). Cloud
         Monitoring takes periods of 60 s and up; the local Cloud Run, 1 s and up."""
-        points: dict[str, dict[float, list[Any]]] = {}  # revision -> end time -> [requests, errors, distribution]
-
-        def slot(series: dict[str, Any], point: dict[str, Any]) -> list[Any]:
-            revision = series["resource"]["labels"]["revision_name"]
-            at = parse_timestamp(point["interval"]["endTime"])
-            return points.setdefault(revision, {}).setdefault(at, [0, 0, None])
-
-        for series in self._series(REQUEST_COUNT, service, start, end, period_s):
-            for point in series.get("points", []):
-                entry = slot(series, point)
-                count = int(point["value"]["int64Value"])
-                entry[0] += count
-                if series["metric"]["labels"].get("response_code_class") == "5xx":
-                    entry[1] += count
-        for series in self._series(REQUEST_LATENCIES, service, start, end, period_s):
-            for point in series.get("points", []):
-                entry = slot(series, point)
-                entry[2] = _added(entry[2], point["value"]["distributionValue"], series["resource"]["labels"]["revision_name"])
-        return {revision: [Point(at, requests, errors, period_s,
-                                 percentile(distribution, 0.5) if distribution else None,
-                                 percentile(distribution, 0.99) if distribution else None)
-                           for at, (requests, errors, distribution) in sorted(by_time.items())]
-                for revision, by_time in points.items()}
+        totals = self._totals(service, start, end, period_s,
+                              lambda revision, point: (revision, parse_timestamp(point["interval"]["endTime"])))
+        timeline: dict[str, list[Point]] = {}
+        for (revision, at), (requests, errors, distribution) in sorted(totals.items()):
+            timeline.setdefault(revision, []).append(Point(
+                at, requests, errors, period_s, percentile(distribution, 0.5) if distribution else None,
+                percentile(distribution, 0.99) if distribution else None))
+        return timeline

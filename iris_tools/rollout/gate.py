@@ -49,6 +49,11 @@ class Thresholds:
     def alpha_per_step(self) -> float:
         return (1.0 - self.confidence) / max(1, self.steps)
 
+    def latency_limit(self, stable_p99_ms: float) -> float:
+        """The p99 above which a candidate breaches: MAX_LATENCY_RATIO x or + MIN_LATENCY_DELTA_MS over the
+        stable p99, whichever is higher."""
+        return max(stable_p99_ms * self.max_latency_ratio, stable_p99_ms + self.min_latency_delta_ms)
+
 
 def evidence(count: int, n: int, share: float) -> float:
     """The log-likelihood ratio of `count` of `n` beyond a limit, for a source at ALTERNATIVE x `share` against
@@ -112,10 +117,6 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else ("inf" if value == float("inf") else f"{value:g} ms")
 
 
-def _chance(value: float) -> str:
-    return f"{100 * value:.2g}%" if value >= 0.001 else f"{value:.0e}"
-
-
 def judge(candidate: Figures, stable: Figures, thresholds: Thresholds, candidate_ready: bool = True) -> Verdict:
     """The verdict for one window. Breaches are checked before the request count: a candidate that
     fails its first requests is rolled back without waiting for more."""
@@ -157,7 +158,7 @@ def judge(candidate: Figures, stable: Figures, thresholds: Thresholds, candidate
               "answers 5xx", f"a {100 * max_rate:g}% rate")
     baseline = stable.p99_ms is not None and stable.requests >= thresholds.min_requests
     if candidate.p99_ms is not None and baseline:
-        limit = max(stable.p99_ms * thresholds.max_latency_ratio, stable.p99_ms + thresholds.min_latency_delta_ms)
+        limit = thresholds.latency_limit(stable.p99_ms)
         if candidate.p99_ms > limit:
             weigh(f"p99 {_ms(candidate.p99_ms)}", _ms(limit), f" (stable p99 {_ms(stable.p99_ms)})",
                   candidate.slower_than(limit), TAIL, f"requests slower than {_ms(limit)}", f"a p99 of {_ms(limit)}")

@@ -34,9 +34,13 @@ def image_of(revision: dict[str, Any]) -> str | None:
     return (revision.get("spec", {}).get("containers") or [{}])[0].get("image")
 
 
+def condition(resource: dict[str, Any], kind: str = "Ready") -> dict[str, Any]:
+    """A service's or revision's status condition of `kind` ({} when it has none)."""
+    return next((c for c in resource.get("status", {}).get("conditions", []) if c.get("type") == kind), {})
+
+
 def ready(revision: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in revision.get("status", {}).get("conditions", []))
+    return condition(revision).get("status") == "True"
 
 
 def shares(service: dict[str, Any]) -> dict[str, int]:
@@ -52,6 +56,15 @@ def shares(service: dict[str, Any]) -> dict[str, int]:
 def tag_urls(service: dict[str, Any]) -> dict[str, str]:
     """revision -> the URL of a tag that names it."""
     return {t.get("revisionName"): t.get("url") for t in service["status"].get("traffic", []) if t.get("tag")}
+
+
+def tags_of(service: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
+    """revision -> the tags that name it, each with its URL."""
+    found: dict[str, list[dict[str, str]]] = {}
+    for target in service["status"].get("traffic", []):
+        if target.get("tag"):
+            found.setdefault(target.get("revisionName"), []).append({"tag": target["tag"], "url": target.get("url", "")})
+    return found
 
 
 def annotation(service: dict[str, Any], key: str, default: Any) -> Any:
@@ -154,7 +167,7 @@ class Service:
         while True:
             status = service.get("status", {})
             if status.get("observedGeneration") == service["metadata"].get("generation"):
-                ready_condition = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
+                ready_condition = condition(service)
                 if ready_condition.get("status") == "True":
                     return service
                 if ready_condition.get("status") == "False":

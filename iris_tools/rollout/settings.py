@@ -12,6 +12,11 @@ from iris_tools.rollout.gate import Thresholds
 PAUSE = "pause"  # a step that holds the split until a person runs `make promote` (or `make rollback`)
 
 
+def percents_of(steps: list) -> list[int]:
+    """A plan's judged steps: its percentages, pauses left out."""
+    return [step for step in steps if step != PAUSE]
+
+
 def percent_at(steps: list, index: int) -> int:
     """The candidate's share at step `index`: a pause keeps the share of the step before it."""
     return next((step for step in reversed(steps[: index + 1]) if step != PAUSE), 0)
@@ -63,7 +68,7 @@ class Settings:
         except ValueError:
             raise RolloutError(f"STEPS={steps_text!r}: whole percentages and pauses, for example "
                                f"STEPS=\"5 25 pause 50 100\"") from None
-        percents = [step for step in steps if step != PAUSE]
+        percents = percents_of(steps)
         if not percents or percents != sorted(set(percents)) or percents[0] <= 0 or steps[-1] != 100 \
                 or steps[0] == PAUSE or any(a == b == PAUSE for a, b in zip(steps, steps[1:])):
             raise RolloutError(f"STEPS={steps_text!r}: increasing percentages from above 0 that end at 100, with "
@@ -75,7 +80,7 @@ class Settings:
             min_latency_delta_ms=number("MIN_LATENCY_DELTA_MS", defaults.thresholds.min_latency_delta_ms),
             min_requests=int(number("MIN_REQUESTS", defaults.thresholds.min_requests)),
             confidence=number("CONFIDENCE", defaults.thresholds.confidence),
-            steps=sum(1 for step in steps if step != PAUSE))
+            steps=len(percents))
         if not 0.5 <= thresholds.confidence < 1:
             raise RolloutError(f"CONFIDENCE={thresholds.confidence:g}: a fraction from 0.5 to below 1, "
                                f"for example 0.99")

@@ -10,7 +10,7 @@ from iris_tools.rollout.errors import RolloutError
 from iris_tools.rollout.lock import HISTORY, LOCK, ROLLED_BACK, appended, lock_state, step_text
 from iris_tools.rollout.printing import ms, rate, table
 from iris_tools.rollout.rollback import check_not_barred
-from iris_tools.rollout.service import Service, annotation, image_of, model_of, shares, split_text
+from iris_tools.rollout.service import Service, annotation, image_of, model_of, shares, split_text, tags_of
 
 
 def parse_split(text: str, target: Service, revisions: list[dict[str, Any]]) -> dict[str, int]:
@@ -63,10 +63,7 @@ def show(target: Service, monitoring: Monitoring, out: TextIO) -> int:
                                           if settings.delay_seconds else ""), file=out)
     rows = [["revision", "model", "traffic", "tags", "requests", "5xx", "p50", "p99"]]
     split = shares(service)
-    tags: dict[str, list[str]] = {}
-    for entry in service["status"].get("traffic", []):
-        if entry.get("tag"):
-            tags.setdefault(entry.get("revisionName"), []).append(f"{entry['tag']} {entry.get('url', '')}".strip())
+    tags = {name: [f"{t['tag']} {t['url']}".strip() for t in named] for name, named in tags_of(service).items()}
     for name, revision in sorted(revisions.items(), key=lambda item: item[1]["metadata"].get("creationTimestamp", ""),
                                  reverse=True):
         f = figures.get(name, Figures())

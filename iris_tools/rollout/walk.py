@@ -37,7 +37,7 @@ from iris_tools.rollout.lock import (
 from iris_tools.rollout.printing import live_line, summary
 from iris_tools.rollout.rollback import check_not_barred
 from iris_tools.rollout.service import Conflict, Service, annotation, image_of, ready, shares, split_text
-from iris_tools.rollout.settings import PAUSE, percent_at
+from iris_tools.rollout.settings import PAUSE, percent_at, percents_of
 from iris_tools.rollout.shadow import Shadow
 from iris_tools.state import write_atomically
 
@@ -98,7 +98,7 @@ class Rollout:
             raise RolloutError(f"the interrupted rollout's record does not fit (steps {steps!r}, step "
                                f"{resume.get('step')!r}): nothing was changed; `make rollback` undoes it")
         # 1 - CONFIDENCE is shared over the steps this rollout walks (a resumed one's own, not STEPS now)
-        settings.thresholds = replace(settings.thresholds, steps=sum(1 for step in steps if step != PAUSE))
+        settings.thresholds = replace(settings.thresholds, steps=len(percents_of(steps)))
         split = shares(service)
         stable = resume["stable"] if resume else max(split, key=split.get)
         if not resume and split.get(stable) != 100:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.cloudrun.harness import ANSI, FAST, LocalCloudRun, Load, annotation
+from tests.cloudrun.harness import ANSI, FAST, LocalCloudRun, Load, annotation, traffic_of
 from tests.helpers import ROOT
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -81,13 +81,13 @@ def page_split(driver) -> dict[str, int]:
     return {revision: percent for revision, percent in rows}
 
 
+def split_of(service: dict) -> dict[str, int]:
+    return {revision: percent for revision, percent, _ in traffic_of(service) if percent}
+
+
 def gcloud_split(cloud_run: LocalCloudRun) -> dict[str, int]:
     """What `gcloud run services describe` says the traffic is."""
-    found: dict[str, int] = {}
-    for target in cloud_run.describe()["status"]["traffic"]:
-        if target.get("percent"):
-            found[target["revisionName"]] = found.get(target["revisionName"], 0) + target["percent"]
-    return found
+    return split_of(cloud_run.describe())
 
 
 def wait_for(driver, seconds: float, condition, message: str = ""):
@@ -313,8 +313,7 @@ def test_a_page_on_another_origin_cannot_change_traffic(served: LocalCloudRun, c
     assert requests.post(console + "api/rollback", json={}, timeout=10,
                          headers={"X-Console-Token": token, "Origin": "http://evil.example"}).status_code == 403
     assert requests.get(console + "api/state", headers={"Host": "evil.example"}, timeout=10).status_code == 403
-    assert gcloud_split(served) == {t["revisionName"]: t["percent"] for t in before["status"]["traffic"]
-                                    if t.get("percent")}
+    assert gcloud_split(served) == split_of(before)
 
 
 def _evil_site(tmp_path: Path, console: str) -> tuple[http.server.ThreadingHTTPServer, int]:
