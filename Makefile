@@ -52,19 +52,19 @@ retrain: | $(VENV)/.installed ## train every model version again
 RUNTIME_NEEDS := models $(if $(filter docker,$(RUNTIME)),images)
 
 demo: $(RUNTIME_NEEDS) ## run every version side by side (svc :5001, lin_svc :5002), compare them, serve until Ctrl-C
-	$(PY) -m iris_tools.run_local demo --runtime $(RUNTIME) --ports "$(PORTS)" --point $(POINT)
+	$(PY) -m iris_tools.local demo --runtime $(RUNTIME) --ports "$(PORTS)" --point $(POINT)
 
 up: $(RUNTIME_NEEDS) ## like demo, but return once they are up (stop them with make stop)
-	$(PY) -m iris_tools.run_local up --runtime $(RUNTIME) --ports "$(PORTS)" --point $(POINT)
+	$(PY) -m iris_tools.local up --runtime $(RUNTIME) --ports "$(PORTS)" --point $(POINT)
 
 compare: | $(VENV)/.installed ## ask every running version for POINT (or URLS="name=url ...") side by side
-	$(PY) -m iris_tools.run_local compare $(POINT) $(foreach u,$(URLS),--url $(u))
+	$(PY) -m iris_tools.local compare $(POINT) $(foreach u,$(URLS),--url $(u))
 
 status: | $(VENV)/.installed ## list the running versions
-	$(PY) -m iris_tools.run_local status
+	$(PY) -m iris_tools.local status
 
 stop: | $(VENV)/.installed ## stop every running version (processes and containers) and the local Cloud Run
-	$(PY) -m iris_tools.run_local stop
+	$(PY) -m iris_tools.local stop
 	$(PY) -m iris_tools.cloudrun stop
 
 emulator: models $(if $(filter docker,$(RUNTIME)),images) ## start the local Cloud Run; then export CLOUDSDK_CONFIG=.run/gcloud for gcloud
@@ -113,7 +113,7 @@ base-image: ## build iris-base:bookworm offline with debootstrap (no registry ne
 	build/offline_base_image.sh iris-base:bookworm
 
 MLSERVER_VENV := .bench/mlserver-venv
-$(MLSERVER_VENV)/bin/mlserver: iris_tools/mlserver-requirements.txt
+$(MLSERVER_VENV)/bin/mlserver: iris_tools/bench/mlserver-requirements.txt
 	$(PYTHON) -m venv $(MLSERVER_VENV)
 	$(MLSERVER_VENV)/bin/pip install --quiet -r $<
 	touch $@

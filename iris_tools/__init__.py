@@ -1,12 +1,6 @@
-"""Local tooling: run model versions side by side, benchmark them, and (iris_tools.cloudrun) rehearse Cloud Run.
+"""Local tooling: run model versions side by side (local), benchmark them (bench), rehearse Cloud Run (cloudrun),
+migrate traffic (rollout), watch it (console) and compare versions (report).
 
-Run its commands with the project's venv: `.venv/bin/python -m iris_tools.run_local ...`.
+Run its commands with the project's venv: `.venv/bin/python -m iris_tools.local ...`. Every environment variable
+they read is declared in iris_tools/environment.py (`python -m iris_tools.environment` lists them).
 """
-
-import os
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-# Where model versions live: functions/<name>/main.py. IRIS_FUNCTIONS_DIR points the tools (and the
-# local Cloud Run's image lookup) elsewhere, as the tests do for models made to fail.
-FUNCTIONS_DIR = Path(os.environ.get("IRIS_FUNCTIONS_DIR") or ROOT / "functions")

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from functions_framework import create_app
 from sklearn.svm import SVC
 
-from iris_tools import reaper
+from iris_tools.local import reaper
 from tests.helpers import MODEL_DIRS, MODEL_NAMES, ROOT, write_model_version
 
 _watcher: subprocess.Popen | None = None
@@ -36,7 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
     global _watcher
     directory = tempfile.mkdtemp(prefix="iris-reaper-")
     os.environ[reaper.ENVIRONMENT] = directory
-    _watcher = subprocess.Popen([sys.executable, "-m", "iris_tools.reaper", "--owner", str(os.getpid()),
+    _watcher = subprocess.Popen([sys.executable, "-m", "iris_tools.local.reaper", "--owner", str(os.getpid()),
                                  "--dir", directory], cwd=ROOT, stdin=subprocess.DEVNULL, start_new_session=True)
     signal.signal(signal.SIGTERM, _interrupted)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.datasets import load_iris
 
-from iris_tools.servers import free_port  # noqa: F401  (one free_port for every tier)
+from iris_tools.local.servers import free_port  # noqa: F401  (one free_port for every tier)
 from shared.artifact import Feature, save_model
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,15 +26,17 @@ import time
 import urllib.request
 from pathlib import Path
 
+from iris_tools import environment
 from iris_tools.cloudrun.api import Api, make_server
 from iris_tools.cloudrun.control import LocalCloudRun
 from iris_tools.cloudrun.metrics import Sampler, Shape
+from iris_tools.environment import Environment
 from iris_tools.google.api import GoogleApi
 from iris_tools.google.monitoring import Monitoring
 from iris_tools.google.targets import directories
-from iris_tools.servers import HOST, ProcessServer, ServerError, adopt, free_port, port_is_free
-from iris_tools.state import RUN_DIR, write_atomically
-from iris_tools.versions import RUNTIMES
+from iris_tools.local.servers import HOST, ProcessServer, ServerError, adopt, free_port, port_is_free
+from iris_tools.local.state import write_atomically
+
 
 CONTROL_PLANE_RECORD = "controlplane.json"
 
@@ -73,25 +75,30 @@ port = {api_port}
     write_atomically(config_dir / "active_config", "default")  # no trailing newline: gcloud needs it so
 
 
-def settings() -> tuple[Path, str, str, str]:
-    run_dir = Path(os.environ.get("RUN_DIR") or RUN_DIR)
-    runtime = os.environ.get("RUNTIME") or "process"
-    if runtime not in RUNTIMES:
-        raise SystemExit(f"error: RUNTIME={runtime!r}: use one of {', '.join(RUNTIMES)}")
-    return (run_dir, os.environ.get("PROJECT") or "iris-local", os.environ.get("REGION") or "us-central1", runtime)
+def settings() -> Environment:
+    """The local Cloud Run's variables, parsed (a bad one ends the command naming it)."""
+    try:
+        return environment.read(os.environ, "emulator")
+    except environment.SettingError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def place(env: Environment) -> tuple[Path, str, str, str]:
+    return env["RUN_DIR"], env["PROJECT"] or "iris-local", env["REGION"] or "us-central1", env["RUNTIME"]
 
 
 # ---------------------------------------------------------------- serve (foreground)
 
 
 def serve(port: int) -> int:
-    run_dir, project, region, runtime = settings()
+    env = settings()
+    run_dir, project, region, runtime = place(env)
     state_dir, config_dir = directories(run_dir)
     cloud_run = LocalCloudRun(state_dir, project, region, runtime)
     sampler = Sampler(lambda: cloud_run.envoy.prometheus())  # whichever Envoy runs now
     # The Admin API's port is bound first: booting picks free ports (Envoy's admin, revisions), and one of
     # them could otherwise be this one, chosen but not yet bound. Callers wait in the backlog meanwhile.
-    server = make_server(Api(cloud_run, sampler, Shape.from_environment(dict(os.environ))), HOST, port)
+    server = make_server(Api(cloud_run, sampler, Shape.from_environment(env)), HOST, port)
     cloud_run.boot()
     sampler.start()
     with cloud_run.lock:
@@ -130,9 +137,9 @@ def _running(state_dir: Path) -> ProcessServer | None:
 
 
 def _pick_port(state_dir: Path) -> int:
-    wanted = os.environ.get("CLOUDRUN_PORT")
-    if wanted:
-        return int(wanted)
+    wanted = settings()["CLOUDRUN_PORT"]
+    if wanted is not None:
+        return wanted
     saved = state_dir / "state.json"
     if saved.exists():
         port = json.loads(saved.read_text()).get("api_port")
@@ -142,7 +149,7 @@ def _pick_port(state_dir: Path) -> int:
 
 
 def start() -> int:
-    run_dir, project, region, runtime = settings()
+    run_dir, project, region, runtime = place(settings())
     state_dir, config_dir = directories(run_dir)
     running = _running(state_dir)
     if running is not None:
@@ -168,7 +175,7 @@ def start() -> int:
 
 
 def stop() -> int:
-    run_dir, project, region, runtime = settings()
+    run_dir, project, region, runtime = place(settings())
     state_dir, _ = directories(run_dir)
     record = _record_path(state_dir)
     if not record.exists() and not (state_dir / "state.json").exists():
@@ -191,7 +198,7 @@ def _get(url: str) -> dict:
 
 
 def status(window_s: float) -> int:
-    run_dir, project, region, runtime = settings()
+    run_dir, project, region, runtime = place(settings())
     state_dir, config_dir = directories(run_dir)
     server = _running(state_dir)
     if server is None:
@@ -267,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "stop":
         return stop()
     if args.command == "token":
-        run_dir, project, region, runtime = settings()
+        run_dir, project, region, runtime = place(settings())
         print(LocalCloudRun(directories(run_dir)[0], project, region, runtime).token())
         return 0
     return status(args.window)

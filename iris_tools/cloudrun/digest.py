@@ -11,9 +11,10 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-from iris_tools import FUNCTIONS_DIR, ROOT
+from iris_tools.environment import ROOT
+from iris_tools.local.versions import FUNCTIONS_DIR
 from iris_tools.cloudrun.resources import model_of_image
-from iris_tools.servers import DOCKER
+from iris_tools.local.servers import DOCKER
 
 
 def _repository(image: str) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import socket
 import urllib.request
 from collections.abc import Mapping
@@ -33,8 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iris_tools.servers import HOST, ProcessServer, ServerError, free_port
-from iris_tools.state import write_atomically
+from iris_tools.environment import value
+from iris_tools.local.servers import HOST, ProcessServer, ServerError, free_port
+from iris_tools.local.state import write_atomically
 
 TYPE_CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 TYPE_LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
@@ -49,7 +49,7 @@ APPLY_TIMEOUT_S = 20.0
 RETRY_BASE_S = 0.05
 RETRY_MAX_S = 0.25
 MEAN_RETRY_INTERVAL_S = 0.11  # measured: 12 retries took 1.2-1.3 s
-HOLD_S = float(os.environ.get("CLOUDRUN_HOLD_S") or 30)  # how long such a request is held, at most
+HOLD_S: float = value("CLOUDRUN_HOLD_S")  # how long such a request is held, at most
 _IDEMPOTENT = {"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iris_tools.cloudrun.envoy import LATENCY_BUCKETS_MS
+from iris_tools.environment import Environment
 from iris_tools.google.monitoring import REQUEST_COUNT, REQUEST_LATENCIES
 from iris_tools.google.timestamps import rfc3339
 
@@ -145,12 +146,11 @@ class Shape:
     exponential: bool = False
 
     @classmethod
-    def from_environment(cls, environ: dict[str, str]) -> "Shape":
-        if (environ.get("CLOUDRUN_MONITORING") or "exact") != "cloudrun":
+    def from_environment(cls, env: Environment) -> "Shape":
+        if env["CLOUDRUN_MONITORING"] != "cloudrun":
             return cls()
-        return cls(align_s=float(environ.get("CLOUDRUN_MONITORING_ALIGN_S") or 60),
-                   delay_s=float(environ.get("CLOUDRUN_MONITORING_DELAY_S") or 180),
-                   page_size=int(environ.get("CLOUDRUN_MONITORING_PAGE_SIZE") or 2), exponential=True)
+        return cls(align_s=env["CLOUDRUN_MONITORING_ALIGN_S"], delay_s=env["CLOUDRUN_MONITORING_DELAY_S"],
+                   page_size=env["CLOUDRUN_MONITORING_PAGE_SIZE"], exponential=True)
 
     def aligned(self, period_s: float) -> "Shape":
         """This shape with points aligned to `period_s` (a query's aggregation.alignmentPeriod, ALIGN_DELTA)."""

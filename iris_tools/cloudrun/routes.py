@@ -15,7 +15,7 @@ from iris_tools.cloudrun.envoy import Route
 from iris_tools.cloudrun.resources import is_public
 from iris_tools.cloudrun.store import Store
 from iris_tools.google.targets import TOKEN_FILE
-from iris_tools.servers import HOST, free_port
+from iris_tools.local.servers import HOST, free_port
 
 
 class Routes:

@@ -19,7 +19,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from iris_tools.state import write_atomically
+from iris_tools.local.state import write_atomically
 
 STATE_FILE = "state.json"
 

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iris_tools import FUNCTIONS_DIR
+from iris_tools.local.versions import FUNCTIONS_DIR
 from iris_tools.cloudrun.envoy import Backend, Envoy, Route
 from iris_tools.cloudrun.resources import DEPLOYING, model_of_image
 from iris_tools.cloudrun.routes import Routes
 from iris_tools.cloudrun.store import Store
-from iris_tools.servers import Server, ServerError, adopt, free_port, port_is_free
-from iris_tools.versions import start_version
+from iris_tools.local.servers import Server, ServerError, adopt, free_port, port_is_free
+from iris_tools.local.versions import start_version
 
 STARTUP_TIMEOUT_S = 60.0
 RECONCILE_INTERVAL_S = 0.5

@@ -14,18 +14,15 @@ import sys
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from iris_tools import environment
 from iris_tools.console.app import create_app
 from iris_tools.console.view import View
 from iris_tools.google.api import ApiError
 from iris_tools.google.gcloud import Gcloud, GcloudError
 from iris_tools.google.monitoring import Monitoring
-from iris_tools.google.targets import run_dir
-from iris_tools.rollout.errors import EXIT_FAILED, RolloutError
-from iris_tools.rollout.service import Service
-from iris_tools.rollout.settings import Settings
-
-DEFAULT_PORT = 5080
-
+from iris_tools.rollout.cloud_run import CloudRunService
+from iris_tools.rollout.errors import EXIT_FAILED, RolloutError, unreachable
+from iris_tools.rollout.settings import RolloutSettings
 
 class QuietPolls(WSGIRequestHandler):
     """Logs every request but the page's own successful reads (two every refresh): changes and failures stay."""
@@ -41,25 +38,21 @@ def _stop(*_: object) -> None:
 
 
 def main() -> int:
-    target = os.environ.get("TARGET") or "cloudrun"
+    target = "cloudrun"
     try:
-        port = int(os.environ.get("CONSOLE_PORT") or DEFAULT_PORT)
-        period = float(os.environ.get("CONSOLE_PERIOD_S") or (2 if target == "local" else 60))
-    except ValueError as exc:
-        print(f"error: CONSOLE_PORT and CONSOLE_PERIOD_S are numbers ({exc})", file=sys.stderr)
-        return EXIT_FAILED
-    try:
-        gcloud = Gcloud(target, os.environ.get("PROJECT") or None, os.environ.get("REGION") or None)
-        service = Service(gcloud, Settings.for_target(target))
-        view = View(service, Monitoring.from_gcloud(gcloud), run_dir(), period)
+        env = environment.read(os.environ, "rollout", "console")
+        target = env.target
+        gcloud = Gcloud(target, env["PROJECT"], env["REGION"])
+        service = CloudRunService(gcloud, RolloutSettings.from_environment(env))
+        view = View(service, Monitoring.from_gcloud(gcloud), env["RUN_DIR"], env["CONSOLE_PERIOD_S"])
         view.services()  # the API answers (or the user hears why not) before a URL is printed
-    except (RolloutError, GcloudError) as exc:
+    except (RolloutError, GcloudError, environment.SettingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except ApiError as exc:
-        print(f"error: the Cloud Run Admin API for {target} did not answer as asked: {exc}"
-              + (" (is the local Cloud Run running? make emulator)" if target == "local" else ""), file=sys.stderr)
+        print(f"error: {unreachable(exc, target)}", file=sys.stderr)
         return EXIT_FAILED
+    port = env["CONSOLE_PORT"]
     app = create_app(view)
     try:
         server = make_server("127.0.0.1", port, app, threaded=True, request_handler=QuietPolls)

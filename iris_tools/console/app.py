@@ -108,7 +108,7 @@ def create_app(view: View, port: int = 0, token: str | None = None) -> Flask:
         if not isinstance(text, str) or not text.strip():
             raise BadRequest('split must be text like "svc=90 lin_svc=10" (models or revisions)')
         target = view.for_service(service_arg(document.get("service")))
-        return jsonify(actions.set_traffic(target, view.monitoring, text))
+        return jsonify(actions.set_traffic(target, text))
 
     @app.post("/api/rollback")
     def rollback() -> Response:

@@ -9,36 +9,37 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from iris_tools.google.monitoring import Monitoring
-from iris_tools.rollout.lock import HISTORY, ROLLED_BACK, barred, digest_of, lock_state, step_text
-from iris_tools.rollout.gate import Thresholds
-from iris_tools.rollout.service import Service, annotation, condition, image_of, model_of, shares, tags_of
-from iris_tools.rollout.settings import PAUSE, percent_at
+from iris_tools.rollout.cloud_run import CloudRunService, condition, digest_of, image_of, model_of, name_of, tags_of
+from iris_tools.rollout.gate import Verdict
+from iris_tools.rollout.lock import held
+from iris_tools.rollout.records import Annotations, Current, Record, RecordError
+from iris_tools.rollout.split import Split
 
 RECORDS_SHOWN = 8  # the last rollouts listed
 
 
-def revision_row(service: dict[str, Any], revision: dict[str, Any], split: dict[str, int],
+def revision_row(annotations: Annotations, revision: dict[str, Any], split: Split,
                  tags: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
-    name = revision["metadata"]["name"]
+    name = name_of(revision)
     ready = condition(revision)
-    entry = barred(service, revision)
+    entry = annotations.barring(name, digest_of(revision))
     return {"name": name, "model": model_of(image_of(revision) or ""), "image": image_of(revision),
             "digest": digest_of(revision), "created": revision["metadata"].get("creationTimestamp"),
             "ready": ready.get("status", "Unknown"), "reason": ready.get("reason"), "message": ready.get("message"),
-            "percent": split.get(name, 0), "tags": tags.get(name, []),
-            "barred": None if entry is None else {"at": entry.get("at"), "reason": entry.get("reason")}}
+            "percent": split.percent(name), "tags": tags.get(name, []),
+            "barred": None if entry is None else {"at": entry.at, "reason": entry.reason}}
 
 
-def split_rows(service: dict[str, Any], models: dict[str, str | None],
+def split_rows(split: Split, models: dict[str, str | None],
                tags: dict[str, list[dict[str, str]]]) -> list[dict[str, Any]]:
     """The traffic as the service reports it: one row per revision with a share, largest first, tags named."""
     return [{"revision": name, "model": models.get(name), "percent": percent, "tags": tags.get(name, [])}
-            for name, percent in sorted(shares(service).items(), key=lambda item: (-item[1], item[0]))]
+            for name, percent in sorted(split.shares, key=lambda item: (-item[1], item[0]))]
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -49,20 +50,28 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
+def _record(path: Path) -> Record | None:
+    """A record on disk, or None when it is torn or not one (a rollout writing, a file edited by hand)."""
+    try:
+        return Record.read(path)
+    except RecordError:
+        return None
+
+
 class View:
     """The page's data for one target (local or cloudrun), any of its services."""
 
-    def __init__(self, service: Service, monitoring: Monitoring, run_dir: Path, period_s: float) -> None:
+    def __init__(self, service: CloudRunService, monitoring: Monitoring, run_dir: Path, period_s: float) -> None:
         self.service = service
         self.monitoring = monitoring
         self.run_dir = run_dir
         self.period_s = period_s
 
-    def for_service(self, name: str | None) -> Service:
+    def for_service(self, name: str | None) -> CloudRunService:
         """The Service for `name` (the configured one when None), sharing the API client."""
         if not name or name == self.service.name:
             return self.service
-        return Service(self.service.gcloud, replace(self.service.settings, service=name), api=self.service.api)
+        return CloudRunService(self.service.gcloud, replace(self.service.settings, service=name), api=self.service.api)
 
     def services(self) -> list[str]:
         listing = self.service.api.call("GET", self.service.path.rsplit("/", 1)[0])
@@ -73,61 +82,63 @@ class View:
         target = self.for_service(name)
         service = target.describe()
         revisions = target.revisions()
-        split = shares(service)
+        split = Split.of(service)
         tags = tags_of(service)
-        rows = [revision_row(service, revision, split, tags) for revision in revisions]
+        annotations = Annotations.of(service)
+        rows = [revision_row(annotations, revision, split, tags) for revision in revisions]
         models = {row["name"]: row["model"] for row in rows}
         ready = condition(service)
-        lock, live = lock_state(service, target.settings)
         return {
             "target": target.gcloud.target, "service": target.name, "url": service["status"].get("url"),
             "services": self.services(), "now": time.time(),
             "ready": {"status": ready.get("status", "Unknown"), "reason": ready.get("reason"),
                       "message": ready.get("message")},
-            "split": split_rows(service, models, tags), "revisions": rows,
-            "history": annotation(service, HISTORY, []), "rolled_back": annotation(service, ROLLED_BACK, [])[::-1],
-            "rollout": self._rollout(target, lock, live),
+            "split": split_rows(split, models, tags), "revisions": rows,
+            "history": annotations.history, "rolled_back": [entry.to_json() for entry in annotations.rolled_back][::-1],
+            "rollout": self._rollout(target, annotations),
             "records": self._records(target.name), "shadow": self._shadow(target.name),
             "report": (self.run_dir / "report" / "compare.png").is_file(),
         }
 
-    def _rollout(self, target: Service, lock: dict[str, Any] | None, live: bool) -> dict[str, Any] | None:
-        """The rollout holding the service (its lock), with this machine's record of it when there is one:
-        the steps, the one reached, and the live verdict of the step under way."""
-        if not lock:
+    def _rollout(self, target: CloudRunService, annotations: Annotations) -> dict[str, Any] | None:
+        """The rollout holding the service (its lock), with this machine's record of it when there is one: the
+        steps, the one reached, and the live verdict of the step under way. A lock that does not parse (anyone may
+        edit an annotation) is shown as such, with no steps."""
+        if annotations.lock_error is not None:
+            return {"candidate": None, "stable": None, "state": "unreadable", "live": False, "steps": [], "index": -1,
+                    "text": str(annotations.lock_error), "current": None, "thresholds": None}
+        lock, live = held(annotations, target.settings)
+        if lock is None:
             return None
-        steps = lock.get("steps") if isinstance(lock.get("steps"), list) else []  # an annotation anyone may edit
-        index = lock.get("step") if isinstance(lock.get("step"), int) else -1
-        record = _read_json(self.run_dir / "rollout" / "latest.json")
-        if not record or record.get("id") != lock.get("id") or record.get("decision"):  # another rollout's
+        record = _record(self.run_dir / "rollout" / "latest.json")
+        if record is None or record.id != lock.id or record.finished:  # another rollout's
             record = None
-        current = (record or {}).get("current")
-        if current and current.get("step") != index:
+        current = record.current if record else None
+        if current and current.step != lock.step:
             current = None
-        state = "paused" if lock.get("paused") else ("running" if live else "interrupted")
-        return {"candidate": lock.get("candidate"), "stable": lock.get("stable"), "state": state, "live": live,
-                "steps": [{"step": i, "percent": percent_at(steps, i), "pause": step == PAUSE,
-                           "verdict": _step_verdict(record, i)} for i, step in enumerate(steps)],
-                "index": index, "text": step_text(lock), "host": lock.get("host"), "pid": lock.get("pid"),
-                "started": lock.get("started"), "updated": lock.get("updated"), "promoted": lock.get("promoted"),
-                "current": _current(current), "thresholds": (record or {}).get("thresholds")}
+        verdicts = {step.index: step.verdict for step in record.steps} if record else {}
+        state = "paused" if lock.paused else ("running" if live else "interrupted")
+        return {"candidate": lock.candidate, "stable": lock.stable, "state": state, "live": live,
+                "steps": [{"step": i, "percent": lock.plan.percent_at(i), "pause": step.pause,
+                           "verdict": verdicts.get(i)} for i, step in enumerate(lock.plan.steps)],
+                "index": lock.step, "text": lock.step_text(), "host": lock.host, "pid": lock.pid,
+                "started": lock.started, "updated": lock.updated, "promoted": lock.promoted,
+                "current": _current(current), "thresholds": asdict(record.thresholds) if record else None}
 
     def _records(self, service: str) -> list[dict[str, Any]]:
         """This machine's last RECORDS_SHOWN rollout records of `service`, newest first."""
         paths = sorted((self.run_dir / "rollout").glob(f"{service}-*.json"), reverse=True)  # named by start time
         found: list[dict[str, Any]] = []
         for path in paths:
-            record = _read_json(path)
-            if record is None or record.get("service") != service:  # iris-canary-... is not iris's
+            record = _record(path)
+            if record is None or record.service != service:  # iris-canary-... is not iris's
                 continue
             if len(found) == RECORDS_SHOWN:
                 break
-            found.append({"file": path.name, "candidate": record.get("candidate"), "stable": record.get("stable"),
-                          "decision": record.get("decision") or "running or interrupted",
-                          "started": record.get("started"), "ended": record.get("ended"),
-                          "reason": record.get("reason") or "; ".join((record.get("verdict") or {}).get("reasons", [])),
-                          "steps": [{"percent": s.get("percent"), "verdict": s.get("verdict")}
-                                    for s in record.get("steps", [])]})
+            found.append({"file": path.name, "candidate": record.candidate, "stable": record.stable,
+                          "decision": record.decision or "running or interrupted", "started": record.started,
+                          "ended": record.ended, "reason": record.reason_text(),
+                          "steps": [{"percent": s.percent, "verdict": s.verdict} for s in record.steps]})
         return found
 
     def _shadow(self, service: str) -> dict[str, Any] | None:
@@ -163,25 +174,17 @@ def _finite(ms: float | None) -> float | None:
     return None if ms is None or ms == float("inf") else ms
 
 
-def _step_verdict(record: dict[str, Any] | None, index: int) -> str | None:
-    """What this machine's record says step `index` ended with (promote, rollback, ...), if it has ended."""
-    return next((s.get("verdict") for s in (record or {}).get("steps", []) if s.get("index") == index), None)
-
-
-def _current(current: dict[str, Any] | None) -> dict[str, Any] | None:
+def _current(current: Current | None) -> dict[str, Any] | None:
     """The step under way: when it started, when its window and its hold end, its live verdict and the limits the
     candidate's figures are held to."""
     if not current:
         return None
-    verdict = current.get("verdict") or {}
-    thresholds = verdict.get("thresholds") or {}
-    stable = verdict.get("stable") or {}
-    p99 = stable.get("p99_ms")
-    limit = Thresholds(**thresholds).latency_limit(p99) if p99 is not None and thresholds else None
-    return {**{key: current.get(key) for key in ("step", "percent", "started", "window_end", "hold_end", "at",
-                                                 "paused")},
-            "decision": verdict.get("decision"), "reasons": verdict.get("reasons", []),
-            "candidate": verdict.get("candidate"), "stable": stable, "limits": {
-                "max_error_rate": thresholds.get("max_error_rate"), "p99_ms": limit,
-                "min_requests": thresholds.get("min_requests")}}
-
+    verdict = current.verdict or Verdict("")
+    thresholds, stable = verdict.thresholds, verdict.stable
+    limit = thresholds.latency_limit(stable.p99_ms) if stable.p99_ms is not None and current.verdict else None
+    return {"step": current.step, "percent": current.percent, "started": current.started,
+            "window_end": current.window_end, "hold_end": current.hold_end, "at": current.at, "paused": current.paused,
+            "decision": verdict.decision or None, "reasons": verdict.reasons,
+            "candidate": asdict(verdict.candidate) if current.verdict else None, "stable": asdict(stable),
+            "limits": {"max_error_rate": thresholds.max_error_rate if current.verdict else None, "p99_ms": limit,
+                       "min_requests": thresholds.min_requests if current.verdict else None}}

@@ -8,17 +8,16 @@ token is sent (auth is disabled there).
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from iris_tools.environment import value
 from iris_tools.google.gcloud import Gcloud
 
 TOKEN_RENEW_S = 30 * 60  # renewed well inside an access token's hour
-TIMEOUT_S = float(os.environ.get("API_TIMEOUT_S") or 60)  # an API that does not answer in this long has failed
 
 
 class ApiError(Exception):
@@ -45,6 +44,7 @@ class GoogleApi:
         self._token: str | None = None
         self._token_at = float("-inf")
         self._clock = clock
+        self.timeout_s: float = value("API_TIMEOUT_S")  # an API that does not answer in this long has failed
 
     def token(self) -> str | None:
         """The bearer token, asked of gcloud again once it is TOKEN_RENEW_S old."""
@@ -61,7 +61,7 @@ class GoogleApi:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.endpoint + path.lstrip("/"), data=data, method=method, headers=headers)
         try:
-            with self.opener.open(request, timeout=TIMEOUT_S) as response:
+            with self.opener.open(request, timeout=self.timeout_s) as response:
                 return json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as exc:
             text = exc.read().decode(errors="replace")

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from typing import Any
 
+from iris_tools.environment import value
 from iris_tools.google.targets import TARGETS, TOKEN_FILE, directories, run_dir
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -29,8 +30,8 @@ class Gcloud:
         if target not in TARGETS:
             raise GcloudError(f"TARGET={target!r}: use cloudrun (your gcloud configuration) or local (make emulator)")
         self.target = target
-        self.binary = binary or os.environ.get("GCLOUD") or shutil.which("gcloud") or "/usr/bin/gcloud"
-        self.env = dict(os.environ)
+        self.binary = binary or value("GCLOUD") or shutil.which("gcloud") or "/usr/bin/gcloud"
+        self.env = dict(os.environ)  # gcloud reads its own variables (CLOUDSDK_*) too
         self._properties: dict[str, Any] | None = None
         if target == "local":
             config = directories(run_dir())[1]

@@ -48,6 +48,15 @@ class Figures:
     def error_rate(self) -> float | None:
         return self.errors / self.requests if self.requests else None
 
+    @classmethod
+    def from_json(cls, document: Any) -> "Figures":
+        """Its JSON form (dataclasses.asdict), as a rollout record keeps it; anything else is no figures."""
+        if not isinstance(document, dict):
+            return cls()
+        latency = tuple((float(lower), int(count)) for lower, count in document.get("latency") or ())
+        return cls(requests=int(document.get("requests") or 0), errors=int(document.get("errors") or 0),
+                   p50_ms=document.get("p50_ms"), p99_ms=document.get("p99_ms"), latency=latency)
+
     def slower_than(self, limit_ms: float) -> int:
         """Requests certainly slower than `limit_ms`: those in buckets starting at or above it."""
         return sum(int(count) for lower, count in self.latency if lower >= limit_ms)

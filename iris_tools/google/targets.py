@@ -8,18 +8,16 @@ local Cloud Run (`make emulator`), which writes under RUN_DIR:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from iris_tools.state import RUN_DIR
+from iris_tools.environment import TARGETS as TARGETS, value
 
-TARGETS = ("cloudrun", "local")
 TOKEN_FILE = "token"  # in the state directory: the bearer token private services take
 
 
 def run_dir() -> Path:
     """RUN_DIR as the environment says now (tests and tools set it after import)."""
-    return Path(os.environ.get("RUN_DIR") or RUN_DIR)
+    return value("RUN_DIR")
 
 
 def directories(run_dir: Path) -> tuple[Path, Path]:

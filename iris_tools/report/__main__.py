@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from iris_tools.compare import RunError, parse_urls
+from iris_tools.environment import value
+from iris_tools.local.comparison import RunError, parse_urls
 from iris_tools.report.compare import compare, markdown
 from iris_tools.report.data import CsvError, from_csv, grid, iris
 from iris_tools.report.plots import compare_png, rollout_png
-from iris_tools.run_local import running_targets
-from iris_tools.state import RUN_DIR, write_atomically
+from iris_tools.local.commands import running_targets
+from iris_tools.local.state import write_atomically
 
 
 def main(argv: list[str] | None = None) -> int:
-    run_dir = Path(os.environ.get("RUN_DIR") or RUN_DIR)
+    run_dir = value("RUN_DIR")
     parser = argparse.ArgumentParser(prog="python -m iris_tools.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", action="append", default=[], help="NAME=URL of a version (repeat)")

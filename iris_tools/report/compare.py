@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from iris_tools.compare import RunError, get_json
+from iris_tools.local.comparison import RunError, get_json
 from iris_tools.report.data import TEST_POINT, Points
 
 LATENCY_REQUESTS = 200

@@ -110,7 +110,18 @@ class Verdict:
 
     def as_json(self) -> dict[str, Any]:
         return {"decision": self.decision, "reasons": self.reasons, "candidate": asdict(self.candidate),
-                "stable": asdict(self.stable), "thresholds": asdict(self.thresholds)}
+                "stable": asdict(self.stable), "thresholds": asdict(self.thresholds),
+                "insufficient": self.insufficient}
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> "Verdict":
+        thresholds = document.get("thresholds")
+        known = {name for name in Thresholds.__dataclass_fields__}
+        return cls(str(document.get("decision", "")), [str(reason) for reason in document.get("reasons") or []],
+                   Figures.from_json(document.get("candidate")), Figures.from_json(document.get("stable")),
+                   Thresholds(**{k: v for k, v in thresholds.items() if k in known})
+                   if isinstance(thresholds, dict) else Thresholds(),
+                   bool(document.get("insufficient", False)))
 
 
 def _ms(value: float | None) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from iris_tools.google.monitoring import Figures
+
+if TYPE_CHECKING:
+    from iris_tools.rollout.records import StepResult
 
 
 def rate(f: Figures) -> str:
@@ -34,13 +37,12 @@ def live_line(index: int, steps: int, percent: int, left: float, mine: Figures, 
             f"{figures_text('candidate', mine)} | {figures_text('stable', theirs)}")
 
 
-def summary(record: dict[str, Any]) -> str:
+def summary(steps: list[StepResult]) -> str:
     """The table printed at the end of a rollout: one row per step, with each revision's figures."""
     rows = [["step", "share", "seconds", "cand req", "cand 5xx", "cand p99", "stable req", "stable 5xx",
              "stable p99", "verdict"]]
-    for number, step in enumerate(record["steps"], 1):
-        c, s = Figures(**step["candidate"]), Figures(**step["stable"])
-        rows.append([str(number), f"{step['percent']}%", f"{step['ended'] - step['started']:.0f}",
-                     str(c.requests), rate(c), ms(c.p99_ms), str(s.requests), rate(s), ms(s.p99_ms),
-                     step["verdict"]])
+    for number, step in enumerate(steps, 1):
+        c, s = step.candidate, step.stable
+        rows.append([str(number), f"{step.percent}%", f"{(step.ended or step.started) - step.started:.0f}",
+                     str(c.requests), rate(c), ms(c.p99_ms), str(s.requests), rate(s), ms(s.p99_ms), step.verdict])
     return "\n" + table(rows)

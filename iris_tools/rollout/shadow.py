@@ -18,7 +18,8 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TextIO
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.stats import chi2
@@ -27,8 +28,9 @@ from iris_tools.google.gcloud import Gcloud
 from iris_tools.google.names import suggest_tag
 from iris_tools.rollout.errors import RolloutError
 from iris_tools.rollout.invoke import ask
-from iris_tools.rollout.service import Service, image_of, model_of, ready, shares, tag_urls
-from iris_tools.state import write_atomically
+from iris_tools.rollout.cloud_run import CloudRunService, image_of, model_of, name_of, ready, tag_urls
+from iris_tools.rollout.split import Split
+from iris_tools.local.state import write_atomically
 
 Z95 = 1.959963984540054
 
@@ -71,11 +73,11 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 class Shadow:
-    def __init__(self, service: Service, out: TextIO, limit: int = 500, freshness: str = "1h",
+    def __init__(self, service: CloudRunService, say: Callable[[str], None], limit: int = 500, freshness: str = "1h",
                  concurrency: int = 2) -> None:
         self.service = service
         self.gcloud: Gcloud = service.gcloud
-        self.out = out
+        self.say = say
         self.limit = limit
         self.freshness = freshness
         self.concurrency = concurrency
@@ -86,13 +88,13 @@ class Shadow:
         if revision is None:
             if model is None:
                 raise RolloutError("name the candidate: MODEL=<name> or REVISION=<revision>")
-            serving = shares(self.service.describe())
+            serving = Split.of(self.service.describe())
             idle = [r for r in self.service.revisions() if model_of(image_of(r) or "") == model and ready(r)
-                    and not serving.get(r["metadata"]["name"])]
+                    and not serving.percent(name_of(r))]
             if idle:
                 revision = max(idle, key=lambda r: r["metadata"].get("creationTimestamp", ""))["metadata"]["name"]
             else:
-                revision = self.service.deploy(model, f"{self.service.settings.image}:{model}", self.out)
+                revision = self.service.deploy(model, f"{self.service.settings.image}:{model}", self.say)
                 tagged = tag_urls(self.service.describe())
         if revision not in tagged:
             self.service.tag(revision, "shadow-" + suggest_tag(revision)[-30:].strip("-"))
@@ -106,8 +108,9 @@ class Shadow:
         return self.gcloud.json("logging", "read", query, f"--limit={self.limit}", f"--freshness={self.freshness}")
 
     def run(self, model: str | None, revision: str | None, report_path: Path) -> dict[str, Any]:
-        split = shares(self.service.describe())
-        stable = max(split, key=split.get)
+        stable = Split.of(self.service.describe()).largest()
+        if stable is None:
+            raise RolloutError(f"service {self.service.name} serves no revision: nothing to replay")
         candidate, url = self.candidate(model, revision)
         if candidate == stable:
             raise RolloutError(f"{candidate} is the stable revision itself")
@@ -124,8 +127,7 @@ class Shadow:
         if not inputs:
             raise RolloutError(f"no prediction logs of {stable} in the last {self.freshness}: the shadow replays what "
                                f"users asked the stable revision (LOG_PREDICTIONS must be above 0)")
-        print(f"shadow: {len(inputs)} inputs {stable} answered recently, replayed to {candidate} at {url} ...",
-              file=self.out, flush=True)
+        self.say(f"shadow: {len(inputs)} inputs {stable} answered recently, replayed to {candidate} at {url} ...")
         token = self.gcloud.identity_token() or None  # the candidate may be private
         started = time.monotonic()
         with ThreadPoolExecutor(self.concurrency) as pool:
@@ -159,28 +161,26 @@ class Shadow:
         report["class_shift"] = class_shift(report["confusion"])
         report["replayed"] = len(inputs)
         write_atomically(report_path, json.dumps(report, indent=1))
-        self._print(report, report_path)
+        self._report(report, report_path)
         return report
 
-    def _print(self, report: dict[str, Any], path: Path) -> None:
+    def _report(self, report: dict[str, Any], path: Path) -> None:
         low, high = report["agreement_ci95"]
-        print(f"agreement {100 * report['agreement']:.1f}% of {report['n']} inputs (95% CI {100 * low:.1f}% to "
-              f"{100 * high:.1f}%); {report['failed_requests']} of {report['replayed']} replays failed",
-              file=self.out)
+        self.say(f"agreement {100 * report['agreement']:.1f}% of {report['n']} inputs (95% CI {100 * low:.1f}% to "
+              f"{100 * high:.1f}%); {report['failed_requests']} of {report['replayed']} replays failed")
         classes = report["classes"]
         width = max(len(c) for c in classes + ["stable \\ candidate"]) + 2
-        print("stable \\ candidate".ljust(width) + "".join(c.ljust(width) for c in classes), file=self.out)
+        self.say("stable \\ candidate".ljust(width) + "".join(c.ljust(width) for c in classes))
         for s in classes:
-            print(s.ljust(width) + "".join(str(report["confusion"][s][c]).ljust(width) for c in classes), file=self.out)
+            self.say(s.ljust(width) + "".join(str(report["confusion"][s][c]).ljust(width) for c in classes))
         shift = report["class_shift"]
-        print("class mix: stable " + ", ".join(f"{c} {n}" for c, n in report["class_mix"]["stable"].items())
+        self.say("class mix: stable " + ", ".join(f"{c} {n}" for c, n in report["class_mix"]["stable"].items())
               + "; candidate " + ", ".join(f"{c} {n}" for c, n in report["class_mix"]["candidate"].items())
               + f"; paired Stuart-Maxwell test {shift['statistic']:.2f} on {shift['dof']} dof, "
                 f"p = {shift['p_value']:.3g}: "
-              + ("the mix shifted" if shift["shifted"] else "no significant shift"), file=self.out)
+              + ("the mix shifted" if shift["shifted"] else "no significant shift"))
         latency = report["latency"]
-        print(f"latency (handler): stable p50 {latency['stable']['p50_ms']} ms p99 {latency['stable']['p99_ms']} ms; "
-              f"candidate p50 {latency['candidate']['p50_ms']} ms p99 {latency['candidate']['p99_ms']} ms",
-              file=self.out)
-        print(f"wrote {path}", file=self.out, flush=True)
+        self.say(f"latency (handler): stable p50 {latency['stable']['p50_ms']} ms p99 {latency['stable']['p99_ms']} ms; "
+              f"candidate p50 {latency['candidate']['p50_ms']} ms p99 {latency['candidate']['p99_ms']} ms")
+        self.say(f"wrote {path}")
 

@@ -20,7 +20,7 @@ import pytest
 import requests
 from sklearn.svm import SVC, LinearSVC
 
-from iris_tools.processes import group_members
+from iris_tools.local.processes import group_members
 from tests.cloudrun.harness import SERVICES, LocalCloudRun, Load, traffic_of
 from tests.helpers import ROOT, write_model_version
 

@@ -1,7 +1,7 @@
 """A test run interrupted while a local Cloud Run it started is serving leaves no control plane, Envoy
 or revision behind: SIGTERM (a CI timeout's first signal) and Ctrl-C end the run through its own
 teardown, and SIGKILL (nothing of the run can act) is answered by the reaper that outlives the run
-(tests/conftest.py, iris_tools/reaper.py)."""
+(tests/conftest.py, iris_tools/local/reaper.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from iris_tools.processes import group_members
+from iris_tools.local.processes import group_members
 from tests.helpers import ROOT
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from iris_tools.processes import group_members
+from iris_tools.local.processes import group_members
 from tests.cloudrun.harness import LocalCloudRun, Load, traffic_of
 from tests.helpers import ROOT
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from iris_tools.servers import free_port
-from iris_tools.versions import start_as_in_image
+from iris_tools.local.servers import free_port
+from iris_tools.local.versions import start_as_in_image
 from tests.helpers import ROOT
 
 SVC = ROOT / "functions" / "svc"

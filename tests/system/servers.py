@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from iris_tools.servers import ServerError
-from iris_tools.versions import function_command, start_function
+from iris_tools.local.servers import ServerError
+from iris_tools.local.versions import function_command, start_function
 
 __all__ = ["function_command", "function_server"]
 

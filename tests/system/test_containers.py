@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from iris_tools.servers import ContainerServer
+from iris_tools.local.servers import ContainerServer
 from tests.helpers import MODEL_NAMES, ROOT, TUTORIAL_ANSWERS, free_port, iris_xy
 from tests.system.test_make_targets import comparison_row, make, port_answers
 

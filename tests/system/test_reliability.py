@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from iris_tools.servers import ProcessServer, free_port
-from iris_tools.versions import start_as_in_image
+from iris_tools.local.servers import ProcessServer, free_port
+from iris_tools.local.versions import start_as_in_image
 from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.system,

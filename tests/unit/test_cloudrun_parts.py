@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from iris_tools import environment
 from iris_tools.cloudrun import metrics
 from iris_tools.cloudrun.errors import InvalidArgument, NotFound
 from iris_tools.cloudrun.metrics import Sampler, parse_prometheus, time_series
@@ -14,7 +15,7 @@ from iris_tools.cloudrun.names import check_revision_name, check_service_name, c
 from iris_tools.cloudrun.resources import model_of_image
 from iris_tools.google.distribution import buckets, percentile
 from iris_tools.google.monitoring import REQUEST_COUNT, REQUEST_LATENCIES
-from iris_tools.state import write_atomically
+from iris_tools.local.state import write_atomically
 
 
 @pytest.mark.parametrize("tag", ["candidate", "lin-svc", "v2", "a"])
@@ -105,7 +106,7 @@ def test_an_atomic_write_that_fails_leaves_the_old_file_whole(tmp_path: Path, mo
     def broken_replace(source, target):
         raise OSError("disk gone")
 
-    monkeypatch.setattr("iris_tools.state.os.replace", broken_replace)
+    monkeypatch.setattr("iris_tools.local.state.os.replace", broken_replace)
     with pytest.raises(OSError):
         write_atomically(path, json.dumps({"version": 2}))
     assert json.loads(path.read_text()) == {"version": 1}
@@ -137,7 +138,7 @@ def test_in_cloud_run_shape_points_are_aligned_late_and_exponential(monkeypatch:
     sampler = Sampler(lambda: next(texts))
     for _ in readings:
         sampler.sample()
-    shape = Shape.from_environment({"CLOUDRUN_MONITORING": "cloudrun"})
+    shape = Shape.from_environment(environment.read({"CLOUDRUN_MONITORING": "cloudrun"}, "emulator"))
     assert (shape.align_s, shape.delay_s, shape.page_size) == (60, 180, 2)
     service_of = {"iris-00001-abc": "iris"}
     late = time_series(sampler, REQUEST_COUNT, 60.0, 180.0, service_of, "p", "r", shape, now=250.0)

@@ -45,7 +45,7 @@ class FakeView:
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     made: list[tuple] = []
 
-    def set_traffic(target: str, monitoring: Any, split: str) -> dict[str, Any]:
+    def set_traffic(target: str, split: str) -> dict[str, Any]:
         made.append(("split", target, split))
         total = sum(int(item.partition("=")[2]) for item in split.split())
         if total != 100:

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from iris_tools.console.view import View
-from iris_tools.rollout.lock import LOCK
-from iris_tools.rollout.settings import Settings
+from iris_tools.rollout.records import LOCK_KEY as LOCK
+from iris_tools.rollout.settings import RolloutSettings as Settings
 
 
 def revision(name: str, image: str, ready: str = "True") -> dict[str, Any]:
@@ -19,7 +19,7 @@ def revision(name: str, image: str, ready: str = "True") -> dict[str, Any]:
 
 
 class FakeService:
-    """The parts of rollout.service.Service the view reads."""
+    """The parts of rollout.cloud_run.CloudRunService the view reads."""
 
     def __init__(self, annotations: dict[str, str]) -> None:
         self.name = "iris"
@@ -48,7 +48,8 @@ def test_the_split_revisions_and_a_running_rollout_with_its_live_step(tmp_path: 
     lock = {"id": "r1", "candidate": "iris-2", "stable": "iris-1", "steps": [5, "pause", 100], "step": 0, "host": "elsewhere",
             "pid": 1, "updated": 4e9}
     (tmp_path / "rollout").mkdir()
-    record = {"id": "r1", "service": "iris", "candidate": "iris-2", "decision": None, "steps": [],
+    record = {"id": "r1", "service": "iris", "candidate": "iris-2", "stable": "iris-1", "plan": [5, "pause", 100],
+              "started": 1.0, "decision": None, "steps": [],
               "current": {"step": 0, "percent": 5, "started": 1.0, "window_end": 11.0, "hold_end": 41.0,
                           "verdict": {"decision": "hold", "reasons": ["3 candidate requests, fewer than 50"],
                                       "candidate": {"requests": 3}, "stable": {"requests": 90, "p99_ms": 10.0},
@@ -79,7 +80,9 @@ def test_records_are_this_service_s_newest_first(tmp_path: Path) -> None:
     for name, service, decision in (("iris-20261201-100000", "iris", "promoted"),
                                     ("iris-20261202-100000", "iris", "rolled back"),
                                     ("iris-canary-20261203-100000", "iris-canary", "promoted")):
-        (folder / f"{name}.json").write_text(json.dumps({"service": service, "decision": decision, "steps": []}))
+        (folder / f"{name}.json").write_text(json.dumps({"id": name, "service": service, "candidate": "iris-2",
+                                                         "stable": "iris-1", "plan": [5, 100], "started": 1.0,
+                                                         "decision": decision, "steps": []}))
     (folder / "iris-20261130-100000.json").write_text("{torn")
     records = view(tmp_path, {}).state(None)["records"]
     assert [r["decision"] for r in records] == ["rolled back", "promoted"]

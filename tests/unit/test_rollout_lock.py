@@ -4,15 +4,15 @@ the service at the same instant, one proceeds and the other refuses, naming it."
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 
 from iris_tools.google.api import ApiError, GoogleApi
 from iris_tools.rollout.errors import RolloutError
-from iris_tools.rollout.lock import LOCK, acquire
-from iris_tools.rollout.service import Service
-from iris_tools.rollout.settings import Settings
+from iris_tools.rollout.cloud_run import CloudRunService as Service
+from iris_tools.rollout.lock import acquire, new_lock
+from iris_tools.rollout.records import Annotations, Plan
+from iris_tools.rollout.settings import RolloutSettings as Settings
 
 
 class FakeAdminApi(GoogleApi):
@@ -59,6 +59,10 @@ class FakeGcloud:
         return None
 
 
+def rollout_lock(candidate: str):
+    return new_lock(candidate, "a", Plan.parse("5 100"), None, None, None)
+
+
 def racing_services(api: FakeAdminApi) -> tuple[Service, Service]:
     """Two rollouts' views of one service; the second's first read is the same as the first's (read at the
     same instant, before either wrote)."""
@@ -73,10 +77,10 @@ def racing_services(api: FakeAdminApi) -> tuple[Service, Service]:
 def test_of_two_rollouts_that_read_at_the_same_instant_one_takes_the_lock_and_the_other_refuses() -> None:
     api = FakeAdminApi()
     first, second = racing_services(api)
-    lock = acquire(first, "b", "a", None, [5, 100])
+    lock = acquire(first, rollout_lock("b"), None)
     with pytest.raises(RolloutError, match=r"a rollout of b .* took service iris at the same time"):
-        acquire(second, "c", "a", None, [5, 100])
-    assert json.loads(api.service["metadata"]["annotations"][LOCK])["id"] == lock["id"] and api.writes == 1
+        acquire(second, rollout_lock("c"), None)
+    assert Annotations.of(api.service).lock.id == lock.id and api.writes == 1
 
 
 def test_without_the_version_check_both_would_take_it() -> None:
@@ -84,6 +88,6 @@ def test_without_the_version_check_both_would_take_it() -> None:
     the second lock written over the first. The rollout's own writes are what carries the version."""
     api = FakeAdminApi(check_version=False)
     first, second = racing_services(api)
-    acquire(first, "b", "a", None, [5, 100])
-    acquire(second, "c", "a", None, [5, 100])
-    assert api.writes == 2 and json.loads(api.service["metadata"]["annotations"][LOCK])["candidate"] == "c"
+    acquire(first, rollout_lock("b"), None)
+    acquire(second, rollout_lock("c"), None)
+    assert api.writes == 2 and Annotations.of(api.service).lock.candidate == "c"

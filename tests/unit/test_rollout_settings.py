@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from iris_tools.rollout.errors import RolloutError
-from iris_tools.rollout.settings import Settings
+from iris_tools.rollout.settings import RolloutSettings as Settings
 
 
 def test_the_cloud_run_defaults_wait_out_cloud_monitorings_delay_and_the_local_ones_are_short() -> None:
@@ -13,7 +13,7 @@ def test_the_cloud_run_defaults_wait_out_cloud_monitorings_delay_and_the_local_o
     assert cloud.delay_seconds == 180 and cloud.step_seconds == 600 and cloud.thresholds.min_requests == 100
     assert local.delay_seconds == 0 and local.step_seconds == 10 and local.thresholds.min_requests == 50
     for settings in (cloud, local):
-        assert settings.steps == [5, 25, 50, 100] and settings.thresholds.confidence == 0.99
+        assert settings.plan.to_json() == [5, 25, 50, 100] and settings.thresholds.confidence == 0.99
         assert settings.warmup_requests == 20 and settings.min_agreement is None and not settings.public
         assert settings.max_hold_seconds == 3 * settings.step_seconds
 
@@ -23,7 +23,7 @@ def test_every_threshold_and_timing_comes_from_the_environment() -> None:
         "STEPS": "10, 100", "STEP_SECONDS": "4", "MIN_REQUESTS": "7", "MAX_ERROR_RATE": "0.05",
         "MAX_LATENCY_RATIO": "3", "MIN_LATENCY_DELTA_MS": "2", "CONFIDENCE": "0.999", "WARMUP_REQUESTS": "0",
         "MAX_HOLD_SECONDS": "9", "MIN_AGREEMENT": "0.9", "PUBLIC": "1", "SERVICE": "flowers"})
-    assert settings.steps == [10, 100] and settings.step_seconds == 4 and settings.max_hold_seconds == 9
+    assert settings.plan.to_json() == [10, 100] and settings.step_seconds == 4 and settings.max_hold_seconds == 9
     t = settings.thresholds
     assert (t.min_requests, t.max_error_rate, t.max_latency_ratio, t.min_latency_delta_ms, t.confidence) == \
         (7, 0.05, 3, 2, 0.999)
@@ -51,8 +51,6 @@ def test_a_bad_setting_is_refused_naming_it(name: str, value: str, message: str)
 
 
 def test_a_pause_step_keeps_the_share_of_the_step_before() -> None:
-    from iris_tools.rollout.settings import percent_at
-
-    steps = Settings.for_target("local", {"STEPS": "5 25 pause 50 100"}).steps
-    assert steps == [5, 25, "pause", 50, 100]
-    assert [percent_at(steps, i) for i in range(len(steps))] == [5, 25, 25, 50, 100]
+    plan = Settings.for_target("local", {"STEPS": "5 25 pause 50 100"}).plan
+    assert plan.to_json() == [5, 25, "pause", 50, 100]
+    assert [plan.percent_at(i) for i in range(len(plan))] == [5, 25, 25, 50, 100]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iris_tools import compare, run_local
+from iris_tools.local import commands as run_local, comparison as compare
 
 
 def test_named_ports_keep_their_order_and_a_new_version_gets_the_next_free_one() -> None:

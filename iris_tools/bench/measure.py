@@ -4,7 +4,7 @@
 
 A target is something that answers one iris prediction over HTTP: our functions
 (as processes and, with docker, as containers) and the baselines registered in
-`iris_tools/bench_targets.py`. Each target is started, measured and stopped in turn;
+`iris_tools/bench/targets.py`. Each target is started, measured and stopped in turn;
 load comes from wrk. The figures go to stdout as a table, to JSON (--json), and
 with --docs to the markdown page that keeps the latest table.
 
@@ -35,23 +35,23 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from iris_tools import ROOT
-from iris_tools.bench_targets import Request, Target, all_targets, ratios, wait_ready
-from iris_tools.servers import Server
+from iris_tools.environment import ROOT
+from iris_tools.bench.targets import Request, Target, all_targets, ratios, wait_ready
+from iris_tools.local.servers import Server
 
 CONNECTIONS = (1, 8, 32)
 BATCH_SIZES = (1_000, 10_000)
 
 
 @dataclass
-class Settings:
+class BenchSettings:
     duration_s: float = 3.0
     cold_start_runs: int = 5
     batch_duration_s: float = 2.0
     rounds: int = 3
 
 
-QUICK = Settings(duration_s=1.0, cold_start_runs=1, batch_duration_s=1.0, rounds=1)
+QUICK = BenchSettings(duration_s=1.0, cold_start_runs=1, batch_duration_s=1.0, rounds=1)
 
 
 @dataclass
@@ -134,7 +134,7 @@ def _median_point(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]}
 
 
-def measure_all(targets: list[Target], settings: Settings) -> list[Result]:
+def measure_all(targets: list[Target], settings: BenchSettings) -> list[Result]:
     """Every target measured in the same run. Load points alternate between targets, round after
     round, with all servers up (idle but for the one under load), so a noisy spell on this shared
     machine spreads over all targets instead of landing on one; each figure is the median of rounds."""
@@ -218,7 +218,7 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def write_docs(path: Path, results: list[Result], info: dict[str, str], settings: Settings, ratios: str) -> None:
+def write_docs(path: Path, results: list[Result], info: dict[str, str], settings: BenchSettings, ratios: str) -> None:
     path.write_text(
         "# Benchmarks\n\n"
         "Written by `make bench` (`python -m iris_tools.bench`); every figure of one table comes from one run on one machine,\n"
@@ -251,12 +251,12 @@ def main(argv: list[str] | None = None) -> int:
         results = [Result(**result) for result in saved["results"]]
         print(table(results) + "\n\n" + ratios_text(results))
         if args.docs:
-            write_docs(args.docs, results, saved["machine"], Settings(**saved["settings"]), ratios_text(results))
+            write_docs(args.docs, results, saved["machine"], BenchSettings(**saved["settings"]), ratios_text(results))
         return 0
     if shutil.which("wrk") is None:
         print("error: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
         return 1
-    settings = QUICK if args.quick else Settings()
+    settings = QUICK if args.quick else BenchSettings()
     targets = [t for t in all_targets() if not args.only or t.name in args.only or t.group in args.only]
     available = []
     for target in targets:

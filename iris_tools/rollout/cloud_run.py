@@ -1,27 +1,29 @@
-"""One Cloud Run service as the rollout tools read and write it, through gcloud, on either target.
+"""One Cloud Run service as the rollout tools read and write it, on either target.
 
-Reading: the service (through the Admin API), its revisions, its traffic shares and annotations.
-Writing: annotations with a step's split in the same write, through the Admin API with the
-resourceVersion read (the template sent back unchanged: no new revision), so a crash leaves a split
-that was set, never a half-applied one, and a change by anyone else in between is never overwritten;
-whole `update-traffic` commands; and a candidate deployed with no traffic behind a tag (gcloud).
+Reading: the service and its revisions, through the Admin API. Writing: `write`, the one way traffic and the
+rollout's annotations change: one PUT carrying the resourceVersion read (the template sent back unchanged: no new
+revision), so a crash leaves a split that was set, never a half-applied one, and a change by anyone else in between
+is never overwritten. A candidate is deployed with no traffic behind a tag, through gcloud (as a user would).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import time
 import urllib.parse
-from typing import Any, TextIO
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from iris_tools.google.api import ApiError, GoogleApi, opener_for
 from iris_tools.google.gcloud import Gcloud, GcloudError
 from iris_tools.google.names import suggest_tag
 from iris_tools.rollout.errors import RolloutError
-from iris_tools.rollout.settings import Settings
+from iris_tools.rollout.records import Annotations, Lock, RolledBack, annotation_changes
+from iris_tools.rollout.settings import RolloutSettings
+from iris_tools.rollout.split import Split
 
 MAX_PAGES = 50
+T = TypeVar("T")
 
 
 def model_of(image: str) -> str | None:
@@ -34,6 +36,15 @@ def image_of(revision: dict[str, Any]) -> str | None:
     return (revision.get("spec", {}).get("containers") or [{}])[0].get("image")
 
 
+def digest_of(revision: dict[str, Any]) -> str | None:
+    """The image digest a revision runs (`...@sha256:...`): what a rolled-back version is known by."""
+    return revision.get("status", {}).get("imageDigest")
+
+
+def name_of(resource: dict[str, Any]) -> str:
+    return resource["metadata"]["name"]
+
+
 def condition(resource: dict[str, Any], kind: str = "Ready") -> dict[str, Any]:
     """A service's or revision's status condition of `kind` ({} when it has none)."""
     return next((c for c in resource.get("status", {}).get("conditions", []) if c.get("type") == kind), {})
@@ -41,16 +52,6 @@ def condition(resource: dict[str, Any], kind: str = "Ready") -> dict[str, Any]:
 
 def ready(revision: dict[str, Any]) -> bool:
     return condition(revision).get("status") == "True"
-
-
-def shares(service: dict[str, Any]) -> dict[str, int]:
-    """revision -> its percent of the service's traffic (revisions with none left out)."""
-    found: dict[str, int] = {}
-    for target in service["status"].get("traffic", []):
-        if target.get("percent"):
-            name = target.get("revisionName")
-            found[name] = found.get(name, 0) + int(target["percent"])
-    return found
 
 
 def tag_urls(service: dict[str, Any]) -> dict[str, str]:
@@ -67,30 +68,30 @@ def tags_of(service: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
     return found
 
 
-def annotation(service: dict[str, Any], key: str, default: Any) -> Any:
-    raw = service["metadata"].get("annotations", {}).get(key)
-    if raw is None:
-        return default
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return default
-
-
-def split_text(split: dict[str, int]) -> str:
-    return ", ".join(f"{name} {percent}%" for name, percent in split.items())
-
-
 class Conflict(RolloutError):
     """A write refused because the service changed since it was read (its resourceVersion moved on)."""
 
 
-class Service:
+ATTEMPTS = 5  # a write that lost a race (with a rollout's own step, say) is read and made again
+
+
+def retrying(attempt: Callable[[], T], gave_up: str) -> T:
+    """`attempt()` (a read, then a write with the version read) until it does not meet a Conflict, at most ATTEMPTS
+    times; then RolloutError(gave_up)."""
+    for _ in range(ATTEMPTS):
+        try:
+            return attempt()
+        except Conflict:
+            continue
+    raise RolloutError(gave_up)
+
+
+class CloudRunService:
     """The service named by the settings, on the gcloud target given. Reads and the rollout's own writes go
     to the Admin API directly (no gcloud start each), every write carrying the resourceVersion it read: a
     change made by anyone in between makes the write fail (Conflict), never silently overwritten."""
 
-    def __init__(self, gcloud: Gcloud, settings: Settings, api: GoogleApi | None = None) -> None:
+    def __init__(self, gcloud: Gcloud, settings: RolloutSettings, api: GoogleApi | None = None) -> None:
         self.gcloud = gcloud
         self.settings = settings
         self.name = settings.service
@@ -127,30 +128,28 @@ class Service:
         except ApiError:
             return False
 
-    def annotate(self, changes: dict[str, Any], service: dict[str, Any] | None = None,
-                 split: dict[str, int] | None = None) -> dict[str, Any]:
-        """Set (or, with None, remove) annotations, and with `split` the traffic too, in one write that carries
-        the resourceVersion of `service` (a description just read; read now if not given): if the service
-        changed since, Conflict and nothing written. The template is sent back unchanged, so no revision is
-        made. Returns the service once the write is in effect (Ready at its generation)."""
-        service = service or self.describe()
+    def annotations(self, service: dict[str, Any] | None = None) -> Annotations:
+        return Annotations.of(service or self.describe())
+
+    def write(self, service: dict[str, Any], *, split: Split | None = None, lock: Lock | None | bool = False,
+              history: list[str] | None = None, rolled_back: list[RolledBack] | None = None) -> dict[str, Any]:
+        """The one write: the split (when given) and the rollout's annotations (lock=None removes the lock), in
+        one PUT carrying the resourceVersion of `service`, a description just read. If the service changed since,
+        Conflict and nothing written. The template is sent back unchanged, so no revision is made. Returns the
+        service once the write is in effect (Ready at its generation)."""
         metadata = {key: service["metadata"][key] for key in ("name", "namespace", "labels", "annotations",
                                                                "resourceVersion") if key in service["metadata"]}
         document = {"apiVersion": service.get("apiVersion", "serving.knative.dev/v1"), "kind": "Service",
                     "metadata": copy.deepcopy(metadata), "spec": copy.deepcopy(service["spec"])}
         annotations = document["metadata"].setdefault("annotations", {})
         annotations.pop("run.googleapis.com/urls", None)
-        for key, value in changes.items():
-            if value is None:
+        for key, text in annotation_changes(lock=lock, history=history, rolled_back=rolled_back).items():
+            if text is None:
                 annotations.pop(key, None)
             else:
-                annotations[key] = json.dumps(value, separators=(",", ":"))
+                annotations[key] = text
         if split is not None:
-            tags = [{key: value for key, value in target.items() if key != "percent"}
-                    for target in service["spec"].get("traffic", []) if target.get("tag")]
-            document["spec"]["traffic"] = [
-                {"revisionName": revision, "percent": percent} for revision, percent in split.items() if percent
-            ] + tags
+            document["spec"]["traffic"] = split.targets(service)
         try:
             written = self.api.call("PUT", self.path, document)
         except ApiError as exc:
@@ -178,14 +177,10 @@ class Service:
             time.sleep(0.5)
             service = self.describe()
 
-    def set_traffic(self, split: dict[str, int]) -> None:
-        text = ",".join(f"{revision}={percent}" for revision, percent in split.items() if percent)
-        self.gcloud.run("run", "services", "update-traffic", self.name, "--to-revisions", text)
-
     def tag(self, revision: str, tag: str) -> None:
         self.gcloud.run("run", "services", "update-traffic", self.name, "--update-tags", f"{tag}={revision}")
 
-    def deploy(self, model: str, image: str, out: TextIO) -> str:
+    def deploy(self, model: str, image: str, say: Callable[[str], None]) -> str:
         """Deploy `image` with no traffic behind a tag named for the model; the new revision's name."""
         tag = suggest_tag(model)
         # Invoker access belongs to the service: PUBLIC=1 grants allUsers; otherwise the service keeps
@@ -193,14 +188,14 @@ class Service:
         flags = ["--no-traffic", "--tag", tag, *(["--allow-unauthenticated"] if self.settings.public else [])]
         if self.settings.service_account:
             flags += ["--service-account", self.settings.service_account]
-        print(f"deploying {image} to service {self.name} with no traffic, tag {tag} ...", file=out, flush=True)
+        say(f"deploying {image} to service {self.name} with no traffic, tag {tag} ...")
         try:
             self.gcloud.run("run", "deploy", self.name, "--image", image, *flags)
         except GcloudError as exc:
             raise RolloutError(f"the candidate {image} did not deploy and received no traffic: {exc}") from None
         service = self.describe()
         tagged = next(t for t in service["status"]["traffic"] if t.get("tag") == tag)
-        print(f"candidate {tagged['revisionName']} at {tagged.get('url', '(no tag URL)')}", file=out, flush=True)
+        say(f"candidate {tagged['revisionName']} at {tagged.get('url', '(no tag URL)')}")
         return tagged["revisionName"]
 
     def revision_for(self, name: str, revisions: list[dict[str, Any]]) -> str:

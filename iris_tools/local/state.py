@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iris_tools import ROOT
-from iris_tools.servers import Server, adopt
+from iris_tools.environment import value
+from iris_tools.local.servers import Server, adopt
 
-RUN_DIR = Path(os.environ.get("RUN_DIR") or ROOT / ".run")
+RUN_DIR = value("RUN_DIR")
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -1,10 +1,10 @@
 """Run every model version side by side on loopback, compare their answers, stop them.
 
-    python -m iris_tools.run_local up      [--runtime process|docker] [--ports "svc=5001 lin_svc=5002"]
-    python -m iris_tools.run_local demo    (up, compare, then serve until Ctrl-C or `stop`)
-    python -m iris_tools.run_local compare [POINT ...] [--url NAME=URL ...]
-    python -m iris_tools.run_local status
-    python -m iris_tools.run_local stop
+    python -m iris_tools.local up      [--runtime process|docker] [--ports "svc=5001 lin_svc=5002"]
+    python -m iris_tools.local demo    (up, compare, then serve until Ctrl-C or `stop`)
+    python -m iris_tools.local compare [POINT ...] [--url NAME=URL ...]
+    python -m iris_tools.local status
+    python -m iris_tools.local stop
 
 A version is a folder `functions/<name>/` with a `main.py`. The `process` runtime
 starts `functions-framework --target predict` on it; the `docker` runtime runs
@@ -15,20 +15,20 @@ the image `iris:<name>` as container `iris_<name>`. What runs is recorded in
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import time
 
-from iris_tools import FUNCTIONS_DIR
-from iris_tools.compare import DEFAULT_POINT, RunError, compare, parse_points, parse_urls
-from iris_tools.servers import HOST, Server, ServerError, port_is_free
-from iris_tools.state import RUN_DIR, Running, forget, read_state, state_path, write_state
-from iris_tools.versions import RUNTIMES, model_names, start_version
+from iris_tools.environment import value
+from iris_tools.local.versions import FUNCTIONS_DIR
+from iris_tools.local.comparison import DEFAULT_POINT, RunError, compare, parse_points, parse_urls
+from iris_tools.local.servers import HOST, Server, ServerError, port_is_free
+from iris_tools.local.state import RUN_DIR, Running, forget, read_state, state_path, write_state
+from iris_tools.local.versions import RUNTIMES, model_names, start_version
 
 DEFAULT_PORTS = "svc=5001 lin_svc=5002"
-SERVICE_NAME = os.environ.get("SERVICE_NAME", "iris")
-READY_TIMEOUT_S = float(os.environ.get("READY_TIMEOUT_S", "60"))
+SERVICE_NAME: str = value("SERVICE_NAME")
+READY_TIMEOUT_S: float = value("READY_TIMEOUT_S")
 STOP_GRACE_S = 10.0
 
 
@@ -166,7 +166,7 @@ def serve_until_stopped(started: list[Running]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iris_tools.run_local", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m iris_tools.local", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("up", "demo"):

@@ -10,12 +10,16 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from iris_tools import FUNCTIONS_DIR, ROOT
-from iris_tools.servers import HOST, ContainerServer, ProcessServer, Server
+from iris_tools.environment import value
+from iris_tools.environment import ROOT
+from iris_tools.local.servers import HOST, ContainerServer, ProcessServer, Server
 
 CONTAINER_PORT = 8080
 TARGET = "predict"
 RUNTIMES = ("process", "docker")
+# IRIS_FUNCTIONS_DIR points the tools (and the local Cloud Run's image lookup) elsewhere, as the tests do for
+# models made to fail.
+FUNCTIONS_DIR: Path = value("IRIS_FUNCTIONS_DIR")
 
 
 def model_names() -> list[str]:
@@ -60,7 +64,7 @@ def start_version(model: str, port: int, runtime: str = "process", *, env: Mappi
     its image runs it), or its container image."""
     if runtime == "docker":
         environment = {"PORT": str(CONTAINER_PORT), **(env or {})}
-        return ContainerServer.start(image or f"{os.environ.get('IMAGE', 'iris')}:{model}",
+        return ContainerServer.start(image or f"{value('IMAGE')}:{model}",
                                      name=container_name or f"iris_{model}", port=port, env=environment,
                                      container_port=int(environment["PORT"]))
     if as_in_image:

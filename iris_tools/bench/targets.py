@@ -18,11 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from iris_tools import FUNCTIONS_DIR, ROOT
-from iris_tools.servers import DOCKER, ContainerServer, ProcessServer, Server, free_port, http_status
-from iris_tools.versions import function_command, model_names, start_function
+from iris_tools.environment import value
+from iris_tools.environment import ROOT
+from iris_tools.local.versions import FUNCTIONS_DIR
+from iris_tools.local.servers import DOCKER, ContainerServer, ProcessServer, Server, free_port, http_status
+from iris_tools.local.versions import function_command, model_names, start_function
 
-IMAGE = os.environ.get("IMAGE", "iris")
+IMAGE: str = value("IMAGE")
 VENV_BIN = Path(sys.executable).parent
 TEST_POINT = (5.8, 3.4)
 
@@ -152,7 +154,7 @@ def ours_container(model: str) -> Target:
                   single=GET_TEST_POINT, batch=instances_request, image=image, requires=[_needs_image(image)])
 
 
-FIXTURES = Path(__file__).resolve().parent / "bench_fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 BENCH_DIR = ROOT / ".bench"
 MLSERVER_VENV = BENCH_DIR / "mlserver-venv"
 BASELINE_MODEL = "svc"

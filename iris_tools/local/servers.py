@@ -30,12 +30,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from iris_tools import reaper
-from iris_tools.processes import group_members, start_time
+from iris_tools import environment
+from iris_tools.local import reaper
+from iris_tools.local.processes import group_members, start_time
 
 HOST = "127.0.0.1"
 DEFAULT_GRACE_S = 10.0
-DOCKER = os.environ.get("DOCKER", "docker")
+DOCKER: str = environment.value("DOCKER")
 
 
 class ServerError(Exception):

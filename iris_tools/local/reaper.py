@@ -5,7 +5,7 @@ stops them (a test run killed by Ctrl-C, SIGTERM or a CI timeout) nothing else w
     IRIS_REAPER_DIR=<dir>      every server started with this set (in any process that inherits it:
                                the local Cloud Run's control plane, its Envoy and revisions, `make up`)
                                writes a record there, and removes it when it is stopped;
-    python -m iris_tools.reaper --owner PID --dir DIR
+    python -m iris_tools.local.reaper --owner PID --dir DIR
                                waits until process PID is gone (or a zombie), then stops every recorded server that
                                is still the one recorded, and removes DIR.
 
@@ -27,15 +27,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from iris_tools.processes import group_members, running, start_time
+from iris_tools.environment import value
+from iris_tools.local.processes import group_members, running, start_time
 
 ENVIRONMENT = "IRIS_REAPER_DIR"
 POLL_S = 0.5
 
 
 def _directory() -> Path | None:
-    value = os.environ.get(ENVIRONMENT)
-    return Path(value) if value else None
+    return value(ENVIRONMENT)
 
 
 def _path(directory: Path, record: dict[str, Any]) -> Path:
@@ -123,7 +123,7 @@ def watch(owner: int, directory: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iris_tools.reaper", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m iris_tools.local.reaper", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--owner", type=int, required=True)
     parser.add_argument("--dir", type=Path, required=True)

@@ -1,0 +1,5 @@
+import sys
+
+from iris_tools.bench.measure import main
+
+sys.exit(main())

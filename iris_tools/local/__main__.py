@@ -1,0 +1,5 @@
+import sys
+
+from iris_tools.local.commands import main
+
+sys.exit(main())
