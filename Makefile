@@ -31,7 +31,9 @@ TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  variables: RUNTIME=$(RUNTIME) PORTS=\"$(PORTS)\" POINT=\"$(POINT)\" URLS=\"$(URLS)\" BASE_IMAGE=$(BASE_IMAGE)"
+	@echo "  make's own: RUNTIME=$(RUNTIME) PORTS=\"$(PORTS)\" POINT=\"$(POINT)\" URLS=\"$(URLS)\" BASE_IMAGE=$(BASE_IMAGE)"
+	@echo "  the tools' settings (docs/settings.md; set them on the command line or in the environment):"
+	@$(PYTHON) -m iris_tools.environment --make
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml $(wildcard iris_tools/*/__init__.py)
 	$(PYTHON) -m venv $(VENV)
@@ -76,12 +78,9 @@ emulator-token: | $(VENV)/.installed ## print the bearer token that private loca
 emulator-status: | $(VENV)/.installed ## each local Cloud Run service's traffic split, tags and per-revision figures
 	$(PY) -m iris_tools.cloudrun status
 
-# Traffic migration: the same commands on Cloud Run (TARGET=cloudrun, your gcloud configuration)
-# and on the local Cloud Run (TARGET=local). Settings: python -m iris_tools.rollout --help.
-TARGET ?= cloudrun
-export TARGET SERVICE MODEL REVISION SPLIT STEPS STEP_SECONDS MIN_REQUESTS MAX_HOLD_SECONDS MAX_ERROR_RATE \
-	MAX_LATENCY_RATIO MIN_LATENCY_DELTA_MS CONFIDENCE MONITORING_DELAY_S POLL_SECONDS FORCE PUBLIC SERVICE_ACCOUNT PROJECT REGION \
-	MIN_AGREEMENT SHADOW_INPUTS SHADOW_FRESHNESS WARMUP_REQUESTS METRIC_RESOLUTION_S API_TIMEOUT_S
+# Traffic migration: the same commands on Cloud Run (TARGET=cloudrun, your gcloud configuration, the default) and
+# on the local Cloud Run (TARGET=local). Every setting is declared once, in iris_tools/environment.py: variables
+# given on make's command line or in the environment reach the tools as they are (docs/settings.md lists them).
 
 rollout: | $(VENV)/.installed ## move SERVICE to MODEL=<name> (or REVISION=) in gated steps; rolls back on a breach
 	$(PY) -m iris_tools.rollout rollout
@@ -102,7 +101,6 @@ report: | $(VENV)/.installed ## compare the running versions (or URLS=) on iris,
 traffic: | $(VENV)/.installed ## show the service's traffic, tags and live figures; SPLIT="svc=90 lin_svc=10" sets it
 	$(PY) -m iris_tools.rollout traffic
 
-export CONSOLE_PORT CONSOLE_PERIOD_S
 console: | $(VENV)/.installed ## a page on 127.0.0.1 (CONSOLE_PORT, default 5080) to watch the split, figures and rollout, and stop it
 	$(PY) -m iris_tools.console
 

@@ -4,7 +4,7 @@
 
 A target is something that answers one iris prediction over HTTP: our functions
 (as processes and, with docker, as containers) and the baselines registered in
-`iris_tools/bench/targets.py`. Each target is started, measured and stopped in turn;
+`iris_tools/bench/serving_targets.py`. Each target is started, measured and stopped in turn;
 load comes from wrk. The figures go to stdout as a table, to JSON (--json), and
 with --docs to the markdown page that keeps the latest table.
 
@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from iris_tools.environment import ROOT
-from iris_tools.bench.targets import Request, Target, all_targets, ratios, wait_ready
+from iris_tools.bench.serving_targets import Request, Target, all_targets, ratios, wait_ready
 from iris_tools.local.servers import Server
 
 CONNECTIONS = (1, 8, 32)

@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from iris_tools import environment
-from iris_tools.cloudrun.api import Api, make_server
+from iris_tools.cloudrun.endpoints import Api, make_server
 from iris_tools.cloudrun.control import LocalCloudRun
 from iris_tools.cloudrun.metrics import Sampler, Shape
 from iris_tools.environment import Environment

@@ -20,8 +20,8 @@ from typing import Any
 
 from iris_tools.cloudrun.digest import image_digest
 from iris_tools.cloudrun.envoy import Envoy
-from iris_tools.cloudrun.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from iris_tools.cloudrun.names import check_revision_name, check_service_name
+from iris_tools.cloudrun.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, ResourceNotFound
+from iris_tools.cloudrun.name_checks import check_revision_name, check_service_name
 from iris_tools.cloudrun.resources import (
     API_VERSION,
     CONFIGURATION_LABEL,
@@ -72,8 +72,8 @@ class LocalCloudRun:
 
     # ------------------------------------------------------------ reading
 
-    def _not_found(self, kind: str, name: str) -> NotFound:
-        return NotFound(f"Resource '{name}' of kind '{kind}' in region '{self.region}' in project "
+    def _not_found(self, kind: str, name: str) -> ResourceNotFound:
+        return ResourceNotFound(f"Resource '{name}' of kind '{kind}' in region '{self.region}' in project "
                         f"'{self.project}' does not exist.")
 
     def service(self, name: str) -> dict[str, Any]:
@@ -162,7 +162,7 @@ class LocalCloudRun:
         names = {self.project, str(self.project_number())}
         for given in (namespace, document["metadata"].get("namespace")):
             if given is not None and given not in names:
-                raise NotFound(f"Project '{given}' not found or permission denied (this local Cloud Run serves "
+                raise ResourceNotFound(f"Project '{given}' not found or permission denied (this local Cloud Run serves "
                                f"project '{self.project}')")
 
     def project_number(self) -> int:
@@ -217,7 +217,7 @@ class LocalCloudRun:
     def delete_service(self, name: str) -> dict[str, Any]:
         with self.lock:
             if name not in self.store.services:
-                self.service(name)  # raises NotFound
+                self.service(name)  # raises ResourceNotFound
             for revision in self.store.revisions_of(name):
                 self.store.revisions.pop(revision["object"]["metadata"]["name"])
             del self.store.services[name]

@@ -11,7 +11,7 @@ from typing import Any
 BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
 
 
-class ApiError(Exception):
+class RpcError(Exception):
     http_status = 500
     status = "INTERNAL"
 
@@ -28,7 +28,7 @@ class ApiError(Exception):
         return {"error": error}
 
 
-class InvalidArgument(ApiError):
+class InvalidArgument(RpcError):
     http_status = 400
     status = "INVALID_ARGUMENT"
 
@@ -37,36 +37,36 @@ class InvalidArgument(ApiError):
         return cls(f"{field}: {description}", [(field, description)])
 
 
-class FailedPrecondition(ApiError):
+class FailedPrecondition(RpcError):
     http_status = 400
     status = "FAILED_PRECONDITION"
 
 
-class PermissionDenied(ApiError):
+class PermissionDenied(RpcError):
     http_status = 403
     status = "PERMISSION_DENIED"
 
 
-class NotFound(ApiError):
+class ResourceNotFound(RpcError):
     http_status = 404
     status = "NOT_FOUND"
 
 
-class MethodNotAllowed(ApiError):
+class Unimplemented(RpcError):
     http_status = 405
     status = "UNIMPLEMENTED"
 
 
-class AlreadyExists(ApiError):
+class AlreadyExists(RpcError):
     http_status = 409
     status = "ALREADY_EXISTS"
 
 
-class Aborted(ApiError):
+class Aborted(RpcError):
     http_status = 409
     status = "ABORTED"
 
 
-class PayloadTooLarge(ApiError):
+class RequestTooLarge(RpcError):
     http_status = 413
     status = "INVALID_ARGUMENT"

@@ -10,7 +10,7 @@ import copy
 from typing import Any
 
 from iris_tools.cloudrun.errors import FailedPrecondition, InvalidArgument
-from iris_tools.cloudrun.names import check_tag
+from iris_tools.cloudrun.name_checks import check_tag
 from iris_tools.cloudrun.resources import DEPLOYING
 
 SERVICE_FIELDS = {"apiVersion", "kind", "metadata", "spec", "status"}

@@ -21,6 +21,7 @@ from iris_tools.local.comparison import RunError, parse_urls
 from iris_tools.report.compare import compare, markdown
 from iris_tools.report.data import CsvError, from_csv, grid, iris
 from iris_tools.report.plots import compare_png, rollout_png
+from iris_tools.rollout.records import Record, RecordError
 from iris_tools.local.commands import running_targets
 from iris_tools.local.state import write_atomically
 
@@ -50,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         written = [args.out / "compare.json", args.out / "compare.md",
                    compare_png(report, datasets[1], data, args.out / "compare.png")]
         if args.rollout.exists():
-            written.append(rollout_png(json.loads(args.rollout.read_text()), args.out / "rollout.png"))
-    except (RunError, CsvError) as exc:
+            written.append(rollout_png(Record.read(args.rollout), args.out / "rollout.png"))
+    except (RunError, CsvError, RecordError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

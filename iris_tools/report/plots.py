@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
 from iris_tools.report.data import TEST_POINT, Points  # noqa: E402
+from iris_tools.rollout.records import Record  # noqa: E402
 
 CLASS_COLOURS = ["#3b4cc0", "#dddddd", "#b40426"]  # coolwarm's ends and middle: as in the notebook's figure
 DISAGREE_COLOUR = "#ffb000"
@@ -63,47 +64,46 @@ def compare_png(report: dict[str, Any], grid: Points, data: Points, path: Path) 
     return path
 
 
-def _series(record: dict[str, Any]) -> dict[str, list[tuple[float, float, float, float, float | None]]]:
+def _series(record: Record) -> dict[str, list[tuple[float, float, float, float, float | None]]]:
     """role -> [(seconds since start, share %, requests/s, 5xx fraction, p99 ms)], from the rollout's samples.
     A sample's figures are cumulative from its step's start: rates come from successive samples in a step."""
-    start = record["started"]
+    start = record.started
     series: dict[str, list] = {"candidate": [], "stable": []}
-    previous: dict[str, tuple[float, int, int, float]] = {}
+    previous: dict[str, tuple[float, int, int]] = {}
     step_of = None
-    for sample in record["samples"]:
-        if sample["percent"] != step_of:
-            step_of, previous = sample["percent"], {}
+    for sample in record.samples:
+        if sample.percent != step_of:
+            step_of, previous = sample.percent, {}
             for role in series:  # a break between steps: no line across the traffic change
-                series[role].append((sample["at"] - start, np.nan, np.nan, np.nan, None))
-        for role in ("candidate", "stable"):
-            figures = sample[role]
-            share = sample["percent"] if role == "candidate" else 100 - sample["percent"]
+                series[role].append((sample.at - start, np.nan, np.nan, np.nan, None))
+        for role, figures in (("candidate", sample.candidate), ("stable", sample.stable)):
+            share = sample.percent if role == "candidate" else 100 - sample.percent
             before = previous.get(role)
-            if before is not None and sample["at"] > before[0]:
-                seconds = sample["at"] - before[0]
-                requests = figures["requests"] - before[1]
-                errors = figures["errors"] - before[2]
+            if before is not None and sample.at > before[0]:
+                seconds = sample.at - before[0]
+                requests = figures.requests - before[1]
+                errors = figures.errors - before[2]
                 rate = max(0, requests) / seconds
                 error_rate = errors / requests if requests > 0 else float("nan")
-                series[role].append((sample["at"] - start, share, rate, error_rate, figures["p99_ms"]))
-            previous[role] = (sample["at"], figures["requests"], figures["errors"], 0.0)
+                series[role].append((sample.at - start, share, rate, error_rate, figures.p99_ms))
+            previous[role] = (sample.at, figures.requests, figures.errors)
     return series
 
 
-def rollout_png(record: dict[str, Any], path: Path) -> Path:
+def rollout_png(record: Record, path: Path) -> Path:
     series = _series(record)
-    names = {"candidate": record["candidate"], "stable": record["stable"]}
+    names = {"candidate": record.candidate, "stable": record.stable}
     figure, axes = plt.subplots(4, 1, figsize=(10, 9.5), sharex=True)
     labels = ["traffic share (%)", "requests/s", "5xx rate (%)", "p99 (ms, step window)"]
     for role, colour in (("stable", REVISION_COLOURS[0]), ("candidate", REVISION_COLOURS[1])):
         # Traffic share: what each step set, from its start to its end.
         times, shares = [0.0], [0 if role == "candidate" else 100]
-        for step in record["steps"]:
-            share = step["percent"] if role == "candidate" else 100 - step["percent"]
-            times += [step["started"] - record["started"], (step["ended"] or step["started"]) - record["started"]]
+        for step in record.steps:
+            share = step.percent if role == "candidate" else 100 - step.percent
+            times += [step.started - record.started, (step.ended or step.started) - record.started]
             shares += [share, share]
-        if record.get("decision") == "rolled back":
-            times.append(record.get("ended", record["steps"][-1]["ended"]) - record["started"])
+        if record.decision == "rolled back" and record.steps:
+            times.append((record.ended or record.steps[-1].ended or record.started) - record.started)
             shares.append(0 if role == "candidate" else 100)
         axes[0].step(times, shares, where="post", color=colour, label=f"{role} {names[role]}")
         points = series[role]
@@ -118,17 +118,17 @@ def rollout_png(record: dict[str, Any], path: Path) -> Path:
         ax.set_ylabel(label, fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].set_ylim(-5, 118)
-    for step in record["steps"]:
-        begin = step["started"] - record["started"]
+    for step in record.steps:
+        begin = step.started - record.started
         for ax in axes:
             ax.axvline(begin, color="grey", linestyle=":", linewidth=1)
-        colour = "#1a9850" if step["verdict"] == "promote" else "#d73027"
-        axes[0].annotate(f"{step['percent']}%: {step['verdict']}", (begin, 104), fontsize=8, color=colour,
+        colour = "#1a9850" if step.verdict == "promote" else "#d73027"
+        axes[0].annotate(f"{step.percent}%: {step.verdict}", (begin, 104), fontsize=8, color=colour,
                          xytext=(3, 0), textcoords="offset points", va="bottom")
-    decision = record.get("decision") or "interrupted"
+    decision = record.decision or "interrupted"
     axes[0].legend(loc="center left", fontsize=8)
     axes[3].set_xlabel("seconds since the rollout started")
-    figure.suptitle(f"Rollout of {names['candidate']} on service {record['service']} ({record['target']}): "
+    figure.suptitle(f"Rollout of {names['candidate']} on service {record.service} ({record.target}): "
                     f"{decision}", fontsize=11, color="#d73027" if decision == "rolled back" else "black")
     figure.tight_layout(rect=(0, 0, 1, 0.96))
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cloudrun.harness import GCLOUD, LocalCloudRun
+from tests.cloudrun.harness import GCLOUD, CloudRunUnderTest
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -19,12 +19,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def cloud_run(tmp_path: Path) -> Iterator[LocalCloudRun]:
+def cloud_run(tmp_path: Path) -> Iterator[CloudRunUnderTest]:
     if shutil.which(GCLOUD) is None:
         if os.environ.get("CI"):
             pytest.fail(f"gcloud is required in CI and is not at {GCLOUD}")
         pytest.skip(f"no gcloud at {GCLOUD}")
-    emulator = LocalCloudRun(tmp_path / "run")
+    emulator = CloudRunUnderTest(tmp_path / "run")
     emulator.start()
     try:
         yield emulator
@@ -34,7 +34,7 @@ def cloud_run(tmp_path: Path) -> Iterator[LocalCloudRun]:
 
 
 @pytest.fixture
-def deployed(cloud_run: LocalCloudRun) -> LocalCloudRun:
+def deployed(cloud_run: CloudRunUnderTest) -> CloudRunUnderTest:
     """Service iris with svc serving 100% and lin_svc at 0% under tag `candidate`."""
     cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc")
     cloud_run.ok("run", "deploy", "iris", "--image", "iris:lin_svc", "--no-traffic", "--tag", "candidate")

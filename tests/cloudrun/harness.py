@@ -15,6 +15,7 @@ from pathlib import Path
 
 import requests
 
+from iris_tools.rollout.records import Annotations
 from tests.helpers import ROOT
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -24,7 +25,7 @@ SERVICES = f"/apis/serving.knative.dev/v1/namespaces/{PROJECT}/services"  # the 
 
 
 @dataclass
-class LocalCloudRun:
+class CloudRunUnderTest:
     run_dir: Path
     runtime: str = "process"
 
@@ -161,17 +162,21 @@ FAST = {"STEPS": "5 50 100", "STEP_SECONDS": "3", "MIN_REQUESTS": "20", "POLL_SE
         "LOCK_SETTLE_S": "0.5", "MAX_HOLD_SECONDS": "20", "PUBLIC": "1", "WARMUP_REQUESTS": "20"}  # the load calls without a token
 
 
-def make(cloud_run: LocalCloudRun, target: str, *variables: str, timeout: float = 300,
+def make(cloud_run: CloudRunUnderTest, target: str, *variables: str, timeout: float = 300,
          **settings: str) -> subprocess.CompletedProcess:
     env = {**cloud_run.env, "TARGET": "local", **FAST, **settings}
     return subprocess.run(["make", "-s", "--no-print-directory", target, *variables], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def shares(cloud_run: LocalCloudRun) -> dict[str, int]:
+def shares(cloud_run: CloudRunUnderTest) -> dict[str, int]:
     return {r: p for r, p, _ in traffic_of(cloud_run.read()) if p}
 
 
-def annotation(cloud_run: LocalCloudRun, key: str):
-    raw = cloud_run.read()["metadata"]["annotations"].get(f"iris-versions.dev/{key}")
-    return json.loads(raw) if raw else None
+def annotation(cloud_run: CloudRunUnderTest, key: str):
+    """One of the rollout's annotations ("rollout", "history", "rolled-back"), parsed by the record module, in its
+    JSON form (None when absent)."""
+    parsed = Annotations.of(cloud_run.read())
+    found = {"rollout": parsed.lock.to_json() if parsed.lock else None, "history": parsed.history,
+             "rolled-back": [entry.to_json() for entry in parsed.rolled_back]}[key]
+    return found or None

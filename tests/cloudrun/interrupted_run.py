@@ -7,11 +7,11 @@ import os
 import time
 from pathlib import Path
 
-from tests.cloudrun.harness import LocalCloudRun
+from tests.cloudrun.harness import CloudRunUnderTest
 
 
 def test_serves_until_interrupted(tmp_path: Path) -> None:
-    emulator = LocalCloudRun(Path(os.environ["INTERRUPTED_RUN_DIR"]))
+    emulator = CloudRunUnderTest(Path(os.environ["INTERRUPTED_RUN_DIR"]))
     emulator.start()
     try:
         emulator.ok("run", "deploy", "iris", "--image", "iris:svc")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.cloudrun.harness import ANSI, FAST, LocalCloudRun, Load, annotation, traffic_of
+from tests.cloudrun.harness import ANSI, FAST, CloudRunUnderTest, Load, annotation, traffic_of
 from tests.helpers import ROOT
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -49,14 +49,14 @@ def browser() -> Iterator:
 
 
 @pytest.fixture
-def served(cloud_run: LocalCloudRun) -> LocalCloudRun:
+def served(cloud_run: CloudRunUnderTest) -> CloudRunUnderTest:
     """iris: svc at 100%, callable without a token (the load below calls as a user would, publicly)."""
     cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc", "--allow-unauthenticated")
     return cloud_run
 
 
 @pytest.fixture
-def console(served: LocalCloudRun, tmp_path: Path) -> Iterator[str]:
+def console(served: CloudRunUnderTest, tmp_path: Path) -> Iterator[str]:
     """`make console` on a free port; its URL as printed. Stopped by its process group."""
     log = tmp_path / "console.log"
     env = {**served.env, "TARGET": "local", **FAST, "CONSOLE_PORT": "0"}
@@ -85,7 +85,7 @@ def split_of(service: dict) -> dict[str, int]:
     return {revision: percent for revision, percent, _ in traffic_of(service) if percent}
 
 
-def gcloud_split(cloud_run: LocalCloudRun) -> dict[str, int]:
+def gcloud_split(cloud_run: CloudRunUnderTest) -> dict[str, int]:
     """What `gcloud run services describe` says the traffic is."""
     return split_of(cloud_run.describe())
 
@@ -117,7 +117,7 @@ def current_step(driver) -> int | None:
     return None if step is None else int(step)
 
 
-def start_rollout(cloud_run: LocalCloudRun, tmp_path: Path, **settings: str) -> tuple[subprocess.Popen, Path]:
+def start_rollout(cloud_run: CloudRunUnderTest, tmp_path: Path, **settings: str) -> tuple[subprocess.Popen, Path]:
     log = tmp_path / "rollout.log"
     env = {**cloud_run.env, "TARGET": "local", **FAST, **settings}
     with log.open("w") as out:
@@ -148,7 +148,7 @@ def check_screenshot(driver, path: Path) -> None:
         shutil.copy(path, Path(SCREENSHOT_DIR) / path.name)
 
 
-def test_the_split_shown_is_gcloud_s_and_follows_update_traffic_within_3_s(served: LocalCloudRun, console: str,
+def test_the_split_shown_is_gcloud_s_and_follows_update_traffic_within_3_s(served: CloudRunUnderTest, console: str,
                                                                            browser, tmp_path: Path) -> None:
     """Broken on purpose (the page's refresh at 5 s instead of 2): the refresh cadence check failed (the 3 s wait
     alone passes by luck 3 times in 5 at that cadence)."""
@@ -186,7 +186,7 @@ def test_the_split_shown_is_gcloud_s_and_follows_update_traffic_within_3_s(serve
     assert page_errors(browser) == []
 
 
-def test_a_rollout_is_shown_step_by_step_and_roll_back_from_the_page_aborts_it(served: LocalCloudRun, console: str,
+def test_a_rollout_is_shown_step_by_step_and_roll_back_from_the_page_aborts_it(served: CloudRunUnderTest, console: str,
                                                                               browser, tmp_path: Path) -> None:
     """Broken on purpose (the Roll back button posting without the page's token): refused, traffic stayed with the
     rollout, and the rollout went on to 100%."""
@@ -226,7 +226,7 @@ def test_a_rollout_is_shown_step_by_step_and_roll_back_from_the_page_aborts_it(s
     assert page_errors(browser) == []
 
 
-def test_a_paused_rollout_is_promoted_from_the_page(served: LocalCloudRun, console: str, browser,
+def test_a_paused_rollout_is_promoted_from_the_page(served: CloudRunUnderTest, console: str, browser,
                                                     tmp_path: Path) -> None:
     """Broken on purpose (the Promote button left disabled at a pause): never promoted, the rollout waited."""
     (stable,) = gcloud_split(served)
@@ -249,7 +249,7 @@ def test_a_paused_rollout_is_promoted_from_the_page(served: LocalCloudRun, conso
     assert page_errors(browser) == []
 
 
-def test_an_invalid_split_typed_in_the_page_shows_the_refusal_and_changes_nothing(served: LocalCloudRun,
+def test_an_invalid_split_typed_in_the_page_shows_the_refusal_and_changes_nothing(served: CloudRunUnderTest,
                                                                                   console: str, browser) -> None:
     """Broken on purpose (parse_split's sum check deleted): the split was sent and gcloud filled it to 100."""
     served.ok("run", "deploy", "iris", "--image", "iris:lin_svc", "--no-traffic", "--tag", "candidate")
@@ -276,7 +276,7 @@ def test_an_invalid_split_typed_in_the_page_shows_the_refusal_and_changes_nothin
                                          "status of 409") == []
 
 
-def test_a_page_on_another_origin_cannot_change_traffic(served: LocalCloudRun, console: str, browser,
+def test_a_page_on_another_origin_cannot_change_traffic(served: CloudRunUnderTest, console: str, browser,
                                                         tmp_path: Path) -> None:
     """A page elsewhere (here a server on another loopback port) posting to the console, as a form (promote) and
     as fetch (split, rollback): each request reaches the console and is refused, and the traffic and annotations

@@ -21,7 +21,7 @@ import requests
 from sklearn.svm import SVC, LinearSVC
 
 from iris_tools.local.processes import group_members
-from tests.cloudrun.harness import SERVICES, LocalCloudRun, Load, traffic_of
+from tests.cloudrun.harness import SERVICES, CloudRunUnderTest, Load, traffic_of
 from tests.helpers import ROOT, write_model_version
 
 TUNABLE_MAIN = '''
@@ -68,12 +68,12 @@ def fault_settings(functions_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @pytest.fixture
-def emulator(cloud_run: LocalCloudRun) -> LocalCloudRun:
+def emulator(cloud_run: CloudRunUnderTest) -> CloudRunUnderTest:
     """conftest's local Cloud Run (started, always stopped; gcloud required in CI), with fault_settings."""
     return cloud_run
 
 
-def revision_names(cloud_run: LocalCloudRun) -> dict[str, str]:
+def revision_names(cloud_run: CloudRunUnderTest) -> dict[str, str]:
     """model -> revision name, from the stored revisions."""
     return {r["object"]["spec"]["containers"][0]["image"].split(":")[1]: name
             for name, r in cloud_run.state()["revisions"].items()}
@@ -118,7 +118,7 @@ def burst(url: str, count: int, threads: int = 10) -> list[requests.Response | E
 
 
 def test_a_share_whose_revision_cannot_serve_is_held_for_it_never_handed_to_another(
-        emulator: LocalCloudRun, functions_dir: Path) -> None:
+        emulator: CloudRunUnderTest, functions_dir: Path) -> None:
     """The stand-in carries 95% and is SIGKILLed with its folder gone, so it cannot start again. Its requests
     are held, then answered 503 JSON naming it; `lin_svc` keeps its 5%; describe and `make emulator-status` say
     which revision is at fault. Put back, it serves again with no command.
@@ -159,7 +159,7 @@ def test_a_share_whose_revision_cannot_serve_is_held_for_it_never_handed_to_anot
     assert answers[names["standin"]] >= 25, answers
 
 
-def test_envoy_killed_is_started_again_and_fed_its_configuration(emulator: LocalCloudRun) -> None:
+def test_envoy_killed_is_started_again_and_fed_its_configuration(emulator: CloudRunUnderTest) -> None:
     """SIGKILL of Envoy itself (not its shell): the service URL answers again, with its split, within seconds.
 
     Broken on purpose (the reconcile loop not checking Envoy): the URL stayed dead."""
@@ -181,7 +181,7 @@ def test_envoy_killed_is_started_again_and_fed_its_configuration(emulator: Local
     assert condition(emulator.read(), "RoutesReady")["status"] == "True"
 
 
-def test_one_revision_killed_under_mixed_get_and_post_load_at_50_50(emulator: LocalCloudRun,
+def test_one_revision_killed_under_mixed_get_and_post_load_at_50_50(emulator: CloudRunUnderTest,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """8 clients, GETs and POSTs in turn, at 50/50 between lin_svc and a version that takes 2 s to start; that
     one is SIGKILLed. Only requests in flight at the kill may fail (at most one per client): the rest wait for
@@ -211,7 +211,7 @@ def test_one_revision_killed_under_mixed_get_and_post_load_at_50_50(emulator: Lo
     assert emulator.state()["revisions"][names["tunable"]]["port"] == port  # the endpoint is kept
 
 
-def test_slow_starts_happen_off_the_lock(emulator: LocalCloudRun) -> None:
+def test_slow_starts_happen_off_the_lock(emulator: CloudRunUnderTest) -> None:
     """While a revision takes 15 s to start, reads answer at once and a traffic change between ready revisions
     is in effect when its call returns.
 
@@ -256,7 +256,7 @@ def test_slow_starts_happen_off_the_lock(emulator: LocalCloudRun) -> None:
             deploy.communicate()
 
 
-def test_concurrency_bounds_requests_in_flight_and_timeout_is_the_route_timeout(emulator: LocalCloudRun) -> None:
+def test_concurrency_bounds_requests_in_flight_and_timeout_is_the_route_timeout(emulator: CloudRunUnderTest) -> None:
     """--concurrency 2: 6 requests of 0.6 s each take three turns, not one. --timeout 2: an answer slower than
     that is a 504 JSON naming the revision.
 
@@ -279,7 +279,7 @@ def test_concurrency_bounds_requests_in_flight_and_timeout_is_the_route_timeout(
     assert slow.status_code == 504 and slow.json()["code"] == "timeout" and slow.json()["revision"] == revision
 
 
-def test_status_says_what_runs_and_changes_only_on_a_change(emulator: LocalCloudRun) -> None:
+def test_status_says_what_runs_and_changes_only_on_a_change(emulator: CloudRunUnderTest) -> None:
     """imageDigest is a content digest (same content, same digest; another model, another digest); an
     annotation-only change does not make a generation; a condition's lastTransitionTime holds between reads.
 
@@ -305,7 +305,7 @@ def test_status_says_what_runs_and_changes_only_on_a_change(emulator: LocalCloud
     assert condition(changed, "Ready")["lastTransitionTime"] == first
 
 
-def test_twenty_revisions_boot_serving_and_only_those_that_serve_run(emulator: LocalCloudRun) -> None:
+def test_twenty_revisions_boot_serving_and_only_those_that_serve_run(emulator: CloudRunUnderTest) -> None:
     """A service with 20 revisions, two with traffic or a tag: after `stop`, `start` serves again within 10 s
     and starts only the revisions that carry traffic, a tag, or are the latest (the rest scale to zero).
 
@@ -335,7 +335,7 @@ def test_twenty_revisions_boot_serving_and_only_those_that_serve_run(emulator: L
     assert running == {names["lin_svc"], names["svc"]}, running
 
 
-def test_boot_adopts_only_what_proves_itself_and_never_signals_another_group(emulator: LocalCloudRun) -> None:
+def test_boot_adopts_only_what_proves_itself_and_never_signals_another_group(emulator: CloudRunUnderTest) -> None:
     """After a stop, the state names a process group that is not ours (a pid reused by another program): boot
     neither adopts it nor signals it, and starts the revision afresh.
 
@@ -364,7 +364,7 @@ def test_boot_adopts_only_what_proves_itself_and_never_signals_another_group(emu
 
 
 def test_a_control_plane_killed_in_the_middle_of_a_deploy_is_resolved_at_the_next_boot(
-        emulator: LocalCloudRun) -> None:
+        emulator: CloudRunUnderTest) -> None:
     """SIGKILL of the control plane while a revision starts (5 s): at the next `start` the half-started
     revision is started again and becomes Ready; what the killed start left running is stopped.
 
@@ -391,7 +391,7 @@ def test_a_control_plane_killed_in_the_middle_of_a_deploy_is_resolved_at_the_nex
     assert requests.get(tagged["url"] + "/health", timeout=10).json()["revision"] == name
 
 
-def test_two_writers_with_the_same_resource_version_one_wins(emulator: LocalCloudRun) -> None:
+def test_two_writers_with_the_same_resource_version_one_wins(emulator: CloudRunUnderTest) -> None:
     """Six PUTs of the service, all carrying the resourceVersion read before any of them, sent at once: exactly
     one is applied; the others are ABORTED (409) and change nothing.
 

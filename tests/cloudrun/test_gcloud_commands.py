@@ -8,14 +8,14 @@ import textwrap
 import pytest
 import requests
 
-from tests.cloudrun.harness import LocalCloudRun, traffic_of
+from tests.cloudrun.harness import CloudRunUnderTest, traffic_of
 
 
 def answer(url: str) -> requests.Response:
     return requests.get(url + "/?length=5.8&width=3.4", timeout=10)
 
 
-def test_deploy_creates_a_service_whose_first_revision_serves_everything(cloud_run: LocalCloudRun) -> None:
+def test_deploy_creates_a_service_whose_first_revision_serves_everything(cloud_run: CloudRunUnderTest) -> None:
     result = cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc")
     service = cloud_run.describe()
     revision = service["status"]["latestReadyRevisionName"]
@@ -30,7 +30,7 @@ def test_deploy_creates_a_service_whose_first_revision_serves_everything(cloud_r
     assert serving == {"service": "iris", "revision": revision, "configuration": "iris"}
 
 
-def test_a_no_traffic_deploy_answers_at_its_tag_url_and_takes_nothing_from_the_service(deployed: LocalCloudRun) -> None:
+def test_a_no_traffic_deploy_answers_at_its_tag_url_and_takes_nothing_from_the_service(deployed: CloudRunUnderTest) -> None:
     service = deployed.describe()
     first, second = (target[0] for target in traffic_of(service)[:2])
     tagged = next(t for t in service["status"]["traffic"] if t.get("tag") == "candidate")
@@ -40,7 +40,7 @@ def test_a_no_traffic_deploy_answers_at_its_tag_url_and_takes_nothing_from_the_s
     assert {answer(service["status"]["url"]).headers["X-Revision"] for _ in range(30)} == {first}
 
 
-def test_update_traffic_by_revision_by_tag_and_to_latest(deployed: LocalCloudRun) -> None:
+def test_update_traffic_by_revision_by_tag_and_to_latest(deployed: CloudRunUnderTest) -> None:
     service = deployed.describe()
     svc = service["status"]["latestReadyRevisionName"]
     svc = next(r for r, p, _ in traffic_of(service) if p == 100)
@@ -57,7 +57,7 @@ def test_update_traffic_by_revision_by_tag_and_to_latest(deployed: LocalCloudRun
         [{"latestRevision": True, "percent": 100, "revisionName": candidate}]
 
 
-def test_tags_are_added_removed_and_cleared(deployed: LocalCloudRun) -> None:
+def test_tags_are_added_removed_and_cleared(deployed: CloudRunUnderTest) -> None:
     svc = next(r for r, p, _ in traffic_of(deployed.describe()) if p == 100)
     deployed.ok("run", "services", "update-traffic", "iris", "--update-tags", f"stable={svc}")
     tags = {t["tag"]: t for t in deployed.describe()["status"]["traffic"] if t.get("tag")}
@@ -71,7 +71,7 @@ def test_tags_are_added_removed_and_cleared(deployed: LocalCloudRun) -> None:
     assert [t for t in deployed.describe()["status"]["traffic"] if t.get("tag")] == []
 
 
-def test_list_and_describe_services_and_revisions_then_delete(deployed: LocalCloudRun) -> None:
+def test_list_and_describe_services_and_revisions_then_delete(deployed: CloudRunUnderTest) -> None:
     listed = json.loads(deployed.ok("run", "services", "list", "--format=json").stdout)
     assert [s["metadata"]["name"] for s in listed] == ["iris"]
     revisions = json.loads(deployed.ok("run", "revisions", "list", "--service", "iris", "--format=json").stdout)
@@ -92,7 +92,7 @@ def test_list_and_describe_services_and_revisions_then_delete(deployed: LocalClo
     assert deployed.state()["revisions"] == {}
 
 
-def test_deploy_flags_reach_the_revision_as_on_cloud_run(cloud_run: LocalCloudRun) -> None:
+def test_deploy_flags_reach_the_revision_as_on_cloud_run(cloud_run: CloudRunUnderTest) -> None:
     cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc", "--set-env-vars", "MAX_BATCH_ROWS=5",
                  "--concurrency", "10", "--memory", "1Gi", "--port", "9090")
     service = cloud_run.describe()
@@ -127,7 +127,7 @@ spec:
 """
 
 
-def test_services_replace_applies_a_yaml_traffic_block(deployed: LocalCloudRun, tmp_path) -> None:
+def test_services_replace_applies_a_yaml_traffic_block(deployed: CloudRunUnderTest, tmp_path) -> None:
     svc = next(r for r, p, _ in traffic_of(deployed.describe()) if p == 100)
     path = tmp_path / "service.yaml"
     traffic = textwrap.indent(f"- revisionName: {svc}\n  percent: 70\n- revisionName: iris-yaml\n  percent: 30\n"
@@ -140,7 +140,7 @@ def test_services_replace_applies_a_yaml_traffic_block(deployed: LocalCloudRun, 
     assert answer(yaml_url).headers["X-Revision"] == "iris-yaml"
 
 
-def refused(cloud_run: LocalCloudRun, *args: str) -> str:
+def refused(cloud_run: CloudRunUnderTest, *args: str) -> str:
     before = cloud_run.state()
     result = cloud_run.gcloud(*args)
     assert result.returncode == 1, result.stdout + result.stderr
@@ -151,7 +151,7 @@ def refused(cloud_run: LocalCloudRun, *args: str) -> str:
     return result.stderr
 
 
-def test_what_cloud_run_refuses_the_local_cloud_run_refuses_with_google_errors(deployed: LocalCloudRun,
+def test_what_cloud_run_refuses_the_local_cloud_run_refuses_with_google_errors(deployed: CloudRunUnderTest,
                                                                                tmp_path) -> None:
     svc = next(r for r, p, _ in traffic_of(deployed.describe()) if p == 100)
     error = refused(deployed, "run", "services", "update-traffic", "iris", "--to-revisions", "iris-nope=10")
@@ -178,7 +178,7 @@ def test_what_cloud_run_refuses_the_local_cloud_run_refuses_with_google_errors(d
     assert "tag 'same' is used more than once" in error
 
 
-def test_service_yaml_applies_and_makes_the_service_the_commands_make(cloud_run: LocalCloudRun, tmp_path) -> None:
+def test_service_yaml_applies_and_makes_the_service_the_commands_make(cloud_run: CloudRunUnderTest, tmp_path) -> None:
     from tests.helpers import ROOT
 
     cloud_run.ok("run", "services", "replace", str(ROOT / "service.yaml"))

@@ -9,7 +9,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.cloudrun.harness import SERVICES, LocalCloudRun
+from tests.cloudrun.harness import SERVICES, CloudRunUnderTest
 
 GOOD = {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": {"name": "iris"},
         "spec": {"template": {"spec": {"containers": [{"image": "iris:svc"}]}}}}
@@ -24,13 +24,13 @@ def google_error(response: requests.Response, status: int | None = None) -> dict
     return error
 
 
-def stored(cloud_run: LocalCloudRun) -> dict:
+def stored(cloud_run: CloudRunUnderTest) -> dict:
     state = cloud_run.state()
     state.pop("resource_version", None)
     return state
 
 
-def test_malformed_and_hostile_requests_are_refused_and_change_nothing(cloud_run: LocalCloudRun) -> None:
+def test_malformed_and_hostile_requests_are_refused_and_change_nothing(cloud_run: CloudRunUnderTest) -> None:
     api = cloud_run.api()
     cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc")
     before = stored(cloud_run)
@@ -74,7 +74,7 @@ def test_malformed_and_hostile_requests_are_refused_and_change_nothing(cloud_run
     assert stored(cloud_run) == before
 
 
-def test_a_stale_resource_version_is_refused_with_aborted(cloud_run: LocalCloudRun) -> None:
+def test_a_stale_resource_version_is_refused_with_aborted(cloud_run: CloudRunUnderTest) -> None:
     cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc")
     api = cloud_run.api()
     current = requests.get(api + SERVICES + "/iris", timeout=30).json()
@@ -96,7 +96,7 @@ def test_a_stale_resource_version_is_refused_with_aborted(cloud_run: LocalCloudR
                              inner, max_size=4), max_leaves=20))
 @settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-def test_generated_service_bodies_never_get_a_5xx(cloud_run: LocalCloudRun, body) -> None:
+def test_generated_service_bodies_never_get_a_5xx(cloud_run: CloudRunUnderTest, body) -> None:
     api = cloud_run.api()
     for method, path in (("POST", SERVICES), ("PUT", SERVICES + "/iris")):
         response = requests.request(method, api + path, json=body, timeout=60)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import requests
 
-from tests.cloudrun.harness import LocalCloudRun
+from tests.cloudrun.harness import CloudRunUnderTest
 
 
-def test_a_private_service_needs_the_token_and_a_public_one_does_not(cloud_run: LocalCloudRun) -> None:
+def test_a_private_service_needs_the_token_and_a_public_one_does_not(cloud_run: CloudRunUnderTest) -> None:
     cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc", "--no-allow-unauthenticated")
     cloud_run.ok("run", "deploy", "iris", "--image", "iris:lin_svc", "--no-traffic", "--tag", "candidate",
                  "--no-allow-unauthenticated")
@@ -33,7 +33,7 @@ def test_a_private_service_needs_the_token_and_a_public_one_does_not(cloud_run: 
     assert all(requests.get(url + "/health", timeout=10).status_code == 403 for url in urls)
 
 
-def test_the_token_survives_a_restart(cloud_run: LocalCloudRun) -> None:
+def test_the_token_survives_a_restart(cloud_run: CloudRunUnderTest) -> None:
     cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc", "--no-allow-unauthenticated")
     token = cloud_run.token()
     cloud_run.stop()

@@ -14,11 +14,11 @@ import pytest
 import requests
 
 from iris_tools.local.processes import group_members
-from tests.cloudrun.harness import LocalCloudRun, Load, traffic_of
+from tests.cloudrun.harness import CloudRunUnderTest, Load, traffic_of
 from tests.helpers import ROOT
 
 
-def svc_url(cloud_run: LocalCloudRun) -> str:
+def svc_url(cloud_run: CloudRunUnderTest) -> str:
     return cloud_run.read()["status"]["url"]
 
 
@@ -27,7 +27,7 @@ def svc_url(cloud_run: LocalCloudRun) -> str:
     (["--image", "iris:svc", "--set-env-vars", "MAX_BATCH_ROWS=0"], "MAX_BATCH_ROWS='0' must be at least 1",
      "HealthCheckContainerError"),
 ])
-def test_a_revision_that_cannot_start_never_receives_traffic(deployed: LocalCloudRun, args: list[str],
+def test_a_revision_that_cannot_start_never_receives_traffic(deployed: CloudRunUnderTest, args: list[str],
                                                              reason: str, kind: str) -> None:
     before = traffic_of(deployed.read())
     url = svc_url(deployed)
@@ -48,7 +48,7 @@ def test_a_revision_that_cannot_start_never_receives_traffic(deployed: LocalClou
     assert pinned.returncode == 1 and "is not ready and cannot serve traffic" in pinned.stderr
 
 
-def test_a_first_revision_that_cannot_start_leaves_a_service_that_is_not_ready(cloud_run: LocalCloudRun) -> None:
+def test_a_first_revision_that_cannot_start_leaves_a_service_that_is_not_ready(cloud_run: CloudRunUnderTest) -> None:
     result = cloud_run.gcloud("run", "deploy", "iris", "--image", "iris:knn")
     assert result.returncode == 1 and "no model folder functions/knn/" in result.stderr
     response = requests.get(svc_url(cloud_run) + "/?length=5.8&width=3.4", timeout=10)
@@ -57,7 +57,7 @@ def test_a_first_revision_that_cannot_start_leaves_a_service_that_is_not_ready(c
     assert requests.get(svc_url(cloud_run) + "/?length=5.8&width=3.4", timeout=10).status_code == 200
 
 
-def test_state_survives_stop_and_start_revisions_running_again(deployed: LocalCloudRun) -> None:
+def test_state_survives_stop_and_start_revisions_running_again(deployed: CloudRunUnderTest) -> None:
     deployed.ok("run", "services", "update-traffic", "iris", "--to-tags", "candidate=30")
     before = deployed.read()
     processes = [r["server"]["pgid"] for r in deployed.state()["revisions"].values()]
@@ -78,7 +78,7 @@ def test_state_survives_stop_and_start_revisions_running_again(deployed: LocalCl
     assert requests.get(after["status"]["url"] + "/health", timeout=10).status_code == 200
 
 
-def test_a_kill_at_any_moment_leaves_the_old_state_or_the_new_never_a_torn_one(deployed: LocalCloudRun) -> None:
+def test_a_kill_at_any_moment_leaves_the_old_state_or_the_new_never_a_torn_one(deployed: CloudRunUnderTest) -> None:
     service = deployed.read()
     svc = next(r for r, p, _ in traffic_of(service) if p == 100)
     candidate = next(t["revisionName"] for t in service["status"]["traffic"] if t.get("tag"))
@@ -107,7 +107,7 @@ def test_a_kill_at_any_moment_leaves_the_old_state_or_the_new_never_a_torn_one(d
         assert set(deployed.state()["revisions"]) == {svc, candidate}
 
 
-def test_a_revision_that_crashes_is_started_again(deployed: LocalCloudRun) -> None:
+def test_a_revision_that_crashes_is_started_again(deployed: CloudRunUnderTest) -> None:
     """A revision that serves only a tag is SIGKILLed while clients GET and POST at its tag URL: it is started
     again, and only what was in flight at the kill may fail (one per client).
 

@@ -18,7 +18,8 @@ import pytest
 import requests
 from sklearn.svm import LinearSVC
 
-from tests.cloudrun.harness import FAST, SERVICES, LocalCloudRun, Load, annotation, make, shares
+from iris_tools.rollout.records import LOCK_KEY
+from tests.cloudrun.harness import FAST, SERVICES, CloudRunUnderTest, Load, annotation, make, shares
 from tests.helpers import ROOT, write_model_version
 
 FAULTY_MAIN = '''
@@ -63,10 +64,10 @@ def functions_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def stable(tmp_path: Path, functions_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalCloudRun]:
+def stable(tmp_path: Path, functions_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CloudRunUnderTest]:
     """A local Cloud Run serving iris:svc at 100%, its models from `functions_dir`."""
     monkeypatch.setenv("IRIS_FUNCTIONS_DIR", str(functions_dir))
-    emulator = LocalCloudRun(tmp_path / "run")
+    emulator = CloudRunUnderTest(tmp_path / "run")
     emulator.start()
     try:
         emulator.ok("run", "deploy", "iris", "--image", "iris:svc")
@@ -75,7 +76,7 @@ def stable(tmp_path: Path, functions_dir: Path, monkeypatch: pytest.MonkeyPatch)
         emulator.stop()
 
 
-def test_a_healthy_rollout_moves_every_user_with_no_failed_request(stable: LocalCloudRun) -> None:
+def test_a_healthy_rollout_moves_every_user_with_no_failed_request(stable: CloudRunUnderTest) -> None:
     before = next(iter(shares(stable)))
     with Load(stable.read()["status"]["url"]) as load:
         result = make(stable, "rollout", "MODEL=lin_svc")
@@ -102,7 +103,7 @@ def test_a_healthy_rollout_moves_every_user_with_no_failed_request(stable: Local
 
 
 @pytest.mark.parametrize("model, reason", [("flaky", "5xx rate"), ("slow", "p99")])
-def test_a_faulty_candidate_is_rolled_back_at_the_first_step(stable: LocalCloudRun, model: str, reason: str) -> None:
+def test_a_faulty_candidate_is_rolled_back_at_the_first_step(stable: CloudRunUnderTest, model: str, reason: str) -> None:
     before = next(iter(shares(stable)))
     started = time.time()
     with Load(stable.read()["status"]["url"]) as load:
@@ -133,7 +134,7 @@ def test_a_faulty_candidate_is_rolled_back_at_the_first_step(stable: LocalCloudR
     assert again.returncode != 0 and "was rolled back" in again.stderr
 
 
-def test_a_candidate_that_cannot_start_never_receives_traffic(stable: LocalCloudRun) -> None:
+def test_a_candidate_that_cannot_start_never_receives_traffic(stable: CloudRunUnderTest) -> None:
     before = shares(stable)
     result = make(stable, "rollout", "MODEL=knn")
     assert result.returncode != 0
@@ -141,7 +142,7 @@ def test_a_candidate_that_cannot_start_never_receives_traffic(stable: LocalCloud
     assert shares(stable) == before
 
 
-def test_too_few_requests_hold_the_step_then_roll_back(stable: LocalCloudRun) -> None:
+def test_too_few_requests_hold_the_step_then_roll_back(stable: CloudRunUnderTest) -> None:
     result = make(stable, "rollout", "MODEL=lin_svc", MAX_HOLD_SECONDS="2")  # no load at all
     assert result.returncode != 0
     assert "step 1/3 at 5%: ROLLBACK" in result.stdout
@@ -153,7 +154,7 @@ def test_too_few_requests_hold_the_step_then_roll_back(stable: LocalCloudRun) ->
     assert "was rolled back" not in retried.stderr, retried.stderr
 
 
-def slow_rollout_at_its_first_step(stable: LocalCloudRun) -> tuple[subprocess.Popen, dict]:
+def slow_rollout_at_its_first_step(stable: CloudRunUnderTest) -> tuple[subprocess.Popen, dict]:
     """`make rollout MODEL=lin_svc` with a 600 s window, once it has set its first step; and its lock."""
     env = {**stable.env, "TARGET": "local", **FAST, "STEP_SECONDS": "600", "MAX_HOLD_SECONDS": "600"}
     rollout = subprocess.Popen(["make", "-s", "rollout", "MODEL=lin_svc"], cwd=ROOT, env=env, text=True,
@@ -175,7 +176,7 @@ def kill(rollout: subprocess.Popen) -> None:
     rollout.wait(timeout=30)
 
 
-def test_a_second_rollout_refuses_and_an_interrupted_one_is_explained_resumed_or_undone(stable: LocalCloudRun) -> None:
+def test_a_second_rollout_refuses_and_an_interrupted_one_is_explained_resumed_or_undone(stable: CloudRunUnderTest) -> None:
     before = next(iter(shares(stable)))
     url = stable.read()["status"]["url"]
     with Load(url) as load:
@@ -201,7 +202,7 @@ def test_a_second_rollout_refuses_and_an_interrupted_one_is_explained_resumed_or
     assert shares(stable) == {lock["candidate"]: 100}
 
 
-def test_an_interrupted_rollout_can_be_undone_with_rollback(stable: LocalCloudRun) -> None:
+def test_an_interrupted_rollout_can_be_undone_with_rollback(stable: CloudRunUnderTest) -> None:
     before = next(iter(shares(stable)))
     first, lock = slow_rollout_at_its_first_step(stable)
     kill(first)
@@ -212,7 +213,7 @@ def test_an_interrupted_rollout_can_be_undone_with_rollback(stable: LocalCloudRu
     assert annotation(stable, "rolled-back")[-1]["revision"] == candidate
 
 
-def test_make_traffic_sets_a_split_by_model_name_and_shows_it(stable: LocalCloudRun) -> None:
+def test_make_traffic_sets_a_split_by_model_name_and_shows_it(stable: CloudRunUnderTest) -> None:
     stable.ok("run", "deploy", "iris", "--image", "iris:lin_svc", "--no-traffic", "--tag", "lin-svc")
     result = make(stable, "traffic", "SPLIT=svc=90 lin_svc=10")
     assert result.returncode == 0, result.stderr
@@ -228,7 +229,7 @@ def test_make_traffic_sets_a_split_by_model_name_and_shows_it(stable: LocalCloud
     assert bad.returncode != 0 and "add up to 110, not 100" in bad.stderr
 
 
-def test_a_split_someone_else_set_mid_step_stops_the_rollout_at_its_next_poll(stable: LocalCloudRun) -> None:
+def test_a_split_someone_else_set_mid_step_stops_the_rollout_at_its_next_poll(stable: CloudRunUnderTest) -> None:
     """Someone sets 70/30 while the rollout's first step runs (a 10 s step): the rollout's next poll finds it,
     and the rollout stops, changes nothing, and says so in its record. Broken on purpose (the check on each
     poll and before each step deleted), it fails: the rollout set its own split over the person's and went
@@ -254,7 +255,7 @@ def test_a_split_someone_else_set_mid_step_stops_the_rollout_at_its_next_poll(st
 
 
 def test_make_rollback_aborts_a_running_rollout_and_the_rollout_stops_without_touching_traffic(
-        stable: LocalCloudRun) -> None:
+        stable: CloudRunUnderTest) -> None:
     """`make rollback` while a rollout holds the lock: 100% back on the stable revision at once; the rollout
     notices at its next poll, exits non-zero and records that it was aborted. Broken on purpose (rollback
     refusing a live lock, as before): it answered "stop it first" and traffic stayed at 95/5."""
@@ -276,7 +277,7 @@ def test_make_rollback_aborts_a_running_rollout_and_the_rollout_stops_without_to
     assert entry["revision"] == lock["candidate"] and entry["barred"] and entry["digest"].startswith("iris@sha256:")
 
 
-def test_a_rolled_back_version_stays_rolled_back(stable: LocalCloudRun) -> None:
+def test_a_rolled_back_version_stays_rolled_back(stable: CloudRunUnderTest) -> None:
     """lin_svc promoted, then `make rollback` twice: the second does not send traffic back to lin_svc
     (cloud-run-release-manager #112); SPLIT= and a new `make rollout` of the same image (a new revision, the
     same digest) are refused until FORCE=1. Broken on purpose (no bar in rollback): the second rollback
@@ -301,7 +302,7 @@ def test_a_rolled_back_version_stays_rolled_back(stable: LocalCloudRun) -> None:
 
 
 def test_a_resume_keeps_the_steps_it_was_started_with_and_refuses_a_record_that_does_not_fit(
-        stable: LocalCloudRun) -> None:
+        stable: CloudRunUnderTest) -> None:
     """A rollout of 5 50 100 interrupted at 5% resumes with those steps, whatever STEPS says now; a record
     whose step is outside its steps is refused, traffic untouched. Broken on purpose (the current STEPS
     read on resume, as before): the resumed lock said [10, 100]."""
@@ -328,7 +329,7 @@ def test_a_resume_keeps_the_steps_it_was_started_with_and_refuses_a_record_that_
     assert shares(stable) == {before: 95, lock["candidate"]: 5}
     record = dict(annotation(stable, "rollout"), step=7)
     service = stable.read()
-    service["metadata"]["annotations"]["iris-versions.dev/rollout"] = json.dumps(record)
+    service["metadata"]["annotations"][LOCK_KEY] = json.dumps(record)  # edited by hand, badly
     written = requests.put(stable.api() + SERVICES + "/iris", json=service, timeout=30)
     assert written.status_code == 200, written.text
     refused = make(stable, "rollout")
@@ -398,7 +399,7 @@ class FaultyMonitoring:
 
 
 @pytest.mark.parametrize("fault", ["500", "401", "hang", "incomplete"])
-def test_monitoring_failing_mid_step_sends_users_back_to_the_stable_revision(stable: LocalCloudRun,
+def test_monitoring_failing_mid_step_sends_users_back_to_the_stable_revision(stable: CloudRunUnderTest,
                                                                             fault: str) -> None:
     """Cloud Monitoring answers 500, 401, or nothing, in the middle of the first step: the rollout puts 100%
     back on the stable revision, records what failed, and exits 1 without a traceback. Broken on purpose
@@ -439,7 +440,7 @@ def test_monitoring_failing_mid_step_sends_users_back_to_the_stable_revision(sta
 
 
 @pytest.mark.parametrize("answer", ["promote", "rollback"])
-def test_a_pause_step_waits_for_a_person(stable: LocalCloudRun, answer: str) -> None:
+def test_a_pause_step_waits_for_a_person(stable: CloudRunUnderTest, answer: str) -> None:
     """STEPS="5 pause 100": the rollout holds at 5% and `make traffic` says it waits; `make promote` lets it
     go on to 100%, `make rollback` aborts it. Broken on purpose (a pause read as a step done): it went on
     to 100% with nobody asking."""
@@ -474,7 +475,7 @@ def test_a_pause_step_waits_for_a_person(stable: LocalCloudRun, answer: str) -> 
         assert shares(stable) == {before: 100}
 
 
-def test_a_shadow_whose_every_replay_fails_refuses_clearly(stable: LocalCloudRun) -> None:
+def test_a_shadow_whose_every_replay_fails_refuses_clearly(stable: CloudRunUnderTest) -> None:
     """Every replay to the candidate answers 500: the shadow says so and exits non-zero. Broken on purpose (no
     check, as before): it crashed on the printout with a TypeError traceback."""
     with Load(stable.read()["status"]["url"]):
@@ -497,7 +498,7 @@ def test_the_gate_judges_figures_shaped_as_cloud_run_sends_them(tmp_path: Path, 
     for key, value in {"CLOUDRUN_MONITORING": "cloudrun", "CLOUDRUN_MONITORING_ALIGN_S": "2",
                        "CLOUDRUN_MONITORING_DELAY_S": "3", "CLOUDRUN_MONITORING_PAGE_SIZE": "1"}.items():
         monkeypatch.setenv(key, value)
-    emulator = LocalCloudRun(tmp_path / "run")
+    emulator = CloudRunUnderTest(tmp_path / "run")
     emulator.start()
     try:
         emulator.ok("run", "deploy", "iris", "--image", "iris:svc")

@@ -9,11 +9,11 @@ import joblib
 import numpy as np
 import requests
 
-from tests.cloudrun.harness import LocalCloudRun, Load, traffic_of
+from tests.cloudrun.harness import CloudRunUnderTest, Load, traffic_of
 from tests.helpers import CLASS_NAMES, ROOT
 
 
-def make(cloud_run: LocalCloudRun, target: str, *variables: str, **settings: str) -> subprocess.CompletedProcess:
+def make(cloud_run: CloudRunUnderTest, target: str, *variables: str, **settings: str) -> subprocess.CompletedProcess:
     env = {**cloud_run.env, "TARGET": "local", "STEP_SECONDS": "2", "LOCK_SETTLE_S": "0.5", "PUBLIC": "1", **settings}
     return subprocess.run(["make", "-s", "--no-print-directory", target, *variables], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
@@ -28,7 +28,7 @@ def users_ask(url: str, count: int) -> np.ndarray:
     return points
 
 
-def test_the_shadow_replays_what_users_asked_and_agrees_as_the_models_do(cloud_run: LocalCloudRun) -> None:
+def test_the_shadow_replays_what_users_asked_and_agrees_as_the_models_do(cloud_run: CloudRunUnderTest) -> None:
     cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc")
     url = cloud_run.read()["status"]["url"]
     points = users_ask(url, 240)
@@ -59,7 +59,7 @@ def test_the_shadow_replays_what_users_asked_and_agrees_as_the_models_do(cloud_r
     assert {r: p for r, p, _ in traffic_of(cloud_run.read()) if p} == {stable: 100}
 
 
-def test_a_shadow_without_prediction_logs_says_why(cloud_run: LocalCloudRun) -> None:
+def test_a_shadow_without_prediction_logs_says_why(cloud_run: CloudRunUnderTest) -> None:
     cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc", "--set-env-vars", "LOG_PREDICTIONS=0")
     users_ask(cloud_run.read()["status"]["url"], 20)
     result = make(cloud_run, "shadow", "MODEL=lin_svc")

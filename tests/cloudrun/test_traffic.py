@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.cloudrun.harness import LocalCloudRun, Load, traffic_of
+from tests.cloudrun.harness import CloudRunUnderTest, Load, traffic_of
 
 
-def revisions(deployed: LocalCloudRun) -> tuple[str, str, str]:
+def revisions(deployed: CloudRunUnderTest) -> tuple[str, str, str]:
     service = deployed.read()
     svc = next(r for r, p, _ in traffic_of(service) if p == 100)
     candidate = next(t["revisionName"] for t in service["status"]["traffic"] if t.get("tag") == "candidate")
@@ -32,7 +32,7 @@ def served_by(url: str, count: int, threads: int = 4) -> Counter:
         return sum(pool.map(batch, [count // threads] * threads), Counter())
 
 
-def test_moving_traffic_step_by_step_under_load_drops_no_request(deployed: LocalCloudRun) -> None:
+def test_moving_traffic_step_by_step_under_load_drops_no_request(deployed: CloudRunUnderTest) -> None:
     url, svc, candidate = revisions(deployed)
     with Load(url) as load:
         for svc_share in (90, 50, 0):
@@ -43,7 +43,7 @@ def test_moving_traffic_step_by_step_under_load_drops_no_request(deployed: Local
 
 
 def test_the_observed_split_matches_the_configured_one_within_three_standard_deviations(
-        deployed: LocalCloudRun) -> None:
+        deployed: CloudRunUnderTest) -> None:
     url, svc, candidate = revisions(deployed)
     deployed.ok("run", "services", "update-traffic", "iris", "--to-revisions", f"{svc}=90,{candidate}=10")
     n = 10_000
@@ -55,7 +55,7 @@ def test_the_observed_split_matches_the_configured_one_within_three_standard_dev
     assert served_by(tag_url, 400) == Counter({candidate: 400})  # a tag URL sends everything to its revision
 
 
-def test_a_change_takes_effect_in_the_data_plane_before_gcloud_returns(deployed: LocalCloudRun) -> None:
+def test_a_change_takes_effect_in_the_data_plane_before_gcloud_returns(deployed: CloudRunUnderTest) -> None:
     url, svc, candidate = revisions(deployed)
     deployed.ok("run", "services", "update-traffic", "iris", "--to-revisions", f"{candidate}=100")
     assert served_by(url, 200, threads=2) == Counter({candidate: 200})
@@ -63,7 +63,7 @@ def test_a_change_takes_effect_in_the_data_plane_before_gcloud_returns(deployed:
     assert served_by(url, 200, threads=2) == Counter({svc: 200})
 
 
-def test_figures_per_revision_come_back_through_the_monitoring_api(deployed: LocalCloudRun) -> None:
+def test_figures_per_revision_come_back_through_the_monitoring_api(deployed: CloudRunUnderTest) -> None:
     url, svc, candidate = revisions(deployed)
     tag_url = next(t["url"] for t in deployed.read()["status"]["traffic"] if t.get("tag") == "candidate")
     served_by(url, 300, threads=2)

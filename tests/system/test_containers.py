@@ -181,9 +181,9 @@ def test_a_base_image_that_cannot_be_had_says_how_to_build_one_offline(images: d
 
 def test_the_local_cloud_run_runs_revisions_as_containers_with_runtime_docker(images: dict[str, str],
                                                                               tmp_path: Path) -> None:
-    from tests.cloudrun.harness import LocalCloudRun, traffic_of
+    from tests.cloudrun.harness import CloudRunUnderTest, traffic_of
 
-    cloud_run = LocalCloudRun(tmp_path / "run", runtime="docker")
+    cloud_run = CloudRunUnderTest(tmp_path / "run", runtime="docker")
     cloud_run.start()
     try:
         cloud_run.ok("run", "deploy", "iris", "--image", images["svc"], "--set-env-vars", "MAX_BATCH_ROWS=7",

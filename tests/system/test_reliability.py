@@ -74,9 +74,9 @@ def test_a_function_serves_every_request_of_a_soak_and_its_memory_stays_flat() -
 
 
 def test_the_local_cloud_runs_service_url_serves_every_request_of_a_soak(tmp_path: Path) -> None:
-    from tests.cloudrun.harness import LocalCloudRun
+    from tests.cloudrun.harness import CloudRunUnderTest
 
-    cloud_run = LocalCloudRun(tmp_path / "run")
+    cloud_run = CloudRunUnderTest(tmp_path / "run")
     cloud_run.start()
     try:
         cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc", "--set-env-vars", "LOG_PREDICTIONS=0")

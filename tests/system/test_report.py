@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from iris_tools.report.data import grid, iris
+from iris_tools.rollout.records import Record
 from iris_tools.report.plots import CLASS_COLOURS, DISAGREE_COLOUR, REVISION_COLOURS, rollout_png
 from tests.helpers import CLASS_NAMES, ROOT, free_port
 from tests.system.servers import function_server
@@ -119,10 +120,12 @@ def test_the_rollout_picture_marks_every_step_and_the_decision(tmp_path: Path) -
             candidate = {"requests": 10 * percent * second // 10, "errors": (second if number else 0), "p50_ms": 1.0,
                          "p99_ms": 2.0 + 20 * number}
             stable = {"requests": 10 * (100 - percent) * second // 10, "errors": 0, "p50_ms": 1.0, "p99_ms": 2.0}
-            samples.append({"at": begin + second, "percent": percent, "candidate": candidate, "stable": stable})
-    record = {"service": "iris", "target": "local", "candidate": "iris-00002-new", "stable": "iris-00001-old",
-              "started": start, "ended": start + 20, "steps": steps, "samples": samples, "decision": "rolled back"}
-    png = rollout_png(record, tmp_path / "rollout.png")
+            samples.append({"at": begin + second, "percent": percent, "window": [begin, begin + second],
+                            "candidate": candidate, "stable": stable})
+    record = {"id": "r1", "service": "iris", "target": "local", "candidate": "iris-00002-new",
+              "stable": "iris-00001-old", "plan": [5, 50, 100], "started": start, "ended": start + 20, "steps": steps,
+              "samples": samples, "decision": "rolled back"}
+    png = rollout_png(Record.from_json(record), tmp_path / "rollout.png")
     assert_drawn(png, (900, 800))
     for colour in REVISION_COLOURS[:2]:
         assert colour_share(png, colour, tolerance=0.05) > 0.001

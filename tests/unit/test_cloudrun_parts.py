@@ -9,9 +9,9 @@ import pytest
 
 from iris_tools import environment
 from iris_tools.cloudrun import metrics
-from iris_tools.cloudrun.errors import InvalidArgument, NotFound
+from iris_tools.cloudrun.errors import InvalidArgument, ResourceNotFound
 from iris_tools.cloudrun.metrics import Sampler, parse_prometheus, time_series
-from iris_tools.cloudrun.names import check_revision_name, check_service_name, check_tag
+from iris_tools.cloudrun.name_checks import check_revision_name, check_service_name, check_tag
 from iris_tools.cloudrun.resources import model_of_image
 from iris_tools.google.distribution import buckets, percentile
 from iris_tools.google.monitoring import REQUEST_COUNT, REQUEST_LATENCIES
@@ -50,7 +50,7 @@ def test_revision_names_are_dns_labels_that_begin_with_the_service_name() -> Non
 
 
 def test_an_error_without_a_field_has_no_details() -> None:
-    assert NotFound("gone").body() == {"error": {"code": 404, "message": "gone", "status": "NOT_FOUND"}}
+    assert ResourceNotFound("gone").body() == {"error": {"code": 404, "message": "gone", "status": "NOT_FOUND"}}
 
 
 @pytest.mark.parametrize("image, model", [("iris:svc", "svc"), ("us-docker.pkg.dev/p/r/iris:lin_svc", "lin_svc"),

@@ -17,8 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from iris_tools.cloudrun.control import LocalCloudRun
-from iris_tools.cloudrun.errors import ApiError, InvalidArgument, MethodNotAllowed, NotFound, PayloadTooLarge
-from iris_tools.cloudrun.logs import list_entries
+from iris_tools.cloudrun.errors import RpcError, InvalidArgument, Unimplemented, ResourceNotFound, RequestTooLarge
+from iris_tools.cloudrun.log_entries import list_entries
 from iris_tools.cloudrun.metrics import Sampler, Shape, time_series
 from iris_tools.cloudrun.resources import SERVICE_LABEL
 from iris_tools.google.monitoring import REQUEST_COUNT, REQUEST_LATENCIES
@@ -62,11 +62,11 @@ class Api:
     def handle(self, method: str, target: str, body: bytes) -> tuple[int, dict[str, Any]]:
         try:
             return 200, self._dispatch(method, target, body)
-        except ApiError as error:
+        except RpcError as error:
             return error.http_status, error.body()
         except Exception as exc:  # a fault of ours: Google's error shape all the same, and the trace in our log
             traceback.print_exc()
-            error = ApiError(f"internal error ({type(exc).__name__}); see the control plane's log")
+            error = RpcError(f"internal error ({type(exc).__name__}); see the control plane's log")
             return error.http_status, error.body()
 
     def _dispatch(self, method: str, target: str, body: bytes) -> dict[str, Any]:
@@ -79,12 +79,12 @@ class Api:
                 if "ns" in arguments:
                     self._check_project(arguments.pop("ns"))
                 return getattr(self, f"_{endpoint}")(method, query, body, **arguments)
-        raise NotFound(f"{parts.path}: not a path of the Cloud Run Admin API that this local Cloud Run serves")
+        raise ResourceNotFound(f"{parts.path}: not a path of the Cloud Run Admin API that this local Cloud Run serves")
 
     def _check_project(self, namespace: str) -> None:
         run = self.cloud_run
         if namespace not in (run.project, str(run.project_number())):
-            raise NotFound(f"Project '{namespace}' not found or permission denied (this local Cloud Run serves "
+            raise ResourceNotFound(f"Project '{namespace}' not found or permission denied (this local Cloud Run serves "
                            f"project '{run.project}')")
 
     @staticmethod
@@ -97,8 +97,8 @@ class Api:
             raise InvalidArgument.field("body", f"malformed JSON ({exc})") from None
 
     @staticmethod
-    def _not_allowed(method: str, allowed: str) -> MethodNotAllowed:
-        return MethodNotAllowed(f"{method} is not supported here; use {allowed}")
+    def _not_allowed(method: str, allowed: str) -> Unimplemented:
+        return Unimplemented(f"{method} is not supported here; use {allowed}")
 
     def _services(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
         if method == "GET":
@@ -141,7 +141,7 @@ class Api:
         if verb == "testIamPermissions" and method == "POST":
             permissions = self._json(body).get("permissions", [])
             return {"permissions": [p for p in permissions if isinstance(p, str)]}
-        raise NotFound(f"{name}:{verb}: no such IAM method")
+        raise ResourceNotFound(f"{name}:{verb}: no such IAM method")
 
     def _project(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
         run = self.cloud_run
@@ -150,7 +150,7 @@ class Api:
 
     def _time_series(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
         if self.sampler is None:
-            raise NotFound("no figures: the sampler is not running")
+            raise ResourceNotFound("no figures: the sampler is not running")
         terms = dict(_FILTER_TERM.findall(query.get("filter", "")))
         metric = terms.get("metric.type")
         if metric not in (REQUEST_COUNT, REQUEST_LATENCIES):
@@ -219,7 +219,7 @@ class Handler(BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             self.close_connection = True
-            error = PayloadTooLarge(f"request body of {length} bytes is larger than {MAX_BODY_BYTES} bytes")
+            error = RequestTooLarge(f"request body of {length} bytes is larger than {MAX_BODY_BYTES} bytes")
             self._send(error.http_status, error.body())
             return
         body = self.rfile.read(int(length)) if length else b""
@@ -230,7 +230,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_CONNECT(self) -> None:  # noqa: N802
         self.close_connection = True
-        error = NotFound(f"{self.path}: this local Cloud Run answers only the APIs gcloud is pointed at with "
+        error = ResourceNotFound(f"{self.path}: this local Cloud Run answers only the APIs gcloud is pointed at with "
                          f"api_endpoint_overrides (run, cloudresourcemanager, monitoring, logging)")
         self._send(error.http_status, error.body())
 
