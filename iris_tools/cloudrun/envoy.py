@@ -49,7 +49,6 @@ APPLY_TIMEOUT_S = 20.0
 RETRY_BASE_S = 0.05
 RETRY_MAX_S = 0.25
 MEAN_RETRY_INTERVAL_S = 0.11  # measured: 12 retries took 1.2-1.3 s
-HOLD_S: float = value("CLOUDRUN_HOLD_S")  # how long such a request is held, at most
 _IDEMPOTENT = {"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}
 
 
@@ -96,7 +95,7 @@ class Envoy:
         self.server = server
         self.admin_port = admin_port
         self.routes_dir = directory / "routes"
-        self.hold_s = HOLD_S
+        self.hold_s: float = value("CLOUDRUN_HOLD_S")  # how long such a request is held, at most
         self._backends: dict[str, Backend] = {}
 
     # ------------------------------------------------------------ process

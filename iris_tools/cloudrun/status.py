@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from iris_tools.cloudrun.envoy import HOLD_S
+from iris_tools.environment import value
 from iris_tools.cloudrun.resources import URLS_ANNOTATION, condition
 from iris_tools.cloudrun.routes import Routes
 from iris_tools.cloudrun.store import Store
@@ -50,7 +50,7 @@ def _routes_verdict(store: Store, routes: Routes, supervisor: Supervisor, name: 
             continue
         return False, "RevisionNotServing", (
             f"Revision '{revision}' carries {percent}% of the traffic and is not serving ({observed.state}): "
-            f"{observed.message.strip() or observed.reason} Its requests are held for up to {HOLD_S:g} s, then "
+            f"{observed.message.strip() or observed.reason} Its requests are held for up to {value('CLOUDRUN_HOLD_S'):g} s, then "
             f"answered 503; none are sent to another revision.")
     return unknown or (True, "", "")
 

@@ -15,10 +15,12 @@ the image `iris:<name>` as container `iris_<name>`. What runs is recorded in
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
 
+from iris_tools import environment
 from iris_tools.environment import value
 from iris_tools.local.versions import FUNCTIONS_DIR
 from iris_tools.local.comparison import DEFAULT_POINT, RunError, compare, parse_points, parse_urls
@@ -28,7 +30,6 @@ from iris_tools.local.versions import RUNTIMES, model_names, start_version
 
 DEFAULT_PORTS = "svc=5001 lin_svc=5002"
 SERVICE_NAME: str = value("SERVICE_NAME")
-READY_TIMEOUT_S: float = value("READY_TIMEOUT_S")
 STOP_GRACE_S = 10.0
 
 
@@ -100,7 +101,7 @@ def up(runtime: str, ports_spec: str) -> list[Running]:
             running = start(model, runtime, port, position)
             write_state(running, RUN_DIR)
             started.append(running)
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        deadline = time.monotonic() + value("READY_TIMEOUT_S")
         for running in started:
             try:
                 running.handle().wait_ready("/health", timeout=max(1.0, deadline - time.monotonic()))
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("stop")
     args = parser.parse_args(argv)
     try:
+        environment.read(os.environ, "local")  # a bad setting is refused before anything starts
         if args.command in ("up", "demo"):
             started = up(args.runtime, args.ports)
             print()
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{'up' if running.handle().alive() else 'exited'}")
             return 0
         return stop_all()
-    except RunError as exc:
+    except (RunError, environment.SettingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -18,6 +18,7 @@ import pytest
 import requests
 from sklearn.svm import LinearSVC
 
+from iris_tools.local.processes import group_members
 from iris_tools.rollout.records import LOCK_KEY
 from tests.cloudrun.harness import FAST, SERVICES, CloudRunUnderTest, Load, annotation, make, shares
 from tests.helpers import ROOT, write_model_version
@@ -171,9 +172,15 @@ def slow_rollout_at_its_first_step(stable: CloudRunUnderTest) -> tuple[subproces
 
 
 def kill(rollout: subprocess.Popen) -> None:
-    """What a lost terminal does to a rollout mid-step."""
+    """What a lost terminal does to a rollout mid-step; returns once no process of its group runs (a killed
+    rollout's Python is a zombie for a moment after make is reaped: the lock must not count it live, and this
+    waits for the kill to have happened, not for luck)."""
     os.killpg(rollout.pid, signal.SIGKILL)
     rollout.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while group_members(rollout.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not group_members(rollout.pid), "the killed rollout's processes still run"
 
 
 def test_a_second_rollout_refuses_and_an_interrupted_one_is_explained_resumed_or_undone(stable: CloudRunUnderTest) -> None:
