@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from iris_tools.rollout.plan import Plan
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ("cloudrun", "local")
@@ -125,9 +128,7 @@ def path(raw: str) -> Path:
     return Path(raw)
 
 
-def plan(raw: str) -> Any:
-    from iris_tools.rollout.records import Plan  # stdlib-only; imported here so `--make` needs nothing else
-
+def plan(raw: str) -> Plan:
     return Plan.parse(raw)
 
 
@@ -136,8 +137,6 @@ def port(raw: str) -> int:
 
 
 def service_name(raw: str) -> str:
-    import re
-
     if not re.fullmatch(r"[a-z]([-a-z0-9]{0,47}[a-z0-9])?", raw):
         raise ValueError("is not a Cloud Run service name (lower-case letters, digits and -, from a letter)")
     return raw

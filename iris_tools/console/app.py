@@ -20,7 +20,7 @@ from flask import Flask, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from iris_tools.console import actions
-from iris_tools.console.errors import BadRequest, NotFound, as_response
+from iris_tools.console.errors import BadRequest, Missing, as_response
 from iris_tools.console.guard import check_change, check_host
 from iris_tools.console.view import View
 
@@ -98,7 +98,7 @@ def create_app(view: View, port: int = 0, token: str | None = None) -> Flask:
     def report_png() -> Response:
         path = view.report_png()
         if path is None:
-            raise NotFound("no report picture yet: `make report` writes one")
+            raise Missing("no report picture yet: `make report` writes one")
         return send_file(path, mimetype="image/png", max_age=0)
 
     @app.post("/api/split")

@@ -25,7 +25,7 @@ class Forbidden(ConsoleError):
     name = "PERMISSION_DENIED"
 
 
-class NotFound(ConsoleError):
+class Missing(ConsoleError):
     status = 404
     name = "NOT_FOUND"
 
