@@ -1,6 +1,6 @@
 """Load, memory and shutdown, each a test with its figures printed (docs/reliability.md keeps the table).
 
-SOAK_SECONDS (default 30; a longer soak: SOAK_SECONDS=600) sets each load's length; the figures go to stdout (pytest -s shows them)."""
+SOAK_SECONDS (default 15; a longer soak: SOAK_SECONDS=600) sets each load's length; the figures go to stdout (pytest -s shows them)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from tests.helpers import ROOT
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")]
 
-SOAK_SECONDS = int(os.environ.get("SOAK_SECONDS", "30"))
+SOAK_SECONDS = int(os.environ.get("SOAK_SECONDS", "15"))
 CONNECTIONS = 32
 QUERY = "/?length=5.8&width=3.4"
 
