@@ -18,7 +18,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from iris_tools.cloudrun.digest import image_digest
 from iris_tools.cloudrun.envoy import Envoy
 from iris_tools.cloudrun.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, ResourceNotFound
 from iris_tools.cloudrun.name_checks import check_revision_name, check_service_name
@@ -35,7 +34,7 @@ from iris_tools.cloudrun.routes import Routes
 from iris_tools.cloudrun.status import revision_document, service_document
 from iris_tools.cloudrun.store import Store
 from iris_tools.cloudrun.supervisor import Supervisor
-from iris_tools.cloudrun.validation import check_service_body, check_traffic, object_field
+from iris_tools.cloudrun.validation import check_service_body, check_traffic, default_traffic, object_field
 
 
 class LocalCloudRun:
@@ -93,10 +92,11 @@ class LocalCloudRun:
                 raise self._not_found("REVISION", name)
             return revision_document(self.store, self.routes, self.supervisor, name)
 
-    def revisions(self, service: str | None = None) -> dict[str, Any]:
+    def revisions(self, labels: dict[str, str] | None = None) -> dict[str, Any]:
+        """The revisions carrying every label of `labels` (all of them when empty), newest first."""
         with self.lock:
             names = [r["object"]["metadata"]["name"] for r in self.store.revisions.values()
-                     if service is None or r["service"] == service]
+                     if all(r["object"]["metadata"].get("labels", {}).get(k) == v for k, v in (labels or {}).items())]
             return {"apiVersion": API_VERSION, "kind": "RevisionList", "metadata": {},
                     "items": [self.revision(name) for name in sorted(names, reverse=True)]}
 
@@ -117,6 +117,7 @@ class LocalCloudRun:
             metadata.setdefault("annotations", {})
             spec = document["spec"]
             spec.setdefault("traffic", [{"percent": 100, "latestRevision": True}])
+            default_traffic(spec["traffic"])
             self.store.services[name] = {"object": {"apiVersion": API_VERSION, "kind": "Service",
                                                     "metadata": metadata, "spec": spec},
                                          "ports": {}, "counter": 0, "error": None,
@@ -151,6 +152,7 @@ class LocalCloudRun:
             metadata["annotations"] = annotations
             spec = document["spec"]
             spec.setdefault("traffic", stored["spec"].get("traffic") or [{"percent": 100, "latestRevision": True}])
+            default_traffic(spec["traffic"])
             if spec != stored["spec"]:
                 metadata["generation"] += 1  # as Knative: the spec's changes, not metadata's, make a generation
             stored["spec"] = spec
@@ -204,7 +206,7 @@ class LocalCloudRun:
                   LOCATION_LABEL: self.region}
         self.store.revisions[name] = {
             "service": service, "server": None, "ready": False, "message": DEPLOYING, "port": None,
-            "digest": image_digest(template["spec"]["containers"][0]["image"], self.store.data["runtime"]),
+            "digest": self.store.images().digest(template["spec"]["containers"][0]["image"]),
             "template": copy.deepcopy(template),
             "object": {"apiVersion": API_VERSION, "kind": "Revision",
                        "metadata": {"name": name, "namespace": self.project, "labels": labels,

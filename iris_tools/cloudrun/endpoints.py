@@ -20,7 +20,7 @@ from iris_tools.cloudrun.control import LocalCloudRun
 from iris_tools.cloudrun.errors import RpcError, InvalidArgument, Unimplemented, ResourceNotFound, RequestTooLarge
 from iris_tools.cloudrun.log_entries import list_entries
 from iris_tools.cloudrun.metrics import Sampler, Shape, time_series
-from iris_tools.cloudrun.resources import SERVICE_LABEL
+from iris_tools.cloudrun.resources import NONCE_LABEL, SERVICE_LABEL
 from iris_tools.google.monitoring import REQUEST_COUNT, REQUEST_LATENCIES
 from iris_tools.google.timestamps import parse_timestamp
 
@@ -42,13 +42,23 @@ _FILTER_TERM = re.compile(r'([\w.]+)\s*=\s*"([^"]*)"')
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)s")
 
 
-def _selected_service(selector: str | None) -> str | None:
-    if not selector:
-        return None
-    key, sep, value = selector.partition("=")
-    if not sep or key.strip() != SERVICE_LABEL:
-        raise InvalidArgument.field("labelSelector", f"only {SERVICE_LABEL}=<service> is supported, got {selector!r}")
-    return value.strip()
+SELECTABLE = (SERVICE_LABEL, NONCE_LABEL)  # what gcloud selects revisions by (a service's; a deploy's by its nonce)
+
+
+def _selected(selector: str | None) -> dict[str, str]:
+    """A labelSelector of `key=value` terms joined by commas (spaces around `=` allowed, as gcloud sends them) ->
+    the labels a revision must carry."""
+    wanted: dict[str, str] = {}
+    for term in (selector or "").split(","):
+        if not term.strip():
+            continue
+        key, sep, value = term.partition("=")
+        key, value = key.strip(), value.strip().removeprefix("=").strip()  # `==` is equality too
+        if not sep or key not in SELECTABLE or not value:
+            raise InvalidArgument.field("labelSelector", f"terms of the form label=value, with the labels "
+                                        f"{' or '.join(SELECTABLE)}; got {selector!r}")
+        wanted[key] = value
+    return wanted
 
 
 class Api:
@@ -119,7 +129,7 @@ class Api:
     def _revisions(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
         if method != "GET":
             raise self._not_allowed(method, "GET")
-        return self.cloud_run.revisions(_selected_service(query.get("labelSelector")))
+        return self.cloud_run.revisions(_selected(query.get("labelSelector")))
 
     def _revision(self, method: str, query: dict, body: bytes, name: str) -> dict[str, Any]:
         if method == "GET":

@@ -9,6 +9,7 @@ from iris_tools.google.timestamps import rfc3339
 
 API_VERSION = "serving.knative.dev/v1"
 SERVICE_LABEL = "serving.knative.dev/service"
+NONCE_LABEL = "client.knative.dev/nonce"  # a deploy's own, so gcloud can find the revision it made
 CONFIGURATION_LABEL = "serving.knative.dev/configuration"
 URLS_ANNOTATION = "run.googleapis.com/urls"
 LOCATION_LABEL = "cloud.googleapis.com/location"

@@ -19,6 +19,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from iris_tools.cloudrun.digest import Images
 from iris_tools.local.state import write_atomically
 
 STATE_FILE = "state.json"
@@ -43,6 +44,10 @@ class Store:
 
     def save(self) -> None:
         write_atomically(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+
+    def images(self) -> Images:
+        """Images as this local Cloud Run names and runs them; the digests it reported are kept in the state."""
+        return Images(self.data.setdefault("digests", {}), self.data["runtime"])
 
     def instance_id(self) -> str:
         """A short id of this local Cloud Run, made once: it keeps its container names apart from another's."""

@@ -26,6 +26,7 @@ from typing import Any
 
 from iris_tools.local.versions import FUNCTIONS_DIR
 from iris_tools.cloudrun.envoy import Backend, Envoy, Route
+from iris_tools.cloudrun.digest import ImageNotRunnable
 from iris_tools.cloudrun.resources import DEPLOYING, model_of_image
 from iris_tools.cloudrun.routes import Routes
 from iris_tools.cloudrun.store import Store
@@ -285,7 +286,10 @@ class Supervisor:
         """How to start the revision, or why it cannot start."""
         spec = revision["object"]["spec"]
         container = spec["containers"][0]
-        image = container["image"]
+        try:
+            image = self.store.images().runnable(container["image"])
+        except ImageNotRunnable as exc:
+            return str(exc)
         model = model_of_image(image)
         runtime = self.store.data["runtime"]
         if runtime == "process" and (model is None or not (FUNCTIONS_DIR / model / "main.py").exists()):

@@ -69,6 +69,14 @@ def check_service_body(body: Any) -> dict[str, Any]:
     return document
 
 
+def default_traffic(traffic: Any) -> None:
+    """Knative's defaulting of spec.traffic: a target that names no revision and does not say latestRevision follows
+    the latest one (`gcloud run services update --tag T` sends just `{tag: T}`: the tag goes on the latest)."""
+    for target in traffic if isinstance(traffic, list) else []:
+        if isinstance(target, dict) and "latestRevision" not in target and not target.get("revisionName"):
+            target["latestRevision"] = True
+
+
 def check_traffic(service: str, traffic: Any, revisions: dict[str, dict[str, Any]]) -> None:
     """A service's spec.traffic: targets that exist in the service, percents adding to 100, unique tags."""
     if not isinstance(traffic, list):

@@ -260,3 +260,33 @@ def test_no_secret_or_build_credential_is_in_any_layer(images: dict[str, str]) -
 
             assert hashlib.sha256(host_bundle.read_bytes()).hexdigest() not in listing
         assert ".netrc" not in listing and "pip.conf" not in listing and ".key" not in listing
+
+
+def test_services_update_without_an_image_runs_the_digest_gcloud_pinned_under_docker(images: dict[str, str],
+                                                                                     tmp_path: Path) -> None:
+    """`gcloud run services update` without --image pins the template to the base revision's imageDigest
+    (`iris@sha256:<image id>`), which no registry holds here: the local Cloud Run runs it as the local image
+    `sha256:<id>`. Broken on purpose (the digest handed to docker as it is): the revision failed, `docker run
+    iris@sha256:...` finding no such image."""
+    from tests.cloudrun.harness import CloudRunUnderTest, traffic_of
+
+    cloud_run = CloudRunUnderTest(tmp_path / "run", runtime="docker")
+    cloud_run.start()
+    try:
+        cloud_run.ok("run", "deploy", "iris", "--image", images["svc"])
+        for flags in (("--set-env-vars", "A=1"), ("--update-labels", "team=ml"), ("--cpu", "1", "--memory", "1Gi")):
+            cloud_run.ok("run", "services", "update", "iris", *flags)
+        service = cloud_run.describe()
+        revision = next(r for r, p, _ in traffic_of(service) if p == 100)
+        image_id = docker("image", "inspect", "--format", "{{.Id}}", images["svc"]).stdout.strip()
+        assert service["spec"]["template"]["spec"]["containers"][0]["image"] == f"{IMAGE}@{image_id}"
+        assert service["metadata"]["labels"]["team"] == "ml"
+        answer = requests.get(service["status"]["url"] + "/?length=5.8&width=3.4", timeout=10)
+        assert (answer.json()["predicted_class"], answer.headers["X-Revision"]) == ("versicolor", revision)
+        container = f"cloudrun_{cloud_run.state()['instance_id']}_{revision}"
+        assert docker("inspect", "-f", "{{.Image}}", container).stdout.strip() == image_id
+        assert "A=1" in docker("inspect", "-f", "{{json .Config.Env}}", container).stdout
+        described = json.loads(cloud_run.ok("run", "revisions", "describe", revision, "--format=json").stdout)
+        assert described["status"]["imageDigest"] == f"{IMAGE}@{image_id}"  # the same digest, deployable again
+    finally:
+        cloud_run.stop()

@@ -151,3 +151,21 @@ def test_in_cloud_run_shape_points_are_aligned_late_and_exponential(monkeypatch:
     distribution = latency["points"][0]["value"]["distributionValue"]
     assert distribution["bucketOptions"] == EXPONENTIAL and int(distribution["count"]) == 102
     assert sum(count for _, count in buckets(distribution)) == 102
+
+
+def test_a_label_selector_selects_by_service_and_by_a_deploy_s_nonce_with_or_without_spaces() -> None:
+    """gcloud finds the base revision of `services update` by `client.knative.dev/nonce = <nonce>`; revisions list
+    by `serving.knative.dev/service = <s>`. Broken on purpose (the service term only, as before): the nonce forms
+    were refused with a 400."""
+    from iris_tools.cloudrun.endpoints import _selected
+    from iris_tools.cloudrun.errors import InvalidArgument
+
+    assert _selected("client.knative.dev/nonce = abc") == {"client.knative.dev/nonce": "abc"}
+    assert _selected("client.knative.dev/nonce=abc") == {"client.knative.dev/nonce": "abc"}
+    assert _selected("serving.knative.dev/service = iris,client.knative.dev/nonce = abc") == {
+        "serving.knative.dev/service": "iris", "client.knative.dev/nonce": "abc"}
+    assert _selected("serving.knative.dev/service==iris") == {"serving.knative.dev/service": "iris"}
+    assert _selected(None) == {}
+    for bad in ("app=iris", "serving.knative.dev/service", "client.knative.dev/nonce="):
+        with pytest.raises(InvalidArgument, match="labelSelector"):
+            _selected(bad)
