@@ -16,6 +16,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from iris_tools.cloudrun.admin_v2 import AdminV2, encode_enums
 from iris_tools.cloudrun.control import LocalCloudRun
 from iris_tools.cloudrun.errors import RpcError, InvalidArgument, Unimplemented, ResourceNotFound, RequestTooLarge
 from iris_tools.cloudrun.log_entries import list_entries
@@ -26,6 +27,7 @@ from iris_tools.google.timestamps import parse_timestamp
 
 MAX_BODY_BYTES = 1024 * 1024
 KNATIVE = r"/apis/serving\.knative\.dev/v1/namespaces/(?P<ns>[^/]+)"
+V2 = r"/v2/projects/(?P<ns>[^/]+)/locations/(?P<region>[^/]+)"  # Cloud Run Admin API v2 (admin_v2.py)
 ROUTES = [
     ("services", re.compile(KNATIVE + r"/services/?$")),
     ("service", re.compile(KNATIVE + r"/services/(?P<name>[^/]+)$")),
@@ -36,6 +38,11 @@ ROUTES = [
     ("project", re.compile(r"/v1/projects/(?P<ns>[^/:]+)$")),
     ("time_series", re.compile(r"/v3/projects/(?P<ns>[^/]+)/timeSeries$")),
     ("log_entries", re.compile(r"/v2/entries:list$")),
+    ("v2_services", re.compile(V2 + r"/services/?$")),
+    ("v2_service", re.compile(V2 + r"/services/(?P<name>[^/:]+)$")),
+    ("v2_revisions", re.compile(V2 + r"/services/(?P<service>[^/:]+)/revisions/?$")),
+    ("v2_revision", re.compile(V2 + r"/services/(?P<service>[^/:]+)/revisions/(?P<name>[^/:]+)$")),
+    ("v2_operation", re.compile(V2 + r"/operations/(?P<identifier>[^/:]+)(?P<verb>:wait)?$")),
     ("health", re.compile(r"/health$")),
 ]
 _FILTER_TERM = re.compile(r'([\w.]+)\s*=\s*"([^"]*)"')
@@ -68,6 +75,7 @@ class Api:
         self.cloud_run = cloud_run
         self.sampler = sampler
         self.shape = shape  # how timeSeries.list answers (metrics.Shape)
+        self.v2 = AdminV2(cloud_run)
 
     def handle(self, method: str, target: str, body: bytes) -> tuple[int, dict[str, Any]]:
         try:
@@ -88,6 +96,10 @@ class Api:
                 arguments = match.groupdict()
                 if "ns" in arguments:
                     self._check_project(arguments.pop("ns"))
+                if endpoint.startswith("v2_"):
+                    self.v2.check_region(arguments.pop("region"))
+                    answer = getattr(self, f"_{endpoint}")(method, query, body, **arguments)
+                    return encode_enums(answer, "enum-encoding=int" in query.get("$alt", ""))
                 return getattr(self, f"_{endpoint}")(method, query, body, **arguments)
         raise ResourceNotFound(f"{parts.path}: not a path of the Cloud Run Admin API that this local Cloud Run serves")
 
@@ -208,6 +220,44 @@ class Api:
         with run.lock:
             revisions = {name: revision["service"] for name, revision in run.store.revisions.items()}
         return list_entries(run.directory / "logs", revisions, run.project, run.region, document)
+
+    # ------------------------------------------------------------ Admin API v2 (admin_v2.py)
+
+    def _v2_services(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
+        if method == "GET":
+            return self.v2.list_services()
+        if method == "POST":
+            return self.v2.create_service(query.get("serviceId"), self._json(body))
+        raise self._not_allowed(method, "GET or POST")
+
+    def _v2_service(self, method: str, query: dict, body: bytes, name: str) -> dict[str, Any]:
+        if method == "GET":
+            return self.v2.get_service(name)
+        if method == "PATCH":
+            return self.v2.update_service(name, self._json(body))
+        if method == "DELETE":
+            return self.v2.delete_service(name)
+        raise self._not_allowed(method, "GET, PATCH or DELETE")
+
+    def _v2_revisions(self, method: str, query: dict, body: bytes, service: str) -> dict[str, Any]:
+        if method != "GET":
+            raise self._not_allowed(method, "GET")
+        return self.v2.list_revisions(service)
+
+    def _v2_revision(self, method: str, query: dict, body: bytes, service: str, name: str) -> dict[str, Any]:
+        if method == "GET":
+            return self.v2.get_revision(service, name)
+        if method == "DELETE":
+            return self.v2.delete_revision(service, name)
+        raise self._not_allowed(method, "GET or DELETE")
+
+    def _v2_operation(self, method: str, query: dict, body: bytes, identifier: str,
+                      verb: str | None) -> dict[str, Any]:
+        if verb and method == "POST":
+            return self.v2.wait(identifier, self._json(body))
+        if not verb and method == "GET":
+            return self.v2.operation(identifier)
+        raise self._not_allowed(method, "GET, or POST to :wait")
 
     def _health(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
         return {"status": "ok", "project": self.cloud_run.project, "region": self.cloud_run.region}
