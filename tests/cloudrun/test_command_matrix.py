@@ -118,8 +118,12 @@ def test_services_update_with_a_tag_tags_the_latest_and_with_an_image_serves_it(
     service = emulator.read("tagged")
     target = next(t for t in service["status"]["traffic"] if t.get("tag") == "blue")
     assert answer(target["url"]) == ("versicolor", serving(emulator, "tagged"))
+    first = serving(emulator, "tagged")
     emulator.ok("run", "services", "update", "tagged", "--image", "iris:lin_svc")
     assert answer(service["status"]["url"]) == ("setosa", serving(emulator, "tagged"))
+    emulator.ok("run", "services", "update-traffic", "tagged", "--set-tags", f"green={first}")  # replaces every tag
+    tags = {t["tag"]: t for t in emulator.read("tagged")["status"]["traffic"] if t.get("tag")}
+    assert set(tags) == {"green"} and answer(tags["green"]["url"]) == ("versicolor", first)
 
 
 def test_deploy_with_a_revision_suffix_and_private_then_the_iam_policy_commands(emulator: CloudRunUnderTest) -> None:
