@@ -253,9 +253,10 @@ def target_of(environ: Mapping[str, str] = os.environ) -> str:
 class Environment:
     """Parsed values of the variables of some groups; `env["STEP_SECONDS"]`."""
 
-    def __init__(self, values: dict[str, Any], target: str) -> None:
+    def __init__(self, values: dict[str, Any], target: str, given: frozenset[str] = frozenset()) -> None:
         self._values = values
         self.target = target
+        self.given = given  # the names set (not empty) in the environment, rather than defaulted
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._values:
@@ -268,7 +269,7 @@ def read(environ: Mapping[str, str] = os.environ, *groups: str) -> Environment:
     target = target_of(environ)
     wanted = {"target", *groups}
     values = {v.name: _parse(v, environ, target) for v in VARIABLES if v.group in wanted}
-    return Environment(values, target)
+    return Environment(values, target, frozenset(name for name in values if environ.get(name, "").strip()))
 
 
 def value(name: str, environ: Mapping[str, str] = os.environ) -> Any:

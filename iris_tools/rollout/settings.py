@@ -34,6 +34,7 @@ class RolloutSettings:
     warmup_requests: int = 20  # sent to the candidate's tag URL before its first live step
     shadow_inputs: int = 500
     shadow_freshness: str = "1h"
+    plan_given: bool = False  # STEPS was set, not defaulted: a resume refuses a plan other than its own
 
     @classmethod
     def from_environment(cls, env: environment.Environment) -> "RolloutSettings":
@@ -49,7 +50,8 @@ class RolloutSettings:
                    resolution_seconds=env["METRIC_RESOLUTION_S"], thresholds=thresholds, image=env["IMAGE"],
                    force=env["FORCE"], public=env["PUBLIC"], service_account=env["SERVICE_ACCOUNT"],
                    min_agreement=env["MIN_AGREEMENT"], warmup_requests=env["WARMUP_REQUESTS"],
-                   shadow_inputs=env["SHADOW_INPUTS"], shadow_freshness=env["SHADOW_FRESHNESS"])
+                   shadow_inputs=env["SHADOW_INPUTS"], shadow_freshness=env["SHADOW_FRESHNESS"],
+                   plan_given="STEPS" in env.given)
 
     @classmethod
     def for_target(cls, target: str, environ: Mapping[str, str] = os.environ) -> "RolloutSettings":

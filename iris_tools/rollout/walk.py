@@ -91,7 +91,14 @@ class Rollout:
             raise RolloutError(f"an interrupted rollout of {lock.candidate} is recorded at step {lock.step_text()}: "
                                f"resume it with `make rollout` (no MODEL or REVISION), or undo it with "
                                f"`make rollback`")
-        self.say(f"resuming the interrupted rollout of {lock.candidate} at step {lock.step_text()}")
+        if settings.plan_given and settings.plan != lock.plan:
+            raise RolloutError(f"the interrupted rollout of {lock.candidate} follows its own plan, "
+                               f"STEPS=\"{lock.plan.text().replace('%', '')}\" ({lock.who()}); STEPS=\""
+                               f"{settings.plan.text().replace('%', '')}\" differs: resume it without STEPS, or "
+                               f"`make rollback` and start again with these steps")
+        self.say(f"resuming the interrupted rollout of {lock.candidate} at step {lock.step_text()}, with the plan "
+                 f"it was started with: steps {lock.plan.text()} ({lock.who()}, started "
+                 f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(lock.started))})")
         return lock
 
     def _candidate(self, model: str | None, revision: str | None) -> Candidate:
@@ -157,8 +164,13 @@ class Rollout:
                 warm_up(self.service, lock.candidate, settings.warmup_requests, self.say)
             return self._walk(lock)
         except Stopped as stop:  # someone else acted: traffic is theirs now, and is not touched again
-            decision = "aborted" if stop.aborted else "stopped"
-            self.emit(Decided(decision, f"{decision.upper()}: {stop}", reason=str(stop)))
+            if stop.aborted:
+                self.emit(Decided("aborted", f"ABORTED: {stop}", reason=str(stop)))
+                return EXIT_FAILED
+            released = self._release(lock)
+            reason = f"stopped by hand: {stop}" + ("; the rollout's lock is released, so the next `make rollout` "
+                                                   "starts afresh" if released else "")
+            self.emit(Decided("stopped", f"STOPPED: {reason}", reason=reason))
             return EXIT_FAILED
         except Exception as exc:  # gcloud, the APIs, a bug: users go back to the stable revision
             return self._fail_safe(lock, exc)
@@ -323,6 +335,22 @@ class Rollout:
                                rolled_back=annotations.with_rolled_back(entry))
 
         retrying(attempt, f"could not write 100% to {lock.stable}: the service kept changing")
+
+    def _release(self, lock: Lock) -> bool:
+        """A person changed the traffic: they are in charge now. The lock is removed (traffic untouched) if it is
+        still this rollout's, so a later rollout starts afresh instead of resuming into their split."""
+        def attempt() -> bool:
+            service = self.service.describe()
+            held_now = Annotations.of(service).lock
+            if held_now is None or held_now.id != lock.id:
+                return False
+            self.service.write(service, lock=None)
+            return True
+
+        try:
+            return retrying(attempt, "the service kept changing")
+        except (RolloutError, GcloudError, ApiError):
+            return False  # it stays recorded as interrupted: `make traffic` explains, `make rollback` undoes
 
     def _fail_safe(self, lock: Lock, error: BaseException) -> int:
         """Anything that went wrong mid-rollout: users back on the stable revision, the record saying why, a non-zero

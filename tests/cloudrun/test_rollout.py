@@ -259,6 +259,17 @@ def test_a_split_someone_else_set_mid_step_stops_the_rollout_at_its_next_poll(st
     assert "was changed by someone else during the rollout: it is" in record["reason"]
     assert f"{before} 70%" in record["reason"] and f"{candidate} 30%" in record["reason"]
     assert shares(stable) == {before: 70, candidate: 30}  # the person's split stands
+    # The person is in charge now: the lock is released, and the next rollout starts afresh with its own STEPS
+    # (here refused until the split is settled), never "resuming" into the person's split. Broken on purpose (the
+    # lock left behind, as before): the next rollout resumed the old plan and stopped again.
+    assert annotation(stable, "rollout") is None and record["reason"].startswith("stopped by hand")
+    unsettled = make(stable, "rollout", "MODEL=lin_svc", STEPS="10 100")
+    assert unsettled.returncode != 0 and "resuming" not in unsettled.stdout and "traffic is split" in unsettled.stderr
+    assert make(stable, "traffic", f"SPLIT={before}=100").returncode == 0
+    with Load(stable.read()["status"]["url"]):
+        fresh = make(stable, "rollout", "MODEL=lin_svc", STEPS="10 100")
+    assert fresh.returncode == 0 and "resuming" not in fresh.stdout, fresh.stdout + fresh.stderr
+    assert json.loads((stable.run_dir / "rollout" / "latest.json").read_text())["plan"] == [10, 100]
 
 
 def test_make_rollback_aborts_a_running_rollout_and_the_rollout_stops_without_touching_traffic(
@@ -310,14 +321,16 @@ def test_a_rolled_back_version_stays_rolled_back(stable: CloudRunUnderTest) -> N
 
 def test_a_resume_keeps_the_steps_it_was_started_with_and_refuses_a_record_that_does_not_fit(
         stable: CloudRunUnderTest) -> None:
-    """A rollout of 5 50 100 interrupted at 5% resumes with those steps, whatever STEPS says now; a record
-    whose step is outside its steps is refused, traffic untouched. Broken on purpose (the current STEPS
-    read on resume, as before): the resumed lock said [10, 100]."""
+    """A rollout of 5 50 100 interrupted at 5% resumes with those steps and says whose plan it follows; STEPS that
+    differ are refused, traffic untouched; a record whose step is outside its steps is refused, traffic untouched.
+    Broken on purpose (the current STEPS read on resume, as before): the resumed lock said [10, 100]."""
     before = next(iter(shares(stable)))
     first, lock = slow_rollout_at_its_first_step(stable)
     kill(first)
-    env = {**stable.env, "TARGET": "local", **FAST, "STEPS": "10 100", "STEP_SECONDS": "600",
-           "MAX_HOLD_SECONDS": "600"}
+    other = make(stable, "rollout", STEPS="10 100")
+    assert other.returncode != 0 and 'follows its own plan, STEPS="5 50 100"' in other.stderr, other.stderr
+    assert annotation(stable, "rollout")["id"] == lock["id"] and shares(stable) == {before: 95, lock["candidate"]: 5}
+    env = {**stable.env, "TARGET": "local", **FAST, "STEP_SECONDS": "600", "MAX_HOLD_SECONDS": "600"}
     resumed = subprocess.Popen(["make", "-s", "rollout"], cwd=ROOT, env=env, text=True, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     try:
