@@ -9,6 +9,7 @@
 | MAX_REQUEST_BYTES  | 4194304 | largest request body accepted (4 MiB)                |
 | LOG_PREDICTIONS    | 1       | fraction of answered predictions logged (0 to 1; 0 turns it off) |
 | LOG_MAX_ROWS       | 100     | most input rows one prediction log line carries (a batch says how many it had) |
+| GOOGLE_CLOUD_PROJECT | unset | the project, for the trace a prediction log line names (Cloud Logging correlates) |
 
 The container's server (`python -m shared.server`) also reads, through `ServerSettings`:
 
@@ -48,6 +49,7 @@ class Settings:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     log_predictions: float = DEFAULT_LOG_PREDICTIONS
     log_max_rows: int = DEFAULT_LOG_MAX_ROWS
+    project: str | None = None  # GOOGLE_CLOUD_PROJECT: names the trace in a prediction log line
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -55,6 +57,7 @@ class Settings:
             service=environ.get("K_SERVICE") or None,
             revision=environ.get("K_REVISION") or None,
             configuration=environ.get("K_CONFIGURATION") or None,
+            project=environ.get("GOOGLE_CLOUD_PROJECT") or None,
             max_batch_rows=_positive_int(environ, "MAX_BATCH_ROWS", DEFAULT_MAX_BATCH_ROWS),
             max_request_bytes=_positive_int(environ, "MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES),
             log_predictions=_fraction(environ, "LOG_PREDICTIONS", DEFAULT_LOG_PREDICTIONS),

@@ -24,8 +24,11 @@ from werkzeug.routing import Map, Rule
 
 from shared.config import Settings
 from shared.errors import MethodNotAllowed, ModelLoadError, NotFound, PayloadTooLarge, ServingError
+from shared.feedback import feedback_answer, parse_feedback
 from shared.model import ServedModel
 from shared.prediction_log import PredictionLog
+from shared.request_id import HEADER as ID_HEADER
+from shared.request_id import RequestId
 from shared.service import Service
 from shared.v2 import HEADER_LENGTH, OpenInference, Reply
 
@@ -39,6 +42,7 @@ ROUTES = Map([
     Rule("/", endpoint="root", methods=["GET", "POST"]),
     Rule("/metadata", endpoint="metadata", methods=["GET"]),
     Rule("/health", endpoint="health", methods=["GET"]),
+    Rule("/feedback", endpoint="feedback", methods=["POST"]),
     Rule("/v2", endpoint="v2_server_metadata", methods=["GET"]),
     Rule("/v2/health/live", endpoint="v2_live", methods=["GET"]),
     Rule("/v2/health/ready", endpoint="v2_ready", methods=["GET"]),
@@ -71,9 +75,23 @@ def read_body(request: flask.Request, limit: int) -> bytes:
     return body
 
 
-def views_of(service: Service, v2: OpenInference) -> dict[str, View]:
+def request_id() -> RequestId:
+    """This request's id: made once per request (the view and the error handlers answer with the same one)."""
+    found = flask.g.get("request_id")
+    if found is None:
+        found = flask.g.request_id = RequestId.of(flask.request.headers)
+    return found
+
+
+def views_of(service: Service, v2: OpenInference, predictions: PredictionLog) -> dict[str, View]:
     """Endpoint -> view(request, **path arguments)."""
     limit = service.settings.max_request_bytes
+    classes = service.model.manifest.class_names
+
+    def feedback(request: flask.Request) -> dict[str, Any]:
+        labels = parse_feedback(read_body(request, limit), classes, service.settings.max_batch_rows)
+        predictions.feedback(labels, request_id())
+        return feedback_answer(labels)
 
     def root(request: flask.Request) -> dict[str, Any]:
         params = request.args.to_dict(flat=False)
@@ -82,12 +100,14 @@ def views_of(service: Service, v2: OpenInference) -> dict[str, View]:
         return service.predict_query(params)
 
     def infer(request: flask.Request, name: str, version: str | None = None) -> Reply:
-        return v2.infer(name, version, read_body(request, limit), request.headers.get(HEADER_LENGTH))
+        return v2.infer(name, version, read_body(request, limit), request.headers.get(HEADER_LENGTH),
+                        request_id().value)
 
     return {
         "root": root,
         "metadata": lambda request: service.metadata(),
         "health": lambda request: service.health(),
+        "feedback": feedback,
         "v2_server_metadata": lambda request: v2.server_metadata(),
         "v2_live": lambda request: v2.live(),
         "v2_ready": lambda request: v2.ready(),
@@ -114,20 +134,24 @@ def _respond(result: "dict[str, Any] | Reply", headers: dict[str, str]) -> flask
 def _install_error_handlers(headers: dict[str, str]) -> None:
     register = functions_framework.errorhandler
 
+    def answered_with(extra: dict[str, str]) -> dict[str, str]:
+        return {**headers, ID_HEADER: request_id().value, **extra}
+
     @register(ServingError)
     def _serving_error(error: ServingError) -> flask.Response:
-        return _json_response(error.body(), error.status, {**headers, **error.headers()})
+        return _json_response(error.body(), error.status, answered_with(error.headers()))
 
     @register(HTTPException)
     def _http_error(error: HTTPException) -> flask.Response:
         status = error.code or 500
         body = {"error": error.description or error.name, "code": error.name.lower().replace(" ", "_")}
-        return _json_response(body, status, headers)
+        return _json_response(body, status, answered_with({}))
 
     @register(Exception)
     def _unexpected(error: Exception) -> flask.Response:
         log.exception("unexpected error while serving %s", flask.request.path)
-        return _json_response({"error": "internal error; see the server log", "code": "internal_error"}, 500, headers)
+        return _json_response({"error": "internal error; see the server log", "code": "internal_error"}, 500,
+                              answered_with({}))
 
 
 def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[flask.Request], flask.Response]:
@@ -150,22 +174,25 @@ def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[
     if settings.revision:
         headers["X-Revision"] = settings.revision
     _install_error_handlers(headers)
-    predictions = PredictionLog(name, settings.revision, settings.log_predictions, settings.log_max_rows)
+    predictions = PredictionLog(name, settings.revision, settings.log_predictions, settings.log_max_rows,
+                                project=settings.project)
     views = views_of(Service(model, settings, predictions.observe),
-                     OpenInference(model, settings, predictions.observe))
+                     OpenInference(model, settings, predictions.observe), predictions)
     routes = ROUTES.bind("")
     tutorial_get = views["root"]
 
-    def answered(request: flask.Request, result: "dict[str, Any] | Reply") -> flask.Response:
-        """A prediction's response: its handler time in Server-Timing, and its log line."""
-        response = _respond(result, {**headers, "Server-Timing": f"predict;dur={predictions.elapsed() * 1000:.3f}"})
-        predictions.end(request, response.status_code)
+    def answered(request: flask.Request, result: "dict[str, Any] | Reply", identity: RequestId) -> flask.Response:
+        """A prediction's response: its id, its handler time in Server-Timing, and its log line."""
+        response = _respond(result, {**headers, ID_HEADER: identity.value,
+                                     "Server-Timing": f"predict;dur={predictions.elapsed() * 1000:.3f}"})
+        predictions.end(request, response.status_code, identity)
         return response
 
     def predict(request: flask.Request) -> flask.Response:
         predictions.begin()
+        identity = request_id()
         if request.path == "/" and request.method == "GET":  # the hot path skips the route table
-            return answered(request, tutorial_get(request))
+            return answered(request, tutorial_get(request), identity)
         try:
             endpoint, arguments = routes.match(request.path, request.method)
         except WerkzeugNotFound:
@@ -175,6 +202,8 @@ def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[
             allowed = sorted(set(exc.valid_methods or []) - {"HEAD"})
             raise MethodNotAllowed(request.method, request.path, allowed) from None
         result = views[endpoint](request, **arguments)
-        return answered(request, result) if endpoint in PREDICTION_ENDPOINTS else _respond(result, headers)
+        if endpoint in PREDICTION_ENDPOINTS:
+            return answered(request, result, identity)
+        return _respond(result, {**headers, ID_HEADER: identity.value})
 
     return predict

@@ -31,6 +31,8 @@ from typing import Any, TextIO
 
 import flask
 
+from shared.request_id import RequestId
+
 Observer = Callable[[Any, Sequence[str]], None]
 PIPE_BUF = 4096  # POSIX: a write of at most this many bytes to a pipe is atomic
 
@@ -50,11 +52,13 @@ def _now() -> str:
 
 class PredictionLog:
     def __init__(self, model: str, revision: str | None, fraction: float, max_rows: int,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, project: str | None = None) -> None:
         self.model = model
+        self.project = project  # for `logging.googleapis.com/trace` (projects/<project>/traces/<trace>)
         self.labels = {"model": model, "revision": revision}
-        self._fixed = (f'"logging.googleapis.com/labels":{json.dumps(self.labels)},"kind":"prediction",'
-                       f'"model":{json.dumps(model)},"revision":{json.dumps(revision)}')
+        self._identity = (f'"logging.googleapis.com/labels":{json.dumps(self.labels)},'
+                          f'"model":{json.dumps(model)},"revision":{json.dumps(revision)}')
+        self._fixed = f'"kind":"prediction",{self._identity}'
         self.fraction = fraction
         self.max_rows = max_rows
         self.stream = stream
@@ -77,7 +81,22 @@ class PredictionLog:
     def elapsed(self) -> float:
         return time.perf_counter() - getattr(self._local, "started", time.perf_counter())
 
-    def end(self, request: flask.Request, status: int) -> None:
+    def feedback(self, labels: Sequence[Any], identity: RequestId) -> None:
+        """One line for an accepted /feedback body, whatever LOG_PREDICTIONS says (labels are never sampled)."""
+        entries = ",".join(f'{{"id":{_text(entry.id)},"label":{_text(entry.label)}}}' for entry in labels)
+        message = _text(f"feedback {self.model}: {len(labels)} label(s)")
+        self._write(f'{{"time":"{_now()}","severity":"INFO","message":{message},"kind":"feedback",{self._identity},'
+                    f'"request_id":{_text(identity.value)},"count":{len(labels)},"labels":[{entries}]}}\n')
+
+    def _correlation(self, identity: RequestId | None) -> str:
+        """The answer's id, and its trace as Cloud Logging correlates it (when there is one and the project is known)."""
+        if identity is None:
+            return ""
+        trace = identity.trace_resource(self.project)
+        return f'"request_id":{_text(identity.value)},' + (f'"logging.googleapis.com/trace":{_text(trace)},'
+                                                             if trace else "")
+
+    def end(self, request: flask.Request, status: int, identity: RequestId | None = None) -> None:
         """After the response is made: one line, if this request was sampled and answered a prediction."""
         local = self._local
         observed = getattr(local, "observed", None)
@@ -94,7 +113,7 @@ class PredictionLog:
         line = (f'{{"time":"{_now()}","severity":"INFO","message":{_text(f"prediction {self.model} {route}: {summary}")},'
                 f'{self._fixed},"route":{_text(route)},"rows":{count},'
                 f'"inputs":{_rows(rows[: self.max_rows])},"predictions":{_names(predictions[: self.max_rows])},'
-                f'"latency_ms":{round(latency * 1000, 3)},'
+                f'"latency_ms":{round(latency * 1000, 3)},{self._correlation(identity)}'
                 f'"httpRequest":{{"requestMethod":{_text(request.method)},'
                 f'"requestUrl":{_text(request.full_path.rstrip("?"))},"status":{status},'
                 f'"latency":"{latency:.6f}s","userAgent":{_text(request.headers.get("User-Agent", ""))},'

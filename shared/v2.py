@@ -117,11 +117,13 @@ class OpenInference:
 
     # ------------------------------------------------------------ inference
 
-    def infer(self, name: str, version: str | None, body: bytes, header_length: str | None) -> Reply:
+    def infer(self, name: str, version: str | None, body: bytes, header_length: str | None,
+              answer_id: str | None = None) -> Reply:
+        """`answer_id`: the answer's id (its X-Request-Id), returned as `id` when the request had none."""
         self._check_model(name, version)
-        return self.reply(self.requests.parse(body, header_length))
+        return self.reply(self.requests.parse(body, header_length), answer_id)
 
-    def reply(self, request: InferRequest) -> Reply:
+    def reply(self, request: InferRequest, answer_id: str | None = None) -> Reply:
         indices = self.model.predict_indices(request.rows)
         if self.observe is not None:
             self.observe(request.rows, self.model.class_names_of(indices).tolist())
@@ -138,8 +140,8 @@ class OpenInference:
                 entry["data"] = tensor.ravel().tolist()
             documents.append(entry)
         document: dict[str, Any] = {"model_name": self.model.name, "model_version": self.version}
-        if request.id is not None:
-            document["id"] = request.id
+        if request.id is not None or answer_id is not None:
+            document["id"] = request.id if request.id is not None else answer_id
         document["outputs"] = documents
         return Reply(document, bytes(binary))
 

@@ -2,7 +2,7 @@
 
 Each revision's stdout and stderr go to `$RUN_DIR/cloudrun/logs/<revision>.log`. A line that is a JSON
 object becomes an entry with that `jsonPayload` (its `severity`, `time`, `httpRequest` and
-`logging.googleapis.com/labels` lifted out as Cloud Logging does); any other line becomes a `textPayload`. Filters: terms joined by AND,
+`logging.googleapis.com/labels` and `/trace` lifted out as Cloud Logging does); any other line becomes a `textPayload`. Filters: terms joined by AND,
 each `field OP "value"` with OP one of = != > >= < <= : (has), on dotted paths of the entry
 (`resource.labels.revision_name`, `jsonPayload.kind`, `severity`, `timestamp`, ...).
 """
@@ -98,6 +98,9 @@ def entries(log_dir: Path, revisions: dict[str, str], project: str, region: str)
                 labels = payload.pop("logging.googleapis.com/labels", None)
                 if isinstance(labels, dict):
                     entry["labels"] = labels
+                trace = payload.pop("logging.googleapis.com/trace", None)
+                if isinstance(trace, str):
+                    entry["trace"] = trace
                 entry["jsonPayload"] = payload
             else:
                 entry["textPayload"] = line

@@ -110,9 +110,10 @@ print(json.dumps([before, after_far, "sklearn" in sys.modules, far, near, x1]))
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    # The script's one JSON list, among the prediction log lines (which its exit may write after it).
+    # The script's one JSON list, among the prediction log lines (written straight to the descriptor by their
+    # writer thread while the script's own buffered stdout is flushed at exit: one may follow it on its line).
     before, after_far, after_near, far, near, x1 = next(
-        json.loads(line) for line in reversed(result.stdout.splitlines()) if line.startswith("["))
+        json.JSONDecoder().raw_decode(line)[0] for line in reversed(result.stdout.splitlines()) if line.startswith("["))
     assert (before, after_far, after_near) == (False, False, True)
     estimator = joblib.load(model_dir / "model.joblib")
     names = json.loads((model_dir / "model.json").read_text())["class_names"]

@@ -1,0 +1,63 @@
+"""`POST /feedback`: true labels that come back for answers given earlier, joined to them later by id.
+
+    {"id": "<an answer's X-Request-Id>", "label": "setosa"}      or a list of such objects
+
+The function keeps no state: an accepted body becomes one structured log line (`"kind": "feedback"`), so this works
+on Cloud Run behind a split, whichever revision receives it, and the join reads the lines back from Cloud Logging.
+A body that does not parse, an unknown class, a missing or oversized id, or more entries than MAX_BATCH_ROWS is
+refused whole with a 4xx and logs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shared.errors import InvalidInput
+from shared.request_id import MAX_ID_CHARS
+
+
+@dataclass(frozen=True)
+class Label:
+    id: str
+    label: str
+
+
+def parse_feedback(body: bytes, classes: Sequence[str], max_entries: int) -> list[Label]:
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise InvalidInput('body: not JSON; send {"id": "...", "label": "setosa"} or a list of them',
+                           field="body") from None
+    entries = document if isinstance(document, list) else [document]
+    if not entries:
+        raise InvalidInput("body: an empty list; send at least one {id, label}", field="body")
+    if len(entries) > max_entries:
+        raise InvalidInput(f"body: {len(entries)} labels, more than the {max_entries} one request may carry "
+                           f"(MAX_BATCH_ROWS)", field="body")
+    labels = []
+    for index, entry in enumerate(entries):
+        where = f"[{index}]" if isinstance(document, list) else ""
+        if not isinstance(entry, dict):
+            raise InvalidInput(f"body{where}: expected an object with id and label", field=f"body{where}")
+        unknown = sorted(set(entry) - {"id", "label"})
+        if unknown:
+            raise InvalidInput(f"{where}{unknown[0]}: unknown field; an entry has id and label",
+                               field=f"{where}{unknown[0]}".lstrip("."))
+        identifier, label = entry.get("id"), entry.get("label")
+        if not isinstance(identifier, str) or not identifier:
+            raise InvalidInput(f"{where}id: the id of the answer labelled (its X-Request-Id) is required",
+                               field=f"{where}id")
+        if len(identifier) > MAX_ID_CHARS:
+            raise InvalidInput(f"{where}id: {len(identifier)} characters, more than {MAX_ID_CHARS}", field=f"{where}id")
+        if label not in classes:
+            raise InvalidInput(f"{where}label: {label!r} is not one of the classes {', '.join(classes)}",
+                               field=f"{where}label")
+        labels.append(Label(identifier, label))
+    return labels
+
+
+def feedback_answer(labels: list[Label]) -> dict[str, Any]:
+    return {"accepted": len(labels)}
