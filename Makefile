@@ -27,7 +27,7 @@ MODELS := $(patsubst functions/%/main.py,%,$(wildcard functions/*/main.py))
 ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
 TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py shared/linear.py
 
-.PHONY: help venv models retrain up demo compare status stop emulator emulator-token emulator-status rollout rollback promote traffic console shadow report test images base-image mlserver bench clean
+.PHONY: help venv models retrain up demo compare status stop emulator emulator-token emulator-status rollout rollback promote traffic console shadow outcomes labelled-load report test images base-image mlserver bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -93,6 +93,12 @@ promote: | $(VENV)/.installed ## let a rollout waiting at a pause step (STEPS="5
 
 shadow: | $(VENV)/.installed ## replay the stable revision's recent inputs to MODEL=<name> at 0%: agreement, .run/report/shadow.json
 	$(PY) -m iris_tools.rollout shadow
+
+outcomes: | $(VENV)/.installed ## per revision: accuracy on the labels that came back (LABELS=feedback or a CSV), recall, mix
+	$(PY) -m iris_tools.quality outcomes
+
+labelled-load: | $(VENV)/.installed ## iris points with jitter to LOAD_URL, their true labels posted to /feedback after LABEL_DELAY_S
+	$(PY) -m iris_tools.quality load
 
 CSV ?=
 report: | $(VENV)/.installed ## compare the running versions (or URLS=) on iris, a grid (and CSV=): .run/report/

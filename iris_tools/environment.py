@@ -197,6 +197,22 @@ VARIABLES: tuple[Variable, ...] = (
              "inputs"),
     Variable("SHADOW_FRESHNESS", "rollout", text, "1h", "how far back the shadow reads them (gcloud's duration: "
              "30m, 1h, 2d)"),
+    # Outcomes: predictions joined to labels, and the labelled load
+    Variable("LABELS", "quality", text, None, "where labels come from: feedback (the /feedback lines in the logs) "
+             "or the path of an id,label CSV file (make outcomes reads feedback when unset)"),
+    Variable("OUTCOME_LIMIT", "quality", whole(1), 5000, "most prediction (and feedback) log entries read",
+             "entries"),
+    Variable("OUTCOME_FRESHNESS", "quality", text, "1h", "how far back predictions and labels are read (gcloud's "
+             "duration: 30m, 1h, 2d)"),
+    Variable("LOAD_URL", "quality", text, None, "the service URL the labelled load calls (make labelled-load)"),
+    Variable("LOAD_SECONDS", "quality", number(low=0.1), 30.0, "how long the labelled load sends", "s"),
+    Variable("LOAD_RATE", "quality", number(low=0.1), 20.0, "requests the labelled load sends a second",
+             "requests/s"),
+    Variable("LABEL_DELAY_S", "quality", number(), 2.0, "how long after an answer its true label is posted", "s"),
+    Variable("LOAD_JITTER", "quality", number(), 0.1, "noise added to each iris point, as a fraction of each "
+             "feature's spread", "fraction"),
+    Variable("LOAD_TOKEN", "quality", text, None, "bearer token for a private service (locally: make -s "
+             "emulator-token)"),
     # The console
     Variable("CONSOLE_PORT", "console", port, 5080, "the console's port on 127.0.0.1 (0 picks a free one)"),
     Variable("CONSOLE_PERIOD_S", "console", number(low=0.1), ByTarget(60.0, 2.0), "the charts' point width "
@@ -230,6 +246,7 @@ VARIABLES: tuple[Variable, ...] = (
 
 BY_NAME = {variable.name: variable for variable in VARIABLES}
 GROUPS = {"target": "Which Cloud Run", "rollout": "Rollout (make rollout, rollback, promote, traffic, shadow)",
+          "quality": "Outcomes and the labelled load (make outcomes, make labelled-load)",
           "console": "Console (make console)", "emulator": "Local Cloud Run (make emulator)",
           "local": "Local side-by-side runs (make up, demo)"}
 

@@ -14,7 +14,6 @@ Nothing here touches the stable revision: its figures come from its logs.
 from __future__ import annotations
 
 import json
-import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,18 +30,7 @@ from iris_tools.rollout.invoke import ask
 from iris_tools.rollout.cloud_run import CloudRunService, image_of, model_of, name_of, ready, tag_urls
 from iris_tools.rollout.split import Split
 from iris_tools.local.state import write_atomically
-
-Z95 = 1.959963984540054
-
-
-def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
+from iris_tools.quality.outcomes import wilson
 
 def class_shift(confusion: dict[str, dict[str, int]]) -> dict[str, Any]:
     """Stuart-Maxwell test of marginal homogeneity on the paired answers (`confusion[stable][candidate]`): has

@@ -16,11 +16,12 @@ from iris_tools.console.__main__ import main as console_main
 from iris_tools.google.targets import directories
 from iris_tools.local.commands import main as local_main
 from iris_tools.local.servers import free_port
+from iris_tools.quality.__main__ import main as quality_main
 from iris_tools.rollout.__main__ import main as rollout_main
 from tests.helpers import ROOT
 
 DOWN_COMMANDS = [("rollout", "MODEL=lin_svc"), ("traffic",), ("traffic", "SPLIT=svc=100"), ("rollback",),
-                 ("promote",), ("shadow", "MODEL=lin_svc"), ("console", "CONSOLE_PORT=0")]
+                 ("promote",), ("shadow", "MODEL=lin_svc"), ("console", "CONSOLE_PORT=0"), ("outcomes",)]
 
 
 def one_plain_line(stderr: str) -> str:
@@ -48,7 +49,7 @@ def test_each_command_with_the_local_cloud_run_down_says_to_start_it(stopped_run
                             text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert result.returncode != 0
     line = one_plain_line(result.stderr)
-    if command[0] != "shadow":  # the shadow reads the logs through gcloud first, which says it in its own words
+    if command[0] not in ("shadow", "outcomes"):  # these read the logs through gcloud, which says it in its own words
         assert "make emulator" in line, line
 
 
@@ -71,6 +72,8 @@ def run_reading(group: str) -> int | str | None:
             return console_main()
         if group == "emulator":
             return emulator_main(["token"])
+        if group == "quality":
+            return quality_main(["outcomes"])
         return local_main(["status"])
     except SystemExit as exit:
         return exit.code

@@ -8,7 +8,8 @@ import pytest
 
 from iris_tools.google.monitoring import Figures
 from iris_tools.rollout.gate import Thresholds, chance_of_at_least, judge
-from iris_tools.rollout.shadow import class_shift, wilson
+from iris_tools.quality.outcomes import wilson
+from iris_tools.rollout.shadow import class_shift
 
 T = Thresholds(max_error_rate=0.01, max_latency_ratio=2.0, min_latency_delta_ms=5.0, min_requests=50,
                confidence=0.99)

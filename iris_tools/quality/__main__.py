@@ -1,0 +1,113 @@
+"""Judge model versions by their answers.
+
+    python -m iris_tools.quality outcomes   per revision of SERVICE: accuracy with its interval, recall per class,
+                                            confusion, label coverage and delay, and the prediction mix with its
+                                            two-sample test (writes RUN_DIR/report/outcomes.json)
+    python -m iris_tools.quality load       a labelled load on LOAD_URL: iris points with jitter, their true labels
+                                            posted to /feedback after LABEL_DELAY_S (writes a record of it)
+
+Exit status: 0 done, 1 refused or failed (one line on stderr says why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from iris_tools import environment
+from iris_tools.google.api import ApiError
+from iris_tools.google.gcloud import Gcloud, GcloudError
+from iris_tools.local.state import write_atomically
+from iris_tools.quality.outcomes import Outcomes, join, mix_shift
+from iris_tools.quality.rehearsal import LabelledLoad
+from iris_tools.quality.sources import file_labels, logged_labels, logged_predictions
+from iris_tools.rollout.errors import EXIT_FAILED, RolloutError, unreachable
+from iris_tools.rollout.printing import table
+
+
+def outcomes_text(outcomes: Outcomes) -> str:
+    rows = [["revision", "predictions", "labelled", "coverage", "accuracy", "95% interval", "label delay p50",
+             "mix"]]
+    for name, o in outcomes.revisions.items():
+        low, high = o.interval
+        rows.append([name, str(o.predictions), str(o.labelled), "-" if o.coverage is None else f"{100 * o.coverage:.0f}%",
+                     "-" if o.accuracy is None else f"{100 * o.accuracy:.1f}%",
+                     f"{100 * low:.1f}% to {100 * high:.1f}%" if o.labelled else "-",
+                     "-" if o.delay()["p50_s"] is None else f"{o.delay()['p50_s']:g} s",
+                     ", ".join(f"{c} {n}" for c, n in sorted(o.mix.items()))])
+    lines = [table(rows), f"{outcomes.labels} labels read, {outcomes.unmatched} matching no prediction"]
+    for name, o in outcomes.revisions.items():
+        if o.labelled:
+            recall = ", ".join(f"{c} {'-' if r is None else f'{100 * r:.0f}%'}" for c, r in o.recall().items())
+            lines.append(f"{name}: recall {recall}")
+    return "\n".join(lines)
+
+
+def outcomes(env: environment.Environment) -> dict:
+    gcloud = Gcloud(env.target, env["PROJECT"], env["REGION"])
+    service, limit, freshness = env["SERVICE"], env["OUTCOME_LIMIT"], env["OUTCOME_FRESHNESS"]
+    source = env["LABELS"] or "feedback"
+    labels = logged_labels(gcloud, service, limit, freshness) if source == "feedback" else file_labels(Path(source))
+    found = join(logged_predictions(gcloud, service, limit, freshness), labels)
+    print(f"service {service} on {env.target}, labels from {source}, the last {freshness}:")
+    print(outcomes_text(found))
+    report = {"service": service, "labels_from": source, **found.as_json()}
+    busiest = sorted(found.revisions.values(), key=lambda o: o.predictions, reverse=True)[:2]
+    if len(busiest) == 2:
+        shift = mix_shift(busiest[0].mix, busiest[1].mix)
+        if shift is not None:
+            report["mix_shift"] = {"revisions": [busiest[0].revision, busiest[1].revision], **shift.as_json()}
+            print(f"prediction mix, {busiest[0].revision} vs {busiest[1].revision}: total variation "
+                  f"{shift.distance:.3f}, chi-square {shift.statistic:.2f} on {shift.dof} dof, p = {shift.p_value:.3g}")
+    path = env["RUN_DIR"] / "report" / "outcomes.json"
+    write_atomically(path, json.dumps(report, indent=1))
+    print(f"wrote {path}")
+    return report
+
+
+def load(env: environment.Environment) -> int:
+    url = env["LOAD_URL"]
+    if not url:
+        raise RolloutError("LOAD_URL: the service URL to send the labelled load to (make labelled-load LOAD_URL=...)")
+    run = LabelledLoad(url, env["LOAD_RATE"], env["LABEL_DELAY_S"], env["LOAD_JITTER"], env["LOAD_TOKEN"])
+    print(f"labelled load on {url}: {env['LOAD_RATE']:g}/s for {env['LOAD_SECONDS']:g} s, labels "
+          f"{env['LABEL_DELAY_S']:g} s later ...", flush=True)
+    try:
+        run.run(env["LOAD_SECONDS"])
+    except KeyboardInterrupt:
+        pass
+    path = env["RUN_DIR"] / "report" / "labelled-load.json"
+    run.write(path)
+    print(f"{len(run.answered)} answered, {run.labels_posted} labels posted, {len(run.failures)} failed; wrote {path}")
+    if run.failures:
+        print(f"the first failure: {run.failures[0]}")
+    return 0 if run.answered and not run.failures else EXIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m iris_tools.quality", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Settings:\n\n" + environment.help_text("target", "quality"))
+    parser.add_argument("command", choices=("outcomes", "load"))
+    args = parser.parse_args(argv)
+    target = "cloudrun"
+    try:
+        env = environment.read(os.environ, "quality")
+        target = env.target
+        if args.command == "load":
+            return load(env)
+        outcomes(env)
+        return 0
+    except (RolloutError, GcloudError, environment.SettingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except ApiError as exc:
+        print(f"error: {unreachable(exc, target)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""A labelled load, so a local rollout shows the quality checks at work: points drawn from the iris data with
+jitter are sent to a service URL at a steady rate, and each answer's true label is posted back to `/feedback`
+after a delay, as labels come back in life. What was sent, what answered and the true label are written to a
+record, the ground truth the join must reproduce."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sklearn.datasets import load_iris
+
+from iris_tools.local.state import write_atomically
+
+FEEDBACK_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Answered:
+    id: str
+    revision: str
+    predicted: str
+    label: str
+    at: float
+
+
+def iris_points() -> tuple[list[tuple[float, float]], list[str], tuple[float, float]]:
+    """The iris sepal lengths and widths, their class names, and each feature's standard deviation."""
+    data = load_iris()
+    rows = [(float(r[0]), float(r[1])) for r in data.data]
+    names = [str(data.target_names[t]) for t in data.target]
+    spread = tuple(float(data.data[:, i].std()) for i in (0, 1))
+    return rows, names, spread  # type: ignore[return-value]
+
+
+class LabelledLoad:
+    def __init__(self, url: str, rate: float, label_delay_s: float, jitter: float, token: str | None = None,
+                 seed: int | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.rate = rate
+        self.label_delay_s = label_delay_s
+        self.jitter = jitter
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.random = random.Random(seed)
+        self.answered: list[Answered] = []
+        self.failures: list[str] = []
+        self.labels_posted = 0
+        self._due: list[Answered] = []
+        self._lock = threading.Lock()
+
+    def _ask(self, row: tuple[float, float], label: str) -> None:
+        query = urllib.parse.urlencode({"length": f"{row[0]:.3f}", "width": f"{row[1]:.3f}"})
+        request = urllib.request.Request(f"{self.url}/?{query}", headers=self.headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                body = json.loads(response.read())
+                answered = Answered(response.headers["X-Request-Id"], response.headers.get("X-Revision") or "?",
+                                    body["predicted_class"], label, time.time())
+        except (OSError, ValueError, KeyError) as exc:
+            self.failures.append(f"{type(exc).__name__}: {exc}")
+            return
+        with self._lock:
+            self.answered.append(answered)
+            self._due.append(answered)
+
+    def _post_due(self, now: float, everything: bool = False) -> None:
+        with self._lock:
+            due = [a for a in self._due if everything or now - a.at >= self.label_delay_s]
+            self._due = [a for a in self._due if a not in set(due)]
+        for start in range(0, len(due), FEEDBACK_BATCH):
+            batch = [{"id": a.id, "label": a.label} for a in due[start: start + FEEDBACK_BATCH]]
+            request = urllib.request.Request(f"{self.url}/feedback", data=json.dumps(batch).encode(), method="POST",
+                                             headers={**self.headers, "Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    self.labels_posted += json.loads(response.read())["accepted"]
+            except (OSError, ValueError, KeyError) as exc:
+                self.failures.append(f"feedback: {type(exc).__name__}: {exc}")
+
+    def run(self, seconds: float, stop: Callable[[], bool] = lambda: False) -> None:
+        """Send for `seconds` (or until `stop()`), then post the labels still due, waiting out their delay."""
+        rows, names, spread = iris_points()
+        interval = 1.0 / self.rate
+        started = next_at = time.monotonic()
+        while time.monotonic() - started < seconds and not stop():
+            index = self.random.randrange(len(rows))
+            row = tuple(value + self.random.gauss(0.0, self.jitter * sd) for value, sd in zip(rows[index], spread))
+            self._ask(row, names[index])
+            self._post_due(time.time())
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        deadline = time.time() + self.label_delay_s
+        while self._due and time.time() < deadline:
+            self._post_due(time.time())
+            time.sleep(0.2)
+        self._post_due(time.time(), everything=True)
+
+    def write(self, path: Path) -> None:
+        write_atomically(path, json.dumps({"url": self.url, "answered": [asdict(a) for a in self.answered],
+                                           "labels_posted": self.labels_posted, "failures": self.failures[:20]},
+                                          indent=1))

@@ -1,0 +1,72 @@
+"""Where predictions and labels are read: Cloud Logging's entries, through `gcloud logging read` (the API
+`entries:list`; the local Cloud Run answers it from the revisions' own logs, so both targets share this path), or
+labels from an `id,label` CSV file (labels that arrive in bulk)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from iris_tools.google.gcloud import Gcloud
+from iris_tools.google.timestamps import parse_timestamp
+from iris_tools.quality.outcomes import TrueLabel, Prediction
+from iris_tools.rollout.errors import RolloutError
+
+MAX_ID_CHARS = 128
+
+
+def _read(gcloud: Gcloud, service: str, kind: str, limit: int, freshness: str) -> list[dict[str, Any]]:
+    query = (f'resource.type="cloud_run_revision" AND resource.labels.service_name="{service}" '
+             f'AND jsonPayload.kind="{kind}"')
+    return gcloud.json("logging", "read", query, f"--limit={limit}", f"--freshness={freshness}")
+
+
+def _time(entry: dict[str, Any]) -> float:
+    try:
+        return parse_timestamp(entry.get("timestamp") or entry.get("jsonPayload", {}).get("time", ""))
+    except ValueError:
+        return 0.0
+
+
+def logged_predictions(gcloud: Gcloud, service: str, limit: int, freshness: str) -> list[Prediction]:
+    """The service's prediction lines: one Prediction per predicted row, with the answer's id when it had one row."""
+    found = []
+    for entry in _read(gcloud, service, "prediction", limit, freshness):
+        payload = entry.get("jsonPayload") or {}
+        revision = (entry.get("resource") or {}).get("labels", {}).get("revision_name") or payload.get("revision")
+        predicted = payload.get("predictions") or []
+        if not revision or not isinstance(predicted, list):
+            continue
+        single = payload.get("rows") == 1 and len(predicted) == 1
+        identity = payload.get("request_id") if single and isinstance(payload.get("request_id"), str) else None
+        at = _time(entry)
+        found.extend(Prediction(identity, revision, str(name), at) for name in predicted)
+    return found
+
+
+def logged_labels(gcloud: Gcloud, service: str, limit: int, freshness: str) -> list[TrueLabel]:
+    """The labels posted to the service's `/feedback` (any revision's), oldest first."""
+    found = []
+    for entry in sorted(_read(gcloud, service, "feedback", limit, freshness), key=_time):
+        at = _time(entry)
+        for item in (entry.get("jsonPayload") or {}).get("labels") or []:
+            if isinstance(item, dict) and isinstance(item.get("id"), str) and isinstance(item.get("label"), str):
+                found.append(TrueLabel(item["id"], item["label"], at))
+    return found
+
+
+def file_labels(path: Path) -> list[TrueLabel]:
+    """`id,label` rows (a header row `id,label` is skipped); RolloutError naming the row that does not fit."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RolloutError(f"LABELS={path}: cannot be read ({exc.strerror})") from None
+    found = []
+    for number, row in enumerate(csv.reader(text.splitlines()), 1):
+        if not row or (number == 1 and [cell.strip().lower() for cell in row] == ["id", "label"]):
+            continue
+        if len(row) != 2 or not row[0].strip() or not row[1].strip() or len(row[0].strip()) > MAX_ID_CHARS:
+            raise RolloutError(f"LABELS={path}: row {number} is not id,label: {','.join(row)[:80]!r}")
+        found.append(TrueLabel(row[0].strip(), row[1].strip()))
+    return found
