@@ -15,15 +15,17 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from iris_tools import environment
 from iris_tools.google.api import ApiError
 from iris_tools.google.gcloud import Gcloud, GcloudError
+from iris_tools.google.logging import Logging
 from iris_tools.local.state import write_atomically
 from iris_tools.quality.outcomes import Outcomes, join, mix_shift
 from iris_tools.quality.rehearsal import LabelledLoad
-from iris_tools.quality.sources import file_labels, logged_labels, logged_predictions
+from iris_tools.quality.sources import file_labels, logged_labels, logged_predictions, since
 from iris_tools.rollout.errors import EXIT_FAILED, RolloutError, unreachable
 from iris_tools.rollout.printing import table
 
@@ -47,11 +49,12 @@ def outcomes_text(outcomes: Outcomes) -> str:
 
 
 def outcomes(env: environment.Environment) -> dict:
-    gcloud = Gcloud(env.target, env["PROJECT"], env["REGION"])
+    logging = Logging.from_gcloud(Gcloud(env.target, env["PROJECT"], env["REGION"]))
     service, limit, freshness = env["SERVICE"], env["OUTCOME_LIMIT"], env["OUTCOME_FRESHNESS"]
+    window = (since(freshness, time.time()), None)
     source = env["LABELS"] or "feedback"
-    labels = logged_labels(gcloud, service, limit, freshness) if source == "feedback" else file_labels(Path(source))
-    found = join(logged_predictions(gcloud, service, limit, freshness), labels)
+    labels = logged_labels(logging, service, window, limit) if source == "feedback" else file_labels(Path(source))
+    found = join(logged_predictions(logging, service, window, limit), labels)
     print(f"service {service} on {env.target}, labels from {source}, the last {freshness}:")
     print(outcomes_text(found))
     report = {"service": service, "labels_from": source, **found.as_json()}

@@ -1,6 +1,6 @@
-"""Where predictions and labels are read: Cloud Logging's entries, through `gcloud logging read` (the API
-`entries:list`; the local Cloud Run answers it from the revisions' own logs, so both targets share this path), or
-labels from an `id,label` CSV file (labels that arrive in bulk)."""
+"""Where predictions and labels are read: Cloud Logging's entries:list (the API `gcloud logging read` uses; the local
+Cloud Run answers it from the revisions' own logs, so both targets share this path), or labels from an `id,label`
+CSV file (labels that arrive in bulk)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from iris_tools.google.gcloud import Gcloud
+from iris_tools.google.logging import Logging
 from iris_tools.google.timestamps import parse_timestamp
 from iris_tools.quality.outcomes import TrueLabel, Prediction
 from iris_tools.rollout.errors import RolloutError
@@ -16,10 +16,20 @@ from iris_tools.rollout.errors import RolloutError
 MAX_ID_CHARS = 128
 
 
-def _read(gcloud: Gcloud, service: str, kind: str, limit: int, freshness: str) -> list[dict[str, Any]]:
+def _read(logging: Logging, service: str, kind: str, window: tuple[float, float | None],
+          limit: int) -> list[dict[str, Any]]:
     query = (f'resource.type="cloud_run_revision" AND resource.labels.service_name="{service}" '
              f'AND jsonPayload.kind="{kind}"')
-    return gcloud.json("logging", "read", query, f"--limit={limit}", f"--freshness={freshness}")
+    return logging.entries(query, window[0], window[1], limit)
+
+
+def since(freshness: str, now: float) -> float:
+    """gcloud's --freshness (`45s`, `30m`, `1h`, `2d`) as the epoch second it reaches back to."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return now - float(freshness[:-1]) * units[freshness[-1]]
+    except (KeyError, ValueError, IndexError):
+        raise RolloutError(f"OUTCOME_FRESHNESS={freshness!r}: a duration such as 30m, 1h or 2d") from None
 
 
 def _time(entry: dict[str, Any]) -> float:
@@ -29,10 +39,11 @@ def _time(entry: dict[str, Any]) -> float:
         return 0.0
 
 
-def logged_predictions(gcloud: Gcloud, service: str, limit: int, freshness: str) -> list[Prediction]:
+def logged_predictions(logging: Logging, service: str, window: tuple[float, float | None],
+                       limit: int) -> list[Prediction]:
     """The service's prediction lines: one Prediction per predicted row, with the answer's id when it had one row."""
     found = []
-    for entry in _read(gcloud, service, "prediction", limit, freshness):
+    for entry in _read(logging, service, "prediction", window, limit):
         payload = entry.get("jsonPayload") or {}
         revision = (entry.get("resource") or {}).get("labels", {}).get("revision_name") or payload.get("revision")
         predicted = payload.get("predictions") or []
@@ -45,10 +56,10 @@ def logged_predictions(gcloud: Gcloud, service: str, limit: int, freshness: str)
     return found
 
 
-def logged_labels(gcloud: Gcloud, service: str, limit: int, freshness: str) -> list[TrueLabel]:
+def logged_labels(logging: Logging, service: str, window: tuple[float, float | None], limit: int) -> list[TrueLabel]:
     """The labels posted to the service's `/feedback` (any revision's), oldest first."""
     found = []
-    for entry in sorted(_read(gcloud, service, "feedback", limit, freshness), key=_time):
+    for entry in sorted(_read(logging, service, "feedback", window, limit), key=_time):
         at = _time(entry)
         for item in (entry.get("jsonPayload") or {}).get("labels") or []:
             if isinstance(item, dict) and isinstance(item.get("id"), str) and isinstance(item.get("label"), str):
