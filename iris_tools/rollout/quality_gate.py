@@ -1,0 +1,100 @@
+"""The gate's second half: the candidate judged by its answers, against the stable revision on the same window's
+traffic (labels joined by id, quality/outcomes.py). Pure: outcomes in, a verdict out.
+
+Accuracy is judged for non-inferiority with margin MAX_ACCURACY_DROP: the candidate's accuracy minus the stable
+one's, d, is weighed with Wald's sequential probability ratio test between "at the margin" (d = -MAX_ACCURACY_DROP)
+and "ALTERNATIVE_DROP further below" (by a normal approximation of d's estimate), so it may be read at every poll
+within the error budget the gate shares over its steps (1 - CONFIDENCE). A breach is called when the evidence for
+the worse candidate reaches log(1/alpha); the check passes only with MIN_LABELS labels on each revision and the
+evidence leaning toward the margin or better (never for want of labels). The prediction mix breaches when its total
+variation distance from the stable mix is above MAX_MIX_SHIFT and its chi-square test says so at alpha.
+tests/unit/test_quality_gate_simulation.py shows what this promises.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from iris_tools.quality.outcomes import MixShift, RevisionOutcome, mix_shift
+
+ALTERNATIVE_DROP = 0.08  # the test tells a candidate at the margin from one this many points further below it
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    max_accuracy_drop: float = 0.02
+    max_mix_shift: float = 0.10
+    min_labels: int = 50
+
+
+@dataclass
+class QualityVerdict:
+    decision: str  # promote | hold | rollback
+    reasons: list[str] = field(default_factory=list)
+    candidate: dict[str, Any] = field(default_factory=dict)
+    stable: dict[str, Any] = field(default_factory=dict)
+    evidence: float | None = None
+    mix: MixShift | None = None
+    wants_labels: bool = False  # held only for labels not yet back
+
+    def as_json(self) -> dict[str, Any]:
+        return {"decision": self.decision, "reasons": self.reasons, "candidate": self.candidate,
+                "stable": self.stable, "evidence": None if self.evidence is None else round(self.evidence, 3),
+                "mix": None if self.mix is None else self.mix.as_json(), "wants_labels": self.wants_labels}
+
+
+def _summary(outcome: RevisionOutcome) -> dict[str, Any]:
+    return {"labelled": outcome.labelled, "correct": outcome.correct, "accuracy": outcome.accuracy,
+            "predictions": outcome.predictions}
+
+
+def accuracy_evidence(candidate: RevisionOutcome, stable: RevisionOutcome, margin: float) -> float:
+    """The log-likelihood ratio of the observed accuracy difference for a candidate ALTERNATIVE_DROP below the margin
+    against one at the margin. Each accuracy's variance is estimated with one success and one failure added (so
+    a perfect score still has some), as Agresti and Caffo do."""
+    n_c, n_s = candidate.labelled, stable.labelled
+    p_c, p_s = candidate.correct / n_c, stable.correct / n_s
+    q_c, q_s = (candidate.correct + 1) / (n_c + 2), (stable.correct + 1) / (n_s + 2)
+    variance = q_c * (1 - q_c) / n_c + q_s * (1 - q_s) / n_s
+    at_margin, worse = -margin, -margin - ALTERNATIVE_DROP
+    d = p_c - p_s
+    return ((d - at_margin) ** 2 - (d - worse) ** 2) / (2 * variance)
+
+
+def judge_quality(candidate: RevisionOutcome, stable: RevisionOutcome, thresholds: QualityThresholds,
+                  alpha: float) -> QualityVerdict:
+    verdict = QualityVerdict("promote", [], _summary(candidate), _summary(stable))
+    needed = math.log(1.0 / alpha)
+    accuracy_passes = False
+    if candidate.labelled and stable.labelled:
+        evidence = verdict.evidence = accuracy_evidence(candidate, stable, thresholds.max_accuracy_drop)
+        text = (f"accuracy {100 * candidate.accuracy:.1f}% of {candidate.labelled} labelled against the stable "
+                f"{100 * stable.accuracy:.1f}% of {stable.labelled}: evidence {evidence:.1f} of the {needed:.1f} that "
+                f"calls a drop of more than {100 * thresholds.max_accuracy_drop:g} points (sequential test, the "
+                f"margin against {100 * ALTERNATIVE_DROP:g} points below it)")
+        if evidence >= needed:
+            verdict.decision = "rollback"
+            verdict.reasons.append(f"{text}: the candidate is worse")
+        elif min(candidate.labelled, stable.labelled) < thresholds.min_labels:
+            verdict.wants_labels = True
+            verdict.reasons.append(f"{text}; fewer than {thresholds.min_labels} labels on each (MIN_LABELS): holding "
+                                   f"for labels")
+        elif evidence > 0:
+            verdict.reasons.append(f"{text}; not yet decided: holding for more labels")
+        else:
+            accuracy_passes = True
+            verdict.reasons.append(f"{text}: within the margin")
+    else:
+        verdict.wants_labels = True
+        verdict.reasons.append(f"no labels back yet ({candidate.labelled} on the candidate, {stable.labelled} on the "
+                               f"stable revision): holding for labels")
+    shift = verdict.mix = mix_shift(candidate.mix, stable.mix)
+    if shift is not None and shift.distance > thresholds.max_mix_shift and shift.p_value < alpha:
+        verdict.decision = "rollback"
+        verdict.reasons.append(f"prediction mix moved {shift.distance:.3f} (total variation) from the stable one, "
+                               f"above MAX_MIX_SHIFT {thresholds.max_mix_shift:g} (chi-square p = {shift.p_value:.2g})")
+    if verdict.decision != "rollback" and not accuracy_passes:
+        verdict.decision = "hold"
+    return verdict
