@@ -184,6 +184,14 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("METRIC_RESOLUTION_S", "rollout", number(), ByTarget(60.0, 2.0), "how coarse figures are in time: "
              "a step's first this-many seconds are not judged", "s"),
     Variable("POLL_SECONDS", "rollout", number(low=0.01), ByTarget(30.0, 1.0), "how often figures are read", "s"),
+    Variable("MAX_ACCURACY_DROP", "rollout", number(0.0, 1.0, what="a fraction from 0 to 1"), 0.02, "with LABELS: "
+             "the most the candidate's accuracy may fall below the stable one's", "fraction"),
+    Variable("MAX_MIX_SHIFT", "rollout", number(0.0, 1.0, what="a fraction from 0 to 1"), 0.10, "with LABELS: the "
+             "most the candidate's prediction mix may move from the stable one's (total variation)", "fraction"),
+    Variable("MIN_LABELS", "rollout", whole(1), 50, "with LABELS: labels each revision needs in a step before its "
+             "accuracy can pass", "labels"),
+    Variable("LABEL_WAIT_S", "rollout", number(), ByTarget(3600.0, 30.0), "with LABELS: how long a step waits for "
+             "labels after its window before it pauses for a person (make promote or make rollback)", "s"),
     Variable("FORCE", "rollout", flag, False, "give traffic to a revision (or image) that was rolled back before"),
     Variable("PUBLIC", "rollout", flag, False, "grant allUsers the invoker role when deploying (unset: the "
              "service keeps its policy)"),
@@ -199,7 +207,8 @@ VARIABLES: tuple[Variable, ...] = (
              "30m, 1h, 2d)"),
     # Outcomes: predictions joined to labels, and the labelled load
     Variable("LABELS", "quality", text, None, "where labels come from: feedback (the /feedback lines in the logs) "
-             "or the path of an id,label CSV file (make outcomes reads feedback when unset)"),
+             "or the path of an id,label CSV file; set, the rollout's gate judges accuracy and the mix too (make "
+             "outcomes reads feedback when unset)"),
     Variable("OUTCOME_LIMIT", "quality", whole(1), 5000, "most prediction (and feedback) log entries read",
              "entries"),
     Variable("OUTCOME_FRESHNESS", "quality", text, "1h", "how far back predictions and labels are read (gcloud's "

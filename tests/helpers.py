@@ -35,9 +35,12 @@ MAIN_TEMPLATE = '''
 '''
 
 
-def write_model_version(directory: Path, estimator: object) -> Path:
-    """A model version folder as the notebook and `functions/<name>/main.py` make it; its name is the folder's."""
+def write_model_version(directory: Path, estimator: object, shuffled_labels: bool = False) -> Path:
+    """A model version folder as the notebook and `functions/<name>/main.py` make it; its name is the folder's.
+    `shuffled_labels`: trained on labels shuffled at random, a version that answers fast, never errs, and is wrong."""
     X, y = iris_xy()
+    if shuffled_labels:
+        y = np.random.default_rng(0).permutation(y)
     save_model(estimator.fit(X, y), directory, name=directory.name, features=IRIS_FEATURES,
                class_names=CLASS_NAMES, X=X, y=y)
     (directory / "main.py").write_text(textwrap.dedent(MAIN_TEMPLATE))

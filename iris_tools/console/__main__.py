@@ -40,7 +40,7 @@ def _stop(*_: object) -> None:
 def main() -> int:
     target = "cloudrun"
     try:
-        env = environment.read(os.environ, "rollout", "console")
+        env = environment.read(os.environ, "rollout", "quality", "console")
         target = env.target
         gcloud = Gcloud(target, env["PROJECT"], env["REGION"])
         service = CloudRunService(gcloud, RolloutSettings.from_environment(env))

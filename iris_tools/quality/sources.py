@@ -10,7 +10,7 @@ from typing import Any
 
 from iris_tools.google.logging import Logging
 from iris_tools.google.timestamps import parse_timestamp
-from iris_tools.quality.outcomes import TrueLabel, Prediction
+from iris_tools.quality.outcomes import Outcomes, Prediction, TrueLabel, join
 from iris_tools.rollout.errors import RolloutError
 
 MAX_ID_CHARS = 128
@@ -81,3 +81,21 @@ def file_labels(path: Path) -> list[TrueLabel]:
             raise RolloutError(f"LABELS={path}: row {number} is not id,label: {','.join(row)[:80]!r}")
         found.append(TrueLabel(row[0].strip(), row[1].strip()))
     return found
+
+
+class OutcomeReader:
+    """A service's outcomes over a window, for the gate: predictions made in it, labels back since it began (from
+    the feedback lines, or a file read once)."""
+
+    def __init__(self, logging: Logging, service: str, labels: str, limit: int = 5000) -> None:
+        self.logging = logging
+        self.service = service
+        self.source = labels
+        self.limit = limit
+        self._file = None if labels == "feedback" else file_labels(Path(labels))
+
+    def outcomes(self, start: float, end: float) -> Outcomes:
+        predictions = logged_predictions(self.logging, self.service, (start, end), self.limit)
+        labels = self._file if self._file is not None else logged_labels(self.logging, self.service, (start, None),
+                                                                         self.limit)
+        return join(predictions, labels)

@@ -19,7 +19,9 @@ from functools import partial
 from iris_tools import environment
 from iris_tools.google.api import ApiError
 from iris_tools.google.gcloud import Gcloud, GcloudError
+from iris_tools.google.logging import Logging
 from iris_tools.google.monitoring import Monitoring
+from iris_tools.quality.sources import OutcomeReader
 from iris_tools.rollout.cloud_run import CloudRunService
 from iris_tools.rollout.errors import EXIT_FAILED, RolloutError, unreachable
 from iris_tools.rollout.events import RecordWriter, Terminal, fan_out
@@ -35,7 +37,7 @@ from iris_tools.rollout.walk import Rollout
 def parser() -> argparse.ArgumentParser:
     found = argparse.ArgumentParser(prog="python -m iris_tools.rollout", formatter_class=argparse.RawDescriptionHelpFormatter,
                                     description=__doc__, epilog="Settings (environment; the Makefile passes its "
-                                    "variables through):\n\n" + environment.help_text("target", "rollout"))
+                                    "variables through):\n\n" + environment.help_text("target", "rollout", "quality"))
     commands = found.add_subparsers(dest="command", required=True)
     for name in ("rollout", "shadow"):
         command = commands.add_parser(name)
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     say = partial(print, file=out, flush=True)
     target = "cloudrun"
     try:
-        env = environment.read(os.environ, "rollout")
+        env = environment.read(os.environ, "rollout", "quality")
         target = env.target
         model = getattr(args, "model", None) or env["MODEL"]
         revision = getattr(args, "revision", None) or env["REVISION"]
@@ -77,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "rollout":
             report_dir = run_dir / "rollout"
             emit = fan_out(RecordWriter(report_dir, say), Terminal(out))
-            return Rollout(service, monitoring, report_dir, emit).run(model, revision)
+            outcomes = (OutcomeReader(Logging.from_gcloud(gcloud), settings.service, settings.labels,
+                                      env["OUTCOME_LIMIT"]) if settings.labels else None)
+            return Rollout(service, monitoring, report_dir, emit, outcomes).run(model, revision)
         split = args.split or env["SPLIT"]
         if split:
             set_split(service, split)

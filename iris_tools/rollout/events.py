@@ -18,7 +18,7 @@ from typing import TextIO
 from iris_tools.google.monitoring import Figures
 from iris_tools.local.state import write_atomically
 from iris_tools.rollout.gate import Verdict
-from iris_tools.rollout.printing import live_line, summary
+from iris_tools.rollout.printing import live_line, quality_text, summary
 from iris_tools.rollout.records import Current, Plan, Record, Sample, StepResult
 
 
@@ -123,7 +123,7 @@ class Terminal:
                        f"({event.reason}); holding")
         elif isinstance(event, FiguresRead):
             text = live_line(event.index, len(event.plan), event.percent, max(0.0, event.window_end - event.at),
-                             event.candidate, event.stable)
+                             event.candidate, event.stable) + quality_text(event.verdict.quality)
             if self.live:
                 print("\r" + text.ljust(118), end="", file=self.out, flush=True)
                 self.drawing = True

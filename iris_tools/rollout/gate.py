@@ -98,6 +98,7 @@ class Verdict:
     stable: Figures = field(default_factory=Figures)
     thresholds: Thresholds = field(default_factory=Thresholds)
     insufficient: bool = False  # rolled back only for too few requests: not judged, so not barred
+    quality: dict[str, Any] | None = None  # the quality check's verdict (quality_gate.QualityVerdict.as_json())
 
     def line(self) -> str:
         c, s, t = self.candidate, self.stable, self.thresholds
@@ -111,7 +112,7 @@ class Verdict:
     def as_json(self) -> dict[str, Any]:
         return {"decision": self.decision, "reasons": self.reasons, "candidate": asdict(self.candidate),
                 "stable": asdict(self.stable), "thresholds": asdict(self.thresholds),
-                "insufficient": self.insufficient}
+                "insufficient": self.insufficient, "quality": self.quality}
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> "Verdict":
@@ -121,7 +122,8 @@ class Verdict:
                    Figures.from_json(document.get("candidate")), Figures.from_json(document.get("stable")),
                    Thresholds(**{k: v for k, v in thresholds.items() if k in known})
                    if isinstance(thresholds, dict) else Thresholds(),
-                   bool(document.get("insufficient", False)))
+                   bool(document.get("insufficient", False)),
+                   document.get("quality") if isinstance(document.get("quality"), dict) else None)
 
 
 def _ms(value: float | None) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from iris_tools.google.monitoring import Figures
 
@@ -35,6 +35,18 @@ def figures_text(name: str, f: Figures) -> str:
 def live_line(index: int, steps: int, percent: int, left: float, mine: Figures, theirs: Figures) -> str:
     return (f"step {index + 1}/{steps} {percent}%  {left:4.0f} s left  "
             f"{figures_text('candidate', mine)} | {figures_text('stable', theirs)}")
+
+
+def quality_text(quality: dict[str, Any] | None) -> str:
+    """The quality check's figures, for the live line: labels and accuracy of each revision."""
+    if not quality:
+        return ""
+
+    def one(side: dict[str, Any]) -> str:
+        accuracy = side.get("accuracy")
+        return f"{side.get('labelled', 0)} labels" + ("" if accuracy is None else f" {100 * accuracy:.1f}%")
+
+    return f" | answers: candidate {one(quality['candidate'])}, stable {one(quality['stable'])}"
 
 
 def summary(steps: list[StepResult]) -> str:

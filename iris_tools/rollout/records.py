@@ -275,6 +275,7 @@ class StepResult:
     verdict: str = ""
     reasons: list[str] = field(default_factory=list)
     index: int = -1  # its place in the plan (a resumed rollout's record starts part way)
+    quality: dict[str, Any] | None = None  # with LABELS: the quality check's verdict (its figures and reasons)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -287,7 +288,8 @@ class StepResult:
                    candidate=Figures.from_json(document.get("candidate")),
                    stable=Figures.from_json(document.get("stable")),
                    verdict=_get(document, what, "verdict", str, ""), reasons=_get(document, what, "reasons", list, []),
-                   index=_get(document, what, "index", int, -1))
+                   index=_get(document, what, "index", int, -1),
+                   quality=_get(document, what, "quality", dict, None))
 
 
 @dataclass

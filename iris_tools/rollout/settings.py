@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from iris_tools import environment
 from iris_tools.rollout.errors import RolloutError
 from iris_tools.rollout.gate import Thresholds
+from iris_tools.rollout.quality_gate import QualityThresholds
 from iris_tools.rollout.records import Plan
 
 
@@ -35,6 +36,9 @@ class RolloutSettings:
     shadow_inputs: int = 500
     shadow_freshness: str = "1h"
     plan_given: bool = False  # STEPS was set, not defaulted: a resume refuses a plan other than its own
+    labels: str | None = None  # LABELS: "feedback" or a CSV path; None: the gate judges the server only
+    quality: QualityThresholds = field(default_factory=QualityThresholds)
+    label_wait_seconds: float = 30.0
 
     @classmethod
     def from_environment(cls, env: environment.Environment) -> "RolloutSettings":
@@ -51,13 +55,15 @@ class RolloutSettings:
                    force=env["FORCE"], public=env["PUBLIC"], service_account=env["SERVICE_ACCOUNT"],
                    min_agreement=env["MIN_AGREEMENT"], warmup_requests=env["WARMUP_REQUESTS"],
                    shadow_inputs=env["SHADOW_INPUTS"], shadow_freshness=env["SHADOW_FRESHNESS"],
-                   plan_given="STEPS" in env.given)
+                   plan_given="STEPS" in env.given, labels=env["LABELS"],
+                   quality=QualityThresholds(env["MAX_ACCURACY_DROP"], env["MAX_MIX_SHIFT"], env["MIN_LABELS"]),
+                   label_wait_seconds=env["LABEL_WAIT_S"])
 
     @classmethod
     def for_target(cls, target: str, environ: Mapping[str, str] = os.environ) -> "RolloutSettings":
         """Parsed from `environ` with the defaults of `target`; RolloutError names a bad variable."""
         try:
-            return cls.from_environment(environment.read({**environ, "TARGET": target}, "rollout"))
+            return cls.from_environment(environment.read({**environ, "TARGET": target}, "rollout", "quality"))
         except environment.SettingError as exc:
             raise RolloutError(str(exc)) from None
 

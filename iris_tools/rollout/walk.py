@@ -29,13 +29,19 @@ from iris_tools.rollout.events import (
     StepEnded,
     StepStarted,
 )
+from iris_tools.quality.outcomes import RevisionOutcome
+from iris_tools.quality.sources import OutcomeReader
 from iris_tools.rollout.gate import Verdict, judge
+from iris_tools.rollout.quality_gate import QualityVerdict, judge_quality
 from iris_tools.rollout.lock import acquire, held, new_lock, refuse_unreadable
 from iris_tools.rollout.records import Annotations, Lock, Plan, Record, RolledBack, StepResult, now_text
 from iris_tools.rollout.rollback import check_not_barred
 from iris_tools.rollout.shadow import Shadow
 from iris_tools.rollout.split import Split
 from iris_tools.rollout.warmup import warm_up
+
+
+PAUSE_FOR_LABELS = "pause"  # a step whose server checks passed and whose labels did not come: a person decides
 
 
 class Stopped(RolloutError):
@@ -61,12 +67,15 @@ class Candidate:
 class Rollout:
     """One rollout of one service: checks, the lock, warm-up, the steps, and the rollback on a breach."""
 
-    def __init__(self, service: CloudRunService, monitoring: Monitoring, report_dir: Path, emit: Emit) -> None:
+    def __init__(self, service: CloudRunService, monitoring: Monitoring, report_dir: Path, emit: Emit,
+                 outcomes: OutcomeReader | None = None) -> None:
+        """`outcomes`: with LABELS, where the quality check reads the predictions and labels of a step's window."""
         self.service = service
         self.settings = service.settings
         self.monitoring = monitoring
         self.report_dir = report_dir
         self.emit = emit
+        self.outcomes = outcomes
         self.thresholds = self.settings.thresholds
 
     def say(self, text: str) -> None:
@@ -178,7 +187,7 @@ class Rollout:
     def _walk(self, lock: Lock) -> int:
         settings = self.settings
         plan = lock.plan
-        previous_stable = Figures()
+        previous_stable, previous_outcome = Figures(), RevisionOutcome(lock.stable)
         self.say(f"rolling out {lock.candidate} (stable {lock.stable}) in steps {plan.text()}; "
                  f"{settings.step_seconds:g} s of judged time and {self.thresholds.min_requests} candidate requests "
                  f"per step")
@@ -197,14 +206,19 @@ class Rollout:
                 raise Stopped(f"{exc}; the rollout stops here and changes nothing") from None
             started = time.time()
             self.emit(StepStarted(index, plan, percent, started))
-            verdict = self._watch(lock, index, percent, started, expected, previous_stable)
+            verdict, stable_outcome = self._watch(lock, index, percent, started, expected, previous_stable,
+                                                  previous_outcome)
             result = StepResult(percent, started, time.time(), verdict.candidate, verdict.stable, verdict.decision,
-                                verdict.reasons, index)
+                                verdict.reasons, index, verdict.quality)
             self.emit(StepEnded(plan, result, verdict.line()))
-            if verdict.decision != "promote":
+            if verdict.decision == PAUSE_FOR_LABELS:  # too few labels for too long: a person decides
+                lock = self._pause(lock, index, expected)
+            elif verdict.decision != "promote":
                 return self._roll_back(lock, verdict)
             if result.stable.requests:
                 previous_stable = result.stable
+            if stable_outcome.labelled:
+                previous_outcome = stable_outcome
         return self._finish(lock, expected)
 
     def _finish(self, lock: Lock, expected: Split) -> int:
@@ -219,7 +233,8 @@ class Rollout:
 
     def _pause(self, lock: Lock, index: int, expected: Split) -> Lock:
         """Hold the split until a person runs `make promote` (which marks the lock) or `make rollback` (which
-        aborts), as Argo Rollouts' `pause: {}`; the lock says it is waiting, so `make traffic` does too."""
+        aborts), as Argo Rollouts' `pause: {}`; the lock says it is waiting, so `make traffic` does too. A percent
+        step whose labels did not come is held the same way, at its share."""
         service = self._still_ours(lock, expected)
         if not (lock.step == index and lock.paused):
             lock = lock.moved(step=index, paused=True)
@@ -263,8 +278,20 @@ class Rollout:
                           f"changes nothing (`make traffic` shows it, `make rollback` undoes the rollout)")
         return service
 
-    def _watch(self, lock: Lock, index: int, percent: int, started: float, expected: Split,
-               previous_stable: Figures) -> Verdict:
+    def _quality(self, lock: Lock, start: float, end: float,
+                 previous: RevisionOutcome) -> tuple[QualityVerdict | None, RevisionOutcome]:
+        """With LABELS: the candidate's answers against the stable revision's on the window's traffic (at 100% the
+        stable revision serves nothing: its outcome of the step before); and the stable outcome."""
+        if self.outcomes is None:
+            return None, previous
+        found = self.outcomes.outcomes(start, end).revisions
+        mine = found.get(lock.candidate, RevisionOutcome(lock.candidate))
+        theirs = found.get(lock.stable, RevisionOutcome(lock.stable))
+        reference = theirs if theirs.labelled else previous
+        return judge_quality(mine, reference, self.settings.quality, self.thresholds.alpha_per_step), theirs
+
+    def _watch(self, lock: Lock, index: int, percent: int, started: float, expected: Split, previous_stable: Figures,
+               previous_outcome: RevisionOutcome) -> tuple[Verdict, RevisionOutcome]:
         """Wait out the step; judge as figures arrive. The judged window is [the step's start + the figures'
         resolution, now - the monitoring delay]: nothing from before the step (the warm-up, a shadow replay, the
         step before) is counted, and the step lasts until it has STEP_SECONDS of judged time. Each poll also checks
@@ -274,6 +301,8 @@ class Rollout:
         judged_start = started + settings.resolution_seconds
         window_end = judged_start + settings.delay_seconds + settings.step_seconds
         hold_end = window_end + settings.max_hold_seconds
+        label_end = window_end + settings.label_wait_seconds
+        stable_outcome = previous_outcome
         while True:
             time.sleep(settings.poll_seconds)
             self._still_ours(lock, expected)
@@ -287,23 +316,40 @@ class Rollout:
                 if now < hold_end:
                     continue
                 return Verdict("rollback", [f"figures still incomplete after holding {settings.max_hold_seconds:g} s "
-                                            f"(MAX_HOLD_SECONDS): {exc}"], thresholds=thresholds, insufficient=True)
+                                            f"(MAX_HOLD_SECONDS): {exc}"], thresholds=thresholds,
+                               insufficient=True), stable_outcome
             mine, theirs = figures.get(lock.candidate, Figures()), figures.get(lock.stable, Figures())
             reference = theirs if theirs.requests else previous_stable
             verdict = judge(mine, reference, thresholds, candidate_ready=True)
+            quality, stable_outcome = self._quality(lock, judged_start, judged_end, previous_outcome)
+            verdict.quality = quality.as_json() if quality else None
             self.emit(FiguresRead(index, lock.plan, percent, started, now, (judged_start, judged_end), window_end,
                                   hold_end, mine, theirs, verdict))
+            if quality is not None and quality.decision == "rollback" and verdict.decision != "rollback":
+                verdict.decision = "rollback"  # healthy, fast, and wrong: judged by its answers
+                verdict.reasons = quality.reasons + verdict.reasons
+                return verdict, stable_outcome
             if now < window_end and mine.requests < thresholds.min_requests:
                 continue
             if verdict.decision == "rollback" or (verdict.decision == "promote" and now >= window_end):
-                return judge(mine, reference, thresholds,
-                             candidate_ready=self.service.revision_ready(lock.candidate))
+                final = judge(mine, reference, thresholds, candidate_ready=self.service.revision_ready(lock.candidate))
+                final.quality = verdict.quality
+                if final.decision == "promote" and quality is not None and quality.decision != "promote":
+                    if now < label_end:
+                        continue  # the server is judged; the answers are not yet: never promote without them
+                    final.decision = PAUSE_FOR_LABELS
+                    final.reasons = [f"labels still wanting {settings.label_wait_seconds:g} s after the window "
+                                     f"(LABEL_WAIT_S): paused for a person (make promote or make rollback)",
+                                     *quality.reasons]
+                elif quality is not None:
+                    final.reasons = final.reasons + quality.reasons
+                return final, stable_outcome
             if verdict.decision == "hold" and now >= hold_end:
                 verdict.decision = "rollback"
                 verdict.insufficient = True
                 verdict.reasons.append(f"still not judged after holding {settings.max_hold_seconds:g} s "
                                        f"(MAX_HOLD_SECONDS)")
-                return verdict
+                return verdict, stable_outcome
 
     # ------------------------------------------------------------ going back
 

@@ -61,6 +61,7 @@ def functions_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, (what, fault) in FAULTS.items():
         write_model_version(directory / name, LinearSVC(random_state=0, max_iter=10_000))
         (directory / name / "main.py").write_text(textwrap.dedent(FAULTY_MAIN.format(what=what, fault=fault)))
+    write_model_version(directory / "wrong", LinearSVC(random_state=0, max_iter=10_000), shuffled_labels=True)
     return directory
 
 
@@ -530,3 +531,61 @@ def test_the_gate_judges_figures_shaped_as_cloud_run_sends_them(tmp_path: Path, 
             assert len(record["steps"]) == 1 and "5xx rate" in record["verdict"]["reasons"][0]
     finally:
         emulator.stop()
+
+
+def test_a_healthy_but_wrong_candidate_is_rolled_back_on_its_answers_at_its_first_step(
+        stable: CloudRunUnderTest) -> None:
+    """A candidate trained on shuffled labels answers fast and never errs: the server checks pass it. With LABELS,
+    under a labelled load (answers labelled 0.5 s later through /feedback), its first step rolls it back on its
+    answers. Broken on purpose (the quality verdict ignored): it reached 100%."""
+    from iris_tools.quality.rehearsal import LabelledLoad
+
+    before = next(iter(shares(stable)))
+    load = LabelledLoad(stable.read()["status"]["url"], rate=60, label_delay_s=0.5, jitter=0.1, seed=3)
+    stop = threading.Event()
+    sender = threading.Thread(target=load.run, args=(300,), kwargs={"stop": stop.is_set}, daemon=True)
+    sender.start()
+    try:
+        result = make(stable, "rollout", "MODEL=wrong", STEPS="50 100", LABELS="feedback", MIN_LABELS="20")
+    finally:
+        stop.set()
+        sender.join(timeout=60)
+    assert result.returncode != 0 and "ROLLED BACK" in result.stdout, result.stdout + result.stderr
+    record = json.loads((stable.run_dir / "rollout" / "latest.json").read_text())
+    assert record["decision"] == "rolled back" and len(record["steps"]) == 1
+    step = record["steps"][0]
+    assert step["candidate"]["errors"] == 0 and step["quality"]["decision"] == "rollback"
+    assert any("the candidate is worse" in r or "prediction mix moved" in r for r in step["reasons"]), step["reasons"]
+    assert shares(stable) == {before: 100} and annotation(stable, "rolled-back")[-1]["barred"] is True
+    assert load.failures == []
+
+
+def test_a_step_whose_labels_never_come_pauses_for_a_person_and_never_promotes_itself(
+        stable: CloudRunUnderTest) -> None:
+    """LABELS=feedback and users' answers, but no labels back: each step's server checks pass and it holds; after
+    LABEL_WAIT_S it pauses for a person, and goes on only when `make promote` says so (at 100% too: with no labels
+    there is no evidence). Broken on purpose (a quality hold taken as a pass): it went to 100% on its own."""
+    before = next(iter(shares(stable)))
+    env = {**stable.env, "TARGET": "local", **FAST, "STEPS": "50 100", "LABELS": "feedback", "LABEL_WAIT_S": "2"}
+    with Load(stable.read()["status"]["url"]):
+        rollout = subprocess.Popen(["make", "-s", "rollout", "MODEL=lin_svc"], cwd=ROOT, env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            for index in (0, 1):
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline and not ((annotation(stable, "rollout") or {}).get("paused") and
+                                                           annotation(stable, "rollout")["step"] == index):
+                    assert rollout.poll() is None, rollout.communicate()
+                    time.sleep(0.3)
+                lock = annotation(stable, "rollout")
+                assert lock["paused"] and lock["step"] == index
+                wanted = {before: 50, lock["candidate"]: 50} if index == 0 else {lock["candidate"]: 100}
+                time.sleep(1)
+                assert shares(stable) == wanted  # held at its share: never promoted on no evidence
+                assert make(stable, "promote").returncode == 0
+            out, err = rollout.communicate(timeout=120)
+        finally:
+            if rollout.poll() is None:
+                kill(rollout)
+    assert rollout.returncode == 0, out + err
+    assert "labels still wanting" in out and shares(stable) == {lock["candidate"]: 100}
