@@ -184,7 +184,7 @@ def _current(current: Current | None) -> dict[str, Any] | None:
     limit = thresholds.latency_limit(stable.p99_ms) if stable.p99_ms is not None and current.verdict else None
     return {"step": current.step, "percent": current.percent, "started": current.started,
             "window_end": current.window_end, "hold_end": current.hold_end, "at": current.at, "paused": current.paused,
-            "decision": verdict.decision or None, "reasons": verdict.reasons,
+            "decision": verdict.decision or None, "reasons": verdict.reasons, "quality": verdict.quality,
             "candidate": asdict(verdict.candidate) if current.verdict else None, "stable": asdict(stable),
             "limits": {"max_error_rate": thresholds.max_error_rate if current.verdict else None, "p99_ms": limit,
                        "min_requests": thresholds.min_requests if current.verdict else None}}

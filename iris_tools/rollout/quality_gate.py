@@ -14,7 +14,7 @@ tests/unit/test_quality_gate_simulation.py shows what this promises.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from iris_tools.quality.outcomes import MixShift, RevisionOutcome, mix_shift
@@ -38,11 +38,13 @@ class QualityVerdict:
     evidence: float | None = None
     mix: MixShift | None = None
     wants_labels: bool = False  # held only for labels not yet back
+    thresholds: QualityThresholds = field(default_factory=QualityThresholds)
 
     def as_json(self) -> dict[str, Any]:
         return {"decision": self.decision, "reasons": self.reasons, "candidate": self.candidate,
                 "stable": self.stable, "evidence": None if self.evidence is None else round(self.evidence, 3),
-                "mix": None if self.mix is None else self.mix.as_json(), "wants_labels": self.wants_labels}
+                "mix": None if self.mix is None else self.mix.as_json(), "wants_labels": self.wants_labels,
+                "thresholds": asdict(self.thresholds)}
 
 
 def _summary(outcome: RevisionOutcome) -> dict[str, Any]:
@@ -65,7 +67,7 @@ def accuracy_evidence(candidate: RevisionOutcome, stable: RevisionOutcome, margi
 
 def judge_quality(candidate: RevisionOutcome, stable: RevisionOutcome, thresholds: QualityThresholds,
                   alpha: float) -> QualityVerdict:
-    verdict = QualityVerdict("promote", [], _summary(candidate), _summary(stable))
+    verdict = QualityVerdict("promote", [], _summary(candidate), _summary(stable), thresholds=thresholds)
     needed = math.log(1.0 / alpha)
     accuracy_passes = False
     if candidate.labelled and stable.labelled:

@@ -210,12 +210,26 @@ function renderGate(rollout, now) {
     ["p99", ms(c.p99_ms), limits.p99_ms === null ? "no baseline yet" : `≤ ${ms(limits.p99_ms)}`, ms(s.p99_ms),
       c.p99_ms === null || limits.p99_ms === null ? "–" : c.p99_ms <= limits.p99_ms ? "yes" : "no"],
   ];
+  const q = current.quality;  // with LABELS: the candidate judged by its answers too
+  if (q) {
+    const share = (side) => (side.accuracy === null || side.accuracy === undefined ? "–" : pct(side.accuracy));
+    const t = q.thresholds || {};
+    rows.push(["Labels back", String(q.candidate.labelled), `≥ ${t.min_labels}`, String(q.stable.labelled),
+      Math.min(q.candidate.labelled, q.stable.labelled) >= t.min_labels ? "yes" : "not yet"]);
+    rows.push(["Accuracy", share(q.candidate), `≥ stable − ${pct(t.max_accuracy_drop, 1)}`, share(q.stable),
+      q.decision === "rollback" ? "no" : q.wants_labels ? "pending labels" : q.decision === "promote" ? "yes" : "not yet decided"]);
+    if (q.mix) {
+      rows.push(["Mix shift", q.mix.total_variation.toFixed(3), `≤ ${t.max_mix_shift}`, "",
+        q.mix.total_variation <= t.max_mix_shift ? "yes" : q.mix.p_value < 0.05 ? "no" : "within chance"]);
+    }
+  }
   $("gate-table").tBodies[0].replaceChildren(...rows.map(([name, cand, limit, stable, within]) =>
     el("tr", {}, el("th", { scope: "row", text: name }), el("td", { class: "num", text: cand }), el("td", { class: "num", text: limit }),
       el("td", { class: "num", text: stable }), el("td", { text: within }))));
   const words = { promote: "PROMOTE when the window ends", hold: "HOLD: not yet judged", rollback: "ROLL BACK: a breach" };
   $("verdict").textContent = `Verdict now: ${words[current.decision] || current.decision}`;
-  $("reasons").replaceChildren(...(current.reasons || []).map((reason) => el("li", { text: reason })));
+  const reasons = [...(current.reasons || []), ...((q && q.reasons) || [])];
+  $("reasons").replaceChildren(...reasons.map((reason) => el("li", { text: reason })));
 }
 
 function renderShadow(state) {
