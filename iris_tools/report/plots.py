@@ -93,8 +93,10 @@ def _series(record: Record) -> dict[str, list[tuple[float, float, float, float, 
 def rollout_png(record: Record, path: Path) -> Path:
     series = _series(record)
     names = {"candidate": record.candidate, "stable": record.stable}
-    figure, axes = plt.subplots(4, 1, figsize=(10, 9.5), sharex=True)
-    labels = ["traffic share (%)", "requests/s", "5xx rate (%)", "p99 (ms, step window)"]
+    judged = any(step.quality for step in record.steps)  # with LABELS: a panel of each step's accuracy
+    figure, axes = plt.subplots(5 if judged else 4, 1, figsize=(10, 11.5 if judged else 9.5), sharex=True)
+    labels = ["traffic share (%)", "requests/s", "5xx rate (%)", "p99 (ms, step window)"] + \
+        (["accuracy on labels (%)"] if judged else [])
     for role, colour in (("stable", REVISION_COLOURS[0]), ("candidate", REVISION_COLOURS[1])):
         # Traffic share: what each step set, from its start to its end.
         times, shares = [0.0], [0 if role == "candidate" else 100]
@@ -114,6 +116,15 @@ def rollout_png(record: Record, path: Path) -> Path:
         axes[2].plot(t, [100 * p[3] for p in points], color=colour, marker=".", linestyle="-")
         axes[3].plot(t, [np.nan if p[4] in (None, float("inf")) else p[4] for p in points], color=colour,
                      marker=".")
+    if judged:
+        for role, colour in (("stable", REVISION_COLOURS[0]), ("candidate", REVISION_COLOURS[1])):
+            points = [((step.ended or step.started) - record.started, 100 * step.quality[role]["accuracy"],
+                       step.quality[role]["labelled"]) for step in record.steps
+                      if step.quality and step.quality[role].get("accuracy") is not None]
+            axes[4].plot([p[0] for p in points], [p[1] for p in points], color=colour, marker="o")
+            for at, accuracy, labelled in points:
+                axes[4].annotate(f"{labelled}", (at, accuracy), fontsize=7, color=colour, xytext=(3, 3),
+                                 textcoords="offset points")
     for ax, label in zip(axes, labels):
         ax.set_ylabel(label, fontsize=9)
         ax.grid(alpha=0.3)
@@ -127,7 +138,7 @@ def rollout_png(record: Record, path: Path) -> Path:
                          xytext=(3, 0), textcoords="offset points", va="bottom")
     decision = record.decision or "interrupted"
     axes[0].legend(loc="center left", fontsize=8)
-    axes[3].set_xlabel("seconds since the rollout started")
+    axes[-1].set_xlabel("seconds since the rollout started")
     figure.suptitle(f"Rollout of {names['candidate']} on service {record.service} ({record.target}): "
                     f"{decision}", fontsize=11, color="#d73027" if decision == "rolled back" else "black")
     figure.tight_layout(rect=(0, 0, 1, 0.96))

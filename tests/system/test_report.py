@@ -130,3 +130,16 @@ def test_the_rollout_picture_marks_every_step_and_the_decision(tmp_path: Path) -
     for colour in REVISION_COLOURS[:2]:
         assert colour_share(png, colour, tolerance=0.05) > 0.001
     assert colour_share(png, "#d73027", tolerance=0.05) > 0  # the rollback, marked in red
+
+
+def test_a_rollout_judged_on_its_answers_gets_an_accuracy_panel(tmp_path: Path) -> None:
+    """Broken on purpose (the quality of steps ignored): the picture had 4 panels, 950 pixels high."""
+    quality = {"decision": "promote", "candidate": {"labelled": 300, "correct": 240, "accuracy": 0.8},
+               "stable": {"labelled": 310, "correct": 254, "accuracy": 0.819}}
+    steps = [{"percent": 50, "started": 1001.0, "ended": 1009.0, "verdict": "promote", "reasons": [],
+              "candidate": {}, "stable": {}, "quality": quality}]
+    record = {"id": "r1", "service": "iris", "target": "local", "candidate": "iris-00002-new",
+              "stable": "iris-00001-old", "plan": [50, 100], "started": 1000.0, "steps": steps, "samples": [],
+              "decision": "promoted"}
+    png = rollout_png(Record.from_json(record), tmp_path / "rollout.png")
+    assert_drawn(png, (900, 1100))
