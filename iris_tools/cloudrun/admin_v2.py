@@ -40,17 +40,21 @@ LAUNCH_STAGES = {"LAUNCH_STAGE_UNSPECIFIED": 0, "UNIMPLEMENTED": 6, "PRELAUNCH":
                  "BETA": 3, "GA": 4, "DEPRECATED": 5}
 MIN_SCALE, MAX_SCALE = "autoscaling.knative.dev/minScale", "autoscaling.knative.dev/maxScale"
 SYSTEM_ANNOTATIONS = ("serving.knative.dev/", "run.googleapis.com/")  # Cloud Run's own: not a v2 client's to set
-SERVICE_FIELDS = {"name", "description", "uid", "generation", "labels", "annotations", "createTime", "updateTime",
-                  "deleteTime", "expireTime", "creator", "lastModifier", "client", "clientVersion", "ingress",
-                  "launchStage", "binaryAuthorization", "template", "traffic", "scaling", "invokerIamDisabled",
-                  "defaultUriDisabled", "urls", "customAudiences", "observedGeneration", "terminalCondition",
-                  "conditions", "latestReadyRevision", "latestCreatedRevision", "trafficStatuses", "uri",
-                  "satisfiesPzs", "reconciling", "etag", "iapEnabled", "threatDetectionEnabled"}
-TEMPLATE_FIELDS = {"revision", "labels", "annotations", "scaling", "vpcAccess", "timeout", "serviceAccount",
-                   "containers", "volumes", "executionEnvironment", "encryptionKey", "maxInstanceRequestConcurrency",
-                   "sessionAffinity", "healthCheckDisabled", "nodeSelector"}
-CONTAINER_FIELDS = {"name", "image", "command", "args", "env", "resources", "ports", "volumeMounts", "workingDir",
-                    "livenessProbe", "startupProbe", "dependsOn", "baseImageUri", "buildInfo"}
+# Every field of google.cloud.run.v2's Service, RevisionTemplate and Container (a client echoes them all back); the
+# ones this local Cloud Run does not apply are accepted and not kept (docs/local-cloud-run.md says which).
+SERVICE_FIELDS = {"annotations", "binaryAuthorization", "buildConfig", "client", "clientVersion", "conditions",
+                  "createTime", "creator", "customAudiences", "defaultUriDisabled", "deleteTime", "description", "etag",
+                  "expireTime", "generation", "iapEnabled", "ingress", "invokerIamDisabled", "labels", "lastModifier",
+                  "latestCreatedRevision", "latestReadyRevision", "launchStage", "multiRegionSettings", "name",
+                  "observedGeneration", "reconciling", "satisfiesPzs", "scaling", "template", "terminalCondition",
+                  "threatDetectionEnabled", "traffic", "trafficStatuses", "uid", "updateTime", "uri", "urls"}
+TEMPLATE_FIELDS = {"annotations", "containers", "encryptionKey", "encryptionKeyRevocationAction",
+                   "encryptionKeyShutdownDuration", "executionEnvironment", "gpuZonalRedundancyDisabled",
+                   "healthCheckDisabled", "labels", "maxInstanceRequestConcurrency", "nodeSelector", "revision",
+                   "scaling", "serviceAccount", "serviceMesh", "sessionAffinity", "timeout", "volumes", "vpcAccess"}
+CONTAINER_FIELDS = {"args", "baseImageUri", "buildInfo", "command", "dependsOn", "env", "image", "livenessProbe",
+                    "name", "ports", "readinessProbe", "resources", "sourceCode", "startupProbe", "volumeMounts",
+                    "workingDir"}
 WAIT_LIMIT_S = 600.0
 
 
@@ -137,16 +141,16 @@ def _template(value: Any, field: str = "service.template") -> dict[str, Any]:
         metadata["name"] = _short(_text(template["revision"], f"{field}.revision"), "revisions")
     scaling = _object(template.get("scaling"), f"{field}.scaling")
     for key, annotation in (("minInstanceCount", MIN_SCALE), ("maxInstanceCount", MAX_SCALE)):
-        if scaling.get(key) is not None:
+        if scaling.get(key) not in (None, 0, "0"):  # proto3: 0 is unset
             annotations[annotation] = str(_whole(scaling[key], f"{field}.scaling.{key}", 0, 1000))
     containers = _list(template.get("containers"), f"{field}.containers")
     if len(containers) != 1:
         raise InvalidArgument.field(f"{field}.containers", "exactly one container (this local Cloud Run runs one)")
     spec: dict[str, Any] = {"containers": [_container(containers[0], f"{field}.containers[0]")]}
-    if template.get("maxInstanceRequestConcurrency") is not None:
+    if template.get("maxInstanceRequestConcurrency") not in (None, 0, "0"):
         spec["containerConcurrency"] = _whole(template["maxInstanceRequestConcurrency"],
                                               f"{field}.maxInstanceRequestConcurrency", 0, 1000)
-    if template.get("timeout") is not None:
+    if template.get("timeout") not in (None, "", "0s"):
         spec["timeoutSeconds"] = _seconds(template["timeout"], f"{field}.timeout")
     if template.get("serviceAccount"):
         spec["serviceAccountName"] = _text(template["serviceAccount"], f"{field}.serviceAccount")

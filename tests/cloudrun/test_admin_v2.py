@@ -4,6 +4,10 @@ through gcloud (v1) as well: one store, two APIs."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import requests
@@ -138,3 +142,38 @@ def test_enums_are_read_by_name_and_by_number_and_written_as_asked(cloud_run: Cl
     requests.post(f"{base}?serviceId=numbered", json=body, timeout=60)
     numbered = requests.get(f"{base}/numbered?$alt=json;enum-encoding=int", timeout=30).json()
     assert numbered["traffic"][0]["type"] == 1 and numbered["ingress"] == 1
+
+
+NODE_CLIENT = Path(__file__).parent / "node_client"
+
+
+def node(cloud_run: CloudRunUnderTest, step: str) -> dict:
+    port = cloud_run.api().rsplit(":", 1)[1]
+    result = subprocess.run(["node", "client.js", port, step], cwd=NODE_CLIENT, capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_google_s_node_client_drives_the_same_story(cloud_run: CloudRunUnderTest) -> None:
+    """A second client no one here wrote: @google-cloud/run (Node.js, REST fallback), pinned in
+    tests/cloudrun/node_client/package.json; `.ci/run` installs it (`npm ci`), CI requires it."""
+    if not (NODE_CLIENT / "node_modules" / "@google-cloud" / "run").is_dir() or shutil.which("node") is None:
+        if os.environ.get("CI"):
+            pytest.fail("the Node client is not installed: npm ci --prefix tests/cloudrun/node_client")
+        pytest.skip("no Node client: npm ci --prefix tests/cloudrun/node_client")
+    created = node(cloud_run, "create")
+    first = short(created["latestReady"])
+    assert [(r, p) for r, p, _ in traffic_of(cloud_run.describe("node")) if p] == [(first, 100)]
+    node(cloud_run, "revise")
+    assert [(r, p) for r, p, _ in traffic_of(cloud_run.describe("node")) if p] == [(first, 100)]
+    split = node(cloud_run, "split")
+    tagged = next(s for s in split["statuses"] if s.get("tag") == "canary")
+    assert ask(cloud_run, tagged["uri"]).headers["X-Revision"] == "node-lin"
+    assert sorted((r, p) for r, p, _ in traffic_of(cloud_run.describe("node")) if p) == [(first, 90), ("node-lin", 10)]
+    stale = node(cloud_run, "stale")
+    assert stale["refused"] and stale["code"] == 10, stale  # ABORTED
+    assert sorted((r, p) for r, p, _ in traffic_of(cloud_run.describe("node")) if p) == [(first, 90), ("node-lin", 10)]
+    assert f"{PARENT}/services/node" in node(cloud_run, "list")["names"]
+    node(cloud_run, "delete")
+    assert cloud_run.gcloud("run", "services", "describe", "node").returncode != 0
