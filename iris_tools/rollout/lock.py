@@ -6,8 +6,6 @@ import os
 import socket
 import time
 import uuid
-from typing import Any
-
 from iris_tools.local.processes import start_time
 from iris_tools.rollout.cloud_run import CloudRunService, Conflict
 from iris_tools.rollout.errors import RolloutError
@@ -61,6 +59,3 @@ def acquire(target: CloudRunService, lock: Lock, resume: Lock | None) -> Lock:
                            f"changing traffic") from None
     return lock
 
-
-def lock_of(service: dict[str, Any], settings: RolloutSettings) -> tuple[Lock | None, bool]:
-    return held(Annotations.of(service), settings)
