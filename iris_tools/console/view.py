@@ -123,7 +123,8 @@ class View:
                            "verdict": verdicts.get(i)} for i, step in enumerate(lock.plan.steps)],
                 "index": lock.step, "text": lock.step_text(), "host": lock.host, "pid": lock.pid,
                 "started": lock.started, "updated": lock.updated, "promoted": lock.promoted,
-                "current": _current(current), "thresholds": asdict(record.thresholds) if record else None}
+                "current": _current(current), "thresholds": asdict(record.thresholds) if record else None,
+                "quality_timeline": _quality_timeline(record)}
 
     def _records(self, service: str) -> list[dict[str, Any]]:
         """This machine's last RECORDS_SHOWN rollout records of `service`, newest first."""
@@ -172,6 +173,17 @@ class View:
 def _finite(ms: float | None) -> float | None:
     """A percentile for JSON: one in the overflow bucket (infinite) is not charted."""
     return None if ms is None or ms == float("inf") else ms
+
+
+def _quality_timeline(record: Record | None) -> dict[str, list[list[float | int | None]]]:
+    """With LABELS: revision -> [[at, accuracy, labels back]] at each read of the rollout under way, for its charts."""
+    found: dict[str, list[list[float | int | None]]] = {}
+    for sample in (record.samples if record else []):
+        if sample.quality:
+            for role, name in (("candidate", record.candidate), ("stable", record.stable)):
+                side = sample.quality.get(role) or {}
+                found.setdefault(name, []).append([sample.at, side.get("accuracy"), side.get("labelled", 0)])
+    return found
 
 
 def _current(current: Current | None) -> dict[str, Any] | None:

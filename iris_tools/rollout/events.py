@@ -161,7 +161,10 @@ class RecordWriter:
             record.current = Current(event.index, event.percent, event.started, paused=event.paused) \
                 if event.paused else None
         elif isinstance(event, FiguresRead):
-            record.samples.append(Sample(event.at, event.percent, event.window, event.candidate, event.stable))
+            quality = event.verdict.quality
+            record.samples.append(Sample(event.at, event.percent, event.window, event.candidate, event.stable,
+                                         {role: {key: quality[role].get(key) for key in ("labelled", "accuracy")}
+                                          for role in ("candidate", "stable")} if quality else None))
             record.current = Current(event.index, event.percent, event.started, event.window_end, event.hold_end,
                                      event.at, verdict=event.verdict)
         elif isinstance(event, StepEnded):

@@ -301,10 +301,14 @@ class Sample:
     window: tuple[float, float]
     candidate: Figures
     stable: Figures
+    quality: dict[str, Any] | None = None  # with LABELS: each revision's labels back and accuracy at this read
 
     def to_json(self) -> dict[str, Any]:
-        return {"at": self.at, "percent": self.percent, "window": list(self.window),
-                "candidate": asdict(self.candidate), "stable": asdict(self.stable)}
+        document = {"at": self.at, "percent": self.percent, "window": list(self.window),
+                    "candidate": asdict(self.candidate), "stable": asdict(self.stable)}
+        if self.quality is not None:
+            document["quality"] = self.quality
+        return document
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> "Sample":
@@ -312,7 +316,8 @@ class Sample:
         window = _get(document, what, "window", list)
         return cls(at=_get(document, what, "at", float), percent=_get(document, what, "percent", int),
                    window=(float(window[0]), float(window[1])), candidate=Figures.from_json(document.get("candidate")),
-                   stable=Figures.from_json(document.get("stable")))
+                   stable=Figures.from_json(document.get("stable")),
+                   quality=_get(document, what, "quality", dict, None))
 
 
 @dataclass

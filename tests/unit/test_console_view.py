@@ -86,3 +86,20 @@ def test_records_are_this_service_s_newest_first(tmp_path: Path) -> None:
     (folder / "iris-20261130-100000.json").write_text("{torn")
     records = view(tmp_path, {}).state(None)["records"]
     assert [r["decision"] for r in records] == ["rolled back", "promoted"]
+
+
+def test_a_rollout_judged_on_its_answers_gives_the_page_each_revision_s_accuracy_over_time(tmp_path: Path) -> None:
+    """Broken on purpose (the samples' quality not kept by the record): the timeline was empty."""
+    lock = {"id": "r1", "candidate": "iris-2", "stable": "iris-1", "steps": [50, 100], "step": 0, "host": "elsewhere",
+            "pid": 1, "updated": 4e9}
+    (tmp_path / "rollout").mkdir()
+    samples = [{"at": 10.0 + i, "percent": 50, "window": [9.0, 10.0 + i], "candidate": {}, "stable": {},
+                "quality": {"candidate": {"labelled": 10 * i, "accuracy": 0.7}, "stable": {"labelled": 11 * i,
+                                                                                        "accuracy": 0.8}}}
+               for i in range(3)]
+    record = {"id": "r1", "service": "iris", "candidate": "iris-2", "stable": "iris-1", "plan": [50, 100],
+              "started": 1.0, "decision": None, "steps": [], "samples": samples}
+    (tmp_path / "rollout" / "latest.json").write_text(json.dumps(record))
+    timeline = view(tmp_path, {LOCK: json.dumps(lock)}).state(None)["rollout"]["quality_timeline"]
+    assert timeline == {"iris-2": [[10.0, 0.7, 0], [11.0, 0.7, 10], [12.0, 0.7, 20]],
+                        "iris-1": [[10.0, 0.8, 0], [11.0, 0.8, 11], [12.0, 0.8, 22]]}

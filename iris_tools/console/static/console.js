@@ -230,6 +230,19 @@ function renderGate(rollout, now) {
   $("verdict").textContent = `Verdict now: ${words[current.decision] || current.decision}`;
   const reasons = [...(current.reasons || []), ...((q && q.reasons) || [])];
   $("reasons").replaceChildren(...reasons.map((reason) => el("li", { text: reason })));
+  renderQualityCharts(rollout, now);
+}
+
+function renderQualityCharts(rollout, now) {
+  // With LABELS: each revision's accuracy and labels back at each read of this rollout (the last MINUTES).
+  const timeline = rollout.quality_timeline || {};
+  const revisions = Object.keys(timeline).sort();
+  const box = $("quality-charts");
+  box.hidden = !revisions.length;
+  if (!revisions.length) return;
+  const figures = { start: now - MINUTES * 60, end: now, period_s: 0, revisions: timeline };
+  drawChart($("chart-accuracy"), figures, revisions, 1, (v) => pct(v, 0));
+  drawChart($("chart-labels"), figures, revisions, 2, num);
 }
 
 function renderShadow(state) {
