@@ -27,6 +27,7 @@ from typing import Any
 from iris_tools.cloudrun.control import LocalCloudRun
 from iris_tools.cloudrun.errors import Aborted, InvalidArgument, ResourceNotFound
 from iris_tools.cloudrun.resources import LOCATION_LABEL
+from iris_tools.cloudrun.validation import object_field as _object
 
 TYPE_PREFIX = "type.googleapis.com/google.cloud.run.v2."
 TRAFFIC_TYPES = {"TRAFFIC_TARGET_ALLOCATION_TYPE_UNSPECIFIED": 0, "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST": 1,
@@ -59,14 +60,6 @@ WAIT_LIMIT_S = 600.0
 
 
 # ---------------------------------------------------------------- reading what a client sends
-
-
-def _object(value: Any, field: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidArgument.field(field, f"expected an object, got {value!r}")
-    return value
 
 
 def _list(value: Any, field: str) -> list[Any]:

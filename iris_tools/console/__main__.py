@@ -17,11 +17,10 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from iris_tools import environment
 from iris_tools.console.app import create_app
 from iris_tools.console.view import View
-from iris_tools.google.api import ApiError
-from iris_tools.google.gcloud import Gcloud, GcloudError
+from iris_tools.google.gcloud import Gcloud
 from iris_tools.google.monitoring import Monitoring
 from iris_tools.rollout.cloud_run import CloudRunService
-from iris_tools.rollout.errors import EXIT_FAILED, RolloutError, unreachable
+from iris_tools.rollout.errors import COMMAND_FAILURES, EXIT_FAILED, failed
 from iris_tools.rollout.settings import RolloutSettings
 
 class QuietPolls(WSGIRequestHandler):
@@ -46,12 +45,8 @@ def main() -> int:
         service = CloudRunService(gcloud, RolloutSettings.from_environment(env))
         view = View(service, Monitoring.from_gcloud(gcloud), env["RUN_DIR"], env["CONSOLE_PERIOD_S"])
         view.services()  # the API answers (or the user hears why not) before a URL is printed
-    except (RolloutError, GcloudError, environment.SettingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except ApiError as exc:
-        print(f"error: {unreachable(exc, target)}", file=sys.stderr)
-        return EXIT_FAILED
+    except COMMAND_FAILURES as exc:
+        return failed(exc, target)
     port = env["CONSOLE_PORT"]
     app = create_app(view)
     try:

@@ -19,14 +19,13 @@ import time
 from pathlib import Path
 
 from iris_tools import environment
-from iris_tools.google.api import ApiError
-from iris_tools.google.gcloud import Gcloud, GcloudError
+from iris_tools.google.gcloud import Gcloud
 from iris_tools.google.logging import Logging
 from iris_tools.local.state import write_atomically
 from iris_tools.quality.outcomes import Outcomes, join, mix_shift
 from iris_tools.quality.rehearsal import LabelledLoad
 from iris_tools.quality.sources import file_labels, logged_labels, logged_predictions, since
-from iris_tools.rollout.errors import EXIT_FAILED, RolloutError, unreachable
+from iris_tools.rollout.errors import COMMAND_FAILURES, EXIT_FAILED, RolloutError, failed
 from iris_tools.rollout.printing import table
 
 
@@ -104,12 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             return load(env)
         outcomes(env)
         return 0
-    except (RolloutError, GcloudError, environment.SettingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except ApiError as exc:
-        print(f"error: {unreachable(exc, target)}", file=sys.stderr)
-        return EXIT_FAILED
+    except COMMAND_FAILURES as exc:
+        return failed(exc, target)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ class LabelledLoad:
     def _post_due(self, now: float, everything: bool = False) -> None:
         with self._lock:
             due = [a for a in self._due if everything or now - a.at >= self.label_delay_s]
-            self._due = [a for a in self._due if a not in set(due)]
+            self._due = [] if everything else [a for a in self._due if now - a.at < self.label_delay_s]
         for start in range(0, len(due), FEEDBACK_BATCH):
             batch = [{"id": a.id, "label": a.label} for a in due[start: start + FEEDBACK_BATCH]]
             request = urllib.request.Request(f"{self.url}/feedback", data=json.dumps(batch).encode(), method="POST",

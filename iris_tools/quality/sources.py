@@ -12,8 +12,8 @@ from iris_tools.google.logging import Logging
 from iris_tools.google.timestamps import parse_timestamp
 from iris_tools.quality.outcomes import Outcomes, Prediction, TrueLabel, join
 from iris_tools.rollout.errors import RolloutError
+from shared.request_id import MAX_ID_CHARS
 
-MAX_ID_CHARS = 128
 
 
 def _read(logging: Logging, service: str, kind: str, window: tuple[float, float | None],

@@ -17,16 +17,14 @@ import sys
 from functools import partial
 
 from iris_tools import environment
-from iris_tools.google.api import ApiError
-from iris_tools.google.gcloud import Gcloud, GcloudError
+from iris_tools.google.gcloud import Gcloud
 from iris_tools.google.logging import Logging
 from iris_tools.google.monitoring import Monitoring
 from iris_tools.quality.sources import OutcomeReader
 from iris_tools.rollout.cloud_run import CloudRunService
-from iris_tools.rollout.errors import EXIT_FAILED, RolloutError, unreachable
+from iris_tools.rollout.errors import COMMAND_FAILURES, RolloutError, failed
 from iris_tools.rollout.events import RecordWriter, Terminal, fan_out
 from iris_tools.rollout.promote import promote
-from iris_tools.rollout.records import RecordError
 from iris_tools.rollout.rollback import rollback
 from iris_tools.rollout.settings import RolloutSettings
 from iris_tools.rollout.shadow import Shadow
@@ -87,12 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             set_split(service, split)
         show(service, monitoring, out)
         return 0
-    except (RolloutError, GcloudError, RecordError, environment.SettingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except ApiError as exc:
-        print(f"error: {unreachable(exc, target)}", file=sys.stderr)
-        return EXIT_FAILED
+    except COMMAND_FAILURES as exc:
+        return failed(exc, target)
     except KeyboardInterrupt:
         print("\ninterrupted: traffic stays as the last step set it; `make traffic` explains, `make rollout` "
               "resumes, `make rollback` undoes", file=sys.stderr)
