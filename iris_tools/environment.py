@@ -199,6 +199,8 @@ VARIABLES: tuple[Variable, ...] = (
              "default)"),
     Variable("WARMUP_REQUESTS", "rollout", whole(), 20, "predictions sent to the candidate's tag URL before its "
              "first live step (0: none)", "requests"),
+    Variable("ROLLBACK_WINDOW", "rollout", number(), ByTarget(900.0, 120.0), "after a promotion, how long the "
+             "revision users left is kept warm so that a rollback meets no cold start (0: not kept)", "s"),
     Variable("MIN_AGREEMENT", "rollout", number(0.0, 1.0, what="a fraction from 0 to 1"), None, "gate the first "
              "live step on a shadow comparison: the least agreement (unset: no shadow)", "fraction"),
     Variable("SHADOW_INPUTS", "rollout", whole(1), 500, "how many recent stable inputs the shadow replays",

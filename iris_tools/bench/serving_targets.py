@@ -276,7 +276,7 @@ class LocalCloudRunServer(Server):
     def pids(self) -> list[int]:
         """Envoy and the revision's processes: what serves a request (the control plane does not)."""
         state = self._state()
-        records = [state["envoy"], *(r["server"] for r in state["revisions"].values() if r.get("server"))]
+        records = [state["envoy"], *(i for r in state["revisions"].values() for i in r.get("instances") or [])]
         return [pid for record in records for pid in ProcessServer.adopt(record).pids()]
 
     def logs(self, lines: int = 20) -> str:

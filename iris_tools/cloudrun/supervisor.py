@@ -1,15 +1,18 @@
-"""Supervision: the revision processes and Envoy brought to match the stored state, and kept so.
+"""Supervision: each revision's instances and Envoy brought to match the stored state, and kept so.
 
 One reconcile loop (`reconcile`), run after every change and every RECONCILE_INTERVAL_S by `run`, sets
 what is stored (desired) against what runs (observed), as Knative Serving's reconcilers do:
-- a revision that should run (it carries traffic or a tag, or is its service's latest) and does not is
-  started in a thread of its own. One that dies is started again with capped exponential back-off for
-  as long as it should run; only a revision whose first start failed is failed for good (deploy a new
-  one), as on Cloud Run. A revision keeps its port across restarts, so Envoy's endpoint stays right.
+- each revision runs as many instances as its autoscaler decides (`autoscaler.py`, Knative's KPA): 0..N
+  processes (containers under docker), each on a port of its own, all endpoints of the revision's Envoy
+  cluster. `scale`, run every SAMPLE_S by `run_autoscaler`, reads each revision's requests in flight and
+  queued from Envoy and asks the autoscaler; a request held for a revision at zero starts one at once.
+- an instance that dies is replaced (with capped exponential back-off when it dies soon after its start);
+  only a revision whose first start failed is failed for good (deploy a new one), as on Cloud Run.
+- an instance scaled in is taken out of Envoy (confirmed) before it is stopped;
 - an Envoy that dies is started again, on the configuration files it had;
-- Envoy is fed the routes whenever they change, and confirms them.
+- Envoy is fed the routes and endpoints whenever they change, and confirms them.
 Under the state lock only the in-memory store is read and written: process starts, readiness waits and
-Envoy's applies happen outside it, so reads and traffic changes answer while a revision starts.
+Envoy's applies happen outside it, so reads and traffic changes answer while an instance starts.
 Lock order: the apply lock, then the state lock; never the other way round.
 """
 
@@ -25,22 +28,23 @@ from pathlib import Path
 from typing import Any
 
 from iris_tools.local.versions import FUNCTIONS_DIR
+from iris_tools.cloudrun.autoscaler import TICK_S
 from iris_tools.cloudrun.envoy import Backend, Envoy, Route
+from iris_tools.cloudrun.instances import Instance, Pool
 from iris_tools.cloudrun.digest import ImageNotRunnable
 from iris_tools.cloudrun.resources import DEPLOYING, model_of_image
 from iris_tools.cloudrun.routes import Routes
 from iris_tools.cloudrun.store import Store
-from iris_tools.local.servers import Server, ServerError, adopt, free_port, port_is_free
+from iris_tools.local.servers import ContainerServer, Server, ServerError, adopt, free_port, port_is_free
 from iris_tools.local.versions import start_version
 
 STARTUP_TIMEOUT_S = 60.0
 RECONCILE_INTERVAL_S = 0.5
-RESTART_BASE_S = 0.5  # the wait after a second crash in a row; it doubles with each further one
-RESTART_CAP_S = 8.0
-STABLE_S = 10.0  # a revision that ran this long before it died starts again at once
+SAMPLE_S = 0.1  # how often each revision's load is read from Envoy (the autoscaler averages it per second)
 DEFAULT_CONCURRENCY = 80  # Cloud Run's defaults for containerConcurrency and timeoutSeconds
 MAX_CONCURRENCY = 1000
 DEFAULT_TIMEOUT_S = 300
+STOP_GRACE_S = 5.0
 
 # Why a revision is not ready, as Cloud Run's Revision conditions name it.
 CONTAINER_MISSING = "ContainerMissing"
@@ -50,18 +54,13 @@ CONTAINER_EXITED = "ContainerExited"
 
 @dataclass
 class Observed:
-    """What a revision is doing now: one of serving, starting, restarting, stopped (scaled to zero), failed."""
+    """What a revision is doing now: serving (an instance is ready), activating (scaling up from zero),
+    starting (its first start, or again after a crash), restarting (waiting out a crash back-off), stopped
+    (scaled to zero), failed."""
 
     state: str
     message: str = ""
     reason: str = ""
-
-
-@dataclass
-class _Restarts:
-    failures: int = 0  # starts in a row that failed, or crashes soon after a start
-    next_at: float = 0.0  # time.monotonic() of the next attempt
-    started_at: float = 0.0
 
 
 class Supervisor:
@@ -72,28 +71,37 @@ class Supervisor:
         self.lock = lock  # the state lock
         self._apply_lock = threading.Lock()
         self.envoy: Envoy | None = None
-        self.servers: dict[str, Server] = {}  # revision name -> a server that answered as that revision
-        self._starting: dict[str, threading.Thread] = {}
-        self._restarts: dict[str, _Restarts] = {}
+        self.pools: dict[str, Pool] = {}  # revision name -> its instances
         self._applied: tuple[list[Route], dict[str, Backend]] | None = None
         self.transitions: dict[str, dict[str, list[str]]] = {}  # "services/<name>" -> condition -> [status, time]
+        self.startups: list[tuple[float, str, float]] = []  # (time.time(), revision, seconds) of each cold start
+        self._next_tick = 0.0
+        self._next_hosts = 0.0
 
     # ------------------------------------------------------------ lifecycle
 
     def boot(self, wait_s: float = STARTUP_TIMEOUT_S) -> None:
-        """Adopt (or start) Envoy, adopt every revision that proves it is itself, start the rest that should
-        run (concurrently), and wait up to `wait_s` for those starts."""
+        """Adopt (or start) Envoy, adopt every instance that proves it is its revision, start one instance of
+        each revision that should run (concurrently), and wait up to `wait_s` for those starts."""
         with self.lock:
             self.envoy = Envoy.adopt(self.directory / "envoy", self.store.data.get("envoy"))
+            now = time.monotonic()
             for name, revision in self.store.revisions.items():
-                if revision.get("server"):
-                    server = adopt(revision["server"])
+                kept = []
+                earlier = [revision.pop("server")] if revision.get("server") else []  # a state file of one process
+                for record in [*(revision.get("instances") or []), *earlier]:
+                    server = adopt(record)
                     if server.alive() and _answers_as(server, name):
-                        self.servers[name] = server
+                        pool = self._pool(name)
+                        pool.instances[server.port] = Instance(server.port, now, server, ready_at=now)
+                        kept.append(record)
+                    else:
+                        server.stop(grace_s=2)
+                revision["instances"] = kept
         self.reconcile()
         deadline = time.monotonic() + wait_s
-        for thread in list(self._starting.values()):
-            thread.join(max(0.0, deadline - time.monotonic()))
+        while time.monotonic() < deadline and any(pool.starting() for pool in list(self.pools.values())):
+            time.sleep(0.05)
         self.reconcile()
 
     def run(self, stopping: threading.Event) -> None:
@@ -104,54 +112,91 @@ class Supervisor:
             except Exception:  # the loop is what heals: it must outlive any one fault
                 traceback.print_exc()
 
+    def run_autoscaler(self, stopping: threading.Event) -> None:
+        """Read the load and scale every SAMPLE_S until `stopping` is set; a fault is logged, never fatal."""
+        while not stopping.wait(SAMPLE_S):
+            try:
+                self.scale()
+            except OSError:
+                pass  # Envoy restarting: the next reading will do
+            except Exception:
+                traceback.print_exc()
+
     def stop_all(self) -> None:
-        """Stop every process the state records (revisions, Envoy); keep the state itself."""
+        """Stop every process the state records (instances, Envoy); keep the state itself."""
         with self.lock:
             for revision in self.store.revisions.values():
-                if revision.get("server"):
-                    adopt(revision["server"]).stop(grace_s=5)
-                revision["server"] = None
+                for record in revision.get("instances") or []:
+                    adopt(record).stop(grace_s=STOP_GRACE_S)
+                revision["instances"] = []
+            self.pools.clear()
             if self.store.data.get("envoy"):
                 adopt(self.store.data["envoy"]).stop(grace_s=5)
                 self.store.data["envoy"] = None
             self.store.save()
 
-    # ------------------------------------------------------------ the loop
+    # ------------------------------------------------------------ the autoscaler
 
-    def reconcile(self) -> None:
-        """Revisions that should run are running or starting; Envoy runs and serves the stored traffic.
-        Never call it holding the state lock."""
-        gone = []
+    def scale(self) -> None:
+        """One look at the load: feed each revision's autoscaler; every TICK_S (or at once, for a request held
+        at zero) set each revision's desired instance count. Reconciles when a count changes."""
+        envoy = self.envoy
+        if envoy is None or not envoy.alive():
+            return
+        load = envoy.load()
+        now = time.monotonic()
+        hosts = envoy.hosts() if now >= self._next_hosts else {}  # per instance, once a second
+        changed = False
         with self.lock:
-            now = time.monotonic()
-            changed = False
-            for name, server in list(self.servers.items()):
-                if name not in self.store.revisions:
-                    gone.append(self.servers.pop(name))
-                elif not server.alive():
-                    self.servers.pop(name)
-                    self._crashed(name, server, now)
-                    changed = True
-            for name in sorted(self.wanted()):
-                revision = self.store.revisions[name]
-                if not revision.get("port"):
-                    revision["port"] = self._port(revision)  # routed to (and held for) from now on
-                    changed = True
-                restarts = self._restarts.get(name)
-                if name in self.servers or name in self._starting or (restarts and now < restarts.next_at):
+            if hosts:
+                self._next_hosts = now + 1.0
+            tick = now >= self._next_tick
+            if tick:
+                self._next_tick = now + TICK_S
+            for name, revision in self.store.revisions.items():
+                if revision.get("failed"):
                     continue
-                thread = threading.Thread(target=self._start, args=(name,), name=f"start-{name}", daemon=True)
-                self._starting[name] = thread
-                thread.start()
-            if changed:
-                self.store.save()
-        for server in gone:
-            server.stop(grace_s=5)
-        self.apply()
+                pool = self._pool(name)
+                figures = load.get(name, {})
+                refused = figures.get("upstream_cx_connect_fail", 0)
+                poked = refused > pool.load_seen and not pool.ready()
+                pool.load_seen = refused
+                in_flight = figures.get("upstream_rq_active", 0) + figures.get("upstream_rq_pending_active", 0)
+                pool.autoscaler.observe(now, max(in_flight, 1 if poked else 0))
+                for port, stats in hosts.get(name, {}).items():
+                    instance = pool.instances.get(port)
+                    if instance is not None and (stats.get("rq_active", 0) > 0
+                                                 or stats.get("rq_total", 0) != instance.requests_seen):
+                        instance.last_active_at = now
+                        instance.requests_seen = stats.get("rq_total", 0)
+                activate = pool.desired == 0 and (poked or pool.autoscaler.wants_activation(len(pool.ready())))
+                if tick or activate:
+                    decision = pool.autoscaler.decide(now, len(pool.ready()), self._reachable(name),
+                                                      bool(revision.get("ready")))
+                    pool.decision = decision
+                    if decision.desired != pool.desired:
+                        print(f"autoscaler: {name} {pool.desired} -> {decision.desired} instances "
+                              f"({decision.reason})", flush=True)
+                        pool.desired = decision.desired
+                        changed = True
+        if changed:
+            self.reconcile()
 
-    def wanted(self) -> set[str]:
-        """Revisions that should run: each that carries traffic or a tag, each service's latest, each not yet
-        deployed; never one whose first start failed. The rest are scaled to zero, as Cloud Run does with no traffic."""
+    def _reachable(self, name: str) -> bool:
+        """Whether the revision carries traffic or a tag (Knative applies minScale only then)."""
+        service = self.store.revisions[name]["service"]
+        return any(t.get("revisionName") == name and (t.get("percent") or t.get("tag"))
+                   for t in self.routes.resolved_traffic(service))
+
+    def _pool(self, name: str) -> Pool:
+        """Under the state lock: the revision's pool, made on first sight with one instance if it should run
+        (it carries traffic or a tag, is its service's latest, or is not yet deployed), as at boot."""
+        pool = self.pools.get(name)
+        if pool is None:
+            pool = self.pools[name] = Pool.for_revision(self.store.revisions[name], 1 if name in self._initial() else 0)
+        return pool
+
+    def _initial(self) -> set[str]:
         names = set()
         for service in self.store.services:
             for target in self.routes.resolved_traffic(service):
@@ -160,23 +205,106 @@ class Supervisor:
             latest = self.routes.latest(service, ready=False)
             if latest:
                 names.add(latest)
-        # A revision still deploying (its start cut short by a killed control plane) is resolved: it becomes
-        # ready or failed.
-        names |= {name for name, revision in self.store.revisions.items() if not revision.get("ready")}
-        return {name for name in names if name in self.store.revisions and not self.store.revisions[name].get("failed")}
+        return names | {name for name, revision in self.store.revisions.items() if not revision.get("ready")}
+
+    def desired(self, name: str) -> int:
+        """Under the state lock: how many instances revision `name` should run now, within its bounds."""
+        revision = self.store.revisions[name]
+        if revision.get("failed"):
+            return 0
+        pool = self._pool(name)
+        spec = pool.autoscaler.spec
+        count = pool.desired
+        if not revision.get("ready"):
+            count = max(count, 1)  # its first start decides whether it is deployed at all
+        if self._reachable(name):
+            count = max(count, spec.min_scale)
+        return min(count, spec.max_scale) if spec.max_scale else count
+
+    # ------------------------------------------------------------ the loop
+
+    def reconcile(self) -> None:
+        """Each revision runs (or is starting) as many instances as it should; Envoy runs and serves the stored
+        traffic. Never call it holding the state lock."""
+        retired: list[Instance] = []
+        with self.lock:
+            now = time.monotonic()
+            changed = False
+            for name in list(self.pools):
+                if name not in self.store.revisions:
+                    retired.extend(self.pools.pop(name).instances.values())
+            for name, revision in self.store.revisions.items():
+                pool = self._pool(name)
+                for port, instance in list(pool.instances.items()):
+                    if instance.server is not None and instance.ready and not instance.server.alive():
+                        pool.instances.pop(port)
+                        pool.crashed_now(instance, now)
+                        retired.append(instance)  # what is left of it (an exited container) is removed
+                        revision.update({"message": f"An instance exited; starting another. Its last lines:\n"
+                                                    f"{instance.server.logs(5)}", "reason": CONTAINER_EXITED})
+                        changed = True
+                want = self.desired(name)
+                if want and not revision.get("port"):
+                    revision["port"] = self._home_port(revision)  # routed to (and held for) from now on
+                    changed = True
+                missing = want - len(pool.instances)
+                if missing > 0 and now >= pool.next_start_at and not (pool.starting() and not revision.get("ready")):
+                    for _ in range(missing if revision.get("ready") else 1):
+                        self._start_instance(name, revision, pool, now)
+                surplus = sorted(pool.ready(), key=lambda i: (i.state(now) == "active", i.started_at))
+                for instance in surplus[:max(0, len(pool.ready()) - want)] if not pool.starting() else []:
+                    pool.instances.pop(instance.port)
+                    retired.append(instance)
+                    changed = True
+            if changed or retired:
+                self._record_instances()
+                self.store.save()
+        self.apply()  # a retired instance leaves Envoy (confirmed) before it is stopped
+        for instance in retired:
+            if instance.server is not None:
+                threading.Thread(target=instance.server.stop, kwargs={"grace_s": STOP_GRACE_S}, daemon=True,
+                                 name=f"stop-{instance.port}").start()
+
+    def _record_instances(self) -> None:
+        """Under the state lock: each revision's instance processes, as the state file keeps them (so `make
+        stop` and a restarted control plane find them)."""
+        for name, revision in self.store.revisions.items():
+            pool = self.pools.get(name)
+            if pool is not None:
+                revision["instances"] = [i.server.record() for i in pool.instances.values() if i.server is not None]
 
     def observe(self, name: str) -> Observed:
         """What revision `name` is doing, read under the state lock."""
         revision = self.store.revisions[name]
         if revision.get("failed"):
             return Observed("failed", revision.get("message", ""), revision.get("reason") or CONTAINER_MISSING)
-        if name in self.servers:
+        pool = self._pool(name)
+        if pool.ready():
             return Observed("serving")
-        if name in self._starting:
+        if pool.starting():
+            if revision.get("ready") and not pool.crashed:
+                return Observed("activating", "Scaling up from zero; requests wait for the instance.")
             return Observed("starting", revision.get("message") or DEPLOYING)
-        if name in self._restarts and name in self.wanted():
+        if pool.crashed and self.desired(name):
             return Observed("restarting", revision.get("message", ""), revision.get("reason") or CONTAINER_EXITED)
         return Observed("stopped")
+
+    def instance_counts(self) -> dict[str, dict[str, int]]:
+        """Revision name -> instances by state ("active", "idle"), for Monitoring's instance_count."""
+        now = time.monotonic()
+        with self.lock:
+            return {name: pool.counts(now) for name, pool in self.pools.items() if name in self.store.revisions}
+
+    def scaling(self, name: str) -> dict[str, Any]:
+        """What `make emulator-status` shows of a revision's instances and its autoscaler."""
+        now = time.monotonic()
+        with self.lock:
+            pool = self._pool(name)
+            decision = pool.decision
+            return {"instances": len(pool.ready()), "starting": len(pool.starting()), "desired": self.desired(name),
+                    **pool.counts(now), "panicking": bool(decision and decision.panicking),
+                    "reason": decision.reason if decision else "initial scale",
+                    "concurrency": round(decision.stable_concurrency, 2) if decision else 0.0}
 
     def envoy_alive(self) -> bool:
         return self.envoy is not None and self.envoy.alive()
@@ -206,54 +334,56 @@ class Supervisor:
                 self._applied = wanted
 
     def _backends(self) -> dict[str, Backend]:
-        """Every revision that has a port: where it listens, and what its template asks of the data plane."""
+        """Every revision that has a port: where its ready instances listen (at zero, where its next one will,
+        so a request is held there), and what its template asks of the data plane."""
         backends = {}
         for name, revision in self.store.revisions.items():
             if revision.get("port") and not revision.get("failed"):
                 spec = revision["object"]["spec"]
                 concurrency = spec.get("containerConcurrency")
                 timeout = spec.get("timeoutSeconds")
+                ports = tuple(sorted(i.port for i in self._pool(name).ready())) or (revision["port"],)
                 backends[name] = Backend(
-                    revision["port"], MAX_CONCURRENCY if concurrency == 0 else int(concurrency or DEFAULT_CONCURRENCY),
+                    ports, MAX_CONCURRENCY if concurrency == 0 else int(concurrency or DEFAULT_CONCURRENCY),
                     int(timeout or DEFAULT_TIMEOUT_S))
         return backends
 
-    # ------------------------------------------------------------ one revision
+    # ------------------------------------------------------------ one instance
 
-    def _crashed(self, name: str, server: Server, now: float) -> None:
-        restarts = self._restarts.setdefault(name, _Restarts())
-        quick = now - restarts.started_at < STABLE_S
-        restarts.failures = restarts.failures + 1 if quick else 0
-        restarts.next_at = now + self._delay(restarts.failures)
-        revision = self.store.revisions[name]
-        revision.update({"message": f"The container exited; starting it again. Its last lines:\n{server.logs(5)}",
-                         "reason": CONTAINER_EXITED})
+    def _start_instance(self, name: str, revision: dict[str, Any], pool: Pool, now: float) -> None:
+        """Under the state lock: an instance on the revision's home port if no instance has it, else on a new
+        one; started and waited for in a thread of its own."""
+        if revision["port"] in pool.instances:
+            port = self._free_port()
+        else:
+            if not port_is_free(revision["port"]):  # a process not ours holds it: the revision moves home
+                revision["port"] = self._free_port(revision)
+            port = revision["port"]
+        instance = pool.instances[port] = Instance(port, now)
+        threading.Thread(target=self._start, args=(name, instance), name=f"start-{name}-{port}", daemon=True).start()
 
-    @staticmethod
-    def _delay(failures: int) -> float:
-        return 0.0 if failures == 0 else min(RESTART_CAP_S, RESTART_BASE_S * 2 ** (failures - 1))
-
-    def _start(self, name: str) -> None:
-        """Start revision `name` and wait until it is ready (this thread only); record what happened."""
+    def _start(self, name: str, instance: Instance) -> None:
+        """Start `instance` of revision `name` and wait until it is ready (this thread only); record it."""
         server = None
+        with self.lock:
+            revision = self.store.revisions.get(name)
+            if revision is None:
+                return
+            pool = self._pool(name)
+            plan = self._plan(name, revision, instance.port)
+            if isinstance(plan, str):
+                pool.instances.pop(instance.port, None)
+                self._start_failed(name, plan, CONTAINER_MISSING)
+                return
+        if plan["runtime"] == "docker":  # what is left of an earlier instance on this port (an exited container)
+            ContainerServer(plan["container"], instance.port).stop(grace_s=2)
         try:
-            with self.lock:
-                revision = self.store.revisions.get(name)
-                if revision is None:
-                    return
-                plan = self._plan(name, revision)
-                previous = revision.get("server")
-                if isinstance(plan, str):
-                    self._start_failed(name, plan, CONTAINER_MISSING)
-                    return
-                revision["port"] = plan["host_port"]
-            if previous:
-                adopt(previous).stop(grace_s=2)  # what is left of the last one (an exited container); only if ours
             server = start_version(plan["model"], plan["host_port"], plan["runtime"], env=plan["environment"],
                                    log=plan["log"], container_name=plan["container"], image=plan["image"],
                                    as_in_image=True)
             with self.lock:
-                revision["server"] = server.record()
+                instance.server = server
+                self._record_instances()
                 self.store.save()  # recorded before waiting: a crash now still knows the process to stop
             if plan["probe"]:
                 server.wait_ready(plan["probe"], timeout=STARTUP_TIMEOUT_S)
@@ -264,26 +394,29 @@ class Supervisor:
             if server is not None:
                 server.stop(grace_s=2)
             with self.lock:
+                pool.instances.pop(instance.port, None)
                 message = str(exc) if server is None else (
                     f"The user-provided container failed to start and listen on the port defined provided by the "
                     f"PORT={plan['port']} environment variable. {exc}")
                 self._start_failed(name, message, CONTAINER_MISSING if server is None else HEALTH_CHECK_FAILED)
+                self._record_instances()
+                self.store.save()
             return
-        finally:
-            with self.lock:
-                self._starting.pop(name, None)
         with self.lock:
-            if name not in self.store.revisions:  # deleted while it started
-                server.stop(grace_s=2)
+            if name not in self.store.revisions or pool.instances.get(instance.port) is not instance:
+                server.stop(grace_s=2)  # its revision was deleted (or it was retired) while it started
                 return
-            self.servers[name] = server
-            self._restarts.setdefault(name, _Restarts()).started_at = time.monotonic()
+            instance.ready_at = time.monotonic()
+            instance.last_active_at = instance.ready_at
+            self.startups.append((time.time(), name, instance.startup_s))
+            del self.startups[:-10000]
+            pool.crashed = False
             revision.update({"ready": True, "message": "", "reason": ""})
             self.store.save()
         self.apply()
 
-    def _plan(self, name: str, revision: dict[str, Any]) -> dict[str, Any] | str:
-        """How to start the revision, or why it cannot start."""
+    def _plan(self, name: str, revision: dict[str, Any], host_port: int) -> dict[str, Any] | str:
+        """How to start an instance of the revision on loopback `host_port`, or why it cannot start."""
         spec = revision["object"]["spec"]
         container = spec["containers"][0]
         try:
@@ -298,7 +431,6 @@ class Supervisor:
         # A container listens on its containerPort inside its own network, published on a loopback port.
         # Processes share this machine's ports, so a process revision listens on the loopback port itself and
         # PORT says which (the contract is "listen on $PORT"; two revisions may both say 8080).
-        host_port = self._port(revision)
         port_spec = (container.get("ports") or [{}])[0].get("containerPort")
         port = (int(port_spec) if port_spec else 8080) if runtime == "docker" else host_port
         environment = {item["name"]: str(item.get("value", "")) for item in container.get("env", [])}
@@ -307,35 +439,47 @@ class Supervisor:
         probe = (container.get("startupProbe") or {}).get("httpGet", {}).get("path")
         return {"model": model, "image": image, "runtime": runtime, "host_port": host_port, "port": port,
                 "environment": environment, "probe": probe, "log": self.directory / "logs" / f"{name}.log",
-                "container": f"cloudrun_{self.store.instance_id()}_{name}"}
+                "container": f"cloudrun_{self.store.instance_id()}_{name}_{host_port}"}
 
-    def _port(self, revision: dict[str, Any]) -> int:
-        """The revision's port, kept across restarts; a new one only when another process holds it. Never a
-        port a service, a tag or another revision has."""
+    def _taken_ports(self, revision: dict[str, Any] | None = None) -> set[int]:
+        """Ports a service, a tag, another revision or an instance holds."""
         taken = {port for service in self.store.services.values() for port in service.get("ports", {}).values()}
         taken |= {r.get("port") for r in self.store.revisions.values() if r is not revision}
-        kept = revision.get("port")
-        if kept and kept not in taken and port_is_free(kept):
-            return kept
+        taken |= {port for pool in self.pools.values() for port in pool.instances}
+        return taken
+
+    def _free_port(self, revision: dict[str, Any] | None = None) -> int:
+        taken = self._taken_ports(revision)
         port = free_port()
         while port in taken:
             port = free_port()
         return port
 
+    def _home_port(self, revision: dict[str, Any]) -> int:
+        """The revision's home port, kept across restarts (Envoy holds its requests there while it is at zero, and
+        its first instance listens there); a new one only when another process holds it."""
+        kept = revision.get("port")
+        if kept and kept not in self._taken_ports(revision) and port_is_free(kept):
+            return kept
+        return self._free_port(revision)
+
     def _start_failed(self, name: str, message: str, reason: str) -> None:
         """Under the state lock. A revision that never served is failed for good (as a deploy that fails on
         Cloud Run); one that served before is tried again after a back-off."""
         revision = self.store.revisions[name]
-        revision.update({"server": None, "message": message, "reason": reason})
+        revision.update({"message": message, "reason": reason})
+        pool = self._pool(name)
         if not revision.get("ready"):
-            revision.update({"failed": True, "port": None})
+            for instance in pool.instances.values():
+                if instance.server is not None:
+                    instance.server.stop(grace_s=2)
+            pool.instances.clear()
+            revision.update({"failed": True, "port": None, "instances": []})
             self._revision_never_started(revision)
         else:
-            restarts = self._restarts.setdefault(name, _Restarts())
-            restarts.failures += 1
-            delay = self._delay(restarts.failures)
-            restarts.next_at = time.monotonic() + delay
-            revision["message"] = f"Restart {restarts.failures} failed; next attempt in {delay:g} s. {message}"
+            delay = pool.start_failed(time.monotonic())
+            pool.crashed = True
+            revision["message"] = f"Restart {pool.failures} failed; next attempt in {delay:g} s. {message}"
         self.store.save()
 
     def _revision_never_started(self, revision: dict[str, Any]) -> None:

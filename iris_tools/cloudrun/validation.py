@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from iris_tools.cloudrun.autoscaler import ScalingError, ScalingSpec
 from iris_tools.cloudrun.errors import FailedPrecondition, InvalidArgument
 from iris_tools.cloudrun.name_checks import check_tag
 from iris_tools.cloudrun.resources import DEPLOYING
@@ -63,6 +64,10 @@ def check_service_body(body: Any) -> dict[str, Any]:
     concurrency = template_spec.get("containerConcurrency")
     if concurrency is not None and (type(concurrency) is not int or not 0 <= concurrency <= 1000):
         raise InvalidArgument.field("spec.template.spec.containerConcurrency", "must be an integer from 0 to 1000")
+    try:
+        ScalingSpec.of_template(template["metadata"].get("annotations") or {}, 80 if concurrency is None else concurrency)
+    except ScalingError as exc:
+        raise InvalidArgument.field(f"spec.template.metadata.annotations[{exc.field}]", str(exc)) from None
     traffic = spec.get("traffic")
     if traffic is not None and not isinstance(traffic, list):
         raise InvalidArgument.field("spec.traffic", "expected a list of traffic targets")

@@ -13,6 +13,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from iris_tools.google.api import ApiError
 from iris_tools.google.monitoring import Monitoring
 from iris_tools.rollout.cloud_run import CloudRunService, condition, digest_of, image_of, model_of, name_of, tags_of
 from iris_tools.rollout.gate import Verdict
@@ -24,14 +25,14 @@ RECORDS_SHOWN = 8  # the last rollouts listed
 
 
 def revision_row(annotations: Annotations, revision: dict[str, Any], split: Split,
-                 tags: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
+                 tags: dict[str, list[dict[str, str]]], instances: dict[str, int] | None = None) -> dict[str, Any]:
     name = name_of(revision)
     ready = condition(revision)
     entry = annotations.barring(name, digest_of(revision))
     return {"name": name, "model": model_of(image_of(revision) or ""), "image": image_of(revision),
             "digest": digest_of(revision), "created": revision["metadata"].get("creationTimestamp"),
             "ready": ready.get("status", "Unknown"), "reason": ready.get("reason"), "message": ready.get("message"),
-            "percent": split.percent(name), "tags": tags.get(name, []),
+            "percent": split.percent(name), "tags": tags.get(name, []), "instances": instances,
             "barred": None if entry is None else {"at": entry.at, "reason": entry.reason}}
 
 
@@ -85,7 +86,9 @@ class View:
         split = Split.of(service)
         tags = tags_of(service)
         annotations = Annotations.of(service)
-        rows = [revision_row(annotations, revision, split, tags) for revision in revisions]
+        instances = self._instances(target.name)
+        rows = [revision_row(annotations, revision, split, tags, instances.get(name_of(revision)))
+                for revision in revisions]
         models = {row["name"]: row["model"] for row in rows}
         ready = condition(service)
         return {
@@ -99,6 +102,13 @@ class View:
             "records": self._records(target.name), "shadow": self._shadow(target.name),
             "report": (self.run_dir / "report" / "compare.png").is_file(),
         }
+
+    def _instances(self, service: str) -> dict[str, dict[str, int]]:
+        """revision -> its instances by state, as Monitoring last reported them; {} when it cannot say."""
+        try:
+            return self.monitoring.instances(service, time.time())
+        except ApiError:
+            return {}
 
     def _rollout(self, target: CloudRunService, annotations: Annotations) -> dict[str, Any] | None:
         """The rollout holding the service (its lock), with this machine's record of it when there is one: the

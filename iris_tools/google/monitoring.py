@@ -24,6 +24,10 @@ DEFAULT_ENDPOINT = "https://monitoring.googleapis.com/"
 # (DELTA, DISTRIBUTION, milliseconds), each per revision_name.
 REQUEST_COUNT = "run.googleapis.com/request_count"
 REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
+# ... and the instances: container/instance_count (GAUGE, INT64, label state: active or idle) and
+# container/startup_latencies (DELTA, DISTRIBUTION, milliseconds: how long each new instance took to be ready).
+INSTANCE_COUNT = "run.googleapis.com/container/instance_count"
+STARTUP_LATENCIES = "run.googleapis.com/container/startup_latencies"
 MAX_PAGES = 100
 
 
@@ -158,6 +162,20 @@ class Monitoring:
                                   tuple(buckets(distribution)) if distribution else ())
                 for revision, (requests, errors, distribution)
                 in self._totals(service, start, end, None, lambda revision, point: revision).items()}
+
+    def instances(self, service: str | None, at: float, lookback_s: float = 180.0) -> dict[str, dict[str, int]]:
+        """revision -> its instances by state ("active", "idle") at the newest point at or before `at` (Cloud Run
+        samples instance_count once a minute, so its newest point can be that old)."""
+        found: dict[str, dict[str, int]] = {}
+        for series in self._series(INSTANCE_COUNT, service, at - lookback_s, at):
+            points = series.get("points") or []
+            if not points:
+                continue
+            newest = max(points, key=lambda point: parse_timestamp(point["interval"]["endTime"]))
+            state = series["metric"].get("labels", {}).get("state", "active")
+            counts = found.setdefault(series["resource"]["labels"]["revision_name"], {"active": 0, "idle": 0})
+            counts[state] = counts.get(state, 0) + int(newest["value"].get("int64Value", 0))
+        return found
 
     def timeline(self, service: str, start: float, end: float, period_s: float) -> dict[str, list[Point]]:
         """revision -> its figures per `period_s` over [start, end], oldest first (what the console charts). Cloud

@@ -180,6 +180,9 @@ class CloudRunService:
     def tag(self, revision: str, tag: str) -> None:
         self.gcloud.run("run", "services", "update-traffic", self.name, "--update-tags", f"{tag}={revision}")
 
+    def untag(self, tag: str) -> None:
+        self.gcloud.run("run", "services", "update-traffic", self.name, "--remove-tags", tag)
+
     def deploy(self, model: str, image: str, say: Callable[[str], None]) -> str:
         """Deploy `image` with no traffic behind a tag named for the model; the new revision's name."""
         tag = suggest_tag(model)

@@ -39,6 +39,7 @@ class RolloutSettings:
     labels: str | None = None  # LABELS: "feedback" or a CSV path; None: the gate judges the server only
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     label_wait_seconds: float = 30.0
+    rollback_window_s: float = 0.0  # after a promotion, the old stable revision is kept warm this long
 
     @classmethod
     def from_environment(cls, env: environment.Environment) -> "RolloutSettings":
@@ -57,7 +58,7 @@ class RolloutSettings:
                    shadow_inputs=env["SHADOW_INPUTS"], shadow_freshness=env["SHADOW_FRESHNESS"],
                    plan_given="STEPS" in env.given, labels=env["LABELS"],
                    quality=QualityThresholds(env["MAX_ACCURACY_DROP"], env["MAX_MIX_SHIFT"], env["MIN_LABELS"]),
-                   label_wait_seconds=env["LABEL_WAIT_S"])
+                   label_wait_seconds=env["LABEL_WAIT_S"], rollback_window_s=env["ROLLBACK_WINDOW"])
 
     @classmethod
     def for_target(cls, target: str, environ: Mapping[str, str] = os.environ) -> "RolloutSettings":

@@ -38,6 +38,7 @@ from iris_tools.rollout.records import Annotations, Lock, Plan, Record, RolledBa
 from iris_tools.rollout.rollback import check_not_barred
 from iris_tools.rollout.shadow import Shadow
 from iris_tools.rollout.split import Split
+from iris_tools.rollout.rollback_window import keep_warm
 from iris_tools.rollout.warmup import warm_up
 
 
@@ -211,6 +212,7 @@ class Rollout:
             result = StepResult(percent, started, time.time(), verdict.candidate, verdict.stable, verdict.decision,
                                 verdict.reasons, index, verdict.quality)
             self.emit(StepEnded(plan, result, verdict.line()))
+            self._say_instances(lock)
             if verdict.decision == PAUSE_FOR_LABELS:  # too few labels for too long: a person decides
                 lock = self._pause(lock, index, expected)
             elif verdict.decision != "promote":
@@ -221,6 +223,21 @@ class Rollout:
                 previous_outcome = stable_outcome
         return self._finish(lock, expected)
 
+    def _say_instances(self, lock: Lock) -> None:
+        """How many instances each revision runs, from Monitoring's instance_count (Cloud Run samples it once a
+        minute: its newest point)."""
+        try:
+            counts = self.monitoring.instances(self.settings.service, time.time())
+        except ApiError as exc:
+            self.say(f"  instances: not known ({exc})")
+            return
+        def text(role: str, revision: str) -> str:
+            found = counts.get(revision)
+            return f"{role} {revision} {sum(found.values())} ({found.get('active', 0)} active)" if found else \
+                f"{role} {revision} none reported"
+        self.say("  instances: " + ", ".join(text(role, revision) for role, revision in
+                                             (("candidate", lock.candidate), ("stable", lock.stable))))
+
     def _finish(self, lock: Lock, expected: Split) -> int:
         service = self._still_ours(lock, expected)
         try:
@@ -229,6 +246,7 @@ class Rollout:
             raise Stopped(f"{exc}; the rollout had reached 100% and stops without changing traffic") from None
         self.emit(Decided("promoted", f"{lock.candidate} serves 100% of service {self.settings.service}. "
                                       f"`make rollback` returns to {lock.stable}."))
+        keep_warm(self.service, lock.stable, self.settings.rollback_window_s, self.say)
         return 0
 
     def _pause(self, lock: Lock, index: int, expected: Split) -> Lock:

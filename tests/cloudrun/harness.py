@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import requests
 
 from iris_tools.rollout.records import Annotations
@@ -159,7 +160,8 @@ class Load:
 
 # The rollout tools, made fast for tests: short steps, few requests, frequent polls.
 FAST = {"STEPS": "5 50 100", "STEP_SECONDS": "3", "MIN_REQUESTS": "20", "POLL_SECONDS": "0.5",
-        "LOCK_SETTLE_S": "0.5", "MAX_HOLD_SECONDS": "20", "PUBLIC": "1", "WARMUP_REQUESTS": "20"}  # the load calls without a token
+        "LOCK_SETTLE_S": "0.5", "MAX_HOLD_SECONDS": "20", "PUBLIC": "1", "WARMUP_REQUESTS": "20",
+        "ROLLBACK_WINDOW": "0"}  # the load calls without a token
 
 
 def make(cloud_run: CloudRunUnderTest, target: str, *variables: str, timeout: float = 300,
@@ -180,3 +182,16 @@ def annotation(cloud_run: CloudRunUnderTest, key: str):
     found = {"rollout": parsed.lock.to_json() if parsed.lock else None, "history": parsed.history,
              "rolled-back": [entry.to_json() for entry in parsed.rolled_back]}[key]
     return found or None
+
+
+def wait_for(check, timeout: float, what: str) -> float:
+    """Seconds until `check()` is true; fails the test after `timeout`."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if check():
+                return time.monotonic() - started
+        except (requests.RequestException, OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    pytest.fail(f"not within {timeout} s: {what}")

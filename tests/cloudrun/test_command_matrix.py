@@ -62,7 +62,7 @@ def answer(url: str) -> tuple[str, str]:
 
 def process_environment(cloud_run: CloudRunUnderTest, revision: str) -> dict[str, str]:
     """The environment of the process the revision runs (its process group's leader), as /proc has it."""
-    pgid = cloud_run.state()["revisions"][revision]["server"]["pgid"]
+    pgid = cloud_run.state()["revisions"][revision]["instances"][0]["pgid"]
     items = Path(f"/proc/{pgid}/environ").read_bytes().split(b"\0")
     return dict(item.decode().partition("=")[::2] for item in items if b"=" in item)
 

@@ -21,7 +21,7 @@ import requests
 from sklearn.svm import SVC, LinearSVC
 
 from iris_tools.local.processes import group_members
-from tests.cloudrun.harness import SERVICES, CloudRunUnderTest, Load, traffic_of
+from tests.cloudrun.harness import SERVICES, CloudRunUnderTest, Load, traffic_of, wait_for
 from tests.helpers import ROOT, write_model_version
 
 TUNABLE_MAIN = '''
@@ -83,19 +83,6 @@ def condition(document: dict, kind: str) -> dict:
     return next(c for c in document["status"]["conditions"] if c["type"] == kind)
 
 
-def wait_for(check, timeout: float, what: str) -> float:
-    """Seconds until `check()` is true; fails the test after `timeout`."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if check():
-                return time.monotonic() - started
-        except (requests.RequestException, OSError, ValueError):
-            pass
-        time.sleep(0.05)
-    pytest.fail(f"not within {timeout} s: {what}")
-
-
 def burst(url: str, count: int, threads: int = 10) -> list[requests.Response | Exception]:
     answers: list = []
     lock = threading.Lock()
@@ -133,7 +120,7 @@ def test_a_share_whose_revision_cannot_serve_is_held_for_it_never_handed_to_anot
     url = emulator.read()["status"]["url"]
     (functions_dir / "standin").unlink()
     try:
-        os.killpg(emulator.state()["revisions"][names["standin"]]["server"]["pgid"], signal.SIGKILL)
+        os.killpg(emulator.state()["revisions"][names["standin"]]["instances"][0]["pgid"], signal.SIGKILL)
         answers = burst(url, 100)
         served = Counter(a.headers.get("X-Revision") for a in answers
                          if isinstance(a, requests.Response) and a.status_code == 200)
@@ -197,7 +184,7 @@ def test_one_revision_killed_under_mixed_get_and_post_load_at_50_50(emulator: Cl
     names = revision_names(emulator)
     emulator.ok("run", "services", "update-traffic", "iris", "--to-revisions",
                 f"{names['tunable']}=50,{names['lin_svc']}=50")
-    group = emulator.state()["revisions"][names["tunable"]]["server"]["pgid"]
+    group = emulator.state()["revisions"][names["tunable"]]["instances"][0]["pgid"]
     port = emulator.state()["revisions"][names["tunable"]]["port"]
     with Load(emulator.read()["status"]["url"], threads=8, rate=200, methods=("GET", "POST")) as load:
         time.sleep(2)
@@ -331,7 +318,7 @@ def test_twenty_revisions_boot_serving_and_only_those_that_serve_run(emulator: C
     took = time.monotonic() - started
     print(f"20 revisions: serving {took:.1f} s after start")
     assert took < 10
-    running = {name for name, r in emulator.state()["revisions"].items() if r["server"]}
+    running = {name for name, r in emulator.state()["revisions"].items() if r["instances"]}
     assert running == {names["lin_svc"], names["svc"]}, running
 
 
@@ -348,13 +335,13 @@ def test_boot_adopts_only_what_proves_itself_and_never_signals_another_group(emu
         state = json.loads(path.read_text())
         name = next(iter(state["revisions"]))
         port = state["revisions"][name]["port"]
-        state["revisions"][name]["server"] = {"kind": "process", "pgid": stranger.pid, "port": port,
-                                              "host": "127.0.0.1", "log": None, "start_time": 1}
+        state["revisions"][name]["instances"] = [{"kind": "process", "pgid": stranger.pid, "port": port,
+                                                  "host": "127.0.0.1", "log": None, "start_time": 1}]
         path.write_text(json.dumps(state))
         emulator.start()
         answer = requests.get(emulator.read()["status"]["url"] + "/?length=5.8&width=3.4", timeout=10)
         assert answer.status_code == 200 and answer.headers["X-Revision"] == name
-        assert emulator.state()["revisions"][name]["server"]["pgid"] != stranger.pid
+        assert emulator.state()["revisions"][name]["instances"][0]["pgid"] != stranger.pid
         assert emulator.stop().returncode == 0
         assert stranger.poll() is None  # never signalled
         emulator.start()
@@ -375,10 +362,10 @@ def test_a_control_plane_killed_in_the_middle_of_a_deploy_is_resolved_at_the_nex
                               env=emulator.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: (revision_names(emulator).get("tunable") and
-                          emulator.state()["revisions"][revision_names(emulator)["tunable"]]["server"]), 30,
+                          emulator.state()["revisions"][revision_names(emulator)["tunable"]]["instances"]), 30,
                  "the slow revision starting")
         name = revision_names(emulator)["tunable"]
-        orphan = emulator.state()["revisions"][name]["server"]["pgid"]
+        orphan = emulator.state()["revisions"][name]["instances"][0]["pgid"]
         os.killpg(emulator.control_plane()["pgid"], signal.SIGKILL)
     finally:
         deploy.kill()

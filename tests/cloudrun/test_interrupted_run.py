@@ -25,7 +25,7 @@ def groups_started(run_dir: Path) -> dict[str, int]:
     state = json.loads((state_dir / "state.json").read_text())
     groups = {"control plane": json.loads((state_dir / "controlplane.json").read_text())["pgid"],
               "envoy": state["envoy"]["pgid"]}
-    groups.update({name: revision["server"]["pgid"] for name, revision in state["revisions"].items()})
+    groups.update({name: revision["instances"][0]["pgid"] for name, revision in state["revisions"].items()})
     return groups
 
 

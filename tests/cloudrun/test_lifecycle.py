@@ -60,7 +60,7 @@ def test_a_first_revision_that_cannot_start_leaves_a_service_that_is_not_ready(c
 def test_state_survives_stop_and_start_revisions_running_again(deployed: CloudRunUnderTest) -> None:
     deployed.ok("run", "services", "update-traffic", "iris", "--to-tags", "candidate=30")
     before = deployed.read()
-    processes = [r["server"]["pgid"] for r in deployed.state()["revisions"].values()]
+    processes = [r["instances"][0]["pgid"] for r in deployed.state()["revisions"].values()]
     envoy = deployed.state()["envoy"]["pgid"]
     stopped = deployed.stop()
     assert stopped.returncode == 0
@@ -113,7 +113,7 @@ def test_a_revision_that_crashes_is_started_again(deployed: CloudRunUnderTest) -
 
     Broken on purpose: with a crash noticed but no restart scheduled, the tag URL never answered again."""
     candidate = next(t for t in deployed.read()["status"]["traffic"] if t.get("tag"))
-    group = deployed.state()["revisions"][candidate["revisionName"]]["server"]["pgid"]
+    group = deployed.state()["revisions"][candidate["revisionName"]]["instances"][0]["pgid"]
     with Load(candidate["url"], threads=2, methods=("GET", "POST")) as load:  # the crashed revision's own users
         time.sleep(0.5)
         os.killpg(group, signal.SIGKILL)
@@ -128,7 +128,7 @@ def test_a_revision_that_crashes_is_started_again(deployed: CloudRunUnderTest) -
     print(f"tag-only revision killed under load: {len(load.failures)} of {load.total} failed")
     assert len(load.failures) <= 2 and load.revisions[candidate["revisionName"]] > 0, load.failures
     assert requests.get(candidate["url"] + "/health", timeout=5).json()["revision"] == candidate["revisionName"]
-    assert deployed.state()["revisions"][candidate["revisionName"]]["server"]["pgid"] != group
+    assert deployed.state()["revisions"][candidate["revisionName"]]["instances"][0]["pgid"] != group
 
 
 def test_make_emulator_deploy_both_models_split_and_make_stop(tmp_path: Path) -> None:
@@ -161,4 +161,4 @@ def test_make_emulator_deploy_both_models_split_and_make_stop(tmp_path: Path) ->
                                  timeout=120)
     assert stopped.returncode == 0 and "stopped the local Cloud Run" in stopped.stdout
     state = json.loads((tmp_path / "cloudrun" / "state.json").read_text())
-    assert all(r["server"] is None for r in state["revisions"].values()) and state["envoy"] is None
+    assert all(not r["instances"] for r in state["revisions"].values()) and state["envoy"] is None

@@ -198,7 +198,7 @@ def test_the_local_cloud_run_runs_revisions_as_containers_with_runtime_docker(im
         tagged = requests.get(candidate["url"] + "/?length=5.8&width=3.4", timeout=10)
         assert (tagged.json()["predicted_class"], tagged.headers["X-Revision"]) == ("setosa", candidate["revisionName"])
         instance = cloud_run.state()["instance_id"]
-        names = {r["server"]["name"] for r in cloud_run.state()["revisions"].values()}
+        names = {r["instances"][0]["name"] for r in cloud_run.state()["revisions"].values()}
         assert names == {f"cloudrun_{instance}_{svc}", f"cloudrun_{instance}_{candidate['revisionName']}"}
         assert all(docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true" for name in names)
         environment = docker("inspect", "-f", "{{json .Config.Env}}", f"cloudrun_{instance}_{svc}").stdout

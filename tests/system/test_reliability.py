@@ -84,7 +84,7 @@ def test_the_local_cloud_runs_service_url_serves_every_request_of_a_soak(tmp_pat
 
         def pids() -> list[int]:
             state = cloud_run.state()
-            records = [state["envoy"], *(r["server"] for r in state["revisions"].values() if r.get("server"))]
+            records = [state["envoy"], *(i for r in state["revisions"].values() for i in r.get("instances") or [])]
             return [pid for record in records for pid in ProcessServer.adopt(record).pids()]
 
         soak(url, pids)

@@ -40,8 +40,15 @@ class FakeService:
         return [revision("iris-2", "iris:lin_svc"), revision("iris-1", "iris:svc")]
 
 
+class FakeMonitoring:
+    """Monitoring's instance_count as the view reads it: iris-1 runs 3 instances, iris-2 is at zero."""
+
+    def instances(self, service: str, at: float) -> dict[str, dict[str, int]]:
+        return {"iris-1": {"active": 2, "idle": 1}, "iris-2": {"active": 0, "idle": 0}}
+
+
 def view(tmp_path: Path, annotations: dict[str, str]) -> View:
-    return View(FakeService(annotations), monitoring=None, run_dir=tmp_path, period_s=2)
+    return View(FakeService(annotations), monitoring=FakeMonitoring(), run_dir=tmp_path, period_s=2)
 
 
 def test_the_split_revisions_and_a_running_rollout_with_its_live_step(tmp_path: Path) -> None:
@@ -60,6 +67,8 @@ def test_the_split_revisions_and_a_running_rollout_with_its_live_step(tmp_path: 
     assert state["split"] == [{"revision": "iris-1", "model": "svc", "percent": 95, "tags": []},
                               {"revision": "iris-2", "model": "lin_svc", "percent": 5,
                                "tags": [{"tag": "lin-svc", "url": "http://t"}]}]
+    assert {r["name"]: r["instances"] for r in state["revisions"]} == {
+        "iris-1": {"active": 2, "idle": 1}, "iris-2": {"active": 0, "idle": 0}}
     rollout = state["rollout"]
     assert rollout["state"] == "running" and rollout["index"] == 0
     assert [(s["percent"], s["pause"]) for s in rollout["steps"]] == [(5, False), (5, True), (100, False)]

@@ -139,7 +139,8 @@ function renderRevisions(state) {
     const cells = [
       el("td", {}, swatch, el("code", { text: r.name }), ...(r.tags.length ? [el("span", { class: "muted", text: ` tag ${r.tags.map((t) => t.tag).join(", ")}` })] : [])),
       el("td", { text: r.model || "?" }),
-      el("td", { class: "num", text: `${r.percent}%` }),
+      el("td", { class: "num", text: r.instances ? `${r.instances.active + r.instances.idle} (${r.instances.active} active)` : "–",
+                 title: "instances now (Monitoring's container/instance_count): active ones had a request in the last second" }),
       el("td", {}, el("code", { text: r.digest ? r.digest.replace(/^(.*@sha256:)(.{12}).*$/, "$1$2…") : "–", title: r.digest || "" })),
       el("td", { text: r.created ? new Date(r.created).toLocaleString() : "–" }),
       el("td", { class: r.ready === "True" ? "" : "bad", text: ready + (r.barred ? ` · rolled back ${r.barred.at}: barred` : "") }),
