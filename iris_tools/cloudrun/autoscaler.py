@@ -132,9 +132,12 @@ class Autoscaler:
         self._panic_until: float | None = None  # panic ends after this (a stable window after its condition)
         self._max_panic = 0
         self._idle_since: float | None = None  # when the stable window first held no request
+        self._first_seen: float | None = None  # the first observation: a window is whole only after a window
 
     def observe(self, at: float, concurrency: float) -> None:
         """Requests in flight or queued for the revision at time `at` (sampled several times a second)."""
+        if self._first_seen is None:
+            self._first_seen = at
         second = math.floor(at / BUCKET_S) * BUCKET_S
         if self._buckets and self._buckets[-1][0] == second:
             self._buckets[-1][1] += concurrency
@@ -153,8 +156,11 @@ class Autoscaler:
         """Demand at zero: the activator asks for an instance at once rather than wait for the next tick."""
         return ready == 0 and bool(self._buckets) and self._buckets[-1][1] > 0
 
-    def decide(self, at: float, ready: int, reachable: bool = True, ever_ready: bool = True) -> Decision:
-        """The instance count to run now, given `ready` instances that serve."""
+    def decide(self, at: float, ready: int, reachable: bool = True, ever_ready: bool = True,
+               current: int | None = None) -> Decision:
+        """The instance count to run now, given `ready` instances that serve and `current` asked for (ready or
+        starting; `ready` when not given)."""
+        current = ready if current is None else current
         spec = self.spec
         stable = self.average(at, spec.stable_window_s)
         panic = self.average(at, spec.panic_window_s)
@@ -177,9 +183,12 @@ class Autoscaler:
             self._max_panic = max(self._max_panic, desired_panic)
             desired = self._max_panic
             reason = f"panic: {panic:.2f} in flight over {spec.panic_window_s:g} s / target {spec.target:g}"
-        if desired == 0:  # the stable window holds no request at all
+        whole_window = self._first_seen is not None and at - self._first_seen >= spec.stable_window_s
+        if desired == 0 and not whole_window and current > 0:
+            desired, reason = 1, "no request yet, but not yet a whole stable window observed"
+        elif desired == 0:  # a whole stable window without a request
             self._idle_since = self._idle_since if self._idle_since is not None else at
-            if at - self._idle_since < SCALE_TO_ZERO_GRACE_S and ready > 0:
+            if at - self._idle_since < SCALE_TO_ZERO_GRACE_S and current > 0:
                 desired, reason = 1, "idle for a stable window: to zero after the grace period"
             else:
                 reason = "idle: scaled to zero"

@@ -56,7 +56,8 @@ APPLY_TIMEOUT_S = 20.0
 RETRY_BASE_S = 0.05
 RETRY_MAX_S = 0.25
 MEAN_RETRY_INTERVAL_S = 0.11  # measured: 12 retries took 1.2-1.3 s
-_LOAD_STATS = r"^cluster\.[^.]+\.(upstream_rq_active|upstream_rq_pending_active|upstream_cx_connect_fail)$"
+_LOAD_STATS = (r"^cluster\.[^.]+\.(upstream_rq_active|upstream_rq_pending_active|upstream_rq_total|"
+               r"upstream_cx_connect_fail)$")
 _IDEMPOTENT = {"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}
 
 
@@ -334,8 +335,8 @@ class Envoy:
 
     def load(self) -> dict[str, dict[str, int]]:
         """Cluster name -> its requests in flight (upstream_rq_active), waiting for an instance's connection
-        (upstream_rq_pending_active), and connections refused so far (upstream_cx_connect_fail: at zero, a
-        request held for the revision's next instance)."""
+        (upstream_rq_pending_active), sent so far (upstream_rq_total), and connections refused so far
+        (upstream_cx_connect_fail: at zero, a request held for the revision's next instance)."""
         listing = json.loads(self.admin("/stats?format=json&filter=" + urllib.parse.quote(_LOAD_STATS), timeout=2))
         load: dict[str, dict[str, int]] = {}
         for stat in listing.get("stats", []):

@@ -51,7 +51,8 @@ class Pool:
     failures: int = 0  # crashes in a row soon after a start, or failed starts of a revision that served
     next_start_at: float = 0.0
     crashed: bool = False  # the last instance lost was a crash (not a scale-down): the revision is restarting
-    load_seen: int = 0  # Envoy's upstream_cx_connect_fail at the last look (a poke from a held request)
+    refused_seen: int = 0  # Envoy's upstream_cx_connect_fail at the last look (a poke from a held request)
+    sent_seen: int = 0  # Envoy's upstream_rq_total at the last look
 
     @classmethod
     def for_revision(cls, revision: dict[str, Any], desired: int) -> "Pool":

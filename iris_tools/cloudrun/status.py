@@ -42,7 +42,7 @@ def _routes_verdict(store: Store, routes: Routes, supervisor: Supervisor, name: 
         if not revision or not percent:
             continue
         observed = supervisor.observe(revision)
-        if observed.state == "serving":
+        if observed.state in ("serving", "activating", "stopped"):  # at zero, or scaling from it: requests wait
             continue
         if observed.state == "starting":
             unknown = unknown or (None, "RevisionStarting", f"Revision '{revision}' ({percent}% of the traffic) is "
@@ -96,7 +96,7 @@ def revision_document(store: Store, routes: Routes, supervisor: Supervisor, name
     entry = store.revisions[name]
     document = copy.deepcopy(entry["object"])
     observed = supervisor.observe(name)
-    if observed.state in ("serving", "stopped") and entry.get("ready"):
+    if observed.state in ("serving", "activating", "stopped") and entry.get("ready"):
         ready: Verdict = (True, "", "")
     elif observed.state == "starting":
         ready = (None, "Deploying" if not entry.get("ready") else "Starting", observed.message)

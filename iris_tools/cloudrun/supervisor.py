@@ -40,6 +40,7 @@ from iris_tools.local.versions import start_version
 
 STARTUP_TIMEOUT_S = 60.0
 RECONCILE_INTERVAL_S = 0.5
+TRACE_CONCURRENCY = 0.01  # what a request seen only by Envoy's counter adds to a sample's concurrency
 SAMPLE_S = 0.1  # how often each revision's load is read from Envoy (the autoscaler averages it per second)
 DEFAULT_CONCURRENCY = 80  # Cloud Run's defaults for containerConcurrency and timeoutSeconds
 MAX_CONCURRENCY = 1000
@@ -158,11 +159,14 @@ class Supervisor:
                     continue
                 pool = self._pool(name)
                 figures = load.get(name, {})
-                refused = figures.get("upstream_cx_connect_fail", 0)
-                poked = refused > pool.load_seen and not pool.ready()
-                pool.load_seen = refused
+                refused, sent = figures.get("upstream_cx_connect_fail", 0), figures.get("upstream_rq_total", 0)
+                poked = refused > pool.refused_seen and not pool.ready()
+                # A request shorter than the sampling interval is seldom seen in flight; one sent since the last
+                # look counts as a trace of load, so a window with a request in it is never taken for idle.
+                traced = TRACE_CONCURRENCY if sent != pool.sent_seen else 0.0
+                pool.refused_seen, pool.sent_seen = refused, sent
                 in_flight = figures.get("upstream_rq_active", 0) + figures.get("upstream_rq_pending_active", 0)
-                pool.autoscaler.observe(now, max(in_flight, 1 if poked else 0))
+                pool.autoscaler.observe(now, max(in_flight, traced, 1 if poked else 0))
                 for port, stats in hosts.get(name, {}).items():
                     instance = pool.instances.get(port)
                     if instance is not None and (stats.get("rq_active", 0) > 0
@@ -172,7 +176,7 @@ class Supervisor:
                 activate = pool.desired == 0 and (poked or pool.autoscaler.wants_activation(len(pool.ready())))
                 if tick or activate:
                     decision = pool.autoscaler.decide(now, len(pool.ready()), self._reachable(name),
-                                                      bool(revision.get("ready")))
+                                                      bool(revision.get("ready")), len(pool.instances))
                     pool.decision = decision
                     if decision.desired != pool.desired:
                         print(f"autoscaler: {name} {pool.desired} -> {decision.desired} instances "

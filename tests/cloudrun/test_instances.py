@@ -22,7 +22,8 @@ import requests
 
 from iris_tools.google.api import GoogleApi
 from iris_tools.google.monitoring import INSTANCE_COUNT, STARTUP_LATENCIES, Monitoring
-from tests.cloudrun.harness import CloudRunUnderTest, Load, wait_for
+from tests.cloudrun.harness import FAST, CloudRunUnderTest, Load, wait_for
+from tests.helpers import ROOT
 
 POINT = "/?length=5.8&width=3.4"
 pytestmark = pytest.mark.skipif(shutil.which("wrk") is None and not os.environ.get("CI"),
@@ -86,9 +87,11 @@ def finished(load: subprocess.Popen) -> dict[str, float]:
 
 def test_concurrency_1_and_8_clients_scale_out_within_the_panic_window_and_back_after_the_stable_window(
         emulator: CloudRunUnderTest, tmp_path: Path) -> None:
-    """Window 20 s (panic window 2 s); target 1 x 0.7 a instance: 8 clients want ceil(8 / 0.7) = 12, capped at 6.
+    """Window 20 s (panic window 2 s); target 1 x 0.7 an instance: 8 clients want ceil(8 / 0.7) = 12, capped at 6.
+    Requests queued for an instance count as load, as the queue-proxy counts them.
 
-    Broken on purpose (the panic window not read: the stable window only), the fourth instance came 9 s in."""
+    Broken on purpose (only requests in flight counted, not those queued), 4 instances were not asked for
+    within 4.5 s."""
     url = deploy(emulator, "wide", tmp_path, {"autoscaling.knative.dev/window": "20s"},
                  "--concurrency", "1", "--max-instances", "6")
     revision = latest(emulator, "wide")
@@ -128,7 +131,7 @@ def test_idle_scales_to_zero_after_window_and_grace_then_a_cold_start_min_instan
     request waits for a cold start, which container/startup_latencies records and its own latency includes. Beside
     it, a revision with --min-instances 2 keeps 2 with no traffic at all.
 
-    Broken on purpose (no grace period), zero came 8 s after the last request."""
+    Broken on purpose (no grace period), the revision went to zero before 36 s."""
     url = deploy(emulator, "sleepy", tmp_path, {"autoscaling.knative.dev/window": "6s"})
     warm_url = deploy(emulator, "warm", tmp_path, {"autoscaling.knative.dev/window": "6s"}, "--min-instances", "2")
     revision, warm = latest(emulator, "sleepy"), latest(emulator, "warm")
@@ -165,9 +168,52 @@ def test_a_killed_instance_is_replaced_and_no_request_fails(emulator: CloudRunUn
     victim = emulator.state()["revisions"][revision]["instances"][0]["pgid"]
     with Load(url) as load:
         time.sleep(1)
-        os.killpg(victim, signal.SIGKILL)
+        os.killpg(victim, signal.SIGKILL)  # broken on purpose (a crashed instance not replaced): none came
         wait_for(lambda: processes(emulator, revision) == 2 and victim not in
                  {i["pgid"] for i in emulator.state()["revisions"][revision]["instances"]}, 20, "a replacement")
         wait_for(lambda: serving(emulator, revision) == 2, 20, "2 instances again")
         time.sleep(1)
     assert load.total > 300 and load.failures == [], load.failures[:3]
+
+
+def test_after_a_promotion_the_revision_users_left_is_kept_warm_for_the_rollback_window(
+        emulator: CloudRunUnderTest, tmp_path: Path) -> None:
+    """Window 6 s, ROLLBACK_WINDOW=90: 45 s after the promotion (an idle revision is at zero by 40 s) the old stable
+    revision still runs its instance, so the rollback meets no cold start; the rollback ends the window and the
+    `rollback` tag it added is removed.
+
+    Broken on purpose (ROLLBACK_WINDOW=0), the old revision was at zero when the rollback came."""
+    url = deploy(emulator, "keeper", tmp_path, {"autoscaling.knative.dev/window": "6s"})
+    stable = latest(emulator, "keeper")
+    env = {**emulator.env, "TARGET": "local", **FAST, "SERVICE": "keeper", "STEPS": "50 100",
+           "ROLLBACK_WINDOW": "90"}
+    log = tmp_path / "rollout.log"
+    with Load(url) as load, log.open("w") as out:
+        rollout = subprocess.Popen(["make", "-s", "--no-print-directory", "rollout", "MODEL=lin_svc"], cwd=ROOT,
+                                   env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+        wait_for(lambda: "serves 100%" in log.read_text(), 120, "the promotion")
+    try:
+        assert load.failures == [], load.failures[:3]
+        promoted = time.monotonic()
+        assert "instances: candidate" in log.read_text()  # each step said how many instances each revision runs
+        time.sleep(max(0.0, promoted + 45 - time.monotonic()))
+        instances = emulator.state()["revisions"][stable]["instances"]
+        assert instances, "the old stable revision went to zero inside its rollback window"
+        rolled_back = subprocess.run(["make", "-s", "--no-print-directory", "rollback"], cwd=ROOT, env=env,
+                                     capture_output=True, text=True, timeout=120)
+        assert rolled_back.returncode == 0, rolled_back.stderr
+        started = time.monotonic()
+        answer = requests.get(url + POINT, timeout=30)
+        assert answer.status_code == 200 and answer.headers["X-Revision"] == stable
+        print(f"first answer after the rollback: {1000 * (time.monotonic() - started):.0f} ms")
+        assert [i["pgid"] for i in emulator.state()["revisions"][stable]["instances"]] == \
+            [i["pgid"] for i in instances]  # the warm instance served it: no cold start
+        assert rollout.wait(timeout=30) == 0
+        text = log.read_text()
+        assert "kept warm for 90 s" in text and "serves traffic again" in text, text
+        assert "rollback" not in {t.get("tag") for t in emulator.read("keeper")["status"]["traffic"]}
+    finally:
+        if rollout.poll() is None:
+            os.killpg(rollout.pid, signal.SIGKILL)
+            rollout.wait()

@@ -131,3 +131,17 @@ def test_annotations_as_knative_reads_them() -> None:
     assert (spec.stable_window_s, spec.panic_window_s, spec.target, spec.max_scale) == (90.0, 9.0, 7.0, 4)
     assert ScalingSpec.of_template({}, 0).target == pytest.approx(70.0)  # unlimited: the default target 100
     assert duration_s("6s") == 6 and duration_s("1h") == 3600 and duration_s("1500ms") == 1.5
+
+
+def test_a_new_revision_with_no_request_keeps_its_instance_for_a_whole_window_and_the_grace_period() -> None:
+    """Even while its one instance is still starting (ready 0, asked for 1). Broken on purpose (the grace period
+    only for ready instances, as at first): a revision whose instance was starting went to zero at its first tick."""
+    spec = ScalingSpec.of_template({"autoscaling.knative.dev/window": "6s"}, 80)
+    scaler = Autoscaler(spec)
+    at, desired = 0.0, 1
+    while desired:
+        at = round(at + SAMPLE_S, 6)
+        scaler.observe(at, 0.0)
+        if round(at * 10) % round(TICK_S * 10) == 0:
+            desired = scaler.decide(at, ready=0 if at < 3 else 1, current=desired).desired
+    assert spec.stable_window_s + SCALE_TO_ZERO_GRACE_S <= at <= spec.stable_window_s + SCALE_TO_ZERO_GRACE_S + 2 * TICK_S
