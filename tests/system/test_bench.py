@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -33,7 +34,7 @@ def processes_holding(prefix: str) -> list[int]:
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
 def test_make_bench_quick_measures_a_function_and_writes_json_and_markdown(tmp_path: Path) -> None:
     results, docs = tmp_path / "results.json", tmp_path / "benchmarks.md"
-    targets = "ours:svc ff-ceiling tutorial-flask cloudrun:svc ours-nolog:svc"
+    targets = "ours:svc ff-ceiling tutorial-flask cloudrun:svc cloudrun-scaled:svc ours-nolog:svc"
     run = subprocess.run(["make", "-s", "bench", f"BENCH_ARGS=--quick --only {targets} --json {results} --docs {docs}"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -58,4 +59,7 @@ def test_make_bench_quick_measures_a_function_and_writes_json_and_markdown(tmp_p
     assert "target >= 0.95" in run.stdout and "cold start" in run.stdout and "(target <= 0.30 s)" in run.stdout
     assert "cloudrun:svc single req/s @8 = " in run.stdout
     assert "of ours:svc called directly (target >= 0.93)" in run.stdout
+    # Scaled out (concurrency 2, 4 instances): its throughput against the direct call, and memory per instance.
+    assert "cloudrun-scaled:svc single req/s @32 = " in run.stdout and "(target >= 0.9)" in run.stdout
+    assert re.search(r"memory per instance: \d+ MB resident", run.stdout), run.stdout
     assert processes_holding(str(ROOT / ".bench" / "cloudrun-")) == []  # the local Cloud Run left nothing running
