@@ -340,8 +340,9 @@ class Envoy:
         listing = json.loads(self.admin("/stats?format=json&filter=" + urllib.parse.quote(_LOAD_STATS), timeout=2))
         load: dict[str, dict[str, int]] = {}
         for stat in listing.get("stats", []):
-            _, cluster, name = stat.get("name", "").split(".", 2)
-            load.setdefault(cluster, {})[name] = int(stat.get("value") or 0)
+            parts = stat.get("name", "").split(".", 2)
+            if len(parts) == 3:  # cluster.<name>.<stat>; the listing may also carry an empty histograms entry
+                load.setdefault(parts[1], {})[parts[2]] = int(stat.get("value") or 0)
         return load
 
     def _applied_route_versions(self) -> dict[str, str]:

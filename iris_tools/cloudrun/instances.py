@@ -18,8 +18,9 @@ RESTART_CAP_S = 8.0
 STABLE_S = 10.0  # an instance that ran this long before it died is replaced at once
 
 
-@dataclass
+@dataclass(eq=False)
 class Instance:
+    revision: str
     port: int
     started_at: float
     server: Server | None = None  # None until its process is started

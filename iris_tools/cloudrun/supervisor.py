@@ -18,6 +18,7 @@ Lock order: the apply lock, then the state lock; never the other way round.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 import traceback
@@ -35,7 +36,7 @@ from iris_tools.cloudrun.digest import ImageNotRunnable
 from iris_tools.cloudrun.resources import DEPLOYING, model_of_image
 from iris_tools.cloudrun.routes import Routes
 from iris_tools.cloudrun.store import Store
-from iris_tools.local.servers import ContainerServer, Server, ServerError, adopt, free_port, port_is_free
+from iris_tools.local.servers import Server, ServerError, adopt, free_port, port_is_free
 from iris_tools.local.versions import start_version
 
 STARTUP_TIMEOUT_S = 60.0
@@ -78,6 +79,7 @@ class Supervisor:
         self.startups: list[tuple[float, str, float]] = []  # (time.time(), revision, seconds) of each cold start
         self._next_tick = 0.0
         self._next_hosts = 0.0
+        self._retiring: list[Instance] = []  # out of Envoy, being stopped; still in the state until they are
 
     # ------------------------------------------------------------ lifecycle
 
@@ -94,7 +96,8 @@ class Supervisor:
                     server = adopt(record)
                     if server.alive() and _answers_as(server, name):
                         pool = self._pool(name)
-                        pool.instances[server.port] = Instance(server.port, now, server, ready_at=now)
+                        pool.instances[server.port] = Instance(name, server.port, now, server, ready_at=now)
+                        pool.desired = max(pool.desired, len(pool.instances))  # the autoscaler decides from here
                         kept.append(record)
                     else:
                         server.stop(grace_s=2)
@@ -260,22 +263,36 @@ class Supervisor:
                     pool.instances.pop(instance.port)
                     retired.append(instance)
                     changed = True
+            self._retiring.extend(instance for instance in retired if instance.server is not None)
             if changed or retired:
                 self._record_instances()
                 self.store.save()
         self.apply()  # a retired instance leaves Envoy (confirmed) before it is stopped
         for instance in retired:
             if instance.server is not None:
-                threading.Thread(target=instance.server.stop, kwargs={"grace_s": STOP_GRACE_S}, daemon=True,
+                threading.Thread(target=self._stop_retired, args=(instance,), daemon=True,
                                  name=f"stop-{instance.port}").start()
+
+    def _stop_retired(self, instance: Instance) -> None:
+        """Stop an instance Envoy no longer sends to (its requests in flight finish within the grace), then drop
+        it from the state, which names it until then: a control plane killed meanwhile leaves no unknown process."""
+        instance.server.stop(grace_s=STOP_GRACE_S)
+        with self.lock:
+            self._retiring.remove(instance)
+            self._record_instances()
+            self.store.save()
 
     def _record_instances(self) -> None:
         """Under the state lock: each revision's instance processes, as the state file keeps them (so `make
         stop` and a restarted control plane find them)."""
+        retiring: dict[str, list[dict[str, Any]]] = {}
+        for instance in self._retiring:
+            retiring.setdefault(instance.revision, []).append(instance.server.record())
         for name, revision in self.store.revisions.items():
             pool = self.pools.get(name)
             if pool is not None:
                 revision["instances"] = [i.server.record() for i in pool.instances.values() if i.server is not None]
+                revision["instances"] += retiring.get(name, [])
 
     def observe(self, name: str) -> Observed:
         """What revision `name` is doing, read under the state lock."""
@@ -363,7 +380,7 @@ class Supervisor:
             if not port_is_free(revision["port"]):  # a process not ours holds it: the revision moves home
                 revision["port"] = self._free_port(revision)
             port = revision["port"]
-        instance = pool.instances[port] = Instance(port, now)
+        instance = pool.instances[port] = Instance(name, port, now)
         threading.Thread(target=self._start, args=(name, instance), name=f"start-{name}-{port}", daemon=True).start()
 
     def _start(self, name: str, instance: Instance) -> None:
@@ -379,8 +396,6 @@ class Supervisor:
                 pool.instances.pop(instance.port, None)
                 self._start_failed(name, plan, CONTAINER_MISSING)
                 return
-        if plan["runtime"] == "docker":  # what is left of an earlier instance on this port (an exited container)
-            ContainerServer(plan["container"], instance.port).stop(grace_s=2)
         try:
             server = start_version(plan["model"], plan["host_port"], plan["runtime"], env=plan["environment"],
                                    log=plan["log"], container_name=plan["container"], image=plan["image"],
@@ -443,7 +458,8 @@ class Supervisor:
         probe = (container.get("startupProbe") or {}).get("httpGet", {}).get("path")
         return {"model": model, "image": image, "runtime": runtime, "host_port": host_port, "port": port,
                 "environment": environment, "probe": probe, "log": self.directory / "logs" / f"{name}.log",
-                "container": f"cloudrun_{self.store.instance_id()}_{name}_{host_port}"}
+                "container": f"cloudrun_{self.store.instance_id()}_{name}_{secrets.token_hex(3)}"}
+        # a name of its own for each instance: an exited one, removed in the background, never shares it
 
     def _taken_ports(self, revision: dict[str, Any] | None = None) -> set[int]:
         """Ports a service, a tag, another revision or an instance holds."""

@@ -198,10 +198,12 @@ def test_the_local_cloud_run_runs_revisions_as_containers_with_runtime_docker(im
         tagged = requests.get(candidate["url"] + "/?length=5.8&width=3.4", timeout=10)
         assert (tagged.json()["predicted_class"], tagged.headers["X-Revision"]) == ("setosa", candidate["revisionName"])
         instance = cloud_run.state()["instance_id"]
-        names = {r["instances"][0]["name"] for r in cloud_run.state()["revisions"].values()}
-        assert names == {f"cloudrun_{instance}_{svc}", f"cloudrun_{instance}_{candidate['revisionName']}"}
+        containers = {name: [i["name"] for i in r["instances"]] for name, r in cloud_run.state()["revisions"].items()}
+        assert set(containers) == {svc, candidate["revisionName"]} and all(len(c) == 1 for c in containers.values())
+        assert all(c[0].startswith(f"cloudrun_{instance}_{name}_") for name, c in containers.items())  # a container an instance
+        names = {c[0] for c in containers.values()}
         assert all(docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true" for name in names)
-        environment = docker("inspect", "-f", "{{json .Config.Env}}", f"cloudrun_{instance}_{svc}").stdout
+        environment = docker("inspect", "-f", "{{json .Config.Env}}", containers[svc][0]).stdout
         assert "PORT=9090" in environment and f"K_REVISION={svc}" in environment
         revision = json.loads(cloud_run.ok("run", "revisions", "describe", svc, "--format=json").stdout)
         image_id = docker("image", "inspect", "--format", "{{.Id}}", images["svc"]).stdout.strip()
@@ -210,7 +212,7 @@ def test_the_local_cloud_run_runs_revisions_as_containers_with_runtime_docker(im
         # failed restart is tried again. Broken on purpose (both as before: no removal, and a failed restart
         # failing the revision for good): the restart collided with the exited container's name and the
         # answer came from another revision.
-        docker("kill", f"cloudrun_{instance}_{svc}")
+        docker("kill", containers[svc][0])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             answer = requests.get(service["status"]["url"] + "/?length=5.8&width=3.4", timeout=40)
