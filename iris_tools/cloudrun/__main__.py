@@ -222,8 +222,8 @@ def status(window_s: float) -> int:
         ready = next(c for c in service["status"]["conditions"] if c["type"] == "Ready")
         print(f"\nservice {name}  {service['status']['url']}  ready={ready['status']}"
               + (f"  ({ready.get('message')})" if ready["status"] != "True" else ""))
-        print(f"  {'revision':<24} {'traffic':>7}  {'tag':<12} {'instances':>9} {'requests':>8} {'5xx %':>6} "
-              f"{'p50 ms':>7} {'p99 ms':>7}  url")
+        print(f"  {'revision':<24} {'traffic':>7}  {'tag':<12} {'instances':>9} {'active':>6} {'requests':>8} "
+              f"{'5xx %':>6} {'p50 ms':>7} {'p99 ms':>7}  url")
         shares: dict[str, int] = {}
         tags: dict[str, list[tuple[str, str]]] = {}
         for target in service["status"]["traffic"]:
@@ -236,15 +236,15 @@ def status(window_s: float) -> int:
             requests, errors, p50, p99 = figures.get(revision_name, (0, 0, None, None))
             tag_list = tags.get(revision_name, [("", "")])
             rate = f"{100 * errors / requests:.1f}" if requests else "-"
-            counts = instances.get(revision_name, {})
-            running = f"{sum(counts.values())} ({counts.get('active', 0)} active)" if counts else "-"
+            counts = instances.get(revision_name)
+            running, active = (str(sum(counts.values())), str(counts.get("active", 0))) if counts else ("-", "-")
             for number, (tag, url) in enumerate(tag_list):
                 cells = (f"  {revision_name if number == 0 else '':<24} "
                          f"{(str(shares.get(revision_name, 0)) + '%') if number == 0 else '':>7}  {tag:<12} ")
                 if number == 0:
-                    cells += (f"{running:>9} {requests:>8} {rate:>6} {_ms(p50):>7} {_ms(p99):>7}  {url}")
+                    cells += (f"{running:>9} {active:>6} {requests:>8} {rate:>6} {_ms(p50):>7} {_ms(p99):>7}  {url}")
                 else:
-                    cells += f"{'':>9} {'':>8} {'':>6} {'':>7} {'':>7}  {url}"
+                    cells += f"{'':>9} {'':>6} {'':>8} {'':>6} {'':>7} {'':>7}  {url}"
                 print(cells.rstrip())
     return 0
 

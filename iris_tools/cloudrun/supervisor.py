@@ -316,17 +316,6 @@ class Supervisor:
         with self.lock:
             return {name: pool.counts(now) for name, pool in self.pools.items() if name in self.store.revisions}
 
-    def scaling(self, name: str) -> dict[str, Any]:
-        """What `make emulator-status` shows of a revision's instances and its autoscaler."""
-        now = time.monotonic()
-        with self.lock:
-            pool = self._pool(name)
-            decision = pool.decision
-            return {"instances": len(pool.ready()), "starting": len(pool.starting()), "desired": self.desired(name),
-                    **pool.counts(now), "panicking": bool(decision and decision.panicking),
-                    "reason": decision.reason if decision else "initial scale",
-                    "concurrency": round(decision.stable_concurrency, 2) if decision else 0.0}
-
     def envoy_alive(self) -> bool:
         return self.envoy is not None and self.envoy.alive()
 

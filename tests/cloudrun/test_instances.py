@@ -95,7 +95,7 @@ def test_concurrency_1_and_8_clients_scale_out_within_the_panic_window_and_back_
     url = deploy(emulator, "wide", tmp_path, {"autoscaling.knative.dev/window": "20s"},
                  "--concurrency", "1", "--max-instances", "6")
     revision = latest(emulator, "wide")
-    load = wrk(url, 8, 14)
+    load = wrk(url, 8, 8)
     started = time.monotonic()
     wait_for(lambda: processes(emulator, revision) >= 4, 2 + 2.5, "4 instances asked for within the panic window")
     asked = time.monotonic() - started
@@ -125,40 +125,79 @@ def test_max_instances_2_caps_it_and_the_excess_waits(emulator: CloudRunUnderTes
     assert figures["requests"] > 500 and figures["errors"] == 0 and figures["non_2xx"] == 0, figures
 
 
-def test_idle_scales_to_zero_after_window_and_grace_then_a_cold_start_min_instances_stay_warm(
+def test_idle_goes_to_zero_after_window_and_grace_unless_min_instances_or_the_rollback_window_keep_it_warm(
         emulator: CloudRunUnderTest, tmp_path: Path) -> None:
-    """Window 6 s: zero about 36-40 s after the last request (the window, the 30 s grace, a 2 s tick). The next
-    request waits for a cold start, which container/startup_latencies records and its own latency includes. Beside
-    it, a revision with --min-instances 2 keeps 2 with no traffic at all.
+    """Three services with `window: 6s`, one idle wait for all (the suite's time):
+    - `sleepy` reaches zero 36 to 45 s after its last request (the window, the 30 s grace, a 2 s tick); the next
+      request waits for a cold start, which container/startup_latencies records and its own latency includes;
+    - `warm` (--min-instances 2) keeps 2 with no traffic at all;
+    - `keeper` is rolled out to lin_svc with ROLLBACK_WINDOW=90: 45 s after the promotion the revision users left
+      still runs its instance, so the rollback is answered by it (no cold start); the rollback ends the window
+      and the `rollback` tag it added is removed.
 
-    Broken on purpose (no grace period), the revision went to zero before 36 s."""
+    Broken on purpose: with no grace period, `sleepy` went to zero before 36 s; with ROLLBACK_WINDOW=0, the old
+    revision of `keeper` was at zero when the rollback came."""
     url = deploy(emulator, "sleepy", tmp_path, {"autoscaling.knative.dev/window": "6s"})
     warm_url = deploy(emulator, "warm", tmp_path, {"autoscaling.knative.dev/window": "6s"}, "--min-instances", "2")
-    revision, warm = latest(emulator, "sleepy"), latest(emulator, "warm")
-    assert requests.get(warm_url + POINT, timeout=10).status_code == 200
-    assert requests.get(url + POINT, timeout=10).status_code == 200
-    last = time.monotonic()
-    wait_for(lambda: processes(emulator, revision) == 0, 60, "scale to zero")
-    zero = time.monotonic() - last
-    print(f"zero {zero:.1f} s after the last request")
-    assert 36 <= zero <= 45
-    assert processes(emulator, warm) == 2 and serving(emulator, warm) == 2
-    before = time.time()
-    started = time.monotonic()
-    answer = requests.get(url + POINT, timeout=60)
-    cold = time.monotonic() - started
-    assert answer.status_code == 200 and answer.headers["X-Revision"] == revision
-    monitoring = Monitoring(GoogleApi(emulator.api()), emulator.state()["project"])
-    startups = [p for s in monitoring._series(STARTUP_LATENCIES, "sleepy", before - 1, time.time() + 1)
-                for p in s["points"]]
-    assert startups and int(startups[0]["value"]["distributionValue"]["count"]) == 1
-    startup_ms = startups[0]["value"]["distributionValue"]["mean"]
-    print(f"cold start: answered in {cold * 1000:.0f} ms, the instance ready in {startup_ms:.0f} ms")
-    assert startup_ms > 100 and cold * 1000 >= startup_ms * 0.8
-    wait_for(lambda: monitoring.figures("sleepy", before - 1, time.time()).get(revision), 5, "the request's figures")
-    figures = monitoring.figures("sleepy", before - 1, time.time())[revision]
-    assert figures.requests == 1 and figures.p50_ms >= startup_ms * 0.8  # its latency counts the cold start
-    assert INSTANCE_COUNT  # the same API serves instance_count (read by `serving` above)
+    keeper_url = deploy(emulator, "keeper", tmp_path, {"autoscaling.knative.dev/window": "6s"})
+    revision, warm, stable = latest(emulator, "sleepy"), latest(emulator, "warm"), latest(emulator, "keeper")
+    env = {**emulator.env, "TARGET": "local", **FAST, "SERVICE": "keeper", "STEPS": "50 100",
+           "ROLLBACK_WINDOW": "90"}
+    log = tmp_path / "rollout.log"
+    with Load(keeper_url) as load, log.open("w") as out:
+        rollout = subprocess.Popen(["make", "-s", "--no-print-directory", "rollout", "MODEL=lin_svc"], cwd=ROOT,
+                                   env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+        wait_for(lambda: "serves 100%" in log.read_text(), 120, "the promotion")
+    try:
+        promoted = time.monotonic()
+        assert load.failures == [], load.failures[:3]
+        assert "instances: candidate" in log.read_text()  # each step said how many instances each revision runs
+        assert requests.get(warm_url + POINT, timeout=10).status_code == 200
+        assert requests.get(url + POINT, timeout=10).status_code == 200
+        last = time.monotonic()
+        wait_for(lambda: processes(emulator, revision) == 0, 60, "scale to zero")
+        zero = time.monotonic() - last
+        print(f"zero {zero:.1f} s after the last request")
+        assert 36 <= zero <= 45
+        assert processes(emulator, warm) == 2 and serving(emulator, warm) == 2
+        # The cold start.
+        before = time.time()
+        started = time.monotonic()
+        answer = requests.get(url + POINT, timeout=60)
+        cold = time.monotonic() - started
+        assert answer.status_code == 200 and answer.headers["X-Revision"] == revision
+        monitoring = Monitoring(GoogleApi(emulator.api()), emulator.state()["project"])
+        startups = [p for s in monitoring._series(STARTUP_LATENCIES, "sleepy", before - 1, time.time() + 1)
+                    for p in s["points"]]
+        assert startups and int(startups[0]["value"]["distributionValue"]["count"]) == 1
+        startup_ms = startups[0]["value"]["distributionValue"]["mean"]
+        print(f"cold start: answered in {cold * 1000:.0f} ms, the instance ready in {startup_ms:.0f} ms")
+        assert startup_ms > 100 and cold * 1000 >= startup_ms * 0.8
+        wait_for(lambda: monitoring.figures("sleepy", before - 1, time.time()).get(revision), 5, "its figures")
+        figures = monitoring.figures("sleepy", before - 1, time.time())[revision]
+        assert figures.requests == 1 and figures.p50_ms >= startup_ms * 0.8  # its latency counts the cold start
+        # The rollback window.
+        time.sleep(max(0.0, promoted + 45 - time.monotonic()))
+        instances = emulator.state()["revisions"][stable]["instances"]
+        assert instances, "the old stable revision went to zero inside its rollback window"
+        rolled_back = subprocess.run(["make", "-s", "--no-print-directory", "rollback"], cwd=ROOT, env=env,
+                                     capture_output=True, text=True, timeout=120)
+        assert rolled_back.returncode == 0, rolled_back.stderr
+        started = time.monotonic()
+        answer = requests.get(keeper_url + POINT, timeout=30)
+        assert answer.status_code == 200 and answer.headers["X-Revision"] == stable
+        print(f"first answer after the rollback: {1000 * (time.monotonic() - started):.0f} ms")
+        assert [i["pgid"] for i in emulator.state()["revisions"][stable]["instances"]] == \
+            [i["pgid"] for i in instances]  # the warm instance served it: no cold start
+        assert rollout.wait(timeout=30) == 0
+        text = log.read_text()
+        assert "kept warm for 90 s" in text and "serves traffic again" in text, text
+        assert "rollback" not in {t.get("tag") for t in emulator.read("keeper")["status"]["traffic"]}
+    finally:
+        if rollout.poll() is None:
+            os.killpg(rollout.pid, signal.SIGKILL)
+            rollout.wait()
 
 
 def test_a_killed_instance_is_replaced_and_no_request_fails(emulator: CloudRunUnderTest, tmp_path: Path) -> None:
@@ -174,46 +213,3 @@ def test_a_killed_instance_is_replaced_and_no_request_fails(emulator: CloudRunUn
         wait_for(lambda: serving(emulator, revision) == 2, 20, "2 instances again")
         time.sleep(1)
     assert load.total > 300 and load.failures == [], load.failures[:3]
-
-
-def test_after_a_promotion_the_revision_users_left_is_kept_warm_for_the_rollback_window(
-        emulator: CloudRunUnderTest, tmp_path: Path) -> None:
-    """Window 6 s, ROLLBACK_WINDOW=90: 45 s after the promotion (an idle revision is at zero by 40 s) the old stable
-    revision still runs its instance, so the rollback meets no cold start; the rollback ends the window and the
-    `rollback` tag it added is removed.
-
-    Broken on purpose (ROLLBACK_WINDOW=0), the old revision was at zero when the rollback came."""
-    url = deploy(emulator, "keeper", tmp_path, {"autoscaling.knative.dev/window": "6s"})
-    stable = latest(emulator, "keeper")
-    env = {**emulator.env, "TARGET": "local", **FAST, "SERVICE": "keeper", "STEPS": "50 100",
-           "ROLLBACK_WINDOW": "90"}
-    log = tmp_path / "rollout.log"
-    with Load(url) as load, log.open("w") as out:
-        rollout = subprocess.Popen(["make", "-s", "--no-print-directory", "rollout", "MODEL=lin_svc"], cwd=ROOT,
-                                   env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
-        wait_for(lambda: "serves 100%" in log.read_text(), 120, "the promotion")
-    try:
-        assert load.failures == [], load.failures[:3]
-        promoted = time.monotonic()
-        assert "instances: candidate" in log.read_text()  # each step said how many instances each revision runs
-        time.sleep(max(0.0, promoted + 45 - time.monotonic()))
-        instances = emulator.state()["revisions"][stable]["instances"]
-        assert instances, "the old stable revision went to zero inside its rollback window"
-        rolled_back = subprocess.run(["make", "-s", "--no-print-directory", "rollback"], cwd=ROOT, env=env,
-                                     capture_output=True, text=True, timeout=120)
-        assert rolled_back.returncode == 0, rolled_back.stderr
-        started = time.monotonic()
-        answer = requests.get(url + POINT, timeout=30)
-        assert answer.status_code == 200 and answer.headers["X-Revision"] == stable
-        print(f"first answer after the rollback: {1000 * (time.monotonic() - started):.0f} ms")
-        assert [i["pgid"] for i in emulator.state()["revisions"][stable]["instances"]] == \
-            [i["pgid"] for i in instances]  # the warm instance served it: no cold start
-        assert rollout.wait(timeout=30) == 0
-        text = log.read_text()
-        assert "kept warm for 90 s" in text and "serves traffic again" in text, text
-        assert "rollback" not in {t.get("tag") for t in emulator.read("keeper")["status"]["traffic"]}
-    finally:
-        if rollout.poll() is None:
-            os.killpg(rollout.pid, signal.SIGKILL)
-            rollout.wait()

@@ -75,8 +75,9 @@ def test_figures_per_revision_come_back_through_the_monitoring_api(deployed: Clo
     status = deployed.cli("status", "--window", "60")
     assert status.returncode == 0, status.stderr
     lines = {line.split()[0]: line for line in status.stdout.splitlines() if line.strip().startswith("iris-")}
-    assert lines[svc].split()[1:3] == ["100%", "301"]
-    assert lines[candidate].split()[1:4] == ["0%", "candidate", "100"]
+    # traffic, instances, active (had a request within the last second: either, 2.5 s after the load), requests
+    assert [lines[svc].split()[n] for n in (1, 2, 4)] == ["100%", "1", "301"]
+    assert [lines[candidate].split()[n] for n in (1, 2, 3, 5)] == ["0%", "candidate", "1", "100"]
     end = time.time()
     figures = {}
     from iris_tools.cloudrun.__main__ import revision_figures

@@ -285,7 +285,7 @@ def test_services_update_without_an_image_runs_the_digest_gcloud_pinned_under_do
         assert service["metadata"]["labels"]["team"] == "ml"
         answer = requests.get(service["status"]["url"] + "/?length=5.8&width=3.4", timeout=10)
         assert (answer.json()["predicted_class"], answer.headers["X-Revision"]) == ("versicolor", revision)
-        container = f"cloudrun_{cloud_run.state()['instance_id']}_{revision}"
+        container, = (i["name"] for i in cloud_run.state()["revisions"][revision]["instances"])
         assert docker("inspect", "-f", "{{.Image}}", container).stdout.strip() == image_id
         assert "A=1" in docker("inspect", "-f", "{{json .Config.Env}}", container).stdout
         described = json.loads(cloud_run.ok("run", "revisions", "describe", revision, "--format=json").stdout)
