@@ -214,9 +214,7 @@ def time_series(sampler: Sampler, metric: str, start: float, end: float, service
         for revision, (before, after) in sorted(sampler.window(first, last).items()):
             if revision not in service_of:
                 continue
-            resource = {"type": "cloud_run_revision", "labels": {
-                "project_id": project, "location": region, "service_name": service_of[revision],
-                "revision_name": revision, "configuration_name": service_of[revision]}}
+            resource = _resource(revision, service_of[revision], project, region)
             if metric == INSTANCE_COUNT:
                 for state in ("active", "idle"):
                     entry = series.setdefault((revision, state), {
@@ -240,12 +238,8 @@ def time_series(sampler: Sampler, metric: str, start: float, end: float, service
                 cumulative = [after.buckets.get(b, 0) - before.buckets.get(b, 0) for b in LATENCY_BUCKETS_MS]
                 counts = [cumulative[0]] + [cumulative[i] - cumulative[i - 1] for i in range(1, len(cumulative))]
                 counts.append(count - (cumulative[-1] if cumulative else 0))  # the overflow bucket
-                counts = [max(0, c) for c in counts]
-                options: dict[str, Any] = {"explicitBuckets": {"bounds": LATENCY_BUCKETS_MS}}
-                if shape.exponential:
-                    counts, options = _exponential(counts), EXPONENTIAL
-                distribution = {"count": str(count), "mean": (after.latency_sum_ms - before.latency_sum_ms) / count,
-                                "bucketOptions": options, "bucketCounts": [str(c) for c in counts]}
+                distribution = _distribution([max(0, c) for c in counts], count,
+                                             (after.latency_sum_ms - before.latency_sum_ms) / count, shape)
                 entry = series.setdefault((revision, ""), {
                     "metric": {"type": metric, "labels": {}}, "resource": resource, "metricKind": "DELTA",
                     "valueType": "DISTRIBUTION", "points": []})
@@ -253,6 +247,20 @@ def time_series(sampler: Sampler, metric: str, start: float, end: float, service
     if metric == STARTUP_LATENCIES:
         series = _startups(sampler, start, end, service_of, project, region, shape, moment)
     return list(series.values())
+
+
+def _resource(revision: str, service: str, project: str, region: str) -> dict[str, Any]:
+    return {"type": "cloud_run_revision", "labels": {"project_id": project, "location": region, "service_name": service,
+                                                     "revision_name": revision, "configuration_name": service}}
+
+
+def _distribution(counts: list[int], count: int, mean: float, shape: Shape) -> dict[str, Any]:
+    """A DISTRIBUTION value from counts per LATENCY_BUCKETS_MS bucket (then the overflow), in `shape`'s buckets."""
+    options: dict[str, Any] = {"explicitBuckets": {"bounds": LATENCY_BUCKETS_MS}}
+    if shape.exponential:
+        counts, options = _exponential(counts), EXPONENTIAL
+    return {"count": str(count), "mean": mean, "bucketOptions": options,
+            "bucketCounts": [str(c) for c in counts]}
 
 
 def _startups(sampler: Sampler, start: float, end: float, service_of: dict[str, str], project: str, region: str,
@@ -270,17 +278,11 @@ def _startups(sampler: Sampler, start: float, end: float, service_of: dict[str, 
             counts = [0] * (len(LATENCY_BUCKETS_MS) + 1)
             for value in values:
                 counts[bisect.bisect_left(LATENCY_BUCKETS_MS, value)] += 1
-            options: dict[str, Any] = {"explicitBuckets": {"bounds": LATENCY_BUCKETS_MS}}
-            if shape.exponential:
-                counts, options = _exponential(counts), EXPONENTIAL
-            distribution = {"count": str(len(values)), "mean": sum(values) / len(values), "bucketOptions": options,
-                            "bucketCounts": [str(c) for c in counts]}
-            resource = {"type": "cloud_run_revision", "labels": {
-                "project_id": project, "location": region, "service_name": service_of[revision],
-                "revision_name": revision, "configuration_name": service_of[revision]}}
             entry = series.setdefault((revision, ""), {
-                "metric": {"type": STARTUP_LATENCIES, "labels": {}}, "resource": resource, "metricKind": "DELTA",
+                "metric": {"type": STARTUP_LATENCIES, "labels": {}},
+                "resource": _resource(revision, service_of[revision], project, region), "metricKind": "DELTA",
                 "valueType": "DISTRIBUTION", "points": []})
+            distribution = _distribution(counts, len(values), sum(values) / len(values), shape)
             entry["points"].append({"interval": {"startTime": rfc3339(first), "endTime": rfc3339(last)},
                                     "value": {"distributionValue": distribution}})
     return series

@@ -177,6 +177,19 @@ class Monitoring:
             counts[state] = counts.get(state, 0) + int(newest["value"].get("int64Value", 0))
         return found
 
+    def startups(self, service: str | None, start: float, end: float) -> dict[str, tuple[int, float]]:
+        """revision -> (instances started, their mean start-up in ms) over [start, end]: the cold starts."""
+        found: dict[str, tuple[int, float]] = {}
+        for series in self._series(STARTUP_LATENCIES, service, start, end):
+            revision = series["resource"]["labels"]["revision_name"]
+            for point in series.get("points", []):
+                value = point["value"]["distributionValue"]
+                count, mean = int(value.get("count", 0)), float(value.get("mean", 0.0))
+                had, had_mean = found.get(revision, (0, 0.0))
+                if count:
+                    found[revision] = (had + count, (had * had_mean + count * mean) / (had + count))
+        return found
+
     def timeline(self, service: str, start: float, end: float, period_s: float) -> dict[str, list[Point]]:
         """revision -> its figures per `period_s` over [start, end], oldest first (what the console charts). Cloud
         Monitoring takes periods of 60 s and up; the local Cloud Run, 1 s and up."""

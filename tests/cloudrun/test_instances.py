@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from iris_tools.google.api import GoogleApi
-from iris_tools.google.monitoring import INSTANCE_COUNT, STARTUP_LATENCIES, Monitoring
+from iris_tools.google.monitoring import Monitoring
 from tests.cloudrun.harness import FAST, CloudRunUnderTest, Load, wait_for
 from tests.helpers import ROOT
 
@@ -168,10 +168,9 @@ def test_idle_goes_to_zero_after_window_and_grace_unless_min_instances_or_the_ro
         cold = time.monotonic() - started
         assert answer.status_code == 200 and answer.headers["X-Revision"] == revision
         monitoring = Monitoring(GoogleApi(emulator.api()), emulator.state()["project"])
-        startups = [p for s in monitoring._series(STARTUP_LATENCIES, "sleepy", before - 1, time.time() + 1)
-                    for p in s["points"]]
-        assert startups and int(startups[0]["value"]["distributionValue"]["count"]) == 1
-        startup_ms = startups[0]["value"]["distributionValue"]["mean"]
+        started_up = monitoring.startups("sleepy", before - 1, time.time() + 1)
+        assert list(started_up) == [revision] and started_up[revision][0] == 1  # one instance started: this one
+        startup_ms = started_up[revision][1]
         print(f"cold start: answered in {cold * 1000:.0f} ms, the instance ready in {startup_ms:.0f} ms")
         assert startup_ms > 100 and cold * 1000 >= startup_ms * 0.8
         wait_for(lambda: monitoring.figures("sleepy", before - 1, time.time()).get(revision), 5, "its figures")

@@ -169,3 +169,31 @@ def test_a_label_selector_selects_by_service_and_by_a_deploy_s_nonce_with_or_wit
     for bad in ("app=iris", "serving.knative.dev/service", "client.knative.dev/nonce="):
         with pytest.raises(InvalidArgument, match="labelSelector"):
             _selected(bad)
+
+
+def test_instances_and_start_ups_come_back_through_the_monitoring_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local instance_count (a GAUGE per state, its value at each reading) and startup_latencies (a
+    distribution of the instances that became ready in the window), read back by the rollout's reader."""
+    import urllib.parse
+
+    from iris_tools.google.api import GoogleApi
+    from iris_tools.google.monitoring import INSTANCE_COUNT, STARTUP_LATENCIES, Monitoring
+
+    counts = iter([{"iris-00001-abc": {"active": 1, "idle": 0}}, {"iris-00001-abc": {"active": 2, "idle": 1}}])
+    started = [(130.0, "iris-00001-abc", 0.25), (140.0, "iris-00001-abc", 0.75), (400.0, "iris-00001-abc", 9.0)]
+    sampler = Sampler(lambda: "", instances=lambda: next(counts), startups=lambda: started)
+    clock = iter([100.0, 160.0])
+    monkeypatch.setattr(metrics.time, "time", lambda: next(clock))
+    sampler.sample()
+    sampler.sample()
+    service_of = {"iris-00001-abc": "iris"}
+
+    class LocalMonitoring(GoogleApi):
+        def call(self, method: str, path: str, body=None) -> dict:
+            query = {k: v[0] for k, v in urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).items()}
+            metric = INSTANCE_COUNT if INSTANCE_COUNT in query["filter"] else STARTUP_LATENCIES
+            return {"timeSeries": time_series(sampler, metric, 100.0, 160.0, service_of, "p", "us-central1")}
+
+    reader = Monitoring(LocalMonitoring("http://monitoring.test/"), "p")
+    assert reader.instances("iris", 160.0) == {"iris-00001-abc": {"active": 2, "idle": 1}}
+    assert reader.startups("iris", 100.0, 160.0) == {"iris-00001-abc": (2, 500.0)}  # the one at 400 s is outside
