@@ -212,7 +212,7 @@ class Rollout:
             result = StepResult(percent, started, time.time(), verdict.candidate, verdict.stable, verdict.decision,
                                 verdict.reasons, index, verdict.quality)
             self.emit(StepEnded(plan, result, verdict.line()))
-            self._say_instances(lock)
+            self._say_instances(lock, started)
             if verdict.decision == PAUSE_FOR_LABELS:  # too few labels for too long: a person decides
                 lock = self._pause(lock, index, expected)
             elif verdict.decision != "promote":
@@ -223,18 +223,24 @@ class Rollout:
                 previous_outcome = stable_outcome
         return self._finish(lock, expected)
 
-    def _say_instances(self, lock: Lock) -> None:
+    def _say_instances(self, lock: Lock, started: float) -> None:
         """How many instances each revision runs, from Monitoring's instance_count (Cloud Run samples it once a
-        minute: its newest point)."""
+        minute: its newest point), and the cold starts of the step, from startup_latencies."""
+        now = time.time()
         try:
-            counts = self.monitoring.instances(self.settings.service, time.time())
+            counts = self.monitoring.instances(self.settings.service, now)
+            cold = self.monitoring.startups(self.settings.service, started, now)
         except ApiError as exc:
             self.say(f"  instances: not known ({exc})")
             return
+
         def text(role: str, revision: str) -> str:
             found = counts.get(revision)
-            return f"{role} {revision} {sum(found.values())} ({found.get('active', 0)} active)" if found else \
-                f"{role} {revision} none reported"
+            running = f"{sum(found.values())} ({found.get('active', 0)} active)" if found else "none reported"
+            starts, mean_ms = cold.get(revision, (0, 0.0))
+            return f"{role} {revision} {running}" + (f", {starts} started in the step (mean {mean_ms:.0f} ms)"
+                                                      if starts else "")
+
         self.say("  instances: " + ", ".join(text(role, revision) for role, revision in
                                              (("candidate", lock.candidate), ("stable", lock.stable))))
 

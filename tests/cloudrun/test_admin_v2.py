@@ -16,7 +16,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 
-from tests.cloudrun.harness import CloudRunUnderTest, traffic_of
+from tests.cloudrun.harness import CloudRunUnderTest, traffic_of, wait_for
 
 PARENT = "projects/iris-local/locations/us-central1"
 POINT = "/?length=5.8&width=3.4"
@@ -30,9 +30,10 @@ def clients(cloud_run: CloudRunUnderTest) -> tuple[run_v2.ServicesClient, run_v2
             run_v2.RevisionsClient(credentials=AnonymousCredentials(), transport="rest", client_options=options))
 
 
-def template(image: str, revision: str | None = None) -> run_v2.RevisionTemplate:
+def template(image: str, revision: str | None = None, min_instances: int = 0) -> run_v2.RevisionTemplate:
     return run_v2.RevisionTemplate(revision=revision or "", containers=[run_v2.Container(image=image)],
-                                   scaling=run_v2.RevisionScaling(max_instance_count=3),
+                                   scaling=run_v2.RevisionScaling(min_instance_count=min_instances,
+                                                                  max_instance_count=3),
                                    max_instance_request_concurrency=20)
 
 
@@ -52,12 +53,13 @@ def test_google_s_client_creates_revises_splits_refuses_a_stale_etag_lists_and_d
     """Broken on purpose (the etag not checked): the stale update was applied and the 90/10 split lost."""
     services, revisions = clients(cloud_run)
     created = services.create_service(parent=PARENT, service_id="v2", service=run_v2.Service(
-        template=template("iris:svc"), labels={"team": "ml"})).result(timeout=120)
+        template=template("iris:svc", min_instances=2), labels={"team": "ml"})).result(timeout=120)
     first = short(created.latest_ready_revision)
     assert created.terminal_condition.state == run_v2.Condition.State.CONDITION_SUCCEEDED
     described = cloud_run.describe("v2")  # gcloud sees the service v2 made
     assert described["metadata"]["labels"]["team"] == "ml"
     assert described["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/maxScale"] == "3"
+    wait_for(lambda: len(cloud_run.state()["revisions"][first]["instances"]) == 2, 30, "v2's minInstanceCount")
     assert described["spec"]["template"]["spec"]["containerConcurrency"] == 20
     assert ask(cloud_run, created.uri).json()["predicted_class"] == "versicolor"
 
