@@ -173,7 +173,9 @@ def test_idle_goes_to_zero_after_window_and_grace_unless_min_instances_or_the_ro
         startup_ms = started_up[revision][1]
         print(f"cold start: answered in {cold * 1000:.0f} ms, the instance ready in {startup_ms:.0f} ms")
         assert startup_ms > 100 and cold * 1000 >= startup_ms * 0.8
-        wait_for(lambda: monitoring.figures("sleepy", before - 1, time.time()).get(revision), 5, "its figures")
+        # Envoy counts a request at once and flushes its latency histogram every second: wait for both.
+        wait_for(lambda: getattr(monitoring.figures("sleepy", before - 1, time.time()).get(revision), "p50_ms", None)
+                 is not None, 5, "its figures")
         figures = monitoring.figures("sleepy", before - 1, time.time())[revision]
         assert figures.requests == 1 and figures.p50_ms >= startup_ms * 0.8  # its latency counts the cold start
         # The rollback window.
