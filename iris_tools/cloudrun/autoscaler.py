@@ -113,7 +113,7 @@ class ScalingSpec:
 
 @dataclass(frozen=True)
 class Decision:
-    """One tick's outcome, with the figures it was made from (what `make emulator-status` and the log show)."""
+    """One tick's outcome and the figures it was made from (the control plane's log says its reason)."""
 
     desired: int
     stable_concurrency: float
