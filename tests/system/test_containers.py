@@ -219,6 +219,17 @@ def test_the_local_cloud_run_runs_revisions_as_containers_with_runtime_docker(im
             if answer.status_code == 200:
                 break
         assert answer.status_code == 200 and answer.headers["X-Revision"] == svc
+        # Instances are containers: --min-instances 2 runs two, each its own container, both behind the URL.
+        cloud_run.ok("run", "services", "update", "iris", "--min-instances", "2")
+        cloud_run.ok("run", "services", "update-traffic", "iris", "--to-latest")  # min instances apply once it serves
+        pair = next(r for r, p, _ in traffic_of(cloud_run.describe()) if p == 100)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(cloud_run.state()["revisions"][pair]["instances"]) < 2:
+            time.sleep(0.2)
+        both = [i["name"] for i in cloud_run.state()["revisions"][pair]["instances"]]
+        names |= set(both)
+        assert len(set(both)) == 2, both
+        assert all(docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true" for name in both)
     finally:
         stopped = cloud_run.stop()
     assert stopped.returncode == 0
