@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from iris_tools.cloudrun.autoscaler import Autoscaler, Decision, ScalingSpec, ScalingError
+from iris_tools.cloudrun.autoscaler import Autoscaler, ScalingSpec, ScalingError
 from iris_tools.local.servers import Server
 
 ACTIVE_S = 1.0  # an instance that had a request in flight within this long is "active"; otherwise "idle"
@@ -48,7 +48,6 @@ class Pool:
     autoscaler: Autoscaler
     desired: int
     instances: dict[int, Instance] = field(default_factory=dict)  # port -> instance (starting or ready)
-    decision: Decision | None = None
     failures: int = 0  # crashes in a row soon after a start, or failed starts of a revision that served
     next_start_at: float = 0.0
     crashed: bool = False  # the last instance lost was a crash (not a scale-down): the revision is restarting

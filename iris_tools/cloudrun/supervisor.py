@@ -180,7 +180,6 @@ class Supervisor:
                 if tick or activate:
                     decision = pool.autoscaler.decide(now, len(pool.ready()), self._reachable(name),
                                                       bool(revision.get("ready")), len(pool.instances))
-                    pool.decision = decision
                     if decision.desired != pool.desired:
                         print(f"autoscaler: {name} {pool.desired} -> {decision.desired} instances "
                               f"({decision.reason})", flush=True)
