@@ -266,11 +266,13 @@ class Supervisor:
             if changed or retired:
                 self._record_instances()
                 self.store.save()
-        self.apply()  # a retired instance leaves Envoy (confirmed) before it is stopped
-        for instance in retired:
-            if instance.server is not None:
-                threading.Thread(target=self._stop_retired, args=(instance,), daemon=True,
-                                 name=f"stop-{instance.port}").start()
+        try:
+            self.apply()  # a retired instance leaves Envoy (confirmed) before it is stopped
+        finally:  # and is stopped even when Envoy could not confirm (a request sent to it is retried elsewhere)
+            for instance in retired:
+                if instance.server is not None:
+                    threading.Thread(target=self._stop_retired, args=(instance,), daemon=True,
+                                     name=f"stop-{instance.port}").start()
 
     def _stop_retired(self, instance: Instance) -> None:
         """Stop an instance Envoy no longer sends to (its requests in flight finish within the grace), then drop
