@@ -18,14 +18,11 @@ from collections.abc import Callable
 from iris_tools.google.gcloud import GcloudError
 from iris_tools.rollout.cloud_run import CloudRunService, tag_urls
 from iris_tools.rollout.invoke import ask
+from iris_tools.rollout.split import Split
 from iris_tools.rollout.warmup import WARMUP_INPUT
 
 KEEP_WARM_EVERY_S = 10.0
 ROLLBACK_TAG = "rollback"
-
-
-def serves_traffic(service: dict, revision: str) -> bool:
-    return any(t.get("revisionName") == revision and t.get("percent") for t in service["status"].get("traffic", []))
 
 
 def keep_warm(target: CloudRunService, revision: str, window_s: float, say: Callable[[str], None],
@@ -47,7 +44,7 @@ def keep_warm(target: CloudRunService, revision: str, window_s: float, say: Call
             f"the window early; the promotion stands.")
         failures = 0
         while time.time() < ends:
-            if serves_traffic(target.describe(), revision):
+            if Split.of(target.describe()).percent(revision):
                 say(f"rollback window: {revision} serves traffic again; nothing left to keep warm")
                 return
             *_, error = ask(url, WARMUP_INPUT, token)
