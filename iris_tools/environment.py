@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iris_tools.rollout.plan import Plan
+from iris_tools.plan import Plan
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ("cloudrun", "local")

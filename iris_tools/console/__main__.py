@@ -20,7 +20,7 @@ from iris_tools.console.view import View
 from iris_tools.google.gcloud import Gcloud
 from iris_tools.google.monitoring import Monitoring
 from iris_tools.rollout.cloud_run import CloudRunService
-from iris_tools.rollout.errors import COMMAND_FAILURES, EXIT_FAILED, failed
+from iris_tools.cli.failures import COMMAND_FAILURES, EXIT_FAILED, failed
 from iris_tools.rollout.settings import RolloutSettings
 
 class QuietPolls(WSGIRequestHandler):

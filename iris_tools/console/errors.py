@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from iris_tools.cli.failures import ToolError
 from iris_tools.google.api import ApiError
 from iris_tools.google.gcloud import GcloudError
-from iris_tools.rollout.errors import RolloutError
-from iris_tools.rollout.records import RecordError
 
 
 class ConsoleError(Exception):
@@ -38,7 +37,7 @@ def as_response(exc: Exception) -> tuple[dict[str, Any], int]:
     """The status and body for an exception the console's handlers let through (a bug: 500, no trace in the body)."""
     if isinstance(exc, ConsoleError):
         return error_body(exc.status, exc.name, str(exc)), exc.status
-    if isinstance(exc, (RolloutError, GcloudError, RecordError)):  # the tools' refusals, word for word: nothing was changed
+    if isinstance(exc, (ToolError, GcloudError)):  # the tools' refusals, word for word: nothing was changed
         return error_body(409, "FAILED_PRECONDITION", str(exc)), 409
     if isinstance(exc, ApiError):  # the Admin or Monitoring API did not answer as asked
         status = exc.status if 400 <= exc.status < 500 else 502

@@ -19,14 +19,14 @@ import time
 from pathlib import Path
 
 from iris_tools import environment
+from iris_tools.cli.failures import COMMAND_FAILURES, EXIT_FAILED, ToolError, failed
+from iris_tools.cli.tables import table
 from iris_tools.google.gcloud import Gcloud
 from iris_tools.google.logging import Logging
 from iris_tools.local.state import write_atomically
 from iris_tools.quality.outcomes import Outcomes, join, mix_shift
 from iris_tools.quality.rehearsal import LabelledLoad
 from iris_tools.quality.sources import file_labels, logged_labels, logged_predictions, since
-from iris_tools.rollout.errors import COMMAND_FAILURES, EXIT_FAILED, RolloutError, failed
-from iris_tools.rollout.printing import table
 
 
 def outcomes_text(outcomes: Outcomes) -> str:
@@ -73,7 +73,7 @@ def outcomes(env: environment.Environment) -> dict:
 def load(env: environment.Environment) -> int:
     url = env["LOAD_URL"]
     if not url:
-        raise RolloutError("LOAD_URL: the service URL to send the labelled load to (make labelled-load LOAD_URL=...)")
+        raise ToolError("LOAD_URL: the service URL to send the labelled load to (make labelled-load LOAD_URL=...)")
     run = LabelledLoad(url, env["LOAD_RATE"], env["LABEL_DELAY_S"], env["LOAD_JITTER"], env["LOAD_TOKEN"])
     print(f"labelled load on {url}: {env['LOAD_RATE']:g}/s for {env['LOAD_SECONDS']:g} s, labels "
           f"{env['LABEL_DELAY_S']:g} s later ...", flush=True)

@@ -8,10 +8,10 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from iris_tools.cli.failures import ToolError
 from iris_tools.google.logging import Logging
 from iris_tools.google.timestamps import parse_timestamp
 from iris_tools.quality.outcomes import Outcomes, Prediction, TrueLabel, join
-from iris_tools.rollout.errors import RolloutError
 from shared.request_id import MAX_ID_CHARS
 
 
@@ -29,7 +29,7 @@ def since(freshness: str, now: float) -> float:
     try:
         return now - float(freshness[:-1]) * units[freshness[-1]]
     except (KeyError, ValueError, IndexError):
-        raise RolloutError(f"OUTCOME_FRESHNESS={freshness!r}: a duration such as 30m, 1h or 2d") from None
+        raise ToolError(f"OUTCOME_FRESHNESS={freshness!r}: a duration such as 30m, 1h or 2d") from None
 
 
 def _time(entry: dict[str, Any]) -> float:
@@ -68,17 +68,17 @@ def logged_labels(logging: Logging, service: str, window: tuple[float, float | N
 
 
 def file_labels(path: Path) -> list[TrueLabel]:
-    """`id,label` rows (a header row `id,label` is skipped); RolloutError naming the row that does not fit."""
+    """`id,label` rows (a header row `id,label` is skipped); ToolError naming the row that does not fit."""
     try:
         text = path.read_text()
     except OSError as exc:
-        raise RolloutError(f"LABELS={path}: cannot be read ({exc.strerror})") from None
+        raise ToolError(f"LABELS={path}: cannot be read ({exc.strerror})") from None
     found = []
     for number, row in enumerate(csv.reader(text.splitlines()), 1):
         if not row or (number == 1 and [cell.strip().lower() for cell in row] == ["id", "label"]):
             continue
         if len(row) != 2 or not row[0].strip() or not row[1].strip() or len(row[0].strip()) > MAX_ID_CHARS:
-            raise RolloutError(f"LABELS={path}: row {number} is not id,label: {','.join(row)[:80]!r}")
+            raise ToolError(f"LABELS={path}: row {number} is not id,label: {','.join(row)[:80]!r}")
         found.append(TrueLabel(row[0].strip(), row[1].strip()))
     return found
 

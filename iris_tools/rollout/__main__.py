@@ -22,7 +22,8 @@ from iris_tools.google.logging import Logging
 from iris_tools.google.monitoring import Monitoring
 from iris_tools.quality.sources import OutcomeReader
 from iris_tools.rollout.cloud_run import CloudRunService
-from iris_tools.rollout.errors import COMMAND_FAILURES, RolloutError, failed
+from iris_tools.cli.failures import COMMAND_FAILURES, failed
+from iris_tools.rollout.errors import RolloutError
 from iris_tools.rollout.events import RecordWriter, Terminal, fan_out
 from iris_tools.rollout.promote import promote
 from iris_tools.rollout.rollback import rollback

@@ -1,9 +1,10 @@
-"""What the rollout tools print: figures as text, the live line of a step, and tables."""
+"""What the rollout tools print: figures as text, the live line of a step, and the summary table."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from iris_tools.cli.tables import table
 from iris_tools.google.monitoring import Figures
 
 if TYPE_CHECKING:
@@ -18,13 +19,6 @@ def ms(value: float | None) -> str:
     if value is None:
         return "-"
     return "inf" if value == float("inf") else f"{value:g} ms"
-
-
-def table(rows: list[list[str]], indent: str = "") -> str:
-    """Columns padded to their widest cell; trailing spaces trimmed."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(indent + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-                     for row in rows)
 
 
 def figures_text(name: str, f: Figures) -> str:

@@ -27,7 +27,8 @@ from typing import Any
 from iris_tools.google.monitoring import Figures
 from iris_tools.local.processes import running
 from iris_tools.rollout.gate import Thresholds, Verdict
-from iris_tools.rollout.plan import PAUSE as PAUSE, Plan, Step as Step
+from iris_tools.cli.failures import ToolError
+from iris_tools.plan import PAUSE as PAUSE, Plan, Step as Step
 
 LOCK_KEY = "iris-versions.dev/rollout"
 HISTORY_KEY = "iris-versions.dev/history"
@@ -35,7 +36,7 @@ ROLLED_BACK_KEY = "iris-versions.dev/rolled-back"
 KEEP = 20  # entries kept in the history and the rolled-back list
 
 
-class RecordError(ValueError):
+class RecordError(ToolError, ValueError):
     """A stored lock, entry or record that does not parse; the message names the field."""
 
     def __init__(self, what: str, field_name: str, problem: str) -> None:

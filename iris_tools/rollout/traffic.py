@@ -7,9 +7,10 @@ from typing import Any, TextIO
 
 from iris_tools.google.monitoring import Figures, Monitoring
 from iris_tools.rollout.cloud_run import CloudRunService, image_of, model_of, name_of, tags_of
+from iris_tools.cli.tables import table
 from iris_tools.rollout.errors import RolloutError
 from iris_tools.rollout.lock import held
-from iris_tools.rollout.printing import ms, rate, table
+from iris_tools.rollout.printing import ms, rate
 from iris_tools.rollout.records import Annotations
 from iris_tools.rollout.rollback import check_not_barred
 from iris_tools.rollout.split import Split

@@ -18,7 +18,8 @@ from iris_tools.google.api import ApiError
 from iris_tools.google.gcloud import GcloudError
 from iris_tools.google.monitoring import Figures, IncompleteFigures, Monitoring
 from iris_tools.rollout.cloud_run import CloudRunService, Conflict, digest_of, image_of, name_of, ready, retrying
-from iris_tools.rollout.errors import EXIT_FAILED, EXIT_ROLLED_BACK, RolloutError
+from iris_tools.cli.failures import EXIT_FAILED, ToolError
+from iris_tools.rollout.errors import EXIT_ROLLED_BACK, RolloutError
 from iris_tools.rollout.events import (
     Decided,
     Emit,
@@ -419,7 +420,7 @@ class Rollout:
 
         try:
             return retrying(attempt, "the service kept changing")
-        except (RolloutError, GcloudError, ApiError):
+        except (ToolError, GcloudError, ApiError):
             return False  # it stays recorded as interrupted: `make traffic` explains, `make rollback` undoes
 
     def _fail_safe(self, lock: Lock, error: BaseException) -> int:
@@ -427,7 +428,7 @@ class Rollout:
         exit. If even that write fails, the message says what to run."""
         what = f"{type(error).__name__}: {error}"
         self.say(f"\nFAILED: {what}")
-        if not isinstance(error, (RolloutError, GcloudError, ApiError)):
+        if not isinstance(error, (ToolError, GcloudError, ApiError)):
             self.say(traceback.format_exc().rstrip())
         entry = RolledBack(lock.candidate, lock.image, lock.digest, f"the rollout failed: {what}", barred=False,
                            at=now_text())

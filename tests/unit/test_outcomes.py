@@ -6,7 +6,7 @@ import pytest
 
 from iris_tools.quality.outcomes import TrueLabel, Prediction, join, mix_shift, wilson
 from iris_tools.quality.sources import file_labels
-from iris_tools.rollout.errors import RolloutError
+from iris_tools.cli.failures import ToolError
 
 
 def test_labels_join_their_own_answer_by_id_and_batches_only_count_in_the_mix() -> None:
@@ -40,7 +40,7 @@ def test_a_labels_file_is_id_comma_label_and_a_bad_row_is_named(tmp_path) -> Non
     path.write_text("id,label\nr1,setosa\n\nr2, virginica\n")
     assert [(l.id, l.label, l.at) for l in file_labels(path)] == [("r1", "setosa", None), ("r2", "virginica", None)]
     path.write_text("r1,setosa\nr2\n")
-    with pytest.raises(RolloutError, match="row 2 is not id,label"):
+    with pytest.raises(ToolError, match="row 2 is not id,label"):
         file_labels(path)
-    with pytest.raises(RolloutError, match="cannot be read"):
+    with pytest.raises(ToolError, match="cannot be read"):
         file_labels(tmp_path / "missing.csv")

@@ -1,5 +1,6 @@
-"""The tooling's shape: no import cycle between its modules (imports inside functions included), and no two modules
-or classes of the same name."""
+"""The tooling's shape: no import cycle between its modules (imports inside functions included), none between the
+tools' packages either (they are layers: a lower one never imports a higher one), and no two modules or classes of
+the same name."""
 
 from __future__ import annotations
 
@@ -34,9 +35,7 @@ def imports(path: Path, known: set[str]) -> set[str]:
     return found
 
 
-def test_no_module_imports_itself_through_others() -> None:
-    known = modules()
-    graph = {name: imports(path, set(known)) - {name} for name, path in known.items()}
+def cycles_of(graph: dict[str, set[str]]) -> list[list[str]]:
     cycles, state = [], {}
 
     def visit(name: str, trail: list[str]) -> None:
@@ -51,7 +50,29 @@ def test_no_module_imports_itself_through_others() -> None:
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
-    assert cycles == []
+    return cycles
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    known = modules()
+    assert cycles_of({name: imports(path, set(known)) - {name} for name, path in known.items()}) == []
+
+
+def layer(module: str) -> str:
+    """A module's layer: its package below iris_tools (iris_tools.rollout.walk: iris_tools.rollout), or the
+    module itself for one that stands alone (iris_tools.environment, shared.*'s package)."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def test_the_tools_packages_are_layers_no_lower_one_imports_a_higher_one() -> None:
+    known = modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in known.items():
+        graph.setdefault(layer(name), set()).update(layer(other) for other in imports(path, set(known)))
+    for name, others in graph.items():
+        others.discard(name)
+    assert cycles_of(graph) == []
 
 
 def test_no_two_modules_or_classes_share_a_name() -> None:

@@ -1,5 +1,5 @@
-"""A rollout's plan: its steps, each a percent of traffic to the candidate or a pause. Standard library only: the
-settings table (iris_tools/environment.py) parses STEPS with it."""
+"""A rollout's plan: its steps, each a percent of traffic to the candidate or a pause. Standard library only, and
+below both the settings table (iris_tools/environment.py parses STEPS with it) and the rollout that walks it."""
 
 from __future__ import annotations
 
