@@ -35,13 +35,19 @@ help: ## list the targets
 	@echo "  the tools' settings (docs/settings.md; set them on the command line or in the environment):"
 	@$(PYTHON) -m iris_tools.environment --make
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml $(wildcard iris_tools/*/__init__.py)
+# Two steps, so that a newcomer's first `make up` installs only what serving and the local tools need
+# (requirements-tools.txt); the tests' clients (requirements-dev.txt) come with `make test`.
+$(VENV)/.installed: requirements.txt requirements-tools.txt pyproject.toml $(wildcard iris_tools/*/__init__.py)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet -r requirements-tools.txt
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
-venv: $(VENV)/.installed ## create .venv with the pinned dependencies
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv with the pinned runtime and the local tools
 
 $(ARTIFACTS) &: $(TRAINING) | $(VENV)/.installed
 	$(PY) notebooks/run_notebook.py notebooks/pickle_models.ipynb

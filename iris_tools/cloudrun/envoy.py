@@ -59,6 +59,10 @@ MEAN_RETRY_INTERVAL_S = 0.11  # measured: 12 retries took 1.2-1.3 s
 _LOAD_STATS = (r"^cluster\.[^.]+\.(upstream_rq_active|upstream_rq_pending_active|upstream_rq_total|"
                r"upstream_cx_connect_fail)$")
 _IDEMPOTENT = {"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}
+# Cloud Run's front end refuses an HTTP/1 request whose body is over 32 MiB itself; below that the container's own
+# answer (the handler's 413 over MAX_REQUEST_BYTES) reaches the client whole.
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+_OVERSIZED = {"name": "content-length", "range_match": {"start": MAX_REQUEST_BYTES + 1, "end": 2 ** 63 - 1}}
 
 
 def envoy_binary() -> str:
@@ -273,7 +277,9 @@ class Envoy:
         served = sorted((name, share) for name, share in route.weights.items() if share > 0)
         guard = [] if route.token is None else [{"name": "authorization",
                                                  "string_match": {"exact": f"Bearer {route.token}"}}]
-        routes: list[dict[str, Any]] = []
+        routes: list[dict[str, Any]] = [{"match": {"prefix": "/", "headers": [_OVERSIZED]}, **_json_reply(413, {
+            "error": f"body: more than {MAX_REQUEST_BYTES} bytes, the most Cloud Run's front end takes in an HTTP/1 "
+                     f"request", "code": "payload_too_large", "field": "body"})}]
         if not served:
             routes.append({"match": {"prefix": "/", "headers": guard}, **_json_reply(503, {
                 "error": f"service {route.service} has no ready revision to serve this URL",
@@ -379,16 +385,22 @@ def _json_reply(status: int, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _local_replies(service: str) -> list[dict[str, Any]]:
-    """Envoy's own answers (a revision that did not answer in time, or could not be reached within the
-    hold) as JSON naming the revision, like every other error of ours."""
-    def reply(code: str, error: str) -> dict[str, Any]:
-        return {"json_format": {"error": error, "code": code, "revision": "%UPSTREAM_CLUSTER%",
+    """Envoy's own answers as JSON naming the revision, like every other error of ours: a revision that did not
+    answer in time; a running instance that closed or reset the connection before its answer (named, with the
+    instance's address: a crash mid-request, or a server that gave up on the request); and a revision that could
+    not be reached within the hold (no instance accepted the connection: not running)."""
+    def reply(code: str, error: str, **more: str) -> dict[str, Any]:
+        return {"json_format": {"error": error, "code": code, "revision": "%UPSTREAM_CLUSTER%", **more,
                                 "detail": "%LOCAL_REPLY_BODY%"}}
 
     return [
         {"filter": {"response_flag_filter": {"flags": ["UT"]}}, "body_format_override": reply(
             "timeout", f"revision %UPSTREAM_CLUSTER% of service {service} did not answer within its request "
                        f"timeout (gcloud run deploy --timeout)")},
+        {"filter": {"response_flag_filter": {"flags": ["UC", "UR"]}}, "body_format_override": reply(
+            "instance_reset", f"instance %UPSTREAM_HOST% of revision %UPSTREAM_CLUSTER% of service {service} was "
+                              f"running and closed the connection before it answered (it crashed mid-request, or "
+                              f"its server dropped the request); see the revision's log", instance="%UPSTREAM_HOST%")},
         {"filter": {"response_flag_filter": {}}, "body_format_override": reply(
             "revision_unavailable", f"revision %UPSTREAM_CLUSTER% of service {service} could not be reached: "
                                     f"it is not running (starting, or restarting after a crash); its share of "

@@ -303,3 +303,31 @@ def test_services_update_without_an_image_runs_the_digest_gcloud_pinned_under_do
         assert described["status"]["imageDigest"] == f"{IMAGE}@{image_id}"  # the same digest, deployable again
     finally:
         cloud_run.stop()
+
+
+def test_bad_bodies_through_a_tag_url_under_docker_get_their_4xx_never_a_5xx(images: dict[str, str],
+                                                                           tmp_path: Path) -> None:
+    """tests/cloudrun/test_bodies.py's bodies, 200 of each, through a tag URL of a revision that runs as a container.
+    Broken on purpose (the handler answering 413 without reading the body): 503s, as under the process runtime."""
+    from iris_tools.cloudrun.__main__ import revision_figures
+    from tests.cloudrun import bodies
+    from tests.cloudrun.harness import CloudRunUnderTest, Load
+
+    cloud_run = CloudRunUnderTest(tmp_path / "run", runtime="docker")
+    cloud_run.start()
+    try:
+        cloud_run.ok("run", "deploy", "iris", "--image", images["svc"])
+        cloud_run.ok("run", "deploy", "iris", "--image", images["svc"], "--no-traffic", "--tag", "candidate",
+                     "--update-env-vars", "A=1")
+        tagged = next(t for t in cloud_run.read()["status"]["traffic"] if t.get("tag") == "candidate")
+        started = time.time()
+        with Load(tagged["url"], threads=2, rate=40, methods=("GET", "POST")) as load:
+            answers = bodies.abuse(tagged["url"], times=200)
+        assert bodies.unexpected(answers, tagged["url"]) == {}, answers
+        assert load.failures == [] and load.total > 0
+        time.sleep(2.5)  # a sampler reading and an Envoy stats flush
+        figures = revision_figures(cloud_run.api(), "iris-local", started - 1, time.time())
+        assert figures[tagged["revisionName"]][1] == 0, figures
+    finally:
+        stopped = cloud_run.stop()
+    assert stopped.returncode == 0

@@ -9,7 +9,7 @@ def test_every_repository_file_cloudbuild_calls_exists() -> None:
     text = (ROOT / "cloudbuild.yaml").read_text()
     called = set(re.findall(r"(?<![\w/.-])((?:build|notebooks)/[\w./-]+|requirements[\w-]*\.txt)", text))
     assert {"build/build_images.sh", "notebooks/run_notebook.py", "notebooks/pickle_models.ipynb",
-            "requirements-dev.txt"} <= called
+            "requirements-tools.txt"} <= called
     for path in called:
         assert (ROOT / path).is_file(), path
 
