@@ -31,12 +31,34 @@ MANIFEST_FORMAT = 1
 RETRAIN_HINT = "retrain with `make models`"
 
 
+NUMBER, STRING = "number", "string"
+CLASSIFIER, REGRESSOR = "classifier", "regressor"
+
+
 @dataclass(frozen=True)
 class Feature:
-    """One input column: its full name, and the short alias the GET API also accepts."""
+    """One input column: its full name, the short alias the GET API also accepts, its type (a number or a
+    string), and for a string column whose encoder refuses values it never saw, the values it knows."""
 
     name: str
     alias: str
+    type: str = NUMBER
+    categories: tuple[str, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "alias": self.alias, "type": self.type}
+        if self.categories is not None:
+            data["categories"] = list(self.categories)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Feature":
+        kind = str(data.get("type", NUMBER))
+        if kind not in (NUMBER, STRING):
+            raise ValueError(f"feature {data.get('name')!r}: type {kind!r} is neither {NUMBER!r} nor {STRING!r}")
+        categories = data.get("categories")
+        return cls(name=str(data["name"]), alias=str(data["alias"]), type=kind,
+                   categories=None if categories is None else tuple(str(c) for c in categories))
 
 
 @dataclass(frozen=True)
@@ -48,16 +70,20 @@ class Manifest:
     class_names: tuple[str, ...]
     sklearn_version: str
     sha256: str
-    training_accuracy: float
-    training_rows: int
+    training_accuracy: float | None
+    training_rows: int | None
     python_version: str
     rule_sha256: str | None = None
     manifest_format: int = MANIFEST_FORMAT
+    task: str = CLASSIFIER  # or REGRESSOR: a number per row, no classes
+    trusted: tuple[str, ...] = ()  # what an imported model's pickle may name beyond its own class (safe_pickle)
+    source: dict[str, Any] | None = None  # an imported model: the file it came from and that file's SHA-256
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data["features"] = [asdict(feature) for feature in self.features]
+        data["features"] = [feature.to_json() for feature in self.features]
         data["class_names"] = list(self.class_names)
+        data["trusted"] = list(self.trusted)
         return data
 
     @classmethod
@@ -66,16 +92,29 @@ class Manifest:
             name=str(data["name"]),
             algorithm=str(data["algorithm"]),
             params=dict(data["params"]),
-            features=tuple(Feature(name=str(f["name"]), alias=str(f["alias"])) for f in data["features"]),
+            features=tuple(Feature.from_json(f) for f in data["features"]),
             class_names=tuple(str(c) for c in data["class_names"]),
             sklearn_version=str(data["sklearn_version"]),
             sha256=str(data["sha256"]),
-            training_accuracy=float(data["training_accuracy"]),
-            training_rows=int(data["training_rows"]),
+            training_accuracy=None if data["training_accuracy"] is None else float(data["training_accuracy"]),
+            training_rows=None if data["training_rows"] is None else int(data["training_rows"]),
             python_version=str(data["python_version"]),
             rule_sha256=None if data["rule_sha256"] is None else str(data["rule_sha256"]),
             manifest_format=int(data["manifest_format"]),
+            task=_task(data.get("task", CLASSIFIER)),
+            trusted=tuple(str(name) for name in data.get("trusted", ())),
+            source=None if data.get("source") is None else dict(data["source"]),
         )
+
+    @property
+    def regressor(self) -> bool:
+        return self.task == REGRESSOR
+
+
+def _task(value: Any) -> str:
+    if value not in (CLASSIFIER, REGRESSOR):
+        raise ValueError(f"task {value!r} is neither {CLASSIFIER!r} nor {REGRESSOR!r}")
+    return str(value)
 
 
 def sha256_of(data: bytes) -> str:
@@ -204,7 +243,7 @@ def verify_model(directory: Path, expected_name: str) -> tuple[Manifest, dict[st
     """
     manifest, payload, rule = _verified(directory, expected_name)
     # Before any request, and even when the hash was made to match: only allowed classes may be named.
-    check_artifact(payload, manifest.algorithm)
+    check_artifact(payload, manifest.algorithm, manifest.trusted)
     return manifest, rule
 
 
@@ -214,7 +253,7 @@ def open_model(directory: Path, expected_name: str) -> tuple[Manifest, dict[str,
     unpickled now, from the one read that was hashed, with the allowlist in force as it loads."""
     manifest, payload, rule = _verified(directory, expected_name)
     if rule is not None:
-        check_artifact(payload, manifest.algorithm)
+        check_artifact(payload, manifest.algorithm, manifest.trusted)
         return manifest, rule, None
     return manifest, None, _estimator(payload, manifest)
 
@@ -226,7 +265,7 @@ def unpickle(directory: Path, manifest: Manifest) -> Any:
 
 
 def _estimator(payload: bytes, manifest: Manifest) -> Any:
-    estimator = restricted_load(payload, manifest.algorithm)
+    estimator = restricted_load(payload, manifest.algorithm, manifest.trusted)
     n_features = getattr(estimator, "n_features_in_", None)
     n_classes = len(getattr(estimator, "classes_", ()))
     if n_features != len(manifest.features) or n_classes != len(manifest.class_names):

@@ -1,4 +1,8 @@
-"""Request values to a float matrix, or an InvalidInput naming the field and the problem.
+"""Request values to a row matrix, or an InvalidInput naming the field and the problem.
+
+A model whose features are all numbers gets a float64 matrix; one with string features (an imported Pipeline
+with a OneHotEncoder) an object matrix holding floats and strs, each checked against its feature's type and, for
+a string whose encoder refuses values it never saw, against the values it knows.
 
 Nothing here knows about HTTP: the callers hand over query parameters as
 `{name: [values...]}` and request bodies as bytes.
@@ -14,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.artifact import Feature
+from shared.artifact import STRING, Feature
 from shared.errors import InvalidInput, PayloadTooLarge
 from shared.numbers import array_from_json, check_number
 
@@ -31,10 +35,27 @@ class FeatureIndex:
         for index, feature in enumerate(self.features):
             self.position[feature.name] = index
             self.position[feature.alias] = index
-        self.expected = ", ".join(f"{f.alias} (or {f.name})" for f in self.features)
+        self.expected = ", ".join(f.name if f.alias == f.name else f"{f.alias} (or {f.name})" for f in self.features)
+        self.has_strings = any(feature.type == STRING for feature in self.features)
+        self.dtype = object if self.has_strings else np.float64
 
     def __len__(self) -> int:
         return len(self.features)
+
+    def value(self, position: int, field: str, given: Any, from_text: bool = False) -> Any:
+        """One value for the feature at `position`: a finite float for a number (from JSON, or from text), a str
+        for a string (one of its categories when the model refuses others)."""
+        feature = self.features[position]
+        if feature.type != STRING:
+            return number_from_text(field, given) if from_text else check_number(field, given)
+        if not isinstance(given, str):
+            raise InvalidInput(f"{field}: expected a string ({feature.name}), got {type(given).__name__}",
+                               field=field, code="not_a_string")
+        if feature.categories is not None and given not in feature.categories:
+            known = ", ".join(repr(c) for c in feature.categories[:20])
+            raise InvalidInput(f"{field}: {given[:100]!r} is not a value {feature.name} was trained on; expected one "
+                               f"of {known}", field=field, code="unknown_category")
+        return given
 
 
 def number_from_text(field: str, text: str) -> float:
@@ -43,7 +64,7 @@ def number_from_text(field: str, text: str) -> float:
     return check_number(field, float(text))  # "1e999" reads as inf: refused there, as in a body
 
 
-def _fill_named(index: FeatureIndex, items: Mapping[str, Any], where: str, convert: Any) -> list[float]:
+def _fill_named(index: FeatureIndex, items: Mapping[str, Any], where: str, from_text: bool = False) -> list[Any]:
     """One row from {name-or-alias: value}; every feature exactly once, nothing else."""
     row: list[float | None] = [None] * len(index)
     given_as: list[str] = [""] * len(index)
@@ -58,7 +79,7 @@ def _fill_named(index: FeatureIndex, items: Mapping[str, Any], where: str, conve
                 field=field,
                 code="duplicate_field",
             )
-        row[position] = convert(field, value)
+        row[position] = index.value(position, field, value, from_text)
         given_as[position] = key
     for position, value in enumerate(row):
         if value is None:
@@ -78,7 +99,7 @@ def parse_query(index: FeatureIndex, params: Mapping[str, list[str]]) -> tuple[f
         if len(values) != 1:
             raise InvalidInput(f"{key}: given {len(values)} times; give it once", field=key, code="duplicate_field")
         single[key] = values[0]
-    return tuple(_fill_named(index, single, "", number_from_text))
+    return tuple(_fill_named(index, single, "", from_text=True))
 
 
 def _reject_constant(name: str) -> float:
@@ -128,11 +149,11 @@ def parse_instances(index: FeatureIndex, document: Any, max_rows: int) -> np.nda
             field="instances",
             code="batch_too_large",
         )
-    rows = _plain_rows(instances, len(index))
+    rows = None if index.has_strings else _plain_rows(instances, len(index))
     if rows is not None:
         return rows
-    # Something is off (or given by name): walk the rows to name what, where.
-    rows = np.empty((len(instances), len(index)), dtype=np.float64)
+    # Something is off, given by name, or typed: walk the rows to name what, where.
+    rows = np.empty((len(instances), len(index)), dtype=index.dtype)
     for number, instance in enumerate(instances):
         where = f"instances[{number}]"
         if isinstance(instance, list):
@@ -142,9 +163,9 @@ def parse_instances(index: FeatureIndex, document: Any, max_rows: int) -> np.nda
                     field=where,
                     code="wrong_length",
                 )
-            rows[number] = [check_number(f"{where}[{i}]", value) for i, value in enumerate(instance)]
+            rows[number] = [index.value(i, f"{where}[{i}]", value) for i, value in enumerate(instance)]
         elif isinstance(instance, dict):
-            rows[number] = _fill_named(index, instance, f"{where}.", check_number)
+            rows[number] = _fill_named(index, instance, f"{where}.")
         else:
             raise InvalidInput(
                 f"{where}: expected a list of {len(index)} numbers or an object of named features, got {type(instance).__name__}",

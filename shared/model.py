@@ -1,10 +1,12 @@
-"""A verified model version: predictions as class indices, class names and per-class scores.
+"""A verified model version: predictions as class indices, class names and per-class scores, or as numbers for a
+regressor.
 
 A linear model is served from its decision rule (`shared.linear`) with numpy and
 plain floats: scikit-learn is not imported at start-up. The rare row too close to
 a decision boundary for the rule to call, and any request for decision scores,
 goes to scikit-learn itself, loaded (and its artifact checked again) on first use.
-A model with no rule is unpickled at start-up and served by scikit-learn.
+A model with no rule is unpickled at start-up and served by scikit-learn; an imported one (any fitted estimator or
+Pipeline) takes its rows as arrays in the manifest's feature order (`shared.estimators.positional`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.artifact import RETRAIN_HINT, Manifest, open_model, unpickle
+from shared.artifact import RETRAIN_HINT, STRING, Manifest, open_model, unpickle
 from shared.errors import ModelLoadError
 from shared.inputs import FeatureIndex
 from shared.linear import LinearRule
@@ -48,6 +50,11 @@ class ServedModel:
                 raise ModelLoadError(f"decision rule of {name!r} has {rule.n_classes} classes, the manifest "
                                      f"{len(manifest.class_names)}: {RETRAIN_HINT}")
         model = cls(directory, manifest, rule)
+        if estimator is not None and manifest.source is not None:
+            from shared.estimators import positional
+
+            numbers = frozenset(i for i, f in enumerate(manifest.features) if f.type != STRING)
+            estimator = positional(estimator, numbers if model.features.has_strings else frozenset())
         model._estimator = estimator  # no rule: scikit-learn serves every request, loaded at start-up
         return model
 
@@ -86,16 +93,23 @@ class ServedModel:
         """The class name at each index, as an array of str objects."""
         return self._class_names[indices]
 
-    def predict(self, rows: np.ndarray) -> list[str]:
+    def predict(self, rows: np.ndarray) -> list[Any]:
+        """A class name per row; a regressor's number per row."""
+        if self.manifest.regressor:
+            return [float(value) for value in np.asarray(self.estimator.predict(rows), dtype=np.float64)]
         return self.class_names_of(self.predict_indices(rows)).tolist()
 
-    def predict_one(self, row: tuple[float, ...]) -> str:
-        """The class name for one row: the request path of GET /."""
+    def predict_one(self, row: tuple[Any, ...]) -> Any:
+        """The class name (a regressor's number) for one row: the request path of GET /."""
         if self.rule is not None:
             index = self.rule.predict_one(row)
             if index is not None:
                 return self._names[index]
-        return self._names[int(self._sklearn_indices(np.array([row], dtype=np.float64))[0])]
+        rows = np.empty((1, len(row)), dtype=self.features.dtype)
+        rows[0] = row
+        if self.manifest.regressor:
+            return self.predict(rows)[0]
+        return self._names[int(self._sklearn_indices(rows)[0])]
 
     def decision_scores(self, rows: np.ndarray) -> np.ndarray:
         """The estimator's decision_function as [rows, classes]; a binary model's one score becomes (-s, s)."""

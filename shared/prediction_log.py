@@ -33,7 +33,7 @@ import flask
 
 from shared.request_id import RequestId
 
-Observer = Callable[[Any, Sequence[str]], None]
+Observer = Callable[[Any, Sequence[Any]], None]  # rows, and the class name (or a regressor's number) of each
 PIPE_BUF = 4096  # POSIX: a write of at most this many bytes to a pipe is atomic
 
 _second: tuple[int, str] = (-1, "")  # the last whole second and its text, replaced whole (threads read it)
@@ -221,8 +221,12 @@ def _text(value: str) -> str:
     return encode_basestring_ascii(value)
 
 
-def _names(names: Sequence[str]) -> str:
-    return "[" + ",".join(map(encode_basestring_ascii, names)) + "]"
+def _names(names: Sequence[Any]) -> str:
+    """Class names (the common case, encoded in C), or a regressor's numbers."""
+    try:
+        return "[" + ",".join(map(encode_basestring_ascii, names)) + "]"
+    except TypeError:
+        return json.dumps([float(value) for value in names])
 
 
 def _rows(rows: Any) -> str:

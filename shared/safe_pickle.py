@@ -5,8 +5,17 @@ first request, and before the real unpickling (which linear models do lazily), `
 walks the artifact with the allowlist in force. Allowed:
   - joblib.numpy_pickle.NumpyArrayWrapper, numpy.ndarray, numpy.dtype, numpy._core.multiarray.scalar
     (and numpy.core.multiarray.scalar, its name before numpy 2): arrays and their scalars;
-  - the estimator's own class, as the manifest names it (sklearn.svm._classes.SVC, ...).
+  - the estimator's own class, as the manifest names it (sklearn.svm._classes.SVC, ...);
+  - for a model imported with `make import-model`, the names its manifest lists (`trusted`), each of which
+    `untrusted_reason` accepts, at import and again at every load (a manifest edited to widen the list is refused).
 Anything else is refused, naming it, and the function does not start.
+
+What `untrusted_reason` trusts (docs/models.md says why): classes of scikit-learn, numpy and scipy, whose
+construction and state only hold data (an estimator's __init__ stores its parameters, by scikit-learn's rules),
+numpy's ufuncs (pure arithmetic: a FunctionTransformer(np.log1p)), numpy's own reconstructors, and a few builtin
+containers. Never a function of any other kind (unpickling calls it), nothing outside those three packages (a
+pickle that calls os.system names posix.system, and is refused naming os.system), and none of their classes that
+open files or fetch data when built (numpy.memmap, numpy's data sources, scipy.io, sklearn.datasets).
 
 The walk imports neither scikit-learn nor joblib (together about a second of start-up): the
 estimator's class and joblib's array wrapper are stand-ins that take their state, and each array's
@@ -35,16 +44,75 @@ ALLOWED = frozenset({
 })
 
 
+# Beyond ALLOWED, what an imported model's pickle may name without being a class of the trusted packages.
+SAFE_GLOBALS = frozenset({
+    ("builtins", "slice"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"),
+    ("builtins", "bytearray"), ("builtins", "range"), ("builtins", "object"), ("collections", "OrderedDict"),
+    ("copyreg", "_reconstructor"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
+    ("numpy.random._pickle", "__randomstate_ctor"), ("numpy.random._pickle", "__generator_ctor"),
+    ("numpy.random._pickle", "__bit_generator_ctor"),
+})
+TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")
+# Parts of the trusted packages whose classes touch files or the network when built: never trusted.
+UNTRUSTED_MODULES = ("numpy.testing", "numpy.lib._datasource", "numpy.lib.npyio", "numpy.lib._npyio_impl",
+                     "numpy.ctypeslib", "numpy.f2py", "numpy._core.memmap", "numpy.core.memmap", "scipy.io",
+                     "scipy.datasets", "sklearn.datasets", "sklearn.utils._testing")
+
+
 def _split(qualified: str) -> tuple[str, str]:
     module, _, name = qualified.rpartition(".")
     return module, name
 
 
+def shown(module: str, name: str) -> str:
+    """A name as a person knows it: posix.system (what a pickle of os.system names) is os.system."""
+    return f"os.{name}" if module in ("posix", "nt") else f"{module}.{name}"
+
+
+def untrusted_reason(module: str, name: str) -> str | None:
+    """None if an imported model's pickle may name `module.name`; else why not, in a few words."""
+    if (module, name) in ALLOWED or (module, name) in SAFE_GLOBALS:
+        return None
+    if module.split(".")[0] not in TRUSTED_PACKAGES:
+        return "it is outside scikit-learn, numpy and scipy"
+    if any(module == part or module.startswith(part + ".") for part in UNTRUSTED_MODULES):
+        return "it reads or writes files, or fetches data"
+    import importlib
+
+    try:
+        found = importlib.import_module(module)
+        for part in name.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError):
+        return "it does not exist in the installed packages"
+    if isinstance(found, type):
+        return "it opens a file when built" if issubclass(found, np.memmap) else None
+    if isinstance(found, np.ufunc):
+        return None
+    return "it is a function, not a class: unpickling would call it"
+
+
 def _refusal(module: str, name: str, estimator_class: str, allowed: frozenset) -> ModelLoadError:
+    reason = untrusted_reason(module, name) if (module, name) not in allowed else None
+    why = f"; {reason}" if reason else ""
     return ModelLoadError(
-        f"pickle allowlist check failed: the artifact names {module}.{name}, which a "
-        f"{estimator_class.rsplit('.', 1)[-1]} artifact never needs; it is refused before it runs "
+        f"pickle allowlist check failed: the artifact names {shown(module, name)}, which a "
+        f"{estimator_class.rsplit('.', 1)[-1]} artifact never needs{why}; it is refused before it runs "
         f"(allowed: {', '.join(sorted(f'{m}.{n}' for m, n in allowed))})")
+
+
+def allowed_for(estimator_class: str, trusted: tuple[str, ...] = ()) -> frozenset:
+    """What an artifact may name: ALLOWED, its own class, and the manifest's `trusted` names, each vetted again
+    (ModelLoadError naming one that `untrusted_reason` refuses)."""
+    extra = {_split(qualified) for qualified in trusted}
+    for module, name in sorted(extra):
+        reason = untrusted_reason(module, name)
+        if reason is not None:
+            raise ModelLoadError(f"pickle allowlist check failed: the manifest trusts {shown(module, name)}, "
+                                 f"which is never trusted ({reason}); import the model again")
+    return ALLOWED | {_split(estimator_class)} | frozenset(extra)
 
 
 class _StandIn:
@@ -64,7 +132,7 @@ class _ArrayStandIn(_StandIn):
         state = getattr(self, "state", None) or {}
         dtype = np.dtype(state["dtype"])
         if dtype.hasobject:  # a nested pickle stream, walked under the same allowlist
-            _Walker(walker.stream, walker.estimator_class).load()
+            _Walker(walker.stream, walker.estimator_class, walker.allowed).load()
             return
         if state.get("numpy_array_alignment_bytes") is not None:
             padding = walker.stream.read(1)
@@ -78,11 +146,11 @@ class _ArrayStandIn(_StandIn):
 class _Walker(pickle._Unpickler):  # the pure-Python unpickler: its BUILD can be extended, as joblib's is
     dispatch = pickle._Unpickler.dispatch.copy()
 
-    def __init__(self, stream: io.BytesIO, estimator_class: str) -> None:
+    def __init__(self, stream: io.BytesIO, estimator_class: str, allowed: frozenset) -> None:
         super().__init__(stream)
         self.stream = stream
         self.estimator_class = estimator_class
-        self.allowed = ALLOWED | {_split(estimator_class)}
+        self.allowed = allowed
 
     def read_exactly(self, size: int) -> None:
         if len(self.stream.read(size)) != size:
@@ -93,9 +161,9 @@ class _Walker(pickle._Unpickler):  # the pure-Python unpickler: its BUILD can be
             raise _refusal(module, name, self.estimator_class, self.allowed)
         if (module, name) == ARRAY_WRAPPER:
             return _ArrayStandIn
-        if (module, name) == _split(self.estimator_class):
+        if (module, name) == _split(self.estimator_class) or module.split(".")[0] == "sklearn":
             return type(name, (_StandIn,), {})
-        return super().find_class(module, name)  # numpy's, already imported
+        return super().find_class(module, name)  # numpy's (already imported), or a vetted builtin or scipy class
 
     def load_build(self) -> None:
         pickle._Unpickler.load_build(self)
@@ -106,11 +174,12 @@ class _Walker(pickle._Unpickler):  # the pure-Python unpickler: its BUILD can be
     dispatch[pickle.BUILD[0]] = load_build
 
 
-def check_artifact(payload: bytes, estimator_class: str) -> None:
+def check_artifact(payload: bytes, estimator_class: str, trusted: tuple[str, ...] = ()) -> None:
     """Walk the artifact with the allowlist in force; ModelLoadError naming what is not allowed."""
     stream = io.BytesIO(payload)
+    allowed = allowed_for(estimator_class, trusted)
     try:
-        _Walker(stream, estimator_class).load()
+        _Walker(stream, estimator_class, allowed).load()
     except ModelLoadError:
         raise
     except Exception as exc:  # a torn or malformed pickle: refuse it as such, not as a crash
@@ -120,11 +189,11 @@ def check_artifact(payload: bytes, estimator_class: str) -> None:
         raise ModelLoadError("pickle allowlist check failed: the artifact has bytes after its end")
 
 
-def restricted_load(payload: bytes, estimator_class: str) -> Any:
+def restricted_load(payload: bytes, estimator_class: str, trusted: tuple[str, ...] = ()) -> Any:
     """The estimator, unpickled by joblib's own unpickler with the same allowlist in force."""
     from joblib.numpy_pickle import NumpyUnpickler  # only when scikit-learn (which imports joblib) serves
 
-    allowed = ALLOWED | {_split(estimator_class)}
+    allowed = allowed_for(estimator_class, trusted)
 
     class Restricted(NumpyUnpickler):
         def find_class(self, module: str, name: str) -> Any:

@@ -30,10 +30,12 @@ class Service:
         self._identity = {"model": model.name, "revision": settings.revision}
 
     def predict_query(self, params: Mapping[str, list[str]]) -> dict[str, Any]:
-        """GET /?length=5.8&width=3.4: the tutorial's answer, plus which model and revision gave it."""
+        """GET /?length=5.8&width=3.4: the tutorial's answer, plus which model and revision gave it. A regressor
+        answers `prediction` (a number) where a classifier answers `predicted_class`."""
         row = parse_query(self.model.features, params)
-        body: dict[str, Any] = {"predicted_class": self.model.predict_one(row)}
-        self.observe((row,), (body["predicted_class"],))
+        answer = self.model.predict_one(row)
+        body: dict[str, Any] = {"prediction" if self.model.manifest.regressor else "predicted_class": answer}
+        self.observe((row,), (answer,))
         for feature, value in zip(self.model.features.features, row):
             body[feature.name] = value
         body.update(self._identity)

@@ -20,7 +20,9 @@ def test_manifest_describes_the_artifact(version: Path) -> None:
     assert manifest["name"] == "lin"
     assert manifest["algorithm"] == "sklearn.svm._classes.LinearSVC"
     assert manifest["params"]["max_iter"] == 10_000
-    assert manifest["features"] == [{"name": "sepal_length", "alias": "length"}, {"name": "sepal_width", "alias": "width"}]
+    assert manifest["features"] == [{"name": "sepal_length", "alias": "length", "type": "number"},
+                                    {"name": "sepal_width", "alias": "width", "type": "number"}]
+    assert (manifest["task"], manifest["trusted"], manifest["source"]) == ("classifier", [], None)
     assert manifest["class_names"] == ["setosa", "versicolor", "virginica"]
     assert manifest["sklearn_version"] == sklearn.__version__
     assert len(manifest["sha256"]) == 64

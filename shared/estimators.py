@@ -1,0 +1,88 @@
+"""A fitted scikit-learn estimator or Pipeline the handler did not train, made to take rows as arrays.
+
+A model fitted on a DataFrame selects its columns by name (a ColumnTransformer's `["plan"]`) and remembers the
+names (`feature_names_in_`). The serving runtime has no pandas: the handler builds each request's rows as a
+numpy array in the manifest's feature order, which is the order the model was fitted with. `positional` turns
+every ColumnTransformer's column names into the positions they were fitted at (its own
+`_transformer_to_input_indices`) and drops the remembered names, so scikit-learn takes the array without a
+warning a request, and computes exactly what it computes for the DataFrame. It changes the loaded copy only: the
+artifact on disk stays the user's bytes.
+
+A table with string columns arrives as one array of objects. A DataFrame would hand each transformer of the first
+ColumnTransformer its columns with their own dtype, so those that take only number columns (a scaler, a
+FunctionTransformer(np.log1p)) are handed theirs as float64 here too (`_Float64`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _children(estimator: Any) -> list[Any]:
+    """The estimators inside a Pipeline, a ColumnTransformer, a FeatureUnion or a meta-estimator."""
+    found: list[Any] = []
+    for attribute in ("steps", "transformer_list"):
+        found += [step for _, step in getattr(estimator, attribute, None) or []]
+    found += [transformer for _, transformer, _ in getattr(estimator, "transformers_", None) or []]
+    for attribute in ("estimator_", "regressor_", "transformer_", "final_estimator_"):
+        if getattr(estimator, attribute, None) is not None:
+            found.append(getattr(estimator, attribute))
+    found += list(getattr(estimator, "estimators_", None) or [])
+    return [child.inner if isinstance(child, _Float64) else child
+            for child in found if not isinstance(child, str)]  # "drop", "passthrough"
+
+
+class _Float64:
+    """A fitted transformer of number columns, handed them as float64 (as a DataFrame's column would be)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def transform(self, X: Any, **params: Any) -> Any:
+        import numpy as np
+
+        return self.inner.transform(np.asarray(X, dtype=np.float64), **params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _front(estimator: Any) -> Any:
+    """The step that receives the rows as they come: a Pipeline's first step, all the way down."""
+    while getattr(estimator, "steps", None):
+        estimator = estimator.steps[0][1]
+    return estimator
+
+
+def positional(estimator: Any, numbers: frozenset[int] = frozenset()) -> Any:
+    """`estimator`, every ColumnTransformer in it selecting by position, and no step remembering names.
+    `numbers`: the positions of the number columns when some are strings (the rows then come as objects)."""
+    from sklearn.compose import ColumnTransformer
+
+    front = _front(estimator)
+    if isinstance(front, ColumnTransformer) and numbers:
+        indices = front._transformer_to_input_indices
+        front.transformers_ = [
+            (name, _Float64(transformer) if not isinstance(transformer, str) and indices.get(name)
+             and set(indices[name]) <= numbers else transformer, columns)
+            for name, transformer, columns in front.transformers_]
+
+    seen: set[int] = set()
+
+    def visit(node: Any) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, ColumnTransformer) and hasattr(node, "feature_names_in_"):
+            indices = node._transformer_to_input_indices
+            node.transformers_ = [(name, transformer, list(indices.get(name, [])))
+                                  for name, transformer, _ in node.transformers_]
+            name, transformer, _ = node._remainder
+            node._remainder = (name, transformer, list(indices.get(name, [])))
+        if "feature_names_in_" in getattr(node, "__dict__", {}):
+            del node.feature_names_in_
+        for child in _children(node):
+            visit(child)
+
+    visit(estimator)
+    return estimator
