@@ -13,7 +13,8 @@ IMAGE ?= iris
 BASE_IMAGE ?= python:3.11-slim
 PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` (0: one process, as plain pytest). Each test file runs whole in one worker
-# (--dist loadfile): a file's local Cloud Run and its module fixtures are made once. See docs/development.md.
+# (--dist loadfile): a file's local Cloud Run and its module fixtures are made once; the tests marked `exclusive`
+# run after, alone (tests/suite.py). See docs/development.md.
 TEST_WORKERS ?= 3
 BENCH_ARGS ?=
 # Docker 23+ CLIs build with BuildKit only through the buildx plugin; Debian's docker.io
@@ -137,7 +138,7 @@ bench: models mlserver ## benchmark every target side by side (wrk); writes .ben
 	$(PY) -m iris_tools.bench --docs docs/benchmarks.md $(BENCH_ARGS)
 
 test: models $(VENV)/.dev-installed ## run the whole test suite (TEST_WORKERS in parallel); the 30 slowest tests last
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=30 $(PYTEST_ARGS)
+	TEST_WORKERS=$(TEST_WORKERS) $(PY) tests/suite.py $(PYTEST_ARGS)
 
 clean: stop ## stop everything and remove the venv and trained artifacts
 	rm -rf $(VENV) $(ARTIFACTS) $(wildcard functions/*/model.rule.json) .run

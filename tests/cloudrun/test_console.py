@@ -287,9 +287,6 @@ def test_a_page_on_another_origin_cannot_change_traffic(served: CloudRunUnderTes
     before = served.describe()
     (server, port) = _evil_site(tmp_path, console)
     try:
-        browser.get(f"http://127.0.0.1:{port}/evil.html")
-        wait_for(browser, 15, lambda d: d.execute_script("return window.done === true"))
-
         def refused() -> bool:
             """The form's request and the fetches' reached the console and got 403s. (Now and then headless
             Chromium settles one of the two fetches without sending it; one of them is enough to show the page
@@ -298,10 +295,17 @@ def test_a_page_on_another_origin_cannot_change_traffic(served: CloudRunUnderTes
             return '"POST /api/promote HTTP/1.1" 403' in log and ('"POST /api/rollback HTTP/1.1" 403' in log
                                                                    or '"POST /api/split HTTP/1.1" 403' in log)
 
-        deadline = time.monotonic() + 15
-        while not refused():
-            assert time.monotonic() < deadline, (tmp_path / "console.log").read_text()
-            time.sleep(0.2)
+        # On a busy machine Chromium now and then drops the form's submission along with the frame's first load:
+        # the page is loaded again (at most three times) until the console has heard both kinds of request.
+        for _ in range(3):
+            browser.get(f"http://127.0.0.1:{port}/evil.html")
+            wait_for(browser, 15, lambda d: d.execute_script("return window.done === true"))
+            deadline = time.monotonic() + 15
+            while not refused() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if refused():
+                break
+        assert refused(), (tmp_path / "console.log").read_text()
     finally:
         server.shutdown()
     after = served.describe()

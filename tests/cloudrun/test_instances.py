@@ -26,8 +26,9 @@ from tests.cloudrun.harness import FAST, CloudRunUnderTest, Load, wait_for
 from tests.helpers import ROOT
 
 POINT = "/?length=5.8&width=3.4"
-pytestmark = pytest.mark.skipif(shutil.which("wrk") is None and not os.environ.get("CI"),
-                                reason="wrk is not installed (apt-get install wrk)")
+pytestmark = [pytest.mark.exclusive,  # the autoscaler's windows and panic, timed under wrk's load
+              pytest.mark.skipif(shutil.which("wrk") is None and not os.environ.get("CI"),
+                                 reason="wrk is not installed (apt-get install wrk)")]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import ROOT
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.exclusive]  # wrk saturates both cores
 
 
 def processes_holding(prefix: str) -> list[int]:

@@ -21,7 +21,7 @@ from iris_tools.local.servers import ProcessServer, free_port
 from iris_tools.local.versions import start_as_in_image
 from tests.helpers import ROOT
 
-pytestmark = [pytest.mark.system,
+pytestmark = [pytest.mark.system, pytest.mark.exclusive,  # soaks at full load
               pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")]
 
 SOAK_SECONDS = int(os.environ.get("SOAK_SECONDS", "15"))
