@@ -27,11 +27,13 @@ endif
 PIP_CA ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 export DOCKER IMAGE
 
-MODELS := $(patsubst functions/%/main.py,%,$(wildcard functions/*/main.py))
+# Imported models (make import-model) hold their own artifacts: the training notebook makes the others'.
+IMPORTED := $(patsubst functions/%/model.json,%,$(shell grep -l '"source": {' functions/*/model.json 2>/dev/null))
+MODELS := $(filter-out $(IMPORTED),$(patsubst functions/%/main.py,%,$(wildcard functions/*/main.py)))
 ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
 TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py shared/linear.py
 
-.PHONY: help venv models retrain up demo compare status stop emulator emulator-token emulator-status rollout rollback promote traffic console shadow outcomes labelled-load report test images base-image mlserver bench clean
+.PHONY: help venv models retrain import-model examples up demo compare status stop emulator emulator-token emulator-status rollout rollback promote traffic console shadow outcomes labelled-load report test images base-image mlserver bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -119,6 +121,19 @@ traffic: | $(VENV)/.installed ## show the service's traffic, tags and live figur
 
 console: | $(VENV)/.installed ## a page on 127.0.0.1 (CONSOLE_PORT, default 5080) to watch the split, figures and rollout, and stop it
 	$(PY) -m iris_tools.console
+
+FILE ?=
+NAME ?=
+FEATURES ?=
+TYPES ?=
+REPLACE ?=
+import-model: | $(VENV)/.installed ## FILE=model.joblib|.skops NAME=<name>: a fitted estimator or Pipeline, checked, as functions/<NAME>/ (FEATURES=, TYPES=, REPLACE=1)
+	$(PY) -m iris_tools.model_import "$(FILE)" "$(NAME)" --features "$(FEATURES)" --types "$(TYPES)" $(if $(REPLACE),--replace)
+
+examples: | $(VENV)/.installed ## the worked examples: notebooks/bring_your_own.ipynb trains them, then import-model serves them (diabetes, telco)
+	$(PY) notebooks/run_notebook.py notebooks/bring_your_own.ipynb
+	$(PY) -m iris_tools.model_import notebooks/trained/diabetes.joblib diabetes --replace
+	$(PY) -m iris_tools.model_import notebooks/trained/telco.joblib telco --replace
 
 images: models ## build one image per model version: $(IMAGE):<name>, from build/Dockerfile
 	BASE_IMAGE=$(BASE_IMAGE) PIP_CA=$(PIP_CA) build/build_images.sh

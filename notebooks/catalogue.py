@@ -2,9 +2,11 @@
 
 The key is the version's name, which is its folder's: `functions/<name>/main.py`
 serves it, the image is `iris:<name>`, and the function reports that name.
-`check_catalogue` fails training when the entries and the folders differ.
+`check_catalogue` fails training when the entries and the folders differ. A folder `make import-model` wrote
+(its manifest names the file it came from) is not the catalogue's: it holds its own artifact.
 """
 
+import json
 from pathlib import Path
 
 from sklearn.svm import SVC, LinearSVC
@@ -17,8 +19,21 @@ MODELS = {
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 
 
+def imported_folders(functions_dir: Path = FUNCTIONS_DIR) -> set[str]:
+    """The folders `make import-model` wrote: their manifest names the file the model came from."""
+    found = set()
+    for manifest in functions_dir.glob("*/model.json"):
+        try:
+            if json.loads(manifest.read_text()).get("source"):
+                found.add(manifest.parent.name)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return found
+
+
 def function_folders(functions_dir: Path = FUNCTIONS_DIR) -> set[str]:
-    return {path.parent.name for path in functions_dir.glob("*/main.py")}
+    """The catalogue's folders: every one with a main.py, but those of imported models."""
+    return {path.parent.name for path in functions_dir.glob("*/main.py")} - imported_folders(functions_dir)
 
 
 def check_catalogue(models: dict = MODELS, functions_dir: Path = FUNCTIONS_DIR) -> None:

@@ -121,14 +121,14 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Estimator parameters as JSON: numbers, strings, None and lists stay, the rest is repr()."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
+        return [json_safe(item) for item in value]
     if isinstance(value, dict):
-        return {str(key): _json_safe(item) for key, item in value.items()}
+        return {str(key): json_safe(item) for key, item in value.items()}
     return repr(value)
 
 
@@ -166,7 +166,7 @@ def save_model(
     manifest = Manifest(
         name=name,
         algorithm=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
-        params=_json_safe(estimator.get_params()),
+        params=json_safe(estimator.get_params()),
         features=tuple(features),
         class_names=tuple(class_names),
         sklearn_version=sklearn.__version__,

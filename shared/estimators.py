@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 
 def _children(estimator: Any) -> list[Any]:
     """The estimators inside a Pipeline, a ColumnTransformer, a FeatureUnion or a meta-estimator."""
@@ -27,7 +29,9 @@ def _children(estimator: Any) -> list[Any]:
     for attribute in ("estimator_", "regressor_", "transformer_", "final_estimator_"):
         if getattr(estimator, attribute, None) is not None:
             found.append(getattr(estimator, attribute))
-    found += list(getattr(estimator, "estimators_", None) or [])
+    members = getattr(estimator, "estimators_", None)  # a list, or (gradient boosting) an array of trees
+    if members is not None:
+        found += [member for member in np.asarray(members, dtype=object).ravel().tolist()]
     return [child.inner if isinstance(child, _Float64) else child
             for child in found if not isinstance(child, str)]  # "drop", "passthrough"
 
@@ -39,8 +43,6 @@ class _Float64:
         self.inner = inner
 
     def transform(self, X: Any, **params: Any) -> Any:
-        import numpy as np
-
         return self.inner.transform(np.asarray(X, dtype=np.float64), **params)
 
     def __getattr__(self, name: str) -> Any:

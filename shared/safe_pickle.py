@@ -55,6 +55,13 @@ SAFE_GLOBALS = frozenset({
     ("numpy.random._pickle", "__bit_generator_ctor"),
 })
 TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")
+# What the walk builds for real: arrays and their dtypes (joblib's wrapper reads the dtype to skip the raw bytes
+# that follow it), and the harmless builtin containers. Every other class is a stand-in that takes its state.
+_BUILT = frozenset({("numpy", "dtype"), ("numpy", "ndarray"), ("numpy._core.multiarray", "_reconstruct"),
+                    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+                    ("numpy.core.multiarray", "scalar"), ("numpy._core.numeric", "_frombuffer"),
+                    ("numpy.core.numeric", "_frombuffer")}) | {
+    name for name in SAFE_GLOBALS if name[0] in ("builtins", "collections", "copyreg")}
 # Parts of the trusted packages whose classes touch files or the network when built: never trusted.
 UNTRUSTED_MODULES = ("numpy.testing", "numpy.lib._datasource", "numpy.lib.npyio", "numpy.lib._npyio_impl",
                      "numpy.ctypeslib", "numpy.f2py", "numpy._core.memmap", "numpy.core.memmap", "scipy.io",
@@ -132,7 +139,7 @@ class _ArrayStandIn(_StandIn):
         state = getattr(self, "state", None) or {}
         dtype = np.dtype(state["dtype"])
         if dtype.hasobject:  # a nested pickle stream, walked under the same allowlist
-            _Walker(walker.stream, walker.estimator_class, walker.allowed).load()
+            walker.nested().load()
             return
         if state.get("numpy_array_alignment_bytes") is not None:
             padding = walker.stream.read(1)
@@ -152,6 +159,10 @@ class _Walker(pickle._Unpickler):  # the pure-Python unpickler: its BUILD can be
         self.estimator_class = estimator_class
         self.allowed = allowed
 
+    def nested(self) -> "_Walker":
+        """A walker of the same kind for a pickle stream inside this one (an object array's)."""
+        return _Walker(self.stream, self.estimator_class, self.allowed)
+
     def read_exactly(self, size: int) -> None:
         if len(self.stream.read(size)) != size:
             raise EOFError("the artifact ends inside an array's data")
@@ -159,11 +170,15 @@ class _Walker(pickle._Unpickler):  # the pure-Python unpickler: its BUILD can be
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.allowed:
             raise _refusal(module, name, self.estimator_class, self.allowed)
+        return self.built(module, name)
+
+    def built(self, module: str, name: str) -> Any:
+        """What the walk makes of an allowed name: joblib's wrapper, an array part, or a stand-in."""
         if (module, name) == ARRAY_WRAPPER:
             return _ArrayStandIn
-        if (module, name) == _split(self.estimator_class) or module.split(".")[0] == "sklearn":
-            return type(name, (_StandIn,), {})
-        return super().find_class(module, name)  # numpy's (already imported), or a vetted builtin or scipy class
+        if (module, name) in _BUILT:
+            return pickle._Unpickler.find_class(self, module, name)  # numpy's (already imported), or a builtin
+        return type(name, (_StandIn,), {})
 
     def load_build(self) -> None:
         pickle._Unpickler.load_build(self)
@@ -172,6 +187,40 @@ class _Walker(pickle._Unpickler):  # the pure-Python unpickler: its BUILD can be
             self.stack.append(None)
 
     dispatch[pickle.BUILD[0]] = load_build
+
+
+class _Survey(_Walker):
+    """A walk that lists what a file names, refusing (before anything in it runs) the first name that
+    `untrusted_reason` does not trust."""
+
+    def __init__(self, stream: io.BytesIO, found: set[tuple[str, str]]) -> None:
+        super().__init__(stream, "", frozenset())
+        self.found = found
+
+    def nested(self) -> "_Walker":
+        return _Survey(self.stream, self.found)
+
+    def find_class(self, module: str, name: str) -> Any:
+        reason = untrusted_reason(module, name)
+        if reason is not None:
+            raise ModelLoadError(f"the file names {shown(module, name)}, which is not trusted ({reason}); it is "
+                                 f"refused before anything in it runs")
+        self.found.add((module, name))
+        return self.built(module, name)
+
+
+def survey(payload: bytes) -> tuple[str, ...]:
+    """Every name an uncompressed pickle or joblib file names, sorted, each trusted by `untrusted_reason`;
+    ModelLoadError naming the first one that is not (nothing in the file runs)."""
+    found: set[tuple[str, str]] = set()
+    stream = io.BytesIO(payload)
+    try:
+        _Survey(stream, found).load()
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"the file is not a pickle this can read ({type(exc).__name__}: {exc})") from None
+    return tuple(sorted(f"{module}.{name}" for module, name in found))
 
 
 def check_artifact(payload: bytes, estimator_class: str, trusted: tuple[str, ...] = ()) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -12,7 +13,19 @@ from iris_tools.local.servers import free_port  # noqa: F401  (one free_port for
 from shared.artifact import Feature, save_model
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL_DIRS = sorted(path.parent for path in (ROOT / "functions").glob("*/main.py"))
+
+
+def _imported(directory: Path) -> bool:
+    """A folder `make import-model` wrote (its manifest names the file it came from): not an iris version."""
+    try:
+        return bool(json.loads((directory / "model.json").read_text()).get("source"))
+    except (OSError, ValueError):
+        return False
+
+
+# The iris versions the training notebook makes (imported models, `make examples`' among them, have tests of
+# their own: tests/integration/test_imported_models.py).
+MODEL_DIRS = sorted(path.parent for path in (ROOT / "functions").glob("*/main.py") if not _imported(path.parent))
 MODEL_NAMES = [path.name for path in MODEL_DIRS]
 IRIS_FEATURES = [Feature(name="sepal_length", alias="length"), Feature(name="sepal_width", alias="width")]
 CLASS_NAMES = ["setosa", "versicolor", "virginica"]

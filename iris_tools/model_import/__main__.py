@@ -1,0 +1,69 @@
+"""Import a fitted scikit-learn estimator or Pipeline as a model version that the shared handler serves.
+
+    python -m iris_tools.model_import FILE NAME [--features a,b,c] [--types plan=string,...]
+    make import-model FILE=path/to/model.joblib NAME=churn [FEATURES=...] [TYPES=...] [REPLACE=1]
+
+Writes functions/<NAME>/ (IRIS_FUNCTIONS_DIR) and says what it found. Refuses, naming the reason and writing
+nothing: a name already taken, a file that is not a fitted classifier or regressor, and a file that names anything
+outside scikit-learn's, numpy's and scipy's own classes (docs/models.md lists what is trusted, and why).
+
+Exit status: 0 imported, 1 refused (one line on stderr says why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from iris_tools.cli.failures import EXIT_FAILED
+from iris_tools.cli.tables import table
+from iris_tools.local.versions import FUNCTIONS_DIR
+from iris_tools.model_import.describing import describe
+from iris_tools.model_import.reading import ImportRefused, read_model
+from iris_tools.model_import.writing import check_name, write_version
+from shared.artifact import Manifest
+
+
+def summary(manifest: Manifest, directory: Path) -> str:
+    rows = [["feature", "type", "values"]]
+    for feature in manifest.features:
+        values = "-" if feature.categories is None else ", ".join(feature.categories[:8]) + (
+            f" (+{len(feature.categories) - 8})" if len(feature.categories) > 8 else "")
+        rows.append([feature.name, feature.type, values if feature.type == "string" else "-"])
+    lines = [f"imported {manifest.source['file']} as model {manifest.name} ({directory})",
+             f"  estimator: {manifest.algorithm.rsplit('.', 1)[-1]} ({manifest.algorithm}), a {manifest.task}",
+             table(rows, indent="  ")]
+    if manifest.task == "classifier":
+        lines.append(f"  classes: {', '.join(manifest.class_names)}")
+    lines.append(f"  trusted: {len(manifest.trusted)} classes of scikit-learn, numpy and scipy (model.json lists them)")
+    query = "&".join(f"{f.name}={(f.categories or ('x',))[0] if f.type == 'string' else 0}"
+                     for f in manifest.features)
+    lines.append(f"next: make demo, then curl 'http://127.0.0.1:<its port>/?{query}'")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m iris_tools.model_import", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("file", type=Path)
+    parser.add_argument("name")
+    parser.add_argument("--features", default="", help="feature names in order, when the model has none")
+    parser.add_argument("--types", default="", help="number or string per feature: plan=string,... or in order")
+    parser.add_argument("--replace", action="store_true", help="replace a model imported before under NAME")
+    args = parser.parse_args(argv)
+    try:
+        check_name(args.name, FUNCTIONS_DIR, args.replace)  # before the file is read: a taken name costs nothing
+        loaded = read_model(args.file)
+        names = [name.strip() for name in args.features.split(",") if name.strip()] or None
+        description = describe(loaded.estimator, names, args.types or None)
+        manifest = write_version(loaded, description, args.name, FUNCTIONS_DIR, args.replace)
+    except ImportRefused as exc:
+        print(f"error: {exc}; nothing was written", file=sys.stderr)
+        return EXIT_FAILED
+    print(summary(manifest, FUNCTIONS_DIR / args.name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

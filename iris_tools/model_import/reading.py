@@ -1,0 +1,96 @@
+"""A user's model file read without trusting it: every name it holds is vetted (shared/safe_pickle.py) before
+anything in it runs, then it is loaded with exactly those names allowed.
+
+.joblib/.pkl/.pickle: joblib's format or a plain pickle, compressed or not. .skops: skops's own reader, with the
+types skops does not trust by itself vetted by the same rules (anything else refused, naming it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from iris_tools.cli.failures import ToolError
+from shared.artifact import sha256_of
+from shared.errors import ModelLoadError
+from shared.safe_pickle import restricted_load, shown, survey, untrusted_reason
+
+PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+SKOPS_SUFFIX = ".skops"
+
+
+class ImportRefused(ToolError):
+    """The file cannot be imported; the message says why, and nothing was written."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    estimator: Any
+    source: dict[str, str]  # the file's name, format and SHA-256
+
+
+def _decompressed(path: Path) -> bytes:
+    """The pickle stream of a joblib file however joblib compressed it (compress=... writes zlib, gzip, bz2, xz or
+    lzma, each known by its first bytes), or of a plain pickle."""
+    import bz2
+    import gzip
+    import lzma
+    import zlib
+
+    data = path.read_bytes()
+    openers = ((b"\x1f\x8b", gzip.decompress), (b"BZh", bz2.decompress), (b"\xfd7zXZ", lzma.decompress),
+               (b"]\x00\x00", lambda raw: lzma.decompress(raw, format=lzma.FORMAT_ALONE)), (b"\x78", zlib.decompress))
+    for prefix, decompress in openers:
+        if data.startswith(prefix):
+            try:
+                return decompress(data)
+            except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
+                raise ImportRefused(f"FILE={path}: looks compressed but does not decompress ({exc})") from None
+    return data
+
+
+def read_model(path: Path) -> Loaded:
+    if not path.is_file():
+        raise ImportRefused(f"FILE={path}: no such file")
+    suffix = path.suffix.lower()
+    source = {"file": path.name, "sha256": sha256_of(path.read_bytes())}
+    if suffix == SKOPS_SUFFIX:
+        return Loaded(_read_skops(path), {**source, "format": "skops"})
+    if suffix not in PICKLE_SUFFIXES:
+        raise ImportRefused(f"FILE={path}: expected a {', '.join(PICKLE_SUFFIXES)} or {SKOPS_SUFFIX} file")
+    try:
+        payload = _decompressed(path)
+        names = survey(payload)  # nothing in the file has run yet
+        classes = [name for name in names if name.startswith("sklearn.")]
+        if not classes:
+            raise ModelLoadError("the file holds no scikit-learn estimator")
+        estimator = restricted_load(payload, classes[0], names)
+    except ModelLoadError as exc:
+        raise ImportRefused(f"FILE={path}: {exc}") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise ImportRefused(f"FILE={path}: not a model file joblib can read ({exc})") from None
+    return Loaded(estimator, {**source, "format": "joblib"})
+
+
+def _read_skops(path: Path) -> Any:
+    try:
+        import skops.io
+    except ImportError:
+        raise ImportRefused("a .skops file needs skops: pip install skops (requirements-tools.txt has it)") from None
+    try:
+        untrusted = skops.io.get_untrusted_types(file=path)
+    except Exception as exc:  # noqa: BLE001 - a torn or foreign file: said, never a traceback
+        raise ImportRefused(f"FILE={path}: not a skops file skops can read ({type(exc).__name__}: {exc})") from None
+    refused = []
+    for qualified in untrusted:
+        module, _, name = qualified.rpartition(".")
+        reason = untrusted_reason(module, name)
+        if reason is not None:
+            refused.append(f"{shown(module, name)} ({reason})")
+    if refused:
+        raise ImportRefused(f"FILE={path}: skops lists types it does not trust, and these are not trusted here "
+                            f"either: {', '.join(refused)}; nothing in the file was run")
+    try:
+        return skops.io.load(path, trusted=untrusted)
+    except Exception as exc:  # noqa: BLE001
+        raise ImportRefused(f"FILE={path}: skops could not load it ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,186 @@
+"""A user's own model: `make import-model` on the worked examples (notebooks/bring_your_own.ipynb trains a
+GradientBoostingRegressor on the diabetes data and a Pipeline with a OneHotEncoder on string columns), served by the
+one handler on every route, answering exactly what the estimator answers; and the files it refuses, leaving nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import LogisticRegression
+
+from tests.helpers import ROOT
+
+NOTEBOOK = ROOT / "notebooks" / "bring_your_own.ipynb"
+
+
+def import_model(functions_dir: Path, file: Path, name: str, *options: str) -> subprocess.CompletedProcess:
+    """`make import-model` as the Makefile runs it, into `functions_dir`."""
+    return subprocess.run([sys.executable, "-m", "iris_tools.model_import", str(file), name, *options], cwd=ROOT,
+                          env={**os.environ, "IRIS_FUNCTIONS_DIR": str(functions_dir)}, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The notebook's two files, trained into a temporary folder."""
+    out = tmp_path_factory.mktemp("trained")
+    result = subprocess.run([sys.executable, "notebooks/run_notebook.py", str(NOTEBOOK)], cwd=ROOT,
+                            env={**os.environ, "IRIS_EXAMPLES_DIR": str(out)}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    return {"diabetes": out / "diabetes.joblib", "telco": out / "telco.joblib"}
+
+
+@pytest.fixture(scope="module")
+def functions_dir(examples: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("functions")
+    for name, file in list(examples.items()):
+        imported = import_model(directory, file, name)
+        assert imported.returncode == 0, imported.stderr
+        examples[f"{name}-output"] = imported.stdout  # type: ignore[assignment]
+    return directory
+
+
+@pytest.fixture(scope="module")
+def telco_rows() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame({"tenure": rng.integers(1, 72, 40).astype(float),
+                         "plan": rng.choice(["basic", "pro", "team"], 40),
+                         "contract": rng.choice(["monthly", "yearly"], 40),
+                         "monthly": np.round(rng.uniform(10, 120, 40), 2)})
+
+
+def test_the_import_says_what_it_found(examples: dict, functions_dir: Path) -> None:
+    telco = examples["telco-output"]
+    assert "estimator: Pipeline (sklearn.pipeline.Pipeline), a classifier" in telco
+    assert [line.split()[:2] for line in telco.splitlines() if line.strip().split()[:1] in
+            (["tenure"], ["plan"], ["contract"], ["monthly"])] == [
+        ["tenure", "number"], ["plan", "string"], ["contract", "string"], ["monthly", "number"]]
+    assert "plan      string  basic, pro, team" in telco and "classes: churn, stay" in telco
+    diabetes = examples["diabetes-output"]
+    assert "GradientBoostingRegressor (sklearn.ensemble._gb.GradientBoostingRegressor), a regressor" in diabetes
+    manifest = json.loads((functions_dir / "telco" / "model.json").read_text())
+    assert manifest["task"] == "classifier" and manifest["source"]["file"] == "telco.joblib"
+    assert manifest["features"][1] == {"name": "plan", "alias": "plan", "type": "string",
+                                       "categories": ["basic", "pro", "team"]}
+    assert (functions_dir / "telco" / "main.py").read_text() == (ROOT / "functions" / "svc" / "main.py").read_text(
+    ).replace("`svc`", "`telco`")
+
+
+def test_a_pipeline_answers_every_route_exactly_as_the_estimator_does(examples: dict, functions_dir: Path,
+                                                                      client_for: Callable, telco_rows) -> None:
+    own = joblib.load(examples["telco"])
+    expected = own.predict(telco_rows).tolist()
+    client = client_for(functions_dir / "telco")
+    records = telco_rows.to_dict("records")
+    gets = [client.get("/", query_string={k: str(v) for k, v in row.items()}).get_json()["predicted_class"]
+            for row in records]
+    as_lists = client.post("/", json={"instances": telco_rows.values.tolist()}).get_json()["predictions"]
+    as_objects = client.post("/", json={"instances": records}).get_json()["predictions"]
+    assert gets == as_lists == as_objects == expected
+    answer = client.get("/?tenure=12&plan=pro&contract=monthly&monthly=29.5").get_json()
+    assert (answer["tenure"], answer["plan"], answer["model"]) == (12.0, "pro", "telco")
+    assert client.get("/metadata").get_json()["model"]["task"] == "classifier"
+
+
+def test_a_regressor_answers_prediction_to_1e_9_of_the_estimator(examples: dict, functions_dir: Path,
+                                                                  client_for: Callable) -> None:
+    own = joblib.load(examples["diabetes"])
+    data = load_diabetes(as_frame=True).data.iloc[:50]
+    expected = own.predict(data)
+    client = client_for(functions_dir / "diabetes")
+    batch = client.post("/", json={"instances": data.values.tolist()}).get_json()["predictions"]
+    one = client.get("/", query_string={k: repr(v) for k, v in data.iloc[0].items()}).get_json()
+    assert "predicted_class" not in one and isinstance(one["prediction"], float)
+    np.testing.assert_allclose(batch, expected, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(one["prediction"], expected[0], rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize(("query", "field", "code"), [
+    ("tenure=x&plan=pro&contract=monthly&monthly=1", "tenure", "not_a_number"),
+    ("tenure=1&plan=gold&contract=monthly&monthly=1", "plan", "unknown_category"),
+    ("tenure=1&plan=pro&contract=monthly", "monthly", "missing_field"),
+    ("tenure=1&plan=pro&contract=monthly&monthly=1&extra=2", "extra", "unknown_field"),
+])
+def test_a_wrong_value_or_feature_is_a_400_naming_it(functions_dir: Path, client_for: Callable, query: str,
+                                                     field: str, code: str) -> None:
+    answer = client_for(functions_dir / "telco").get(f"/?{query}")
+    assert answer.status_code == 400 and (answer.get_json()["field"], answer.get_json()["code"]) == (field, code)
+
+
+def test_a_number_where_a_string_is_expected_in_a_batch_is_a_400_naming_where(functions_dir: Path,
+                                                                              client_for: Callable) -> None:
+    answer = client_for(functions_dir / "telco").post("/", json={"instances": [[1, 2, "monthly", 3]]})
+    assert answer.status_code == 400
+    assert (answer.get_json()["field"], answer.get_json()["code"]) == ("instances[0][1]", "not_a_string")
+
+
+def test_a_skops_file_is_imported_with_its_types_vetted(examples: dict, tmp_path: Path) -> None:
+    import skops.io
+
+    skops.io.dump(joblib.load(examples["telco"]), tmp_path / "telco.skops")
+    imported = import_model(tmp_path / "functions", tmp_path / "telco.skops", "telco_skops")
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads((tmp_path / "functions" / "telco_skops" / "model.json").read_text())["source"]["format"] == "skops"
+
+
+class Payload:
+    """Runs a command when unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def refused(tmp_path: Path, file: Path, name: str = "mine", *options: str) -> str:
+    """The import's error line; it must have written nothing."""
+    functions = tmp_path / "functions"
+    functions.mkdir(exist_ok=True)
+    before = sorted(functions.iterdir())
+    result = import_model(functions, file, name, *options)
+    assert result.returncode == 1, result.stdout
+    assert sorted(functions.iterdir()) == before, "the refused import left something behind"
+    assert "Traceback" not in result.stderr
+    return result.stderr
+
+
+def test_a_pickle_that_calls_os_system_is_refused_naming_it_before_it_runs(examples: dict, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    model = joblib.load(examples["telco"])
+    model.hidden_ = Payload(marker)
+    joblib.dump(model, tmp_path / "evil.joblib")
+    error = refused(tmp_path, tmp_path / "evil.joblib")
+    assert "names os.system, which is not trusted (it is outside scikit-learn, numpy and scipy)" in error
+    assert not marker.exists(), "the payload ran"
+
+
+def test_what_is_not_a_fitted_classifier_or_regressor_is_refused(tmp_path: Path) -> None:
+    joblib.dump(LogisticRegression(), tmp_path / "unfitted.joblib")
+    assert "a LogisticRegression that is not fitted" in refused(tmp_path, tmp_path / "unfitted.joblib")
+    joblib.dump(KMeans(n_clusters=2, n_init=1, random_state=0).fit(np.eye(4)), tmp_path / "kmeans.joblib")
+    assert "neither a classifier nor a regressor" in refused(tmp_path, tmp_path / "kmeans.joblib")
+    (tmp_path / "text.joblib").write_text("not a pickle")
+    assert "not a pickle this can read" in refused(tmp_path, tmp_path / "text.joblib")
+
+
+def test_a_taken_name_or_a_bad_one_is_refused(examples: dict, functions_dir: Path, tmp_path: Path) -> None:
+    result = import_model(functions_dir, examples["telco"], "telco")
+    assert result.returncode == 1 and "functions/telco/ already exists" in result.stderr
+    assert "a model's name is its folder's" in refused(tmp_path, examples["telco"], "Bad-Name")
+    (tmp_path / "functions" / "svc").mkdir(parents=True)
+    (tmp_path / "functions" / "svc" / "model.json").write_text('{"name": "svc"}')
+    assert "is not an imported model" in refused(tmp_path, examples["telco"], "svc", "--replace")
