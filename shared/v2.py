@@ -7,10 +7,14 @@ Requests are parsed and validated by `shared.v2_request`.
 Model name is the version's name (`svc`); its one version is the first 12 hex
 digits of the artifact's SHA-256, so a version names exactly one artifact.
 
-Outputs come from one table, `OUTPUTS` (name, datatype, shape, how it is computed),
-which drives the model metadata, the names a request may ask for and the response:
+Outputs come from one table per kind of model (name, datatype, shape, how it is computed),
+which drives the model metadata, the names a request may ask for and the response. A classifier:
 `predicted_class` (INT64, [N], index into the class names) by default;
-`class_name` (BYTES, [N]) and `decision_scores` (FP64, [N, classes]) on request.
+`class_name` (BYTES, [N]) and `decision_scores` (FP64, [N, classes]; when the estimator has a
+decision_function) on request. A regressor: `prediction` (FP64, [N]).
+
+Inputs in the metadata: `features` (FP64, [-1, F]) for a model of numbers the catalogue trained; one input per
+feature (FP64, or BYTES for a string) for an imported model, which is how a request sends them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.artifact import STRING
 from shared.config import Settings
 from shared.errors import NotFound
 from shared.model import ServedModel
@@ -63,6 +68,17 @@ OUTPUTS: dict[str, Output] = {output.name: output for output in (
            lambda model, rows, indices: model.decision_scores(rows).astype("<f8")),
 )}
 DEFAULT_OUTPUTS = ("predicted_class",)
+REGRESSOR_OUTPUTS: dict[str, Output] = {"prediction": Output(
+    "prediction", "FP64", lambda model: [-1], lambda model, rows, values: np.asarray(values, dtype="<f8"))}
+
+
+def outputs_of(model: ServedModel) -> tuple[dict[str, Output], tuple[str, ...]]:
+    """The outputs this model has, and those a request gets when it names none."""
+    if model.manifest.regressor:
+        return REGRESSOR_OUTPUTS, ("prediction",)
+    if model.manifest.source is not None and not hasattr(model.estimator, "decision_function"):
+        return {name: output for name, output in OUTPUTS.items() if name != "decision_scores"}, DEFAULT_OUTPUTS
+    return OUTPUTS, DEFAULT_OUTPUTS
 
 
 @dataclass(frozen=True)
@@ -79,7 +95,8 @@ class OpenInference:
         self.settings = settings
         self.observe = observe
         self.version = model.manifest.sha256[:12]
-        self.requests = InferRequestParser(model.features, settings.max_batch_rows, list(OUTPUTS), DEFAULT_OUTPUTS)
+        self.outputs, defaults = outputs_of(model)
+        self.requests = InferRequestParser(model.features, settings.max_batch_rows, list(self.outputs), defaults)
 
     # ------------------------------------------------------------ health and metadata
 
@@ -110,10 +127,17 @@ class OpenInference:
             "name": self.model.name,
             "versions": [self.version],
             "platform": "scikit-learn",
-            "inputs": [{"name": FEATURES_INPUT, "datatype": "FP64", "shape": [-1, len(self.model.features)]}],
+            "inputs": self._inputs(),
             "outputs": [{"name": output.name, "datatype": output.datatype, "shape": output.shape(self.model)}
-                        for output in OUTPUTS.values()],
+                        for output in self.outputs.values()],
         }
+
+    def _inputs(self) -> list[dict[str, Any]]:
+        features = self.model.features
+        if self.model.manifest.source is None:
+            return [{"name": FEATURES_INPUT, "datatype": "FP64", "shape": [-1, len(features)]}]
+        return [{"name": feature.name, "datatype": "BYTES" if feature.type == STRING else "FP64", "shape": [-1]}
+                for feature in features.features]
 
     # ------------------------------------------------------------ inference
 
@@ -124,12 +148,17 @@ class OpenInference:
         return self.reply(self.requests.parse(body, header_length), answer_id)
 
     def reply(self, request: InferRequest, answer_id: str | None = None) -> Reply:
-        indices = self.model.predict_indices(request.rows)
+        if self.model.manifest.regressor:
+            answers = self.model.predict(request.rows)
+            indices = np.asarray(answers, dtype=np.float64)  # what each output is computed from: the numbers
+        else:
+            indices = self.model.predict_indices(request.rows)
+            answers = self.model.class_names_of(indices).tolist()
         if self.observe is not None:
-            self.observe(request.rows, self.model.class_names_of(indices).tolist())
+            self.observe(request.rows, answers)
         documents, binary = [], bytearray()
         for requested in request.outputs:
-            output = OUTPUTS[requested.name]
+            output = self.outputs[requested.name]
             tensor = output.compute(self.model, request.rows, indices)
             entry: dict[str, Any] = {"name": output.name, "datatype": output.datatype, "shape": list(tensor.shape)}
             if requested.binary:

@@ -6,6 +6,8 @@ Inputs, either form:
     `length`), each of shape [N] or [N, 1].
 Datatypes FP16, FP32, FP64 and the integer types; data nested or flat, row-major,
 or raw little-endian bytes after the JSON header (the binary tensor data extension).
+A string feature (an imported Pipeline's) comes as its own BYTES tensor: JSON strings, or in binary each element
+a 4-byte little-endian length and its UTF-8 bytes; each value checked as the tutorial's batch checks it.
 Numbers are checked by `shared.numbers`, the same parser the tutorial's batch uses.
 Nothing here computes an answer: `shared.v2` does that.
 """
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.artifact import STRING
 from shared.errors import InvalidInput, PayloadTooLarge
 from shared.inputs import FeatureIndex, parse_json
 from shared.numbers import NUMERIC_TYPES, array_from_json, check_boolean
@@ -39,7 +42,7 @@ class RequestedOutput:
 
 @dataclass(frozen=True)
 class InferRequest:
-    rows: np.ndarray  # float64, [N, features], finite
+    rows: np.ndarray  # [N, features]: float64, finite; objects (floats and strs) for a model with string features
     outputs: list[RequestedOutput]
     id: str | None = None
 
@@ -72,7 +75,27 @@ def _flatten(data: Any, field: str) -> list[Any]:
     return flat
 
 
+def _strings_from_bytes(raw: bytes, field: str) -> np.ndarray:
+    """BYTES elements in binary: each a 4-byte little-endian length, then that many UTF-8 bytes."""
+    values, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise _bad(f"{field}: BYTES data ends inside an element's length", field)
+        size = int.from_bytes(raw[offset:offset + 4], "little")
+        offset += 4
+        if offset + size > len(raw):
+            raise _bad(f"{field}: a BYTES element of {size} bytes runs past the data", field)
+        try:
+            values.append(raw[offset:offset + size].decode())
+        except UnicodeDecodeError:
+            raise _bad(f"{field}: a BYTES element is not UTF-8", field) from None
+        offset += size
+    return np.array(values, dtype=object)
+
+
 def _tensor_from_bytes(raw: bytes, datatype: str, field: str) -> np.ndarray:
+    if datatype == "BYTES":
+        return _strings_from_bytes(raw, field)
     dtype = np.dtype(NUMERIC_TYPES[datatype])
     if len(raw) % dtype.itemsize:
         raise _bad(f"{field}: {len(raw)} bytes is not a whole number of {datatype} elements", field)
@@ -130,16 +153,19 @@ class InferRequestParser:
         if not isinstance(inputs, list) or not inputs:
             raise _bad("inputs: expected a non-empty list of tensors", "inputs", "missing_field")
         offset = 0
-        tensors: list[tuple[str, list[int], np.ndarray]] = []
+        tensors: list[tuple[str, list[int], np.ndarray, str]] = []
         for number, tensor in enumerate(inputs):
-            name, shape, values, used = self._input(tensor, number, buffer, offset)
+            name, shape, values, datatype, used = self._input(tensor, number, buffer, offset)
             offset += used
-            tensors.append((name, shape, values))
+            tensors.append((name, shape, values, datatype))
         if offset != len(buffer):
             raise _bad(f"body: {len(buffer) - offset} bytes of binary data that no input claims", "body", "invalid_tensor")
         features = self.features
-        if len(tensors) == 1 and tensors[0][0] == FEATURES_INPUT:
-            _, shape, values = tensors[0]
+        if any(name == FEATURES_INPUT for name, *_ in tensors) and features.has_strings:
+            raise _bad(f"inputs: {FEATURES_INPUT!r} holds numbers only, and this model has string features: send "
+                       f"one input per feature ({features.expected})", "inputs", "unknown_input")
+        if len(tensors) == 1 and tensors[0][0] == FEATURES_INPUT and not features.has_strings:
+            _, shape, values, _ = tensors[0]
             if len(shape) != 2 or shape[1] != len(features):
                 raise _bad(f"{FEATURES_INPUT}: shape {shape}, expected [N, {len(features)}]", "inputs[0].shape",
                            "wrong_shape")
@@ -152,13 +178,16 @@ class InferRequestParser:
             raise PayloadTooLarge(f"inputs: {rows.shape[0]} rows, more than the limit of "
                                   f"{self.max_rows} (MAX_BATCH_ROWS)", field="inputs",
                                   code="batch_too_large")
+        if features.has_strings:
+            return rows  # every value checked as its column was read
         rows = rows.astype(np.float64)
         if not np.isfinite(rows).all():
             raise _bad("inputs: NaN or infinity in the data; every value must be a finite number", "inputs",
                        "not_finite")
         return np.ascontiguousarray(rows)
 
-    def _input(self, tensor: Any, number: int, buffer: bytes, offset: int) -> tuple[str, list[int], np.ndarray, int]:
+    def _input(self, tensor: Any, number: int, buffer: bytes,
+               offset: int) -> tuple[str, list[int], np.ndarray, str, int]:
         where = f"inputs[{number}]"
         if not isinstance(tensor, dict):
             raise _bad(f"{where}: expected a tensor object", where, "invalid_body")
@@ -175,8 +204,10 @@ class InferRequestParser:
                 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
             raise _bad(f"{where}.shape: expected a list of non-negative integers, got {json.dumps(shape)}",
                        f"{where}.shape", "wrong_shape")
-        if not isinstance(datatype, str) or datatype not in NUMERIC_TYPES:
-            raise _bad(f"{where}.datatype: {json.dumps(datatype)} is not supported; use one of {SUPPORTED}",
+        strings = self.features.has_strings and datatype == "BYTES"
+        if not strings and (not isinstance(datatype, str) or datatype not in NUMERIC_TYPES):
+            also = ", or BYTES for a string feature" if self.features.has_strings else ""
+            raise _bad(f"{where}.datatype: {json.dumps(datatype)} is not supported; use one of {SUPPORTED}{also}",
                        f"{where}.datatype", "unsupported_datatype")
         size = math.prod(shape)
         if size > self.max_rows * len(self.features):
@@ -195,6 +226,8 @@ class InferRequestParser:
                            f"{len(buffer) - offset} bytes of binary data left", f"{where}.parameters.binary_data_size")
             values = _tensor_from_bytes(buffer[offset:offset + binary_size], datatype, where)
             used = binary_size
+        elif "data" in tensor and strings:
+            values = np.array(_flatten(tensor["data"], f"{where}.data"), dtype=object)
         elif "data" in tensor:
             data_field = f"{where}.data"
             values = array_from_json(_flatten(tensor["data"], data_field), datatype,
@@ -204,13 +237,13 @@ class InferRequestParser:
         if values.size != size:
             raise _bad(f"{where}: shape {shape} needs {size} elements, data has {values.size}", f"{where}.shape",
                        "wrong_shape")
-        return name, shape, values, used
+        return name, shape, values, datatype, used
 
-    def _columns(self, tensors: list[tuple[str, list[int], np.ndarray]]) -> np.ndarray:
+    def _columns(self, tensors: list[tuple[str, list[int], np.ndarray, str]]) -> np.ndarray:
         features = self.features
         columns: list[np.ndarray | None] = [None] * len(features)
         rows_in: int | None = None
-        for number, (name, shape, values) in enumerate(tensors):
+        for number, (name, shape, values, datatype) in enumerate(tensors):
             where = f"inputs[{number}]"
             position = features.position.get(name)
             if position is None:
@@ -227,12 +260,36 @@ class InferRequestParser:
                 raise _bad(f"{where}.shape: {shape[0]} rows, the inputs before it have {rows_in}", f"{where}.shape",
                            "wrong_shape")
             rows_in = shape[0]
+            if features.has_strings:
+                values = self._typed(position, values, datatype, where)
             columns[position] = values
         for position, column in enumerate(columns):
             if column is None:
                 feature = features.features[position]
                 raise _bad(f"inputs: no input for {feature.name} (or {feature.alias})", "inputs", "missing_input")
+        if features.has_strings:
+            rows = np.empty((len(columns[0]), len(columns)), dtype=object)
+            for position, column in enumerate(columns):
+                rows[:, position] = column
+            return rows
         return np.column_stack(columns)
+
+    def _typed(self, position: int, values: np.ndarray, datatype: str, where: str) -> np.ndarray:
+        """One column of a model with string features: strs for a string feature (a BYTES tensor), finite floats
+        for a number; every element checked by the one value checker, which names the element at fault."""
+        feature = self.features.features[position]
+        if (datatype == "BYTES") != (feature.type == STRING):
+            wanted = "a BYTES tensor" if feature.type == STRING else "a number tensor (FP64, INT64, ...)"
+            raise _bad(f"{where}.datatype: {feature.name} is a {feature.type}: send {wanted}", f"{where}.datatype",
+                       "unsupported_datatype")
+        if datatype != "BYTES":
+            values = values.astype(np.float64)
+            if not np.isfinite(values).all():
+                raise _bad(f"{where}: NaN or infinity in the data; every value must be a finite number", where,
+                           "not_finite")
+            return values
+        return np.array([self.features.value(position, f"{where}.data[{i}]", value)
+                         for i, value in enumerate(values.ravel().tolist())], dtype=object)
 
     def _requested_outputs(self, outputs: Any, binary_default: bool) -> list[RequestedOutput]:
         if outputs is None:

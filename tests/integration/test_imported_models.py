@@ -184,3 +184,46 @@ def test_a_taken_name_or_a_bad_one_is_refused(examples: dict, functions_dir: Pat
     (tmp_path / "functions" / "svc").mkdir(parents=True)
     (tmp_path / "functions" / "svc" / "model.json").write_text('{"name": "svc"}')
     assert "is not an imported model" in refused(tmp_path, examples["telco"], "svc", "--replace")
+
+
+def v2_inputs(frame: pd.DataFrame, strings: set[str]) -> list[dict]:
+    return [{"name": name, "datatype": "BYTES" if name in strings else "FP64", "shape": [len(frame)],
+             "data": frame[name].tolist()} for name in frame.columns]
+
+
+def test_v2_takes_one_tensor_per_feature_bytes_for_strings_and_answers_as_the_estimator(
+        examples: dict, functions_dir: Path, client_for: Callable, telco_rows) -> None:
+    own = joblib.load(examples["telco"])
+    client = client_for(functions_dir / "telco")
+    metadata = client.get("/v2/models/telco").get_json()
+    assert [(i["name"], i["datatype"]) for i in metadata["inputs"]] == [
+        ("tenure", "FP64"), ("plan", "BYTES"), ("contract", "BYTES"), ("monthly", "FP64")]
+    answer = client.post("/v2/models/telco/infer", json={"inputs": v2_inputs(telco_rows, {"plan", "contract"}),
+                                                         "outputs": [{"name": "class_name"}]}).get_json()
+    assert answer["outputs"][0]["data"] == own.predict(telco_rows).tolist()
+    # BYTES in binary: a 4-byte little-endian length before each element.
+    raw = b"".join(len(v.encode()).to_bytes(4, "little") + v.encode() for v in telco_rows.plan)
+    inputs = v2_inputs(telco_rows, {"plan", "contract"})
+    inputs[1] = {"name": "plan", "datatype": "BYTES", "shape": [len(telco_rows)],
+                 "parameters": {"binary_data_size": len(raw)}}
+    header = json.dumps({"inputs": inputs, "outputs": [{"name": "class_name"}]}).encode()
+    binary = client.post("/v2/models/telco/infer", data=header + raw,
+                         headers={"Inference-Header-Content-Length": str(len(header))}).get_json()
+    assert binary["outputs"][0]["data"] == own.predict(telco_rows).tolist()
+    inputs = v2_inputs(telco_rows.head(1), {"plan", "contract"})
+    inputs[1]["data"] = ["gold"]
+    refused = client.post("/v2/models/telco/infer", json={"inputs": inputs}).get_json()
+    assert (refused["field"], refused["code"]) == ("inputs[1].data[0]", "unknown_category")
+    inputs = v2_inputs(telco_rows.head(1), {"contract"})
+    inputs[1] = {"name": "plan", "datatype": "FP64", "shape": [1], "data": [1.0]}
+    refused = client.post("/v2/models/telco/infer", json={"inputs": inputs}).get_json()
+    assert (refused["field"], refused["code"]) == ("inputs[1].datatype", "unsupported_datatype")
+
+
+def test_v2_of_a_regressor_answers_prediction(examples: dict, functions_dir: Path, client_for: Callable) -> None:
+    data = load_diabetes(as_frame=True).data.iloc[:20]
+    client = client_for(functions_dir / "diabetes")
+    assert [o["name"] for o in client.get("/v2/models/diabetes").get_json()["outputs"]] == ["prediction"]
+    answer = client.post("/v2/models/diabetes/infer", json={"inputs": v2_inputs(data, set())}).get_json()
+    np.testing.assert_allclose(answer["outputs"][0]["data"], joblib.load(examples["diabetes"]).predict(data),
+                               rtol=1e-9, atol=0)
