@@ -1,6 +1,7 @@
 """`POST /feedback`: true labels that come back for answers given earlier, joined to them later by id.
 
     {"id": "<an answer's X-Request-Id>", "label": "setosa"}      or a list of such objects
+    {"id": "...", "label": 151.0}                                a regressor's label: a finite number
 
 The function keeps no state: an accepted body becomes one structured log line (`"kind": "feedback"`), so this works
 on Cloud Run behind a split, whichever revision receives it, and the join reads the lines back from Cloud Logging.
@@ -11,6 +12,7 @@ refused whole with a 4xx and logs nothing.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +24,12 @@ from shared.request_id import MAX_ID_CHARS
 @dataclass(frozen=True)
 class Label:
     id: str
-    label: str
+    label: str | float  # a class name; a regressor's true value
 
 
-def parse_feedback(body: bytes, classes: Sequence[str], max_entries: int) -> list[Label]:
+def parse_feedback(body: bytes, classes: Sequence[str] | None, max_entries: int) -> list[Label]:
+    """The labels of a body. `classes`: a classifier's class names; None for a regressor, whose labels are
+    numbers (a string, a boolean, NaN or infinity is refused)."""
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):
@@ -52,7 +56,12 @@ def parse_feedback(body: bytes, classes: Sequence[str], max_entries: int) -> lis
                                field=f"{where}id")
         if len(identifier) > MAX_ID_CHARS:
             raise InvalidInput(f"{where}id: {len(identifier)} characters, more than {MAX_ID_CHARS}", field=f"{where}id")
-        if label not in classes:
+        if classes is None:
+            if isinstance(label, bool) or not isinstance(label, (int, float)) or not math.isfinite(label):
+                raise InvalidInput(f"{where}label: {label!r} is not a finite number; a regressor's label is the true "
+                                   f"value, a number", field=f"{where}label")
+            label = float(label)
+        elif label not in classes:
             raise InvalidInput(f"{where}label: {label!r} is not one of the classes {', '.join(classes)}",
                                field=f"{where}label")
         labels.append(Label(identifier, label))

@@ -108,7 +108,7 @@ def request_id() -> RequestId:
 def views_of(service: Service, v2: OpenInference, predictions: PredictionLog) -> dict[str, View]:
     """Endpoint -> view(request, **path arguments)."""
     limit = service.settings.max_request_bytes
-    classes = service.model.manifest.class_names
+    classes = None if service.model.manifest.regressor else service.model.manifest.class_names
 
     def feedback(request: flask.Request) -> dict[str, Any]:
         labels = parse_feedback(read_body(request, limit), classes, service.settings.max_batch_rows)

@@ -83,7 +83,9 @@ class PredictionLog:
 
     def feedback(self, labels: Sequence[Any], identity: RequestId) -> None:
         """One line for an accepted /feedback body, whatever LOG_PREDICTIONS says (labels are never sampled)."""
-        entries = ",".join(f'{{"id":{_text(entry.id)},"label":{_text(entry.label)}}}' for entry in labels)
+        entries = ",".join(f'{{"id":{_text(entry.id)},"label":'
+                           f'{_text(entry.label) if isinstance(entry.label, str) else repr(float(entry.label))}}}'
+                           for entry in labels)
         message = _text(f"feedback {self.model}: {len(labels)} label(s)")
         self._write(f'{{"time":"{_now()}","severity":"INFO","message":{message},"kind":"feedback",{self._identity},'
                     f'"request_id":{_text(identity.value)},"count":{len(labels)},"labels":[{entries}]}}\n')

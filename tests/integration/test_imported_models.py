@@ -227,3 +227,17 @@ def test_v2_of_a_regressor_answers_prediction(examples: dict, functions_dir: Pat
     answer = client.post("/v2/models/diabetes/infer", json={"inputs": v2_inputs(data, set())}).get_json()
     np.testing.assert_allclose(answer["outputs"][0]["data"], joblib.load(examples["diabetes"]).predict(data),
                                rtol=1e-9, atol=0)
+
+
+def test_a_regressor_takes_a_number_as_its_label_and_refuses_a_string(functions_dir: Path, client_for: Callable,
+                                                                      capsys) -> None:
+    client = client_for(functions_dir / "diabetes")
+    answered = client.get("/?age=0&sex=0&bmi=0&bp=0&s1=0&s2=0&s3=0&s4=0&s5=0&s6=0")
+    answer_id = answered.headers["X-Request-Id"]
+    accepted = client.post("/feedback", json={"id": answer_id, "label": 151.5})
+    assert accepted.status_code == 200, accepted.get_json()
+    for bad in ("151.5", True, None):
+        refused = client.post("/feedback", json={"id": answer_id, "label": bad})
+        assert refused.status_code == 400 and refused.get_json()["field"] == "label", refused.get_json()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"kind":"feedback"' in line]
+    assert [entry["labels"] for entry in lines] == [[{"id": answer_id, "label": 151.5}]]
