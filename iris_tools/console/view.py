@@ -156,8 +156,9 @@ class View:
         report = _read_json(self.run_dir / "report" / "shadow.json")
         if not report or report.get("service") != service:
             return None
-        keys = ("stable", "candidate", "n", "agreement", "agreement_ci95", "failed_requests", "replayed", "classes",
-                "confusion", "class_shift", "latency")
+        keys = ("stable", "candidate", "n", "task", "agreement", "agreement_ci95", "failed_requests", "replayed",
+                "classes", "confusion", "class_shift", "mean_absolute_difference", "mean_absolute_difference_ci95",
+                "mean_difference", "mean_difference_ci95", "latency")
         shown = {key: report.get(key) for key in keys}
         shown["written"] = (self.run_dir / "report" / "shadow.json").stat().st_mtime
         return shown

@@ -4,25 +4,50 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.parse
 import urllib.request
+from typing import Any
+
+TUTORIAL_POINT = [5.8, 3.4]  # what an iris version is warmed up with
 
 
-def ask(url: str, row: list[float], token: str | None,
-        timeout: float = 10) -> tuple[str | None, float | None, float, str | None]:
-    """GET `url`/?length=..&width=.. (the tutorial's route, which every model version answers).
-
-    Returns (predicted class, the handler's own time in ms from Server-Timing, the round trip in ms,
-    the error or None); a failed request is an error, never an exception."""
-    query = urllib.parse.urlencode({"length": repr(row[0]), "width": repr(row[1])})
+def _request(url: str, token: str | None, body: dict[str, Any] | None = None) -> urllib.request.Request:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    request = urllib.request.Request(f"{url}/?{query}", headers=headers)
+    if body is None:
+        return urllib.request.Request(url, headers=headers)
+    return urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                  headers={**headers, "Content-Type": "application/json"})
+
+
+def ask(url: str, row: list[Any], token: str | None,
+        timeout: float = 10) -> tuple[Any, float | None, float, str | None]:
+    """POST `url`/ {"instances": [row]}: the batch route, which every model version answers with its features in
+    order (numbers and strings alike, as the prediction log records them).
+
+    Returns (the answer: a class name, or a regressor's number; the handler's own time in ms from Server-Timing;
+    the round trip in ms; the error or None); a failed request is an error, never an exception."""
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(_request(f"{url}/", token, {"instances": [row]}), timeout=timeout) as response:
             body = json.loads(response.read())
             timing = response.headers.get("Server-Timing", "")
     except (OSError, ValueError) as exc:
         return None, None, 1000 * (time.perf_counter() - started), str(exc)
     duration = float(timing.split("dur=")[1]) if "dur=" in timing else None
-    return body.get("predicted_class"), duration, 1000 * (time.perf_counter() - started), None
+    predictions = body.get("predictions") if isinstance(body, dict) else None
+    answer = predictions[0] if isinstance(predictions, list) and predictions else None
+    return answer, duration, 1000 * (time.perf_counter() - started), None
+
+
+def example_row(url: str, token: str | None, timeout: float = 10) -> list[Any]:
+    """A row the revision at `url` takes, from its /metadata: the tutorial's point for an iris version; for an
+    imported model, 0 for each number and a value its encoder knows for each string. The tutorial's point when
+    the metadata cannot be read (the warm-up then says what failed)."""
+    try:
+        with urllib.request.urlopen(_request(f"{url}/metadata", token), timeout=timeout) as response:
+            model = json.loads(response.read())["model"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return list(TUTORIAL_POINT)
+    if not model.get("source"):
+        return list(TUTORIAL_POINT)
+    return [(feature.get("categories") or ["x"])[0] if feature.get("type") == "string" else 0.0
+            for feature in model.get("features", [])]

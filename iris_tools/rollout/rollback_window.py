@@ -17,9 +17,8 @@ from collections.abc import Callable
 
 from iris_tools.google.gcloud import GcloudError
 from iris_tools.rollout.cloud_run import CloudRunService, tag_urls
-from iris_tools.rollout.invoke import ask
+from iris_tools.rollout.invoke import ask, example_row
 from iris_tools.rollout.split import Split
-from iris_tools.rollout.warmup import WARMUP_INPUT
 
 KEEP_WARM_EVERY_S = 10.0
 ROLLBACK_TAG = "rollback"
@@ -38,6 +37,7 @@ def keep_warm(target: CloudRunService, revision: str, window_s: float, say: Call
             tagged = True
             url = tag_urls(target.describe()).get(revision)
         token = target.gcloud.identity_token() or None
+        row = example_row(url, token)
         ends = time.time() + window_s
         say(f"rollback window: {revision} is kept warm for {window_s:g} s (ROLLBACK_WINDOW) at {url}: `make "
             f"rollback` until {time.strftime('%H:%M:%S', time.localtime(ends))} meets no cold start. Ctrl-C ends "
@@ -47,7 +47,7 @@ def keep_warm(target: CloudRunService, revision: str, window_s: float, say: Call
             if Split.of(target.describe()).percent(revision):
                 say(f"rollback window: {revision} serves traffic again; nothing left to keep warm")
                 return
-            *_, error = ask(url, WARMUP_INPUT, token)
+            *_, error = ask(url, row, token)
             failures = failures + 1 if error else 0
             if failures == 3:
                 say(f"rollback window: {revision} did not answer three times in a row (the last: {error}); a "

@@ -7,6 +7,8 @@
        answers), two at a time, its latency read from the Server-Timing header the function sets;
     4. the report: agreement with a 95% Wilson interval, the confusion table, each version's class mix and a
        paired (Stuart-Maxwell) test of whether it shifted, the replays that failed, each version's latency;
+       for a regressor, the paired difference instead: the mean absolute difference between the two versions'
+       answers to the same inputs and the mean difference (the candidate's bias), each with its 95% interval;
        `.run/report/shadow.json`. A shadow whose every replay fails refuses, saying why.
 Nothing here touches the stable revision: its figures come from its logs.
 """
@@ -51,6 +53,28 @@ def class_shift(confusion: dict[str, dict[str, int]]) -> dict[str, Any]:
     p_value = float(chi2.sf(statistic, dof)) if dof else 1.0
     return {"statistic": round(statistic, 4), "p_value": p_value, "dof": dof, "shifted": bool(p_value < 0.05),
             "test": "Stuart-Maxwell"}
+
+
+def paired_difference(pairs: list[tuple[float, float]]) -> dict[str, Any]:
+    """A regressor's two versions on the same inputs: the mean absolute difference of their answers and the mean
+    difference (candidate minus stable), each with a 95% interval (normal, from the paired differences' spread)."""
+    differences = np.array([candidate - stable for stable, candidate in pairs], dtype=np.float64)
+    n = len(differences)
+
+    def mean_ci(values: np.ndarray) -> tuple[float, list[float]]:
+        mean = float(values.mean())
+        half = 1.959964 * float(values.std(ddof=1)) / np.sqrt(n) if n > 1 else float("inf")
+        return round(mean, 6), [round(mean - half, 6), round(mean + half, 6)]
+
+    absolute, absolute_ci = mean_ci(np.abs(differences))
+    bias, bias_ci = mean_ci(differences)
+    return {"mean_absolute_difference": absolute, "mean_absolute_difference_ci95": absolute_ci,
+            "mean_difference": bias, "mean_difference_ci95": bias_ci,
+            "largest_absolute_difference": round(float(np.abs(differences).max()), 6)}
+
+
+def _numbers(pairs: list[tuple[Any, Any]]) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for pair in pairs for v in pair)
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -126,31 +150,52 @@ class Shadow:
         if not pairs:
             raise RolloutError(f"shadow: every one of the {len(inputs)} replays to {candidate} at {url} failed, so "
                                f"nothing can be compared; the first: {failures[0] if failures else 'no answer'}")
-        classes = sorted({s for s, _ in pairs} | {c for _, c in pairs})
-        agree = sum(s == c for s, c in pairs)
         n = len(pairs)
-        stable_mix = {c: sum(s == c for s, _ in pairs) for c in classes}
-        candidate_mix = {c: sum(x == c for _, x in pairs) for c in classes}
-        report = {
+        common = {
             "service": self.service.name, "target": self.gcloud.target, "stable": stable,
-            "candidate": candidate, "candidate_url": url, "n": n, "agreement": round(agree / n, 4) if n else None,
-            "agreement_ci95": [round(v, 4) for v in wilson(agree, n)], "failed_requests": len(failures),
-            "classes": classes,
-            "confusion": {s: {c: sum(1 for a, b in pairs if a == s and b == c) for c in classes} for s in classes},
-            "class_mix": {"stable": stable_mix, "candidate": candidate_mix},
+            "candidate": candidate, "candidate_url": url, "n": n, "failed_requests": len(failures),
             "latency": {"stable": percentiles(stable_latency),
                         "candidate": percentiles([d for _, d, error in replies if not error and d is not None])},
             "latency_measure": "server-side handler time: the stable's from its logs, the candidate's from Server-Timing",
-            "seconds": round(time.monotonic() - started, 2),
+            "seconds": round(time.monotonic() - started, 2), "replayed": len(inputs)}
+        if _numbers(pairs):
+            report = {**common, "task": "regressor", **paired_difference(pairs),
+                      "largest_differences": sorted(
+                          ({"input": row, "stable": s, "candidate": c} for row, s, (c, _, error)
+                           in zip(inputs, stable_answers, replies) if not error and c is not None),
+                          key=lambda item: -abs(item["candidate"] - item["stable"]))[:50]}
+            write_atomically(report_path, json.dumps(report, indent=1))
+            self._report_regression(report, report_path)
+            return report
+        classes = sorted({s for s, _ in pairs} | {c for _, c in pairs})
+        agree = sum(s == c for s, c in pairs)
+        stable_mix = {c: sum(s == c for s, _ in pairs) for c in classes}
+        candidate_mix = {c: sum(x == c for _, x in pairs) for c in classes}
+        report = {
+            **common, "task": "classifier", "agreement": round(agree / n, 4) if n else None,
+            "agreement_ci95": [round(v, 4) for v in wilson(agree, n)], "classes": classes,
+            "confusion": {s: {c: sum(1 for a, b in pairs if a == s and b == c) for c in classes} for s in classes},
+            "class_mix": {"stable": stable_mix, "candidate": candidate_mix},
             "disagreements": [{"input": row, "stable": s, "candidate": c}
                               for row, s, (c, _, error) in zip(inputs, stable_answers, replies)
                               if not error and c != s][:50],
         }
         report["class_shift"] = class_shift(report["confusion"])
-        report["replayed"] = len(inputs)
         write_atomically(report_path, json.dumps(report, indent=1))
         self._report(report, report_path)
         return report
+
+    def _report_regression(self, report: dict[str, Any], path: Path) -> None:
+        low, high = report["mean_absolute_difference_ci95"]
+        bias_low, bias_high = report["mean_difference_ci95"]
+        self.say(f"mean absolute difference {report['mean_absolute_difference']:.6g} over {report['n']} inputs (95% CI "
+                 f"{low:.6g} to {high:.6g}); mean difference (candidate - stable) {report['mean_difference']:.6g} "
+                 f"(95% CI {bias_low:.6g} to {bias_high:.6g}); largest {report['largest_absolute_difference']:.6g}; "
+                 f"{report['failed_requests']} of {report['replayed']} replays failed")
+        latency = report["latency"]
+        self.say(f"latency (handler): stable p50 {latency['stable']['p50_ms']} ms p99 {latency['stable']['p99_ms']} ms; "
+                 f"candidate p50 {latency['candidate']['p50_ms']} ms p99 {latency['candidate']['p99_ms']} ms")
+        self.say(f"wrote {path}")
 
     def _report(self, report: dict[str, Any], path: Path) -> None:
         low, high = report["agreement_ci95"]

@@ -146,6 +146,11 @@ class Rollout:
             return False
         report = Shadow(self.service, self.say).run(None, candidate.revision,
                                                     self.report_dir.parent / "report" / "shadow.json")
+        if report.get("task") == "regressor":
+            self.say(f"\nNOT ROLLED OUT: MIN_AGREEMENT judges a classifier's answers, and {candidate.revision} is a "
+                     f"regressor (its mean absolute difference from {candidate.stable} on {report['n']} recent inputs "
+                     f"is {report['mean_absolute_difference']:.6g}); unset MIN_AGREEMENT to roll it out. No traffic moved.")
+            return True
         low = report["agreement_ci95"][0]
         if low >= settings.min_agreement:
             return False

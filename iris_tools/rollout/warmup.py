@@ -7,9 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from iris_tools.google.gcloud import GcloudError
 from iris_tools.rollout.cloud_run import CloudRunService
-from iris_tools.rollout.invoke import ask
+from iris_tools.rollout.invoke import ask, example_row
 
-WARMUP_INPUT = [5.8, 3.4]  # the tutorial's test point
 CONCURRENCY = 4
 
 
@@ -29,8 +28,9 @@ def warm_up(target: CloudRunService, revision: str, count: int, say: Callable[[s
     except GcloudError as exc:
         say(f"{revision} not warmed up: no identity token to call it with ({exc})")
         return
+    row = example_row(url, token)
     with ThreadPoolExecutor(CONCURRENCY) as pool:
-        replies = list(pool.map(lambda _: ask(url, WARMUP_INPUT, token), range(count)))
+        replies = list(pool.map(lambda _: ask(url, row, token), range(count)))
     failed = [error for *_, error in replies if error]
     slowest = max(round_trip for _, _, round_trip, _ in replies)
     say(f"warmed up {revision} with {count} requests at {url}: {count - len(failed)} answered, slowest "

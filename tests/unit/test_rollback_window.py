@@ -14,11 +14,19 @@ from iris_tools.rollout.rollback_window import KEEP_WARM_EVERY_S, ROLLBACK_TAG, 
 
 
 class Answering(BaseHTTPRequestHandler):
+    """A revision: GET /metadata says what it takes (read once, for the row it is asked), POST / answers."""
+
     asked = 0
 
     def do_GET(self) -> None:  # noqa: N802
+        self._send(b'{"model": {"features": [{"name": "sepal_length", "type": "number"}]}}')
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
         Answering.asked += 1
-        body = b'{"predicted_class": "versicolor"}'
+        self._send(b'{"predictions": ["versicolor"]}')
+
+    def _send(self, body: bytes) -> None:
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -1,0 +1,111 @@
+"""Imported models through the local Cloud Run, as the iris versions go: a Pipeline with string columns answering
+every route at its service URL, and `make shadow` between two regressors reporting their paired difference."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_diabetes
+from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from tests.cloudrun.harness import CloudRunUnderTest, traffic_of
+from tests.cloudrun.test_shadow import make
+from tests.helpers import ROOT
+
+
+def customers(count: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"tenure": rng.integers(1, 72, count).astype(float),
+                         "plan": rng.choice(["basic", "pro", "team"], count),
+                         "monthly": np.round(rng.uniform(10, 120, count), 2)})
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """Three fitted models, imported with `make import-model`'s command into a functions folder of their own."""
+    files = tmp_path_factory.mktemp("files")
+    functions = tmp_path_factory.mktemp("functions")
+    diabetes = load_diabetes(as_frame=True)
+    table = customers(300, 3)
+    fitted = {
+        "diabetes": GradientBoostingRegressor(n_estimators=50, random_state=0).fit(diabetes.data, diabetes.target),
+        "diabetes_ridge": Ridge(alpha=0.5).fit(diabetes.data, diabetes.target),
+        "churn": Pipeline([("prepare", ColumnTransformer([("plan", OneHotEncoder(), ["plan"]),
+                                                          ("numbers", StandardScaler(), ["tenure", "monthly"])])),
+                           ("classify", LogisticRegression())]).fit(table, np.where(table.tenure < 20, "churn", "stay")),
+    }
+    for name, model in fitted.items():
+        joblib.dump(model, files / f"{name}.joblib")
+        result = subprocess.run([sys.executable, "-m", "iris_tools.model_import", str(files / f"{name}.joblib"), name],
+                                cwd=ROOT, env={**os.environ, "IRIS_FUNCTIONS_DIR": str(functions)},
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+    return {"functions": functions, **fitted}
+
+
+@pytest.fixture(scope="module")
+def emulator(models: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudRunUnderTest]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("IRIS_FUNCTIONS_DIR", str(models["functions"]))  # the emulator, gcloud and make see it
+        cloud_run = CloudRunUnderTest(tmp_path_factory.mktemp("own") / "run")
+        cloud_run.start()
+        try:
+            yield cloud_run
+        finally:
+            assert cloud_run.stop().returncode == 0
+
+
+def test_a_pipeline_with_string_columns_answers_every_route_at_its_service_url(emulator, models) -> None:
+    emulator.ok("run", "deploy", "churn", "--image", "iris:churn")
+    url = emulator.read("churn")["status"]["url"]
+    rows = customers(25, 9)
+    expected = models["churn"].predict(rows).tolist()
+    with requests.Session() as session:
+        gets = [session.get(url + "/", params=row, timeout=10).json()["predicted_class"]
+                for row in rows.to_dict("records")]
+        batch = session.post(url + "/", json={"instances": rows.values.tolist()}, timeout=10).json()["predictions"]
+        v2 = session.post(url + "/v2/models/churn/infer", timeout=10, json={
+            "inputs": [{"name": name, "datatype": "BYTES" if name == "plan" else "FP64", "shape": [len(rows)],
+                        "data": rows[name].tolist()} for name in rows.columns],
+            "outputs": [{"name": "class_name"}]}).json()["outputs"][0]["data"]
+        refused = session.get(url + "/?tenure=1&plan=gold&monthly=3", timeout=10)
+    assert gets == batch == v2 == expected
+    assert refused.status_code == 400 and refused.json()["field"] == "plan"
+
+
+def test_the_shadow_of_a_regressor_reports_the_paired_difference(emulator, models) -> None:
+    emulator.ok("run", "deploy", "diabetes", "--image", "iris:diabetes")
+    url = emulator.read("diabetes")["status"]["url"]
+    data = load_diabetes(as_frame=True).data.iloc[:120]
+    with requests.Session() as session:
+        for row in data.to_dict("records"):
+            assert session.post(url + "/", json={"instances": [row]}, timeout=10).status_code == 200
+    stable = next(r for r, p, _ in traffic_of(emulator.read("diabetes")) if p == 100)
+    result = make(emulator, "shadow", "MODEL=diabetes_ridge", SERVICE="diabetes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((emulator.run_dir / "report" / "shadow.json").read_text())
+    differences = models["diabetes_ridge"].predict(data) - models["diabetes"].predict(data)
+    assert (report["task"], report["n"], report["failed_requests"]) == ("regressor", 120, 0)
+    assert report["mean_absolute_difference"] == pytest.approx(np.abs(differences).mean(), rel=1e-5)
+    assert report["mean_difference"] == pytest.approx(differences.mean(), rel=1e-5, abs=1e-6)
+    low, high = report["mean_absolute_difference_ci95"]
+    assert low < report["mean_absolute_difference"] < high
+    assert "mean absolute difference" in result.stdout
+    assert {r: p for r, p, _ in traffic_of(emulator.read("diabetes")) if p} == {stable: 100}  # nobody moved
+    gated = make(emulator, "rollout", f"REVISION={report['candidate']}", SERVICE="diabetes", MIN_AGREEMENT="0.9")
+    assert gated.returncode != 0 and "MIN_AGREEMENT judges a classifier's answers" in gated.stdout
+    assert {r: p for r, p, _ in traffic_of(emulator.read("diabetes")) if p} == {stable: 100}
