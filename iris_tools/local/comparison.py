@@ -71,8 +71,9 @@ def _answer(status: int, body: dict) -> str:
 
 def compare(points: list[tuple[float, ...] | dict[str, str]], targets: list[tuple[str, str]]) -> int:
     """Versions that take the same features, asked the same points, side by side: one table per feature set (the
-    iris versions, and each imported model with those of the same features). A point fits a table when it has as
-    many values as the features, or names exactly them; a table no point fits is asked a sample point."""
+    iris versions, and each imported model with those of the same features). A point fits a table when it names
+    exactly its features, or (plain numbers) has as many values as its features and they are all numbers; a table
+    no point fits is asked a sample point."""
     if not targets:
         raise RunError("nothing to compare: start the versions with `make demo` or `make up`, or pass URLS")
     described = []
@@ -98,8 +99,9 @@ def compare(points: list[tuple[float, ...] | dict[str, str]], targets: list[tupl
     for names, members in groups.items():
         features = members[0][2]["model"]["features"]
         aliases = [feature["alias"] for feature in features]
+        numbers = all(feature.get("type", "number") == "number" for feature in features)
         chosen = [point for point in points if (isinstance(point, dict) and set(point) in (set(names), set(aliases)))
-                  or (isinstance(point, tuple) and len(point) == len(aliases))]
+                  or (isinstance(point, tuple) and numbers and len(point) == len(aliases))]
         fitted = fitted or bool(chosen)
         if not chosen and len(groups) == 1:
             point = points[0]
