@@ -188,8 +188,14 @@ VARIABLES: tuple[Variable, ...] = (
              "the most the candidate's accuracy may fall below the stable one's", "fraction"),
     Variable("MAX_MIX_SHIFT", "rollout", number(0.0, 1.0, what="a fraction from 0 to 1"), 0.10, "with LABELS: the "
              "most the candidate's prediction mix may move from the stable one's (total variation)", "fraction"),
+    Variable("MAX_ERROR_INCREASE", "rollout", number(0.0, 10.0, what="a fraction from 0 to 10"), 0.05, "with LABELS, "
+             "a regressor: the most the candidate's mean absolute error may exceed the stable one's (relative: 0.05 "
+             "is 5%)", "fraction"),
+    Variable("MAX_PREDICTION_SHIFT", "rollout", number(0.0, 1.0, what="a fraction from 0 to 1"), 0.10, "with LABELS, "
+             "a regressor: the most its predicted values may move from the stable ones' (Kolmogorov-Smirnov "
+             "distance)", "fraction"),
     Variable("MIN_LABELS", "rollout", whole(1), 50, "with LABELS: labels each revision needs in a step before its "
-             "accuracy can pass", "labels"),
+             "accuracy (a regressor's error) can pass", "labels"),
     Variable("LABEL_WAIT_S", "rollout", number(), ByTarget(3600.0, 30.0), "with LABELS: how long a step waits for "
              "labels after its window before it pauses for a person (make promote or make rollback)", "s"),
     Variable("FORCE", "rollout", flag, False, "give traffic to a revision (or image) that was rolled back before"),

@@ -24,12 +24,29 @@ from iris_tools.cli.tables import table
 from iris_tools.google.gcloud import Gcloud
 from iris_tools.google.logging import Logging
 from iris_tools.local.state import write_atomically
-from iris_tools.quality.outcomes import Outcomes, join, mix_shift
+from iris_tools.quality.outcomes import Outcomes, join, mix_shift, value_shift
 from iris_tools.quality.rehearsal import LabelledLoad
 from iris_tools.quality.sources import file_labels, logged_labels, logged_predictions, since
 
 
+def regression_text(outcomes: Outcomes) -> str:
+    """A regressor's outcomes: each revision's mean absolute error with its interval, and its predicted values."""
+    rows = [["revision", "predictions", "labelled", "coverage", "MAE", "95% interval", "label delay p50",
+             "predicted p10 / p50 / p90"]]
+    for name, o in outcomes.revisions.items():
+        interval = o.mae_interval()
+        quantiles = o.as_json()["prediction_quantiles"]
+        rows.append([name, str(o.predictions), str(o.labelled), "-" if o.coverage is None else f"{100 * o.coverage:.0f}%",
+                     "-" if o.mae is None else f"{o.mae:.6g}",
+                     "-" if interval is None else f"{interval[0]:.6g} to {interval[1]:.6g}",
+                     "-" if o.delay()["p50_s"] is None else f"{o.delay()['p50_s']:g} s",
+                     " / ".join(f"{quantiles[q]:.6g}" for q in ("p10", "p50", "p90"))])
+    return "\n".join([table(rows), f"{outcomes.labels} labels read, {outcomes.unmatched} matching no prediction"])
+
+
 def outcomes_text(outcomes: Outcomes) -> str:
+    if any(o.regression for o in outcomes.revisions.values()):
+        return regression_text(outcomes)
     rows = [["revision", "predictions", "labelled", "coverage", "accuracy", "95% interval", "label delay p50",
              "mix"]]
     for name, o in outcomes.revisions.items():
@@ -58,7 +75,13 @@ def outcomes(env: environment.Environment) -> dict:
     print(outcomes_text(found))
     report = {"service": service, "labels_from": source, **found.as_json()}
     busiest = sorted(found.revisions.values(), key=lambda o: o.predictions, reverse=True)[:2]
-    if len(busiest) == 2:
+    if len(busiest) == 2 and busiest[0].regression and busiest[1].regression:
+        moved = value_shift(busiest[0].values, busiest[1].values)
+        if moved is not None:
+            report["value_shift"] = {"revisions": [busiest[0].revision, busiest[1].revision], **moved.as_json()}
+            print(f"predicted values, {busiest[0].revision} vs {busiest[1].revision}: Kolmogorov-Smirnov distance "
+                  f"{moved.distance:.3f}, p = {moved.p_value:.3g}")
+    elif len(busiest) == 2:
         shift = mix_shift(busiest[0].mix, busiest[1].mix)
         if shift is not None:
             report["mix_shift"] = {"revisions": [busiest[0].revision, busiest[1].revision], **shift.as_json()}

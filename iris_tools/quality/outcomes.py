@@ -2,6 +2,10 @@
 
 Only an answer that predicted one row has an id of its own (`GET /`, a one-row V2 inference); batch answers are
 counted in the mix but never joined. A label for an id no prediction carries is counted as unmatched.
+
+A regressor's predictions and labels are numbers: each revision keeps its absolute errors' sum and sum of squares
+(its mean absolute error and that mean's variance), and its predicted values (their distribution, for the gate's
+two-sample test) instead of a class mix.
 """
 
 from __future__ import annotations
@@ -31,15 +35,19 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
 class Prediction:
     id: str | None  # None: a batch's rows, counted in the mix only
     revision: str
-    predicted: str
+    predicted: str | float  # a class name; a regressor's number
     at: float
 
 
 @dataclass(frozen=True)
 class TrueLabel:
     id: str
-    label: str
+    label: str | float  # a class name; a regressor's true value
     at: float | None = None  # when it came back (None: read from a file)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -52,6 +60,32 @@ class RevisionOutcome:
     confusion: dict[str, dict[str, int]] = field(default_factory=dict)  # true label -> predicted -> count
     mix: dict[str, int] = field(default_factory=dict)  # predicted class -> count (every prediction)
     delays_s: list[float] = field(default_factory=list)
+    error_sum: float = 0.0  # a regressor: the sum of |prediction - label| over the labelled predictions
+    error_squares: float = 0.0  # and of its squares
+    values: list[float] = field(default_factory=list)  # a regressor: every predicted value
+
+    @property
+    def regression(self) -> bool:
+        return bool(self.values) and not self.mix
+
+    @property
+    def mae(self) -> float | None:
+        """A regressor's mean absolute error over its labelled predictions."""
+        return self.error_sum / self.labelled if self.labelled else None
+
+    @property
+    def mae_variance(self) -> float | None:
+        """The variance of one absolute error (population), for the mean's standard error."""
+        if not self.labelled:
+            return None
+        mean = self.error_sum / self.labelled
+        return max(0.0, self.error_squares / self.labelled - mean * mean)
+
+    def mae_interval(self, z: float = Z95) -> tuple[float, float] | None:
+        if self.labelled < 2:
+            return None
+        half = z * math.sqrt(self.mae_variance * self.labelled / (self.labelled - 1) / self.labelled)
+        return max(0.0, self.mae - half), self.mae + half
 
     @property
     def accuracy(self) -> float | None:
@@ -76,6 +110,15 @@ class RevisionOutcome:
         return {"p50_s": round(statistics.median(ordered), 3), "p90_s": round(ordered[int(0.9 * (len(ordered) - 1))], 3)}
 
     def as_json(self) -> dict[str, Any]:
+        if self.regression:
+            interval = self.mae_interval()
+            values = sorted(self.values)
+            return {"revision": self.revision, "task": "regressor", "predictions": self.predictions,
+                    "joinable": self.joinable, "labelled": self.labelled, "coverage": self.coverage,
+                    "mae": self.mae, "mae_ci95": None if interval is None else [round(v, 6) for v in interval],
+                    "prediction_quantiles": {f"p{q}": values[int(q / 100 * (len(values) - 1))]
+                                             for q in (10, 50, 90)},
+                    "label_delay": self.delay()}
         low, high = self.interval
         return {"revision": self.revision, "predictions": self.predictions, "joinable": self.joinable,
                 "labelled": self.labelled, "coverage": self.coverage, "correct": self.correct,
@@ -104,18 +147,35 @@ def join(predictions: Iterable[Prediction], labels: Sequence[TrueLabel]) -> Outc
     for prediction in predictions:
         outcome = found.setdefault(prediction.revision, RevisionOutcome(prediction.revision))
         outcome.predictions += 1
-        outcome.mix[prediction.predicted] = outcome.mix.get(prediction.predicted, 0) + 1
+        numeric = _number(prediction.predicted)
+        if numeric:
+            outcome.values.append(float(prediction.predicted))
+        else:
+            outcome.mix[prediction.predicted] = outcome.mix.get(prediction.predicted, 0) + 1
         if prediction.id is None:
             continue
         outcome.joinable += 1
         label = by_id.get(prediction.id)
         if label is None:
             continue
+        truth = label.label
+        if numeric and isinstance(truth, str):  # a regressor's label read from a CSV file
+            try:
+                truth = float(truth)
+            except ValueError:
+                continue
+        if numeric != _number(truth) or (numeric and not math.isfinite(truth)):
+            continue  # a class name for a regressor's answer (or the reverse): not this model's label
         matched.add(prediction.id)
         outcome.labelled += 1
-        outcome.correct += label.label == prediction.predicted
-        row = outcome.confusion.setdefault(label.label, {})
-        row[prediction.predicted] = row.get(prediction.predicted, 0) + 1
+        if numeric:
+            error = abs(float(prediction.predicted) - float(truth))
+            outcome.error_sum += error
+            outcome.error_squares += error * error
+        else:
+            outcome.correct += truth == prediction.predicted
+            row = outcome.confusion.setdefault(truth, {})
+            row[prediction.predicted] = row.get(prediction.predicted, 0) + 1
         if label.at is not None:
             outcome.delays_s.append(max(0.0, label.at - prediction.at))
     return Outcomes(dict(sorted(found.items())), len(by_id), len(set(by_id) - matched))
@@ -135,6 +195,29 @@ class MixShift:
     def as_json(self) -> dict[str, Any]:
         return {"total_variation": round(self.distance, 4), "statistic": round(self.statistic, 4),
                 "p_value": self.p_value, "dof": self.dof, "test": "chi-square, two samples"}
+
+
+@dataclass(frozen=True)
+class ValueShift:
+    """How far two revisions' predicted values are apart in distribution: the two-sample Kolmogorov-Smirnov
+    distance (the largest gap between their empirical distribution functions) and its p-value."""
+
+    distance: float
+    p_value: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {"ks_distance": round(self.distance, 4), "p_value": self.p_value,
+                "test": "Kolmogorov-Smirnov, two samples"}
+
+
+def value_shift(a: Sequence[float], b: Sequence[float]) -> ValueShift | None:
+    """None when either revision has no predicted value."""
+    if not a or not b:
+        return None
+    from scipy.stats import ks_2samp
+
+    result = ks_2samp(a, b)
+    return ValueShift(float(result.statistic), float(result.pvalue))
 
 
 def mix_shift(a: dict[str, int], b: dict[str, int]) -> MixShift | None:

@@ -32,6 +32,11 @@ def since(freshness: str, now: float) -> float:
         raise ToolError(f"OUTCOME_FRESHNESS={freshness!r}: a duration such as 30m, 1h or 2d") from None
 
 
+def _number(value: Any) -> bool:
+    """A regressor's answer or label (a class name is a string; a boolean is neither)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _time(entry: dict[str, Any]) -> float:
     try:
         return parse_timestamp(entry.get("timestamp") or entry.get("jsonPayload", {}).get("time", ""))
@@ -52,7 +57,8 @@ def logged_predictions(logging: Logging, service: str, window: tuple[float, floa
         single = payload.get("rows") == 1 and len(predicted) == 1
         identity = payload.get("request_id") if single and isinstance(payload.get("request_id"), str) else None
         at = _time(entry)
-        found.extend(Prediction(identity, revision, str(name), at) for name in predicted)
+        found.extend(Prediction(identity, revision, answer if _number(answer) else str(answer), at)
+                     for answer in predicted)
     return found
 
 
@@ -62,7 +68,8 @@ def logged_labels(logging: Logging, service: str, window: tuple[float, float | N
     for entry in sorted(_read(logging, service, "feedback", window, limit), key=_time):
         at = _time(entry)
         for item in (entry.get("jsonPayload") or {}).get("labels") or []:
-            if isinstance(item, dict) and isinstance(item.get("id"), str) and isinstance(item.get("label"), str):
+            if isinstance(item, dict) and isinstance(item.get("id"), str) and (
+                    isinstance(item.get("label"), str) or _number(item.get("label"))):
                 found.append(TrueLabel(item["id"], item["label"], at))
     return found
 

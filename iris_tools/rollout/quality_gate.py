@@ -9,6 +9,13 @@ the worse candidate reaches log(1/alpha); the check passes only with MIN_LABELS 
 evidence leaning toward the margin or better (never for want of labels). The prediction mix breaches when its total
 variation distance from the stable mix is above MAX_MIX_SHIFT and its chi-square test says so at alpha.
 tests/unit/test_quality_gate_simulation.py shows what this promises.
+
+A regressor is judged the same way on its mean absolute error (MAE), for non-inferiority with the relative margin
+MAX_ERROR_INCREASE: the difference of the two MAEs, d, is weighed between "at the margin" (d = MAX_ERROR_INCREASE
+times the stable MAE) and "ALTERNATIVE_INCREASE further above" (a candidate 25% worse, at the default margin), with
+the same sequential test, budget and labels. Its predicted values breach when their two-sample Kolmogorov-Smirnov
+distance from the stable ones is above MAX_PREDICTION_SHIFT and the test says so at alpha.
+tests/unit/test_regression_gate_simulation.py shows what this promises.
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from iris_tools.quality.outcomes import MixShift, RevisionOutcome, mix_shift
+from iris_tools.quality.outcomes import MixShift, RevisionOutcome, ValueShift, mix_shift, value_shift
 
 ALTERNATIVE_DROP = 0.08  # the test tells a candidate at the margin from one this many points further below it
+ALTERNATIVE_INCREASE = 0.20  # a regressor: from one whose MAE is this much more again (relative to the stable's)
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,8 @@ class QualityThresholds:
     max_accuracy_drop: float = 0.02
     max_mix_shift: float = 0.10
     min_labels: int = 50
+    max_error_increase: float = 0.05  # a regressor: its MAE at most this much above the stable's (relative)
+    max_prediction_shift: float = 0.10  # a regressor: the KS distance of its predicted values from the stable's
 
 
 @dataclass
@@ -36,7 +46,7 @@ class QualityVerdict:
     candidate: dict[str, Any] = field(default_factory=dict)
     stable: dict[str, Any] = field(default_factory=dict)
     evidence: float | None = None
-    mix: MixShift | None = None
+    mix: MixShift | ValueShift | None = None
     wants_labels: bool = False  # held only for labels not yet back
     thresholds: QualityThresholds = field(default_factory=QualityThresholds)
 
@@ -65,8 +75,26 @@ def accuracy_evidence(candidate: RevisionOutcome, stable: RevisionOutcome, margi
     return ((d - at_margin) ** 2 - (d - worse) ** 2) / (2 * variance)
 
 
+def error_evidence(candidate: RevisionOutcome, stable: RevisionOutcome, margin: float) -> float:
+    """A regressor's log-likelihood ratio: the observed MAE difference for a candidate ALTERNATIVE_INCREASE (of the
+    stable MAE) above the margin against one at the margin, with each mean's variance estimated from its own
+    absolute errors (a normal approximation of the difference of two means)."""
+    n_c, n_s = candidate.labelled, stable.labelled
+    variance = (candidate.mae_variance or 0.0) / n_c + (stable.mae_variance or 0.0) / n_s
+    if variance <= 0.0:
+        variance = 1e-12 + 1e-9 * max(candidate.mae or 0.0, stable.mae or 0.0) ** 2 / min(n_c, n_s)
+    scale = stable.mae or 0.0
+    at_margin, worse = margin * scale, (margin + ALTERNATIVE_INCREASE) * scale
+    d = (candidate.mae or 0.0) - scale
+    return ((d - at_margin) ** 2 - (d - worse) ** 2) / (2 * variance)
+
+
 def judge_quality(candidate: RevisionOutcome, stable: RevisionOutcome, thresholds: QualityThresholds,
                   alpha: float) -> QualityVerdict:
+    """The verdict on a step's answers: a classifier's accuracy and mix, or (numbers) a regressor's MAE and
+    predicted values."""
+    if candidate.regression or stable.regression:
+        return judge_regression(candidate, stable, thresholds, alpha)
     verdict = QualityVerdict("promote", [], _summary(candidate), _summary(stable), thresholds=thresholds)
     needed = math.log(1.0 / alpha)
     accuracy_passes = False
@@ -98,5 +126,49 @@ def judge_quality(candidate: RevisionOutcome, stable: RevisionOutcome, threshold
         verdict.reasons.append(f"prediction mix moved {shift.distance:.3f} (total variation) from the stable one, "
                                f"above MAX_MIX_SHIFT {thresholds.max_mix_shift:g} (chi-square p = {shift.p_value:.2g})")
     if verdict.decision != "rollback" and not accuracy_passes:
+        verdict.decision = "hold"
+    return verdict
+
+
+def _regression_summary(outcome: RevisionOutcome) -> dict[str, Any]:
+    return {"labelled": outcome.labelled, "mae": outcome.mae, "predictions": outcome.predictions}
+
+
+def judge_regression(candidate: RevisionOutcome, stable: RevisionOutcome, thresholds: QualityThresholds,
+                     alpha: float) -> QualityVerdict:
+    verdict = QualityVerdict("promote", [], _regression_summary(candidate), _regression_summary(stable),
+                             thresholds=thresholds)
+    needed = math.log(1.0 / alpha)
+    error_passes = False
+    margin = thresholds.max_error_increase
+    if candidate.labelled and stable.labelled:
+        evidence = verdict.evidence = error_evidence(candidate, stable, margin)
+        text = (f"mean absolute error {candidate.mae:.6g} over {candidate.labelled} labelled against the stable "
+                f"{stable.mae:.6g} over {stable.labelled}: evidence {evidence:.1f} of the {needed:.1f} that calls an "
+                f"increase of more than {100 * margin:g}% (sequential test, the margin against "
+                f"{100 * ALTERNATIVE_INCREASE:g}% above it)")
+        if evidence >= needed:
+            verdict.decision = "rollback"
+            verdict.reasons.append(f"{text}: the candidate is worse")
+        elif min(candidate.labelled, stable.labelled) < thresholds.min_labels:
+            verdict.wants_labels = True
+            verdict.reasons.append(f"{text}; fewer than {thresholds.min_labels} labels on each (MIN_LABELS): holding "
+                                   f"for labels")
+        elif evidence > 0:
+            verdict.reasons.append(f"{text}; not yet decided: holding for more labels")
+        else:
+            error_passes = True
+            verdict.reasons.append(f"{text}: within the margin")
+    else:
+        verdict.wants_labels = True
+        verdict.reasons.append(f"no labels back yet ({candidate.labelled} on the candidate, {stable.labelled} on the "
+                               f"stable revision): holding for labels")
+    shift = verdict.mix = value_shift(candidate.values, stable.values)
+    if shift is not None and shift.distance > thresholds.max_prediction_shift and shift.p_value < alpha:
+        verdict.decision = "rollback"
+        verdict.reasons.append(f"predicted values moved {shift.distance:.3f} (Kolmogorov-Smirnov distance) from the "
+                               f"stable ones, above MAX_PREDICTION_SHIFT {thresholds.max_prediction_shift:g} "
+                               f"(p = {shift.p_value:.2g})")
+    if verdict.decision != "rollback" and not error_passes:
         verdict.decision = "hold"
     return verdict

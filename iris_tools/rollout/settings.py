@@ -57,7 +57,8 @@ class RolloutSettings:
                    min_agreement=env["MIN_AGREEMENT"], warmup_requests=env["WARMUP_REQUESTS"],
                    shadow_inputs=env["SHADOW_INPUTS"], shadow_freshness=env["SHADOW_FRESHNESS"],
                    plan_given="STEPS" in env.given, labels=env["LABELS"],
-                   quality=QualityThresholds(env["MAX_ACCURACY_DROP"], env["MAX_MIX_SHIFT"], env["MIN_LABELS"]),
+                   quality=QualityThresholds(env["MAX_ACCURACY_DROP"], env["MAX_MIX_SHIFT"], env["MIN_LABELS"],
+                                             env["MAX_ERROR_INCREASE"], env["MAX_PREDICTION_SHIFT"]),
                    label_wait_seconds=env["LABEL_WAIT_S"], rollback_window_s=env["ROLLBACK_WINDOW"])
 
     @classmethod

@@ -44,3 +44,42 @@ def test_a_labels_file_is_id_comma_label_and_a_bad_row_is_named(tmp_path) -> Non
         file_labels(path)
     with pytest.raises(ToolError, match="cannot be read"):
         file_labels(tmp_path / "missing.csv")
+
+
+def test_a_regressors_outcomes_are_its_mean_absolute_error_and_its_predicted_values() -> None:
+    from iris_tools.quality.outcomes import Prediction, TrueLabel, join
+
+    predictions = [Prediction("a", "r1", 10.0, 0.0), Prediction("b", "r1", 20.0, 0.0), Prediction(None, "r1", 5.0, 0.0),
+                   Prediction("c", "r2", 12.0, 0.0)]
+    labels = [TrueLabel("a", 13.0, 1.0), TrueLabel("b", "18", None), TrueLabel("c", "setosa", 2.0)]
+    found = join(predictions, labels)
+    r1, r2 = found.revisions["r1"], found.revisions["r2"]
+    assert (r1.labelled, r1.mae, r1.values, r1.mix) == (2, 2.5, [10.0, 20.0, 5.0], {})
+    assert r1.mae_variance == 0.25 and r2.labelled == 0  # a class name is no regressor's label
+    assert r1.as_json()["task"] == "regressor" and r1.as_json()["prediction_quantiles"]["p50"] == 10.0
+
+
+def test_the_regression_gate_rolls_back_a_worse_mae_and_a_moved_distribution_and_holds_for_labels() -> None:
+    import numpy as np
+
+    from iris_tools.quality.outcomes import RevisionOutcome
+    from iris_tools.rollout.quality_gate import QualityThresholds, judge_quality
+
+    def revision(errors, values) -> RevisionOutcome:
+        errors = np.abs(np.asarray(errors, dtype=float))
+        return RevisionOutcome("r", predictions=len(values), labelled=len(errors), error_sum=float(errors.sum()),
+                               error_squares=float((errors ** 2).sum()), values=list(values))
+
+    rng = np.random.default_rng(5)
+    values = rng.normal(100, 10, 400).tolist()
+    stable = revision(rng.normal(0, 10, 400), values)
+    worse = judge_quality(revision(rng.normal(0, 14, 400), values), stable, QualityThresholds(), 0.0025)
+    assert worse.decision == "rollback" and "mean absolute error" in worse.reasons[0]
+    same = judge_quality(revision(rng.normal(0, 10, 400), values), stable, QualityThresholds(), 0.0025)
+    assert same.decision == "promote", same.reasons
+    moved = judge_quality(revision(rng.normal(0, 10, 400), rng.normal(120, 10, 400).tolist()), stable,
+                          QualityThresholds(), 0.0025)
+    assert moved.decision == "rollback" and "Kolmogorov-Smirnov" in moved.reasons[-1]
+    few = judge_quality(revision(rng.normal(0, 10, 20), values), revision(rng.normal(0, 10, 20), values),
+                        QualityThresholds(), 0.0025)
+    assert few.decision == "hold" and few.wants_labels
