@@ -222,6 +222,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("OUTCOME_FRESHNESS", "quality", text, "1h", "how far back predictions and labels are read (gcloud's "
              "duration: 30m, 1h, 2d)"),
     Variable("LOAD_URL", "quality", text, None, "the service URL the labelled load calls (make labelled-load)"),
+    Variable("LOAD_CSV", "quality", text, None, "rows of your own model's features with a label column, replayed "
+             "by the labelled load instead of iris points (a number label: a regressor's true value)"),
     Variable("LOAD_SECONDS", "quality", number(low=0.1), 30.0, "how long the labelled load sends", "s"),
     Variable("LOAD_RATE", "quality", number(low=0.1), 20.0, "requests the labelled load sends a second",
              "requests/s"),

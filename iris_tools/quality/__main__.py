@@ -25,7 +25,7 @@ from iris_tools.google.gcloud import Gcloud
 from iris_tools.google.logging import Logging
 from iris_tools.local.state import write_atomically
 from iris_tools.quality.outcomes import Outcomes, join, mix_shift, value_shift
-from iris_tools.quality.rehearsal import LabelledLoad
+from iris_tools.quality.rehearsal import LabelledLoad, labelled_rows
 from iris_tools.quality.sources import file_labels, logged_labels, logged_predictions, since
 
 
@@ -97,7 +97,8 @@ def load(env: environment.Environment) -> int:
     url = env["LOAD_URL"]
     if not url:
         raise ToolError("LOAD_URL: the service URL to send the labelled load to (make labelled-load LOAD_URL=...)")
-    run = LabelledLoad(url, env["LOAD_RATE"], env["LABEL_DELAY_S"], env["LOAD_JITTER"], env["LOAD_TOKEN"])
+    rows = labelled_rows(Path(env["LOAD_CSV"])) if env["LOAD_CSV"] else None
+    run = LabelledLoad(url, env["LOAD_RATE"], env["LABEL_DELAY_S"], env["LOAD_JITTER"], env["LOAD_TOKEN"], rows=rows)
     print(f"labelled load on {url}: {env['LOAD_RATE']:g}/s for {env['LOAD_SECONDS']:g} s, labels "
           f"{env['LABEL_DELAY_S']:g} s later ...", flush=True)
     try:

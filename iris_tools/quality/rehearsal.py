@@ -1,11 +1,14 @@
 """A labelled load, so a local rollout shows the quality checks at work: points drawn from the iris data with
-jitter are sent to a service URL at a steady rate, and each answer's true label is posted back to `/feedback`
-after a delay, as labels come back in life. What was sent, what answered and the true label are written to a
-record, the ground truth the join must reproduce."""
+jitter (or rows of a CSV file of your own model's features and a `label` column, LOAD_CSV) are sent to a service
+URL at a steady rate, and each answer's true label is posted back to `/feedback` after a delay, as labels come back
+in life. What was sent, what answered and the true label are written to a record, the ground truth the join must
+reproduce. A CSV label that reads as a number is a regressor's true value; any other is a class name."""
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import random
 import threading
 import time
@@ -27,9 +30,34 @@ FEEDBACK_BATCH = 500
 class Answered:
     id: str
     revision: str
-    predicted: str
-    label: str
+    predicted: str | float
+    label: str | float
     at: float
+
+
+def labelled_rows(path: Path) -> list[tuple[dict[str, str], str | float]]:
+    """A CSV file's rows as (named features, label): a header row names the features and a `label` column."""
+    from iris_tools.cli.failures import ToolError
+
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or "label" not in reader.fieldnames:
+                raise ToolError(f"LOAD_CSV={path}: a header row naming the features and a label column is needed")
+            rows = [({k: v for k, v in row.items() if k != "label"}, _label(row["label"])) for row in reader]
+    except OSError as exc:
+        raise ToolError(f"LOAD_CSV={path}: cannot be read ({exc.strerror})") from None
+    if not rows:
+        raise ToolError(f"LOAD_CSV={path}: no rows")
+    return rows
+
+
+def _label(text: str) -> str | float:
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if math.isfinite(value) else text
 
 
 def iris_points() -> tuple[list[tuple[float, float]], list[str], tuple[float, float]]:
@@ -43,8 +71,9 @@ def iris_points() -> tuple[list[tuple[float, float]], list[str], tuple[float, fl
 
 class LabelledLoad:
     def __init__(self, url: str, rate: float, label_delay_s: float, jitter: float, token: str | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, rows: list[tuple[dict[str, str], str | float]] | None = None) -> None:
         self.url = url.rstrip("/")
+        self.rows = rows  # None: iris points with jitter
         self.rate = rate
         self.label_delay_s = label_delay_s
         self.jitter = jitter
@@ -56,14 +85,17 @@ class LabelledLoad:
         self._due: list[Answered] = []
         self._lock = threading.Lock()
 
-    def _ask(self, row: tuple[float, float], label: str) -> None:
-        query = urllib.parse.urlencode({"length": f"{row[0]:.3f}", "width": f"{row[1]:.3f}"})
-        request = urllib.request.Request(f"{self.url}/?{query}", headers=self.headers)
+    def _ask(self, row: tuple[float, float] | dict[str, str], label: str | float) -> None:
+        """One answer asked: an iris point as the tutorial's GET; a CSV row by its feature names (the GET route
+        every model version takes, one row, so the answer has an id of its own)."""
+        named = row if isinstance(row, dict) else {"length": f"{row[0]:.3f}", "width": f"{row[1]:.3f}"}
+        request = urllib.request.Request(f"{self.url}/?{urllib.parse.urlencode(named)}", headers=self.headers)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 body = json.loads(response.read())
+                answer = body["prediction"] if "prediction" in body else body["predicted_class"]
                 answered = Answered(response.headers["X-Request-Id"], response.headers.get("X-Revision") or "?",
-                                    body["predicted_class"], label, time.time())
+                                    answer, label, time.time())
         except (OSError, ValueError, KeyError) as exc:
             self.failures.append(f"{type(exc).__name__}: {exc}")
             return
@@ -91,9 +123,12 @@ class LabelledLoad:
         interval = 1.0 / self.rate
         started = next_at = time.monotonic()
         while time.monotonic() - started < seconds and not stop():
-            index = self.random.randrange(len(rows))
-            row = tuple(value + self.random.gauss(0.0, self.jitter * sd) for value, sd in zip(rows[index], spread))
-            self._ask(row, names[index])
+            if self.rows is not None:
+                self._ask(*self.rows[self.random.randrange(len(self.rows))])
+            else:
+                index = self.random.randrange(len(rows))
+                row = tuple(value + self.random.gauss(0.0, self.jitter * sd) for value, sd in zip(rows[index], spread))
+                self._ask(row, names[index])
             self._post_due(time.time())
             next_at += interval
             time.sleep(max(0.0, next_at - time.monotonic()))

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,3 +110,38 @@ def test_the_shadow_of_a_regressor_reports_the_paired_difference(emulator, model
     gated = make(emulator, "rollout", f"REVISION={report['candidate']}", SERVICE="diabetes", MIN_AGREEMENT="0.9")
     assert gated.returncode != 0 and "MIN_AGREEMENT judges a classifier's answers" in gated.stdout
     assert {r: p for r, p, _ in traffic_of(emulator.read("diabetes")) if p} == {stable: 100}
+
+
+def test_a_worse_regressor_is_rolled_back_on_its_answers_at_its_first_step(emulator, models) -> None:
+    """The gate with LABELS on a regressor: under a labelled load of the diabetes rows (their true targets posted to
+    /feedback 0.5 s after each answer), a candidate whose MAE is far above the stable one's is rolled back at its
+    first step, on its mean absolute error. Broken on purpose (the gate's regression branch taking the classifier's
+    path): the candidate's numbers were judged as class names, never labelled, and the step held for labels."""
+    from iris_tools.quality.rehearsal import LabelledLoad
+    from tests.cloudrun.harness import make as make_rollout
+
+    emulator.ok("run", "deploy", "sugar", "--image", "iris:diabetes")
+    url = emulator.read("sugar")["status"]["url"]
+    stable = next(r for r, p, _ in traffic_of(emulator.read("sugar")) if p == 100)
+    diabetes = load_diabetes(as_frame=True)
+    rows = [({name: repr(value) for name, value in row.items()}, float(target))
+            for row, target in zip(diabetes.data.to_dict("records"), diabetes.target)]
+    load = LabelledLoad(url, rate=60, label_delay_s=0.5, jitter=0.0, seed=4, rows=rows)
+    stop = threading.Event()
+    sender = threading.Thread(target=load.run, args=(300,), kwargs={"stop": stop.is_set}, daemon=True)
+    sender.start()
+    try:
+        result = make_rollout(emulator, "rollout", "MODEL=diabetes_ridge", SERVICE="sugar", STEPS="50 100",
+                              LABELS="feedback", MIN_LABELS="20")
+    finally:
+        stop.set()
+        sender.join(timeout=60)
+    assert result.returncode != 0 and "ROLLED BACK" in result.stdout, result.stdout + result.stderr
+    record = json.loads((emulator.run_dir / "rollout" / "latest.json").read_text())
+    step = record["steps"][0]
+    assert record["decision"] == "rolled back" and len(record["steps"]) == 1
+    assert step["quality"]["decision"] == "rollback" and step["quality"]["candidate"]["mae"] > 0
+    assert any("mean absolute error" in r and "the candidate is worse" in r or "Kolmogorov-Smirnov" in r
+               for r in step["reasons"]), step["reasons"]
+    assert {r: p for r, p, _ in traffic_of(emulator.read("sugar")) if p} == {stable: 100}
+    assert load.failures == [] and all(isinstance(a.predicted, float) for a in load.answered)
