@@ -1,5 +1,6 @@
 """functions/<NAME>/ for an imported model: the three-line main.py every version has, the artifact (joblib, as the
-file's estimator loaded), and its manifest. Written in a hidden folder beside it, loaded there by the shared
+file's estimator loaded), its manifest, and for a linear classifier of numbers its decision rule (the iris
+versions' fast path: answered without scikit-learn, and by it near a tie, shared/linear.py). Written in a hidden folder beside it, loaded there by the shared
 handler and asked one row (its answer must be the estimator's own), then renamed into place: whole, or nothing.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from iris_tools.model_import.describing import Description
 from iris_tools.model_import.reading import ImportRefused, Loaded
-from shared.artifact import ARTIFACT_FILE, MANIFEST_FILE, STRING, Manifest, json_safe, sha256_of
+from shared.artifact import ARTIFACT_FILE, MANIFEST_FILE, RULE_FILE, STRING, Manifest, json_safe, sha256_of
 from shared.errors import ModelLoadError
 from shared.safe_pickle import survey
 
@@ -74,6 +75,15 @@ def _own_answer(estimator: Any, description: Description, row: list[Any]) -> Any
                                       else np.float64))[0]
 
 
+def _rule(estimator: Any, description: Description) -> dict[str, Any] | None:
+    """A linear classifier of numbers (not a Pipeline: its steps transform the rows first) as its decision rule."""
+    if description.task != "classifier" or any(f.type == STRING for f in description.features):
+        return None
+    from shared.linear import export
+
+    return export(estimator)
+
+
 def write_version(loaded: Loaded, description: Description, name: str, functions_dir: Path,
                   replace: bool = False) -> Manifest:
     import joblib
@@ -85,18 +95,23 @@ def write_version(loaded: Loaded, description: Description, name: str, functions
     buffer = io.BytesIO()
     joblib.dump(loaded.estimator, buffer)
     payload = buffer.getvalue()
+    rule = _rule(loaded.estimator, description)
+    encoded_rule = None if rule is None else (json.dumps(rule) + "\n").encode()
     manifest = Manifest(
         name=name, algorithm=description.algorithm, params=json_safe(loaded.estimator.get_params(deep=False)),
         features=description.features, class_names=description.class_names, sklearn_version=sklearn.__version__,
         sha256=sha256_of(payload), training_accuracy=None, training_rows=None,
         python_version=platform.python_version(), task=description.task,
-        trusted=tuple(item for item in survey(payload) if item != description.algorithm), source=loaded.source)
+        trusted=tuple(item for item in survey(payload) if item != description.algorithm), source=loaded.source,
+        rule_sha256=None if encoded_rule is None else sha256_of(encoded_rule))
     staging = functions_dir / f".{name}.importing-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         (staging / "main.py").write_text(MAIN.format(name=name))
         (staging / ARTIFACT_FILE).write_bytes(payload)
+        if encoded_rule is not None:
+            (staging / RULE_FILE).write_bytes(encoded_rule)
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
         try:
             served = ServedModel.load(staging, name)

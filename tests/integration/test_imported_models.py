@@ -241,3 +241,21 @@ def test_a_regressor_takes_a_number_as_its_label_and_refuses_a_string(functions_
         assert refused.status_code == 400 and refused.get_json()["field"] == "label", refused.get_json()
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"kind":"feedback"' in line]
     assert [entry["labels"] for entry in lines] == [[{"id": answer_id, "label": 151.5}]]
+
+
+def test_a_linear_classifier_of_numbers_keeps_the_fast_path_and_answers_as_scikit_learn(tmp_path: Path,
+                                                                                        client_for: Callable) -> None:
+    """An imported LogisticRegression on numbers gets its decision rule, as the iris versions do: answered without
+    scikit-learn (the estimator is not even loaded), each answer scikit-learn's."""
+    from shared.model import ServedModel
+
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame(rng.normal(size=(300, 3)), columns=["a", "b", "c"])
+    model = LogisticRegression().fit(X, np.where(X.a + X.b > 0.2, "yes", "no"))
+    joblib.dump(model, tmp_path / "linear.joblib")
+    assert import_model(tmp_path / "functions", tmp_path / "linear.joblib", "linear").returncode == 0
+    served = ServedModel.load(tmp_path / "functions" / "linear", "linear")
+    assert served.rule is not None and served._estimator is None
+    rows = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
+    answer = client_for(tmp_path / "functions" / "linear").post("/", json={"instances": rows.values.tolist()})
+    assert answer.get_json()["predictions"] == model.predict(rows).tolist()
