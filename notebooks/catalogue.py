@@ -6,10 +6,13 @@ serves it, the image is `iris:<name>`, and the function reports that name.
 (its manifest names the file it came from) is not the catalogue's: it holds its own artifact.
 """
 
-import json
+import sys
 from pathlib import Path
 
 from sklearn.svm import SVC, LinearSVC
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for `shared`
+from shared.artifact import is_imported  # noqa: E402
 
 MODELS = {
     "svc": lambda: SVC(kernel="linear"),
@@ -19,21 +22,9 @@ MODELS = {
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 
 
-def imported_folders(functions_dir: Path = FUNCTIONS_DIR) -> set[str]:
-    """The folders `make import-model` wrote: their manifest names the file the model came from."""
-    found = set()
-    for manifest in functions_dir.glob("*/model.json"):
-        try:
-            if json.loads(manifest.read_text()).get("source"):
-                found.add(manifest.parent.name)
-        except (OSError, ValueError, AttributeError):
-            continue
-    return found
-
-
 def function_folders(functions_dir: Path = FUNCTIONS_DIR) -> set[str]:
     """The catalogue's folders: every one with a main.py, but those of imported models."""
-    return {path.parent.name for path in functions_dir.glob("*/main.py")} - imported_folders(functions_dir)
+    return {path.parent.name for path in functions_dir.glob("*/main.py") if not is_imported(path.parent)}
 
 
 def check_catalogue(models: dict = MODELS, functions_dir: Path = FUNCTIONS_DIR) -> None:

@@ -180,6 +180,15 @@ def save_model(
     return manifest
 
 
+def is_imported(directory: Path) -> bool:
+    """A version folder `make import-model` wrote (its manifest names the file it came from), not one the training
+    notebook makes; read without checking anything else (False when there is no readable manifest)."""
+    try:
+        return bool(json.loads((directory / MANIFEST_FILE).read_text()).get("source"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def read_manifest(directory: Path) -> Manifest:
     path = directory / MANIFEST_FILE
     if not path.is_file():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
@@ -10,22 +9,14 @@ import numpy as np
 from sklearn.datasets import load_iris
 
 from iris_tools.local.servers import free_port  # noqa: F401  (one free_port for every tier)
-from shared.artifact import Feature, save_model
+from shared.artifact import Feature, is_imported, save_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _imported(directory: Path) -> bool:
-    """A folder `make import-model` wrote (its manifest names the file it came from): not an iris version."""
-    try:
-        return bool(json.loads((directory / "model.json").read_text()).get("source"))
-    except (OSError, ValueError):
-        return False
-
-
 # The iris versions the training notebook makes (imported models, `make examples`' among them, have tests of
 # their own: tests/integration/test_imported_models.py).
-MODEL_DIRS = sorted(path.parent for path in (ROOT / "functions").glob("*/main.py") if not _imported(path.parent))
+MODEL_DIRS = sorted(path.parent for path in (ROOT / "functions").glob("*/main.py") if not is_imported(path.parent))
 MODEL_NAMES = [path.name for path in MODEL_DIRS]
 IRIS_FEATURES = [Feature(name="sepal_length", alias="length"), Feature(name="sepal_width", alias="width")]
 CLASS_NAMES = ["setosa", "versicolor", "virginica"]

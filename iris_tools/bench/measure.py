@@ -2,7 +2,7 @@
 
     python -m iris_tools.bench [--quick] [--only NAME ...] [--json PATH] [--docs PATH]
 
-A target is something that answers one iris prediction over HTTP: our functions
+A target is something that answers one prediction over HTTP: our functions
 (as processes and, with docker, as containers) and the baselines registered in
 `iris_tools/bench/serving_targets.py`. Each target is started, measured and stopped in turn;
 load comes from wrk. The figures go to stdout as a table, to JSON (--json), and
@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from iris_tools.environment import ROOT
+from iris_tools.bench.pipeline_targets import pipeline_ratios, pipeline_targets
 from iris_tools.bench.serving_targets import Request, Target, all_targets, ratios, wait_ready
 from iris_tools.local.servers import Server
 
@@ -67,6 +68,7 @@ class Result:
     single: dict[str, dict[str, float]] = field(default_factory=dict)  # connections -> rps, p50_ms, p99_ms
     batch_rows_per_s: dict[str, float] = field(default_factory=dict)  # rows -> rows/s
     inprocess_rows_per_s: dict[str, float] = field(default_factory=dict)
+    predict_one_ms: dict[str, float] = field(default_factory=dict)  # estimator, handler: one row, in-process
     notes: list[str] = field(default_factory=list)
 
 
@@ -172,6 +174,8 @@ def measure_all(targets: list[Target], settings: BenchSettings) -> list[Result]:
             pids = handles[target.name].pids()
             if pids:
                 result.rss_mb, result.rss_total_mb = rss_mb(pids)
+            if target.predict_one is not None:
+                result.predict_one_ms = target.predict_one()
             if target.inprocess is not None:
                 for rows in BATCH_SIZES:
                     result.inprocess_rows_per_s[str(rows)] = round(target.inprocess(rows))
@@ -234,7 +238,7 @@ def write_docs(path: Path, results: list[Result], info: dict[str, str], settings
 
 
 def ratios_text(results: list[Result]) -> str:
-    lines = ratios(results)
+    lines = ratios(results) + pipeline_ratios(results)
     return "\n".join(["## Ratios, from this run", "", *lines]) if lines else ""
 
 
@@ -257,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
         return 1
     settings = QUICK if args.quick else BenchSettings()
-    targets = [t for t in all_targets() if not args.only or t.name in args.only or t.group in args.only]
+    targets = [t for t in all_targets() + pipeline_targets()
+               if not args.only or t.name in args.only or t.group in args.only]
     available = []
     for target in targets:
         skip = target.unavailable()

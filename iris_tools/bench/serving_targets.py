@@ -22,7 +22,7 @@ from iris_tools.environment import value
 from iris_tools.environment import ROOT
 from iris_tools.local.versions import FUNCTIONS_DIR
 from iris_tools.local.servers import DOCKER, ContainerServer, ProcessServer, Server, free_port, http_status
-from iris_tools.local.versions import function_command, model_names, start_function
+from iris_tools.local.versions import function_command, imported, model_names, start_function
 
 IMAGE: str = value("IMAGE")
 VENV_BIN = Path(sys.executable).parent
@@ -107,6 +107,7 @@ class Target:
     requires: list[Callable[[], str | None]] = field(default_factory=list)
     protocol: str = "tutorial"  # the single request: "tutorial" GET /?length=&width=, or "v2" infer
     description: str = ""
+    predict_one: Callable[[], dict[str, float]] | None = None  # in-process ms of one row: the estimator's, ours
 
     def start(self) -> Server:
         return self.start_on(free_port())
@@ -332,7 +333,8 @@ def ours_unlogged(model: str) -> Target:
 
 
 def all_targets() -> list[Target]:
-    models = model_names()
+    """The iris versions' targets (an imported model's own are pipeline_targets.py's: its requests differ)."""
+    models = [name for name in model_names() if not imported(name)]
     return [tutorial_flask(), framework_ceiling(), mlserver(), *(ours(m) for m in models), ours_v2(BASELINE_MODEL),
             ours_unlogged(BASELINE_MODEL), local_cloud_run(BASELINE_MODEL), local_cloud_run_scaled(BASELINE_MODEL),
             *(ours_container(m) for m in models)]

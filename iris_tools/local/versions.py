@@ -13,6 +13,7 @@ from pathlib import Path
 from iris_tools.environment import value
 from iris_tools.environment import ROOT
 from iris_tools.local.servers import HOST, ContainerServer, ProcessServer, Server
+from shared.artifact import is_imported
 
 CONTAINER_PORT = 8080
 TARGET = "predict"
@@ -24,6 +25,11 @@ FUNCTIONS_DIR: Path = value("IRIS_FUNCTIONS_DIR")
 
 def model_names() -> list[str]:
     return sorted(path.parent.name for path in FUNCTIONS_DIR.glob("*/main.py"))
+
+
+def imported(name: str) -> bool:
+    """A version `make import-model` wrote, not an iris one."""
+    return is_imported(FUNCTIONS_DIR / name)
 
 
 def functions_framework() -> Path:

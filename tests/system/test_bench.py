@@ -34,7 +34,8 @@ def processes_holding(prefix: str) -> list[int]:
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
 def test_make_bench_quick_measures_a_function_and_writes_json_and_markdown(tmp_path: Path) -> None:
     results, docs = tmp_path / "results.json", tmp_path / "benchmarks.md"
-    targets = "ours:svc ff-ceiling tutorial-flask cloudrun:svc cloudrun-scaled:svc ours-nolog:svc"
+    targets = ("ours:svc ff-ceiling tutorial-flask cloudrun:svc cloudrun-scaled:svc ours-nolog:svc ours:telco "
+               "ours-v2:telco")
     run = subprocess.run(["make", "-s", "bench", f"BENCH_ARGS=--quick --only {targets} --json {results} --docs {docs}"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -63,3 +64,8 @@ def test_make_bench_quick_measures_a_function_and_writes_json_and_markdown(tmp_p
     assert "cloudrun-scaled:svc single req/s @32 = " in run.stdout and "(target >= 0.9)" in run.stdout
     assert re.search(r"memory per instance: \d+ MB resident", run.stdout), run.stdout
     assert processes_holding(str(ROOT / ".bench" / "cloudrun-")) == []  # the local Cloud Run left nothing running
+    # An imported Pipeline (the telco example, made by `make import-model`'s command): V1 and V2 measured, and its
+    # one-row prediction in the handler against the Pipeline's own predict in-process.
+    assert by_name["ours:telco"]["single"]["8"]["rps"] > 0 and by_name["ours-v2:telco"]["single"]["8"]["rps"] > 0
+    assert set(by_name["ours:telco"]["predict_one_ms"]) == {"estimator", "handler"}
+    assert "telco: the handler predicts one row in " in run.stdout and "target <= 1.1" in run.stdout
