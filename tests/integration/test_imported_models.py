@@ -259,3 +259,26 @@ def test_a_linear_classifier_of_numbers_keeps_the_fast_path_and_answers_as_sciki
     rows = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
     answer = client_for(tmp_path / "functions" / "linear").post("/", json={"instances": rows.values.tolist()})
     assert answer.get_json()["predictions"] == model.predict(rows).tolist()
+
+
+def test_serving_an_imported_pipeline_needs_no_pandas(functions_dir: Path) -> None:
+    """The images carry the runtime only (requirements.txt: no pandas, no skops): with both made unimportable, as in
+    an image, the handler loads and answers a Pipeline fitted on a DataFrame. (scikit-learn itself imports pandas
+    when it is there, so its absence is what is tested.)"""
+    script = ("import sys\n"
+              "class NotInTheImage:\n"
+              "    def find_spec(self, name, path=None, target=None):\n"
+              "        if name.split('.')[0] in ('pandas', 'skops'):\n"
+              "            raise ImportError(name + ' is not in the image')\n"
+              "sys.meta_path.insert(0, NotInTheImage())\n"
+              "import numpy as np\n"
+              "from pathlib import Path\n"
+              "from shared.model import ServedModel\n"
+              f"model = ServedModel.load(Path({str(functions_dir / 'telco')!r}), 'telco')\n"
+              "rows = np.empty((1, 4), dtype=object); rows[0] = [12.0, 'pro', 'monthly', 29.5]\n"
+              "print(model.predict(rows)[0], sorted(m for m in ('pandas', 'skops') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    answer, loaded = result.stdout.split(" ", 1)
+    assert answer in ("churn", "stay") and loaded.strip() == "[]"
+    assert "pandas" not in (ROOT / "requirements.txt").read_text() and "skops" not in (ROOT / "requirements.txt").read_text()
