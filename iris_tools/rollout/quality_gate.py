@@ -21,6 +21,7 @@ tests/unit/test_regression_gate_simulation.py shows what this promises.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -89,6 +90,33 @@ def error_evidence(candidate: RevisionOutcome, stable: RevisionOutcome, margin: 
     return ((d - at_margin) ** 2 - (d - worse) ** 2) / (2 * variance)
 
 
+def _weigh(verdict: QualityVerdict, candidate: RevisionOutcome, stable: RevisionOutcome,
+           thresholds: QualityThresholds, needed: float, weighed: Callable[[], tuple[float, str]]) -> bool:
+    """The sequential decision both kinds of model share: `weighed()` gives the evidence for a worse candidate and
+    the sentence that says it. A breach when the evidence reaches `needed`; a hold for labels below MIN_LABELS or
+    with none; a hold while it leans toward worse; True (passes) only with the labels and evidence leaning away."""
+    if not (candidate.labelled and stable.labelled):
+        verdict.wants_labels = True
+        verdict.reasons.append(f"no labels back yet ({candidate.labelled} on the candidate, {stable.labelled} on the "
+                               f"stable revision): holding for labels")
+        return False
+    evidence, text = weighed()
+    verdict.evidence = evidence
+    if evidence >= needed:
+        verdict.decision = "rollback"
+        verdict.reasons.append(f"{text}: the candidate is worse")
+    elif min(candidate.labelled, stable.labelled) < thresholds.min_labels:
+        verdict.wants_labels = True
+        verdict.reasons.append(f"{text}; fewer than {thresholds.min_labels} labels on each (MIN_LABELS): holding for "
+                               f"labels")
+    elif evidence > 0:
+        verdict.reasons.append(f"{text}; not yet decided: holding for more labels")
+    else:
+        verdict.reasons.append(f"{text}: within the margin")
+        return True
+    return False
+
+
 def judge_quality(candidate: RevisionOutcome, stable: RevisionOutcome, thresholds: QualityThresholds,
                   alpha: float) -> QualityVerdict:
     """The verdict on a step's answers: a classifier's accuracy and mix, or (numbers) a regressor's MAE and
@@ -97,35 +125,21 @@ def judge_quality(candidate: RevisionOutcome, stable: RevisionOutcome, threshold
         return judge_regression(candidate, stable, thresholds, alpha)
     verdict = QualityVerdict("promote", [], _summary(candidate), _summary(stable), thresholds=thresholds)
     needed = math.log(1.0 / alpha)
-    accuracy_passes = False
-    if candidate.labelled and stable.labelled:
-        evidence = verdict.evidence = accuracy_evidence(candidate, stable, thresholds.max_accuracy_drop)
-        text = (f"accuracy {100 * candidate.accuracy:.1f}% of {candidate.labelled} labelled against the stable "
-                f"{100 * stable.accuracy:.1f}% of {stable.labelled}: evidence {evidence:.1f} of the {needed:.1f} that "
-                f"calls a drop of more than {100 * thresholds.max_accuracy_drop:g} points (sequential test, the "
-                f"margin against {100 * ALTERNATIVE_DROP:g} points below it)")
-        if evidence >= needed:
-            verdict.decision = "rollback"
-            verdict.reasons.append(f"{text}: the candidate is worse")
-        elif min(candidate.labelled, stable.labelled) < thresholds.min_labels:
-            verdict.wants_labels = True
-            verdict.reasons.append(f"{text}; fewer than {thresholds.min_labels} labels on each (MIN_LABELS): holding "
-                                   f"for labels")
-        elif evidence > 0:
-            verdict.reasons.append(f"{text}; not yet decided: holding for more labels")
-        else:
-            accuracy_passes = True
-            verdict.reasons.append(f"{text}: within the margin")
-    else:
-        verdict.wants_labels = True
-        verdict.reasons.append(f"no labels back yet ({candidate.labelled} on the candidate, {stable.labelled} on the "
-                               f"stable revision): holding for labels")
+
+    def weighed() -> tuple[float, str]:
+        evidence = accuracy_evidence(candidate, stable, thresholds.max_accuracy_drop)
+        return evidence, (f"accuracy {100 * candidate.accuracy:.1f}% of {candidate.labelled} labelled against the "
+                          f"stable {100 * stable.accuracy:.1f}% of {stable.labelled}: evidence {evidence:.1f} of the "
+                          f"{needed:.1f} that calls a drop of more than {100 * thresholds.max_accuracy_drop:g} points "
+                          f"(sequential test, the margin against {100 * ALTERNATIVE_DROP:g} points below it)")
+
+    passes = _weigh(verdict, candidate, stable, thresholds, needed, weighed)
     shift = verdict.mix = mix_shift(candidate.mix, stable.mix)
     if shift is not None and shift.distance > thresholds.max_mix_shift and shift.p_value < alpha:
         verdict.decision = "rollback"
         verdict.reasons.append(f"prediction mix moved {shift.distance:.3f} (total variation) from the stable one, "
                                f"above MAX_MIX_SHIFT {thresholds.max_mix_shift:g} (chi-square p = {shift.p_value:.2g})")
-    if verdict.decision != "rollback" and not accuracy_passes:
+    if verdict.decision != "rollback" and not passes:
         verdict.decision = "hold"
     return verdict
 
@@ -139,36 +153,22 @@ def judge_regression(candidate: RevisionOutcome, stable: RevisionOutcome, thresh
     verdict = QualityVerdict("promote", [], _regression_summary(candidate), _regression_summary(stable),
                              thresholds=thresholds)
     needed = math.log(1.0 / alpha)
-    error_passes = False
     margin = thresholds.max_error_increase
-    if candidate.labelled and stable.labelled:
-        evidence = verdict.evidence = error_evidence(candidate, stable, margin)
-        text = (f"mean absolute error {candidate.mae:.6g} over {candidate.labelled} labelled against the stable "
-                f"{stable.mae:.6g} over {stable.labelled}: evidence {evidence:.1f} of the {needed:.1f} that calls an "
-                f"increase of more than {100 * margin:g}% (sequential test, the margin against "
-                f"{100 * ALTERNATIVE_INCREASE:g}% above it)")
-        if evidence >= needed:
-            verdict.decision = "rollback"
-            verdict.reasons.append(f"{text}: the candidate is worse")
-        elif min(candidate.labelled, stable.labelled) < thresholds.min_labels:
-            verdict.wants_labels = True
-            verdict.reasons.append(f"{text}; fewer than {thresholds.min_labels} labels on each (MIN_LABELS): holding "
-                                   f"for labels")
-        elif evidence > 0:
-            verdict.reasons.append(f"{text}; not yet decided: holding for more labels")
-        else:
-            error_passes = True
-            verdict.reasons.append(f"{text}: within the margin")
-    else:
-        verdict.wants_labels = True
-        verdict.reasons.append(f"no labels back yet ({candidate.labelled} on the candidate, {stable.labelled} on the "
-                               f"stable revision): holding for labels")
+
+    def weighed() -> tuple[float, str]:
+        evidence = error_evidence(candidate, stable, margin)
+        return evidence, (f"mean absolute error {candidate.mae:.6g} over {candidate.labelled} labelled against the "
+                          f"stable {stable.mae:.6g} over {stable.labelled}: evidence {evidence:.1f} of the "
+                          f"{needed:.1f} that calls an increase of more than {100 * margin:g}% (sequential test, the "
+                          f"margin against {100 * ALTERNATIVE_INCREASE:g}% above it)")
+
+    passes = _weigh(verdict, candidate, stable, thresholds, needed, weighed)
     shift = verdict.mix = value_shift(candidate.values, stable.values)
     if shift is not None and shift.distance > thresholds.max_prediction_shift and shift.p_value < alpha:
         verdict.decision = "rollback"
         verdict.reasons.append(f"predicted values moved {shift.distance:.3f} (Kolmogorov-Smirnov distance) from the "
                                f"stable ones, above MAX_PREDICTION_SHIFT {thresholds.max_prediction_shift:g} "
                                f"(p = {shift.p_value:.2g})")
-    if verdict.decision != "rollback" and not error_passes:
+    if verdict.decision != "rollback" and not passes:
         verdict.decision = "hold"
     return verdict
