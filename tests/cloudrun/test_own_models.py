@@ -18,6 +18,7 @@ import pytest
 import requests
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_diabetes
+from sklearn.dummy import DummyRegressor
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
@@ -45,6 +46,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     fitted = {
         "diabetes": GradientBoostingRegressor(n_estimators=50, random_state=0).fit(diabetes.data, diabetes.target),
         "diabetes_ridge": Ridge(alpha=0.5).fit(diabetes.data, diabetes.target),
+        "diabetes_mean": DummyRegressor(strategy="mean").fit(diabetes.data, diabetes.target),
         "churn": Pipeline([("prepare", ColumnTransformer([("plan", OneHotEncoder(), ["plan"]),
                                                           ("numbers", StandardScaler(), ["tenure", "monthly"])])),
                            ("classify", LogisticRegression())]).fit(table, np.where(table.tenure < 20, "churn", "stay")),
@@ -114,9 +116,11 @@ def test_the_shadow_of_a_regressor_reports_the_paired_difference(emulator, model
 
 def test_a_worse_regressor_is_rolled_back_on_its_answers_at_its_first_step(emulator, models) -> None:
     """The gate with LABELS on a regressor: under a labelled load of the diabetes rows (their true targets posted to
-    /feedback 0.5 s after each answer), a candidate whose MAE is far above the stable one's is rolled back at its
-    first step, on its mean absolute error. Broken on purpose (the gate's regression branch taking the classifier's
-    path): the candidate's numbers were judged as class names, never labelled, and the step held for labels."""
+    /feedback 0.5 s after each answer), a candidate that always answers the mean (its MAE about twice the stable
+    one's, its predicted values one value) is rolled back at its first step. LABEL_WAIT_S is long so that a busy
+    machine's slower labels never pause the step for a person. Broken on purpose (the gate's regression branch
+    taking the classifier's path): the candidate's numbers were judged as class names, never labelled, and the step
+    held for labels until the test gave up."""
     from iris_tools.quality.rehearsal import LabelledLoad
     from tests.cloudrun.harness import make as make_rollout
 
@@ -131,8 +135,8 @@ def test_a_worse_regressor_is_rolled_back_on_its_answers_at_its_first_step(emula
     sender = threading.Thread(target=load.run, args=(300,), kwargs={"stop": stop.is_set}, daemon=True)
     sender.start()
     try:
-        result = make_rollout(emulator, "rollout", "MODEL=diabetes_ridge", SERVICE="sugar", STEPS="50 100",
-                              LABELS="feedback", MIN_LABELS="20")
+        result = make_rollout(emulator, "rollout", "MODEL=diabetes_mean", SERVICE="sugar", STEPS="50 100",
+                              LABELS="feedback", MIN_LABELS="20", LABEL_WAIT_S="120")
     finally:
         stop.set()
         sender.join(timeout=60)
