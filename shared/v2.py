@@ -76,7 +76,9 @@ def outputs_of(model: ServedModel) -> tuple[dict[str, Output], tuple[str, ...]]:
     """The outputs this model has, and those a request gets when it names none."""
     if model.manifest.regressor:
         return REGRESSOR_OUTPUTS, ("prediction",)
-    if model.manifest.source is not None and not hasattr(model.estimator, "decision_function"):
+    # A model served from its decision rule is linear (it has decision scores); asking another, already loaded at
+    # start-up, costs nothing. Asking a rule's would load scikit-learn at start-up, which the rule is there to spare.
+    if model.manifest.source is not None and model.rule is None and not hasattr(model.estimator, "decision_function"):
         return {name: output for name, output in OUTPUTS.items() if name != "decision_scores"}, DEFAULT_OUTPUTS
     return OUTPUTS, DEFAULT_OUTPUTS
 

@@ -254,8 +254,11 @@ def test_a_linear_classifier_of_numbers_keeps_the_fast_path_and_answers_as_sciki
     model = LogisticRegression().fit(X, np.where(X.a + X.b > 0.2, "yes", "no"))
     joblib.dump(model, tmp_path / "linear.joblib")
     assert import_model(tmp_path / "functions", tmp_path / "linear.joblib", "linear").returncode == 0
+    from shared.v2 import outputs_of
+
     served = ServedModel.load(tmp_path / "functions" / "linear", "linear")
-    assert served.rule is not None and served._estimator is None
+    outputs, _ = outputs_of(served)  # what the V2 routes are built with at start-up
+    assert served.rule is not None and served._estimator is None and "decision_scores" in outputs
     rows = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
     answer = client_for(tmp_path / "functions" / "linear").post("/", json={"instances": rows.values.tolist()})
     assert answer.get_json()["predictions"] == model.predict(rows).tolist()
