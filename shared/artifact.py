@@ -45,6 +45,13 @@ class Feature:
     type: str = NUMBER
     categories: tuple[str, ...] | None = None
 
+    def example(self) -> float | str:
+        """A value this feature takes: 0.0 for a number; for a string, the first value its encoder knows (or "x",
+        which one that takes any string takes)."""
+        if self.type != STRING:
+            return 0.0
+        return self.categories[0] if self.categories else "x"
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "alias": self.alias, "type": self.type}
         if self.categories is not None:

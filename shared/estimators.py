@@ -49,7 +49,7 @@ class _Float64:
         return getattr(self.inner, name)
 
 
-def _front(estimator: Any) -> Any:
+def front(estimator: Any) -> Any:
     """The step that receives the rows as they come: a Pipeline's first step, all the way down."""
     while getattr(estimator, "steps", None):
         estimator = estimator.steps[0][1]
@@ -61,13 +61,13 @@ def positional(estimator: Any, numbers: frozenset[int] = frozenset()) -> Any:
     `numbers`: the positions of the number columns when some are strings (the rows then come as objects)."""
     from sklearn.compose import ColumnTransformer
 
-    front = _front(estimator)
-    if isinstance(front, ColumnTransformer) and numbers:
-        indices = front._transformer_to_input_indices
-        front.transformers_ = [
+    first = front(estimator)
+    if isinstance(first, ColumnTransformer) and numbers:
+        indices = first._transformer_to_input_indices
+        first.transformers_ = [
             (name, _Float64(transformer) if not isinstance(transformer, str) and indices.get(name)
              and set(indices[name]) <= numbers else transformer, columns)
-            for name, transformer, columns in front.transformers_]
+            for name, transformer, columns in first.transformers_]
 
     seen: set[int] = set()
 

@@ -7,6 +7,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from shared.artifact import Feature
+
 DEFAULT_POINT = "5.8,3.4"
 
 
@@ -59,8 +61,9 @@ def parse_urls(items: list[str]) -> list[tuple[str, str]]:
 
 
 def _sample(features: list[dict]) -> dict[str, str]:
-    """A point a version takes when none given fits it: 0 for a number, a value it knows for a string."""
-    return {f["name"]: (f.get("categories") or ["x"])[0] if f.get("type") == "string" else "0" for f in features}
+    """A point a version takes when none given fits it (Feature.example of each of its features)."""
+    examples = {f["name"]: Feature.from_json(f).example() for f in features}
+    return {name: value if isinstance(value, str) else f"{value:g}" for name, value in examples.items()}
 
 
 def _answer(status: int, body: dict) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from iris_tools.model_import.reading import ImportRefused
 from shared.artifact import CLASSIFIER, NUMBER, REGRESSOR, STRING, Feature
+from shared.estimators import front
 
 FEATURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 
@@ -96,16 +97,14 @@ def _string_columns(estimator: Any, count: int) -> dict[int, tuple[str, ...] | N
     """Column position -> the strings its encoder knows (None: it takes any string) for each string column."""
     from sklearn.compose import ColumnTransformer
 
-    front = estimator
-    while getattr(front, "steps", None):
-        front = front.steps[0][1]
+    first = front(estimator)
     groups: list[tuple[Any, list[int]]] = []
-    if isinstance(front, ColumnTransformer):
-        indices = front._transformer_to_input_indices
+    if isinstance(first, ColumnTransformer):
+        indices = first._transformer_to_input_indices
         groups = [(_encoder(transformer), list(indices.get(name, [])))
-                  for name, transformer, _ in front.transformers_ if not isinstance(transformer, str)]
-    elif _encoder(front) is not None:
-        groups = [(_encoder(front), list(range(count)))]
+                  for name, transformer, _ in first.transformers_ if not isinstance(transformer, str)]
+    elif _encoder(first) is not None:
+        groups = [(_encoder(first), list(range(count)))]
     found: dict[int, tuple[str, ...] | None] = {}
     for encoder, columns in groups:
         if encoder is None:

@@ -19,7 +19,8 @@ import numpy as np
 
 from iris_tools.model_import.describing import Description
 from iris_tools.model_import.reading import ImportRefused, Loaded
-from shared.artifact import ARTIFACT_FILE, MANIFEST_FILE, RULE_FILE, STRING, Manifest, json_safe, sha256_of
+from shared.artifact import (ARTIFACT_FILE, MANIFEST_FILE, RULE_FILE, STRING, Manifest, is_imported, json_safe,
+                             sha256_of)
 from shared.errors import ModelLoadError
 from shared.safe_pickle import survey
 
@@ -46,19 +47,14 @@ def check_name(name: str, functions_dir: Path, replace: bool = False) -> None:
     if not replace:
         raise ImportRefused(f"NAME={name}: functions/{name}/ already exists; choose another name, or remove that "
                             f"folder first (REPLACE=1 replaces a model imported before)")
-    try:
-        imported = bool(json.loads((folder / MANIFEST_FILE).read_text()).get("source"))
-    except (OSError, ValueError, AttributeError):
-        imported = False
-    if not imported:
+    if not is_imported(folder):
         raise ImportRefused(f"NAME={name}: functions/{name}/ is not an imported model (notebooks/catalogue.py "
                             f"trains it); REPLACE replaces only models imported before")
 
 
 def sample_row(description: Description) -> list[Any]:
-    """One row the model takes: 0.0 for a number, a known value (or "x") for a string."""
-    return [(feature.categories[0] if feature.categories else "x") if feature.type == STRING else 0.0
-            for feature in description.features]
+    """One row the model takes (Feature.example of each feature)."""
+    return [feature.example() for feature in description.features]
 
 
 def _own_answer(estimator: Any, description: Description, row: list[Any]) -> Any:

@@ -35,7 +35,7 @@ def regression_text(outcomes: Outcomes) -> str:
              "predicted p10 / p50 / p90"]]
     for name, o in outcomes.revisions.items():
         interval = o.mae_interval()
-        quantiles = o.as_json()["prediction_quantiles"]
+        quantiles = o.value_quantiles()
         rows.append([name, str(o.predictions), str(o.labelled), "-" if o.coverage is None else f"{100 * o.coverage:.0f}%",
                      "-" if o.mae is None else f"{o.mae:.6g}",
                      "-" if interval is None else f"{interval[0]:.6g} to {interval[1]:.6g}",

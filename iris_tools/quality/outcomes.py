@@ -46,7 +46,8 @@ class TrueLabel:
     at: float | None = None  # when it came back (None: read from a file)
 
 
-def _number(value: object) -> bool:
+def is_number(value: object) -> bool:
+    """A regressor's answer or label (a class name is a string; a boolean is neither)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -81,6 +82,11 @@ class RevisionOutcome:
         mean = self.error_sum / self.labelled
         return max(0.0, self.error_squares / self.labelled - mean * mean)
 
+    def value_quantiles(self) -> dict[str, float]:
+        """A regressor's predicted values at their 10th, 50th and 90th percentiles."""
+        values = sorted(self.values)
+        return {f"p{q}": values[int(q / 100 * (len(values) - 1))] for q in (10, 50, 90)} if values else {}
+
     def mae_interval(self, z: float = Z95) -> tuple[float, float] | None:
         if self.labelled < 2:
             return None
@@ -112,12 +118,10 @@ class RevisionOutcome:
     def as_json(self) -> dict[str, Any]:
         if self.regression:
             interval = self.mae_interval()
-            values = sorted(self.values)
             return {"revision": self.revision, "task": "regressor", "predictions": self.predictions,
                     "joinable": self.joinable, "labelled": self.labelled, "coverage": self.coverage,
                     "mae": self.mae, "mae_ci95": None if interval is None else [round(v, 6) for v in interval],
-                    "prediction_quantiles": {f"p{q}": values[int(q / 100 * (len(values) - 1))]
-                                             for q in (10, 50, 90)},
+                    "prediction_quantiles": self.value_quantiles(),
                     "label_delay": self.delay()}
         low, high = self.interval
         return {"revision": self.revision, "predictions": self.predictions, "joinable": self.joinable,
@@ -147,7 +151,7 @@ def join(predictions: Iterable[Prediction], labels: Sequence[TrueLabel]) -> Outc
     for prediction in predictions:
         outcome = found.setdefault(prediction.revision, RevisionOutcome(prediction.revision))
         outcome.predictions += 1
-        numeric = _number(prediction.predicted)
+        numeric = is_number(prediction.predicted)
         if numeric:
             outcome.values.append(float(prediction.predicted))
         else:
@@ -164,7 +168,7 @@ def join(predictions: Iterable[Prediction], labels: Sequence[TrueLabel]) -> Outc
                 truth = float(truth)
             except ValueError:
                 continue
-        if numeric != _number(truth) or (numeric and not math.isfinite(truth)):
+        if numeric != is_number(truth) or (numeric and not math.isfinite(truth)):
             continue  # a class name for a regressor's answer (or the reverse): not this model's label
         matched.add(prediction.id)
         outcome.labelled += 1

@@ -11,7 +11,7 @@ from typing import Any
 from iris_tools.cli.failures import ToolError
 from iris_tools.google.logging import Logging
 from iris_tools.google.timestamps import parse_timestamp
-from iris_tools.quality.outcomes import Outcomes, Prediction, TrueLabel, join
+from iris_tools.quality.outcomes import Outcomes, Prediction, TrueLabel, is_number, join
 from shared.request_id import MAX_ID_CHARS
 
 
@@ -30,11 +30,6 @@ def since(freshness: str, now: float) -> float:
         return now - float(freshness[:-1]) * units[freshness[-1]]
     except (KeyError, ValueError, IndexError):
         raise ToolError(f"OUTCOME_FRESHNESS={freshness!r}: a duration such as 30m, 1h or 2d") from None
-
-
-def _number(value: Any) -> bool:
-    """A regressor's answer or label (a class name is a string; a boolean is neither)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _time(entry: dict[str, Any]) -> float:
@@ -57,7 +52,7 @@ def logged_predictions(logging: Logging, service: str, window: tuple[float, floa
         single = payload.get("rows") == 1 and len(predicted) == 1
         identity = payload.get("request_id") if single and isinstance(payload.get("request_id"), str) else None
         at = _time(entry)
-        found.extend(Prediction(identity, revision, answer if _number(answer) else str(answer), at)
+        found.extend(Prediction(identity, revision, answer if is_number(answer) else str(answer), at)
                      for answer in predicted)
     return found
 
@@ -69,7 +64,7 @@ def logged_labels(logging: Logging, service: str, window: tuple[float, float | N
         at = _time(entry)
         for item in (entry.get("jsonPayload") or {}).get("labels") or []:
             if isinstance(item, dict) and isinstance(item.get("id"), str) and (
-                    isinstance(item.get("label"), str) or _number(item.get("label"))):
+                    isinstance(item.get("label"), str) or is_number(item.get("label"))):
                 found.append(TrueLabel(item["id"], item["label"], at))
     return found
 

@@ -7,6 +7,8 @@ import time
 import urllib.request
 from typing import Any
 
+from shared.artifact import Feature
+
 TUTORIAL_POINT = [5.8, 3.4]  # what an iris version is warmed up with
 
 
@@ -49,5 +51,7 @@ def example_row(url: str, token: str | None, timeout: float = 10) -> list[Any]:
         return list(TUTORIAL_POINT)
     if not model.get("source"):
         return list(TUTORIAL_POINT)
-    return [(feature.get("categories") or ["x"])[0] if feature.get("type") == "string" else 0.0
-            for feature in model.get("features", [])]
+    try:
+        return [Feature.from_json(feature).example() for feature in model.get("features", [])]
+    except (KeyError, TypeError, ValueError):
+        return list(TUTORIAL_POINT)

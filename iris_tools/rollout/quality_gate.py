@@ -117,6 +117,19 @@ def _weigh(verdict: QualityVerdict, candidate: RevisionOutcome, stable: Revision
     return False
 
 
+def _settle(verdict: QualityVerdict, passes: bool, shift: MixShift | ValueShift | None, limit: float, alpha: float,
+            moved: Callable[[], str]) -> QualityVerdict:
+    """The verdict's end, for both kinds of model: a rollback when the answers' distribution moved more than
+    `limit` and its test says so at `alpha` (`moved()` says how); else a hold unless the main check passed."""
+    verdict.mix = shift
+    if shift is not None and shift.distance > limit and shift.p_value < alpha:
+        verdict.decision = "rollback"
+        verdict.reasons.append(moved())
+    if verdict.decision != "rollback" and not passes:
+        verdict.decision = "hold"
+    return verdict
+
+
 def judge_quality(candidate: RevisionOutcome, stable: RevisionOutcome, thresholds: QualityThresholds,
                   alpha: float) -> QualityVerdict:
     """The verdict on a step's answers: a classifier's accuracy and mix, or (numbers) a regressor's MAE and
@@ -134,14 +147,10 @@ def judge_quality(candidate: RevisionOutcome, stable: RevisionOutcome, threshold
                           f"(sequential test, the margin against {100 * ALTERNATIVE_DROP:g} points below it)")
 
     passes = _weigh(verdict, candidate, stable, thresholds, needed, weighed)
-    shift = verdict.mix = mix_shift(candidate.mix, stable.mix)
-    if shift is not None and shift.distance > thresholds.max_mix_shift and shift.p_value < alpha:
-        verdict.decision = "rollback"
-        verdict.reasons.append(f"prediction mix moved {shift.distance:.3f} (total variation) from the stable one, "
-                               f"above MAX_MIX_SHIFT {thresholds.max_mix_shift:g} (chi-square p = {shift.p_value:.2g})")
-    if verdict.decision != "rollback" and not passes:
-        verdict.decision = "hold"
-    return verdict
+    shift = mix_shift(candidate.mix, stable.mix)
+    return _settle(verdict, passes, shift, thresholds.max_mix_shift, alpha, lambda: (
+        f"prediction mix moved {shift.distance:.3f} (total variation) from the stable one, above MAX_MIX_SHIFT "
+        f"{thresholds.max_mix_shift:g} (chi-square p = {shift.p_value:.2g})"))
 
 
 def _regression_summary(outcome: RevisionOutcome) -> dict[str, Any]:
@@ -163,12 +172,7 @@ def judge_regression(candidate: RevisionOutcome, stable: RevisionOutcome, thresh
                           f"margin against {100 * ALTERNATIVE_INCREASE:g}% above it)")
 
     passes = _weigh(verdict, candidate, stable, thresholds, needed, weighed)
-    shift = verdict.mix = value_shift(candidate.values, stable.values)
-    if shift is not None and shift.distance > thresholds.max_prediction_shift and shift.p_value < alpha:
-        verdict.decision = "rollback"
-        verdict.reasons.append(f"predicted values moved {shift.distance:.3f} (Kolmogorov-Smirnov distance) from the "
-                               f"stable ones, above MAX_PREDICTION_SHIFT {thresholds.max_prediction_shift:g} "
-                               f"(p = {shift.p_value:.2g})")
-    if verdict.decision != "rollback" and not passes:
-        verdict.decision = "hold"
-    return verdict
+    shift = value_shift(candidate.values, stable.values)
+    return _settle(verdict, passes, shift, thresholds.max_prediction_shift, alpha, lambda: (
+        f"predicted values moved {shift.distance:.3f} (Kolmogorov-Smirnov distance) from the stable ones, above "
+        f"MAX_PREDICTION_SHIFT {thresholds.max_prediction_shift:g} (p = {shift.p_value:.2g})"))

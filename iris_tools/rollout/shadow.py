@@ -32,7 +32,7 @@ from iris_tools.rollout.invoke import ask
 from iris_tools.rollout.cloud_run import CloudRunService, image_of, model_of, name_of, ready, tag_urls
 from iris_tools.rollout.split import Split
 from iris_tools.local.state import write_atomically
-from iris_tools.quality.outcomes import wilson
+from iris_tools.quality.outcomes import is_number, wilson
 
 def class_shift(confusion: dict[str, dict[str, int]]) -> dict[str, Any]:
     """Stuart-Maxwell test of marginal homogeneity on the paired answers (`confusion[stable][candidate]`): has
@@ -71,10 +71,6 @@ def paired_difference(pairs: list[tuple[float, float]]) -> dict[str, Any]:
     return {"mean_absolute_difference": absolute, "mean_absolute_difference_ci95": absolute_ci,
             "mean_difference": bias, "mean_difference_ci95": bias_ci,
             "largest_absolute_difference": round(float(np.abs(differences).max()), 6)}
-
-
-def _numbers(pairs: list[tuple[Any, Any]]) -> bool:
-    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for pair in pairs for v in pair)
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -158,7 +154,7 @@ class Shadow:
                         "candidate": percentiles([d for _, d, error in replies if not error and d is not None])},
             "latency_measure": "server-side handler time: the stable's from its logs, the candidate's from Server-Timing",
             "seconds": round(time.monotonic() - started, 2), "replayed": len(inputs)}
-        if _numbers(pairs):
+        if all(is_number(value) for pair in pairs for value in pair):
             report = {**common, "task": "regressor", **paired_difference(pairs),
                       "largest_differences": sorted(
                           ({"input": row, "stable": s, "candidate": c} for row, s, (c, _, error)
