@@ -46,7 +46,9 @@ FAULTS = {
     "flaky": ("a third of its answers are 500s",
               'if random.random() < 0.33:\n'
               '                return flask.Response(\'{"error": "injected"}\', status=500, mimetype="application/json")'),
-    "slow": ("every answer 30 ms late, many times the stable p99", "time.sleep(0.03)"),
+    # 300 ms: many times the stable p99 even on a busy 2-core machine, where the stable revision's own p99 reads
+    # 50 ms (Envoy's bucket) and a 30 ms delay hid inside its latency limit.
+    "slow": ("every answer 300 ms late, many times the stable p99", "time.sleep(0.3)"),
     "broken": ("every answer a 500",
                'return flask.Response(\'{"error": "injected"}\', status=500, mimetype="application/json")'),
 }
