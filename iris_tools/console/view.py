@@ -158,7 +158,7 @@ class View:
             return None
         keys = ("stable", "candidate", "n", "task", "agreement", "agreement_ci95", "failed_requests", "replayed",
                 "classes", "confusion", "class_shift", "mean_absolute_difference", "mean_absolute_difference_ci95",
-                "mean_difference", "mean_difference_ci95", "latency")
+                "mean_difference", "mean_difference_ci95", "largest_absolute_difference", "latency")
         shown = {key: report.get(key) for key in keys}
         shown["written"] = (self.run_dir / "report" / "shadow.json").stat().st_mtime
         return shown

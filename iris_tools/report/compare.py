@@ -41,13 +41,13 @@ def predictions(url: str, X: np.ndarray) -> list[str]:
     return answers
 
 
-def latency(url: str, requests: int = LATENCY_REQUESTS) -> dict[str, float]:
-    """Client-side latency of the tutorial's GET at the test point, one request at a time."""
-    query = f"{url}/?length={TEST_POINT[0]}&width={TEST_POINT[1]}"
+def latency(url: str, requests: int = LATENCY_REQUESTS, query: str = f"length={TEST_POINT[0]}&width={TEST_POINT[1]}"
+            ) -> dict[str, float]:
+    """Client-side latency of a GET (the tutorial's, at its test point, unless `query` is given), one at a time."""
     times = []
     for _ in range(requests):
         started = time.perf_counter()
-        with urllib.request.urlopen(query, timeout=10) as response:
+        with urllib.request.urlopen(f"{url}/?{query}", timeout=10) as response:
             response.read()
         times.append((time.perf_counter() - started) * 1000)
     times.sort()

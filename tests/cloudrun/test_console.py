@@ -3,6 +3,7 @@ downloaded) against the local Cloud Run, with gcloud as the judge of what the pa
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import re
@@ -57,9 +58,14 @@ def served(cloud_run: CloudRunUnderTest) -> CloudRunUnderTest:
 
 @pytest.fixture
 def console(served: CloudRunUnderTest, tmp_path: Path) -> Iterator[str]:
+    with running_console(served, tmp_path / "console.log") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_console(cloud_run: CloudRunUnderTest, log: Path, **settings: str) -> Iterator[str]:
     """`make console` on a free port; its URL as printed. Stopped by its process group."""
-    log = tmp_path / "console.log"
-    env = {**served.env, "TARGET": "local", **FAST, "CONSOLE_PORT": "0"}
+    env = {**cloud_run.env, "TARGET": "local", **FAST, "CONSOLE_PORT": "0", **settings}
     with log.open("w") as out:
         process = subprocess.Popen(["make", "-s", "--no-print-directory", "console"], cwd=ROOT, env=env, stdout=out,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)

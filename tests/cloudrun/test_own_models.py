@@ -25,6 +25,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from tests.cloudrun.harness import CloudRunUnderTest, traffic_of
+from tests.cloudrun.test_console import browser, check_screenshot, page_errors, running_console, text_of, wait_for  # noqa: F401
 from tests.cloudrun.test_shadow import make
 from tests.helpers import ROOT
 
@@ -112,6 +113,23 @@ def test_the_shadow_of_a_regressor_reports_the_paired_difference(emulator, model
     gated = make(emulator, "rollout", f"REVISION={report['candidate']}", SERVICE="diabetes", MIN_AGREEMENT="0.9")
     assert gated.returncode != 0 and "MIN_AGREEMENT judges a classifier's answers" in gated.stdout
     assert {r: p for r, p, _ in traffic_of(emulator.read("diabetes")) if p} == {stable: 100}
+
+
+def test_the_console_shows_a_regressor_s_shadow_as_its_paired_difference(emulator, models, browser,
+                                                                         tmp_path: Path) -> None:
+    """The console's shadow panel for the regressor shadowed above: its figures, as shadow.json has them."""
+    report = json.loads((emulator.run_dir / "report" / "shadow.json").read_text())
+    assert report["service"] == "diabetes" and report["task"] == "regressor"  # the test above ran first (one file)
+    with running_console(emulator, tmp_path / "console.log", SERVICE="diabetes") as url:
+        browser.get(url + "?service=diabetes")
+        wait_for(browser, 20, lambda d: "Mean absolute difference" in text_of(d, "#shadow"), text_of(browser, "#shadow"))
+        shown = text_of(browser, "#shadow")
+        check_screenshot(browser, tmp_path / "console-regressor-shadow.png")
+    low, high = report["mean_absolute_difference_ci95"]
+    four = lambda value: f"{float(f'{value:.4g}'):g}"  # noqa: E731  (4 significant digits, as the page rounds)
+    assert f"Mean absolute difference {four(report['mean_absolute_difference'])}" in shown, shown
+    assert f"{four(low)} to {four(high)}" in shown and f"over {report['n']} inputs" in shown, shown
+    assert "Agreement" not in shown and page_errors(browser) == []
 
 
 def test_a_worse_regressor_is_rolled_back_on_its_answers_at_its_first_step(emulator, models) -> None:

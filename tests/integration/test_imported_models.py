@@ -285,3 +285,58 @@ def test_serving_an_imported_pipeline_needs_no_pandas(functions_dir: Path) -> No
     answer, loaded = result.stdout.split(" ", 1)
     assert answer in ("churn", "stay") and loaded.strip() == "[]"
     assert "pandas" not in (ROOT / "requirements.txt").read_text() and "skops" not in (ROOT / "requirements.txt").read_text()
+
+
+def test_the_report_compares_a_users_versions_on_their_rows_as_the_estimators_do(
+        examples: dict, functions_dir: Path, telco_rows: pd.DataFrame, tmp_path: Path) -> None:
+    """`make report` with two versions of the diabetes regressor and the telco Pipeline running, and a CSV of each one's
+    rows with labels: the paired difference, the errors and the accuracy equal those of the estimators in-process."""
+    from sklearn.linear_model import Ridge
+
+    from tests.helpers import free_port
+    from tests.system.servers import function_server
+
+    diabetes = load_diabetes(as_frame=True)
+    second = tmp_path / "ridge.joblib"
+    joblib.dump(Ridge(alpha=0.5).fit(diabetes.data, diabetes.target), second)
+    assert import_model(functions_dir, second, "diabetes_ridge").returncode == 0
+    rows = diabetes.data.iloc[:60]
+    (tmp_path / "diabetes.csv").write_text(rows.assign(label=diabetes.target.iloc[:60]).to_csv(index=False))
+    telco = joblib.load(examples["telco"])
+    labels = np.where(np.arange(len(telco_rows)) % 3 == 0, "churn", "stay")
+    (tmp_path / "telco.csv").write_text(telco_rows.assign(label=labels).to_csv(index=False))
+    with function_server(functions_dir / "diabetes" / "main.py", free_port()) as one, \
+            function_server(functions_dir / "diabetes_ridge" / "main.py", free_port()) as two, \
+            function_server(functions_dir / "telco" / "main.py", free_port()) as three:
+        def report(csv: Path) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "iris_tools.report", "--out", str(tmp_path / "out"),
+                                   "--rollout", str(tmp_path / "none.json"), "--latency-requests", "5",
+                                   f"--url=diabetes={one}", f"--url=diabetes_ridge={two}", f"--url=telco={three}",
+                                   "--csv", str(csv)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+        regression = report(tmp_path / "diabetes.csv")
+        classes = report(tmp_path / "telco.csv")
+        wrong = tmp_path / "wrong.csv"
+        wrong.write_text(rows.assign(age="old").to_csv(index=False))
+        refused = report(wrong)
+    assert regression.returncode == 0, regression.stderr
+    assert "telco: to compare on rows of your own, give CSV= a file with columns tenure,plan,contract,monthly" \
+        in regression.stdout
+    figures = json.loads((tmp_path / "out" / "compare-diabetes.json").read_text())
+    gradient = joblib.load(examples["diabetes"]).predict(rows)
+    ridge = joblib.load(second).predict(rows)
+    (pair,) = figures["pairs"]
+    assert figures["task"] == "regressor" and figures["n"] == 60 and (pair["a"], pair["b"]) == ("diabetes", "diabetes_ridge")
+    assert pair["mean_absolute_difference"] == pytest.approx(np.abs(ridge - gradient).mean(), rel=1e-6)
+    assert pair["max_absolute_difference"] == pytest.approx(np.abs(ridge - gradient).max(), rel=1e-6)
+    truth = diabetes.target.iloc[:60].to_numpy()
+    assert figures["by_version"]["diabetes"]["mean_absolute_error"] == pytest.approx(np.abs(gradient - truth).mean(), rel=1e-6)
+    assert figures["by_version"]["diabetes_ridge"]["mean_absolute_error"] == pytest.approx(np.abs(ridge - truth).mean(), rel=1e-6)
+    assert "mean absolute difference" in (tmp_path / "out" / "compare-diabetes.md").read_text()
+
+    assert classes.returncode == 0, classes.stderr
+    scored = json.loads((tmp_path / "out" / "compare-telco.json").read_text())["by_version"]["telco"]
+    said = telco.predict(telco_rows)
+    assert scored["accuracy"] == round(float((said == labels).mean()), 4)
+    assert scored["class_mix"] == {c: int((said == c).sum()) for c in sorted(set(said))}
+    assert refused.returncode == 1 and "line 2: age 'old' is not a number" in refused.stderr, refused.stderr

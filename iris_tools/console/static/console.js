@@ -253,6 +253,10 @@ function renderShadow(state) {
     box.replaceChildren(el("p", { class: "muted", text: "No shadow comparison for this service yet: make shadow MODEL=<name>." }));
     return;
   }
+  if (shadow.task === "regressor") {
+    renderRegressorShadow(box, shadow);
+    return;
+  }
   const [low, high] = shadow.agreement_ci95 || [null, null];
   const classes = shadow.classes || [];
   const head = el("tr", {}, el("th", { scope: "col", text: `${shadow.stable} \\ ${shadow.candidate}` }),
@@ -266,6 +270,26 @@ function renderShadow(state) {
     el("table", { class: "grid confusion" }, el("thead", {}, head), el("tbody", {}, ...rows)),
     el("p", { class: "muted", text: shift.p_value === undefined ? "" :
       `Class mix: paired Stuart–Maxwell test p = ${Number(shift.p_value).toPrecision(3)}: ${shift.shifted ? "the mix shifted" : "no significant shift"}.` }));
+}
+
+function sig(value) { return value === null || value === undefined ? "–" : String(Number(Number(value).toPrecision(4))); }
+
+function renderRegressorShadow(box, shadow) {
+  // A regressor's versions are compared by the paired difference of their answers to the same inputs.
+  const [low, high] = shadow.mean_absolute_difference_ci95 || [null, null];
+  const [biasLow, biasHigh] = shadow.mean_difference_ci95 || [null, null];
+  const row = (label, value, interval) => el("tr", {}, el("th", { scope: "row", text: label }),
+    el("td", { class: "num", text: sig(value) }), el("td", { class: "num", text: interval }));
+  box.replaceChildren(
+    el("p", {}, el("strong", { text: `Mean absolute difference ${sig(shadow.mean_absolute_difference)}` }),
+      ` over ${shadow.n} inputs, ${shadow.candidate} against ${shadow.stable}; ${shadow.failed_requests} of ${shadow.replayed} replays failed; written ${when(shadow.written)}.`),
+    el("table", { class: "grid regression" },
+      el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "paired difference" }),
+        el("th", { scope: "col", class: "num", text: "value" }), el("th", { scope: "col", class: "num", text: "95% interval" }))),
+      el("tbody", {},
+        row("mean absolute difference", shadow.mean_absolute_difference, `${sig(low)} to ${sig(high)}`),
+        row(`mean difference (${shadow.candidate} − ${shadow.stable})`, shadow.mean_difference, `${sig(biasLow)} to ${sig(biasHigh)}`),
+        row("largest absolute difference", shadow.largest_absolute_difference, ""))));
 }
 
 function renderRecords(state) {
