@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -331,3 +332,60 @@ def test_bad_bodies_through_a_tag_url_under_docker_get_their_4xx_never_a_5xx(ima
     finally:
         stopped = cloud_run.stop()
     assert stopped.returncode == 0
+
+
+def test_an_imported_pipeline_is_built_by_the_same_script_and_served_by_its_image(images: dict[str, str],
+                                                                                 tmp_path: Path) -> None:
+    """`make import-model` then `make images` for a user's Pipeline with a string column: build/build_images.sh (as
+    `make images` and Cloud Build run it) builds its image from a copy of the checkout holding only that model, and
+    the container answers GET, POST and V2 (a BYTES tensor) exactly as the estimator does."""
+    import joblib
+    import numpy as np
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(4)
+    table = pd.DataFrame({"tenure": rng.integers(1, 72, 200).astype(float), "plan": rng.choice(["basic", "pro"], 200)})
+    pipeline = Pipeline([("prepare", ColumnTransformer([("plan", OneHotEncoder(), ["plan"]),
+                                                        ("numbers", StandardScaler(), ["tenure"])])),
+                         ("classify", LogisticRegression())]).fit(table, np.where(table.tenure < 30, "churn", "stay"))
+    checkout = tmp_path / "checkout"
+    for part in ("build", "shared"):
+        shutil.copytree(ROOT / part, checkout / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("requirements.txt", ".dockerignore"):
+        shutil.copy(ROOT / part, checkout / part)
+    joblib.dump(pipeline, tmp_path / "churn.joblib")
+    imported = subprocess.run([sys.executable, "-m", "iris_tools.model_import", str(tmp_path / "churn.joblib"), "churn"],
+                              cwd=ROOT, env={**os.environ, "IRIS_FUNCTIONS_DIR": str(checkout / "functions")},
+                              capture_output=True, text=True, timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    image = f"iris-own-{uuid.uuid4().hex[:8]}"
+    # The docker CLI and the pip CA as `make images` hands them to the script.
+    settings = subprocess.run(["make", "-s", "--no-print-directory", "--eval",
+                               "print-settings: ; @echo $(DOCKER) $(BASE_IMAGE) $(PIP_CA)", "print-settings"],
+                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    built = subprocess.run(["bash", str(checkout / "build" / "build_images.sh")], capture_output=True, text=True,
+                           timeout=900, env={**os.environ, "IMAGE": image, "DOCKER": settings[0],
+                                             "BASE_IMAGE": settings[1], "PIP_CA": "".join(settings[2:])})
+    try:
+        assert built.returncode == 0, built.stdout + built.stderr
+        rows = table.iloc[:12]
+        expected = pipeline.predict(rows).tolist()
+        port = free_port()
+        with container(f"{image}:churn", port=port):
+            url = f"http://127.0.0.1:{port}"
+            gets = [requests.get(url + "/", params=row, timeout=5).json()["predicted_class"]
+                    for row in rows.to_dict("records")]
+            batch = requests.post(url + "/", json={"instances": rows.to_dict("records")}, timeout=5).json()
+            v2 = requests.post(url + "/v2/models/churn/infer", timeout=5, json={"inputs": [
+                {"name": "tenure", "datatype": "FP64", "shape": [12], "data": rows.tenure.tolist()},
+                {"name": "plan", "datatype": "BYTES", "shape": [12], "data": rows.plan.tolist()}],
+                "outputs": [{"name": "class_name"}]}).json()
+            refused = requests.get(url + "/?tenure=3&plan=gold", timeout=5)
+        assert gets == batch["predictions"] == v2["outputs"][0]["data"] == expected
+        assert refused.status_code == 400 and refused.json()["field"] == "plan"
+    finally:
+        docker("rmi", "--force", f"{image}:churn", check=False)
