@@ -217,8 +217,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("LABELS", "quality", text, None, "where labels come from: feedback (the /feedback lines in the logs) "
              "or the path of an id,label CSV file; set, the rollout's gate judges accuracy and the mix too (make "
              "outcomes reads feedback when unset)"),
-    Variable("OUTCOME_LIMIT", "quality", whole(1), 5000, "most prediction (and feedback) log entries read",
-             "entries"),
+    Variable("OUTCOMES_TABLE", "quality", text, None, "on Cloud Run: the BigQuery dataset (project.dataset) a "
+             "Cloud Logging sink fills with the service's prediction and feedback lines (default: "
+             "<PROJECT>.iris_outcomes, what make outcomes-sink makes); locally the store reads the revisions' logs"),
     Variable("OUTCOME_FRESHNESS", "quality", text, "1h", "how far back predictions and labels are read (gcloud's "
              "duration: 30m, 1h, 2d)"),
     Variable("LOAD_URL", "quality", text, None, "the service URL the labelled load calls (make labelled-load)"),

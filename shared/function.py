@@ -197,7 +197,7 @@ def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[
         headers["X-Revision"] = settings.revision
     _install_error_handlers(headers)
     predictions = PredictionLog(name, settings.revision, settings.log_predictions, settings.log_max_rows,
-                                project=settings.project)
+                                project=settings.project, service=settings.service)
     views = views_of(Service(model, settings, predictions.observe),
                      OpenInference(model, settings, predictions.observe), predictions)
     routes = ROUTES.bind("")

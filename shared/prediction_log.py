@@ -22,6 +22,7 @@ import atexit
 import json
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -39,6 +40,16 @@ PIPE_BUF = 4096  # POSIX: a write of at most this many bytes to a pipe is atomic
 _second: tuple[int, str] = (-1, "")  # the last whole second and its text, replaced whole (threads read it)
 
 
+REPLAY_HEADER = "X-Replay"  # a tool's own request (a shadow replay, a warm-up): never counted as a user's answer
+_REPLAY = re.compile(r"[a-z][a-z-]{0,31}")
+
+
+def _replay(request: flask.Request) -> str:
+    """`"replay":"shadow",` for a request a tool marked as its own (X-Replay: shadow, warm-up, ...)."""
+    kind = request.headers.get(REPLAY_HEADER)
+    return f'"replay":"{kind}",' if kind and _REPLAY.fullmatch(kind) else ""
+
+
 def _now() -> str:
     """RFC 3339 in UTC: Cloud Logging takes a structured line's `time` as the entry's timestamp."""
     global _second
@@ -52,12 +63,13 @@ def _now() -> str:
 
 class PredictionLog:
     def __init__(self, model: str, revision: str | None, fraction: float, max_rows: int,
-                 stream: TextIO | None = None, project: str | None = None) -> None:
+                 stream: TextIO | None = None, project: str | None = None, service: str | None = None) -> None:
         self.model = model
         self.project = project  # for `logging.googleapis.com/trace` (projects/<project>/traces/<trace>)
         self.labels = {"model": model, "revision": revision}
         self._identity = (f'"logging.googleapis.com/labels":{json.dumps(self.labels)},'
-                          f'"model":{json.dumps(model)},"revision":{json.dumps(revision)}')
+                          f'"model":{json.dumps(model)},"revision":{json.dumps(revision)}'
+                          + (f',"service":{json.dumps(service)}' if service else ""))
         self._fixed = f'"kind":"prediction",{self._identity}'
         self.fraction = fraction
         self.max_rows = max_rows
@@ -115,7 +127,7 @@ class PredictionLog:
         line = (f'{{"time":"{_now()}","severity":"INFO","message":{_text(f"prediction {self.model} {route}: {summary}")},'
                 f'{self._fixed},"route":{_text(route)},"rows":{count},'
                 f'"inputs":{_rows(rows[: self.max_rows])},"predictions":{_names(predictions[: self.max_rows])},'
-                f'"latency_ms":{round(latency * 1000, 3)},{self._correlation(identity)}'
+                f'"latency_ms":{round(latency * 1000, 3)},{self._correlation(identity)}{_replay(request)}'
                 f'"httpRequest":{{"requestMethod":{_text(request.method)},'
                 f'"requestUrl":{_text(request.full_path.rstrip("?"))},"status":{status},'
                 f'"latency":"{latency:.6f}s","userAgent":{_text(request.headers.get("User-Agent", ""))},'

@@ -1,8 +1,12 @@
 """A model version judged by its answers: predictions joined to the true labels that come back, per revision.
 
-  outcomes   the join: accuracy with its interval, per-class recall, confusion, label coverage and delay, the
-             prediction mix and its two-sample test between revisions
-  sources    where predictions and labels are read: Cloud Logging's entries (gcloud logging read; the local
-             Cloud Run answers it too), or labels from an `id,label` CSV file
-  rehearsal  a labelled load: iris points with jitter sent to a URL, their true labels posted back later
+  aggregate    the one query (BigQuery's dialect; DuckDB's by sqlglot) that turns predictions and labels into
+               per-revision counts, error sums and sketches: never rows
+  outcomes     those figures: accuracy with its interval, per-class recall, confusion, label coverage and delay, a
+               regressor's MAE; the prediction mix's and the predicted values' two-sample tests between revisions
+  local_store  TARGET=local: DuckDB over the local Cloud Run's revision logs, taking in only what is new
+  bigquery     TARGET=cloudrun: BigQuery, fed by a Cloud Logging sink, read with Google's client
+  sink         `make outcomes-sink`: the sink, its dataset and the grant its writer needs
+  sources      which store a target reads, and labels from an `id,label` CSV file
+  rehearsal    a labelled load: iris points with jitter sent to a URL, their true labels posted back later
 """

@@ -22,11 +22,10 @@ from iris_tools import environment
 from iris_tools.cli.failures import COMMAND_FAILURES, EXIT_FAILED, ToolError, failed
 from iris_tools.cli.tables import table
 from iris_tools.google.gcloud import Gcloud
-from iris_tools.google.logging import Logging
 from iris_tools.local.state import write_atomically
-from iris_tools.quality.outcomes import Outcomes, join, mix_shift, value_shift
+from iris_tools.quality.outcomes import Outcomes, mix_shift, value_shift
 from iris_tools.quality.rehearsal import LabelledLoad, labelled_rows
-from iris_tools.quality.sources import file_labels, logged_labels, logged_predictions, since
+from iris_tools.quality.sources import OutcomeReader, since, store_for
 
 
 def regression_text(outcomes: Outcomes) -> str:
@@ -65,18 +64,18 @@ def outcomes_text(outcomes: Outcomes) -> str:
 
 
 def outcomes(env: environment.Environment) -> dict:
-    logging = Logging.from_gcloud(Gcloud(env.target, env["PROJECT"], env["REGION"]))
-    service, limit, freshness = env["SERVICE"], env["OUTCOME_LIMIT"], env["OUTCOME_FRESHNESS"]
-    window = (since(freshness, time.time()), None)
+    gcloud = Gcloud(env.target, env["PROJECT"], env["REGION"])
+    service, freshness = env["SERVICE"], env["OUTCOME_FRESHNESS"]
+    now = time.time()
     source = env["LABELS"] or "feedback"
-    labels = logged_labels(logging, service, window, limit) if source == "feedback" else file_labels(Path(source))
-    found = join(logged_predictions(logging, service, window, limit), labels)
+    reader = OutcomeReader(store_for(gcloud, env["RUN_DIR"], env["OUTCOMES_TABLE"]), service, source)
+    found = reader.outcomes(since(freshness, now), now + 1.0)
     print(f"service {service} on {env.target}, labels from {source}, the last {freshness}:")
     print(outcomes_text(found))
     report = {"service": service, "labels_from": source, **found.as_json()}
     busiest = sorted(found.revisions.values(), key=lambda o: o.predictions, reverse=True)[:2]
     if len(busiest) == 2 and busiest[0].regression and busiest[1].regression:
-        moved = value_shift(busiest[0].values, busiest[1].values)
+        moved = value_shift(busiest[0], busiest[1])
         if moved is not None:
             report["value_shift"] = {"revisions": [busiest[0].revision, busiest[1].revision], **moved.as_json()}
             print(f"predicted values, {busiest[0].revision} vs {busiest[1].revision}: Kolmogorov-Smirnov distance "

@@ -1,18 +1,19 @@
-"""Predictions joined to labels by answer id, per revision. Pure: plain values in, figures out.
+"""Each revision's outcomes (predictions joined to labels by answer id), as the aggregate query returns them
+(quality/aggregate.py), and the tests that compare two revisions. Pure: figures in, figures out.
 
 Only an answer that predicted one row has an id of its own (`GET /`, a one-row V2 inference); batch answers are
 counted in the mix but never joined. A label for an id no prediction carries is counted as unmatched.
 
 A regressor's predictions and labels are numbers: each revision keeps its absolute errors' sum and sum of squares
-(its mean absolute error and that mean's variance), and its predicted values (their distribution, for the gate's
-two-sample test) instead of a class mix.
+(its mean absolute error and that mean's variance), and a sketch of its predicted values (101 quantiles: their
+distribution, for the gate's two-sample test) instead of a class mix.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,14 +30,6 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-@dataclass(frozen=True)
-class Prediction:
-    id: str | None  # None: a batch's rows, counted in the mix only
-    revision: str
-    predicted: str | float  # a class name; a regressor's number
-    at: float
 
 
 @dataclass(frozen=True)
@@ -60,14 +53,22 @@ class RevisionOutcome:
     correct: int = 0
     confusion: dict[str, dict[str, int]] = field(default_factory=dict)  # true label -> predicted -> count
     mix: dict[str, int] = field(default_factory=dict)  # predicted class -> count (every prediction)
-    delays_s: list[float] = field(default_factory=list)
+    delay_sketch: list[float] | None = None  # the label delay's 0th, 10th, ..., 100th percentiles (seconds)
     error_sum: float = 0.0  # a regressor: the sum of |prediction - label| over the labelled predictions
     error_squares: float = 0.0  # and of its squares
-    values: list[float] = field(default_factory=list)  # a regressor: every predicted value
+    sketch: list[float] | None = None  # a regressor: its predicted values' 0th, 1st, ..., 100th percentiles
+    values_count: int = 0  # and how many values the sketch summarises
+
+    @classmethod
+    def sketch_of(cls, values: Sequence[float]) -> list[float]:
+        """The 101 quantiles a sketch holds, computed exactly (for figures made in memory)."""
+        import numpy as np
+
+        return np.quantile(np.asarray(values, dtype=float), np.linspace(0.0, 1.0, 101)).tolist()
 
     @property
     def regression(self) -> bool:
-        return bool(self.values) and not self.mix
+        return bool(self.values_count) and not self.mix
 
     @property
     def mae(self) -> float | None:
@@ -84,8 +85,7 @@ class RevisionOutcome:
 
     def value_quantiles(self) -> dict[str, float]:
         """A regressor's predicted values at their 10th, 50th and 90th percentiles."""
-        values = sorted(self.values)
-        return {f"p{q}": values[int(q / 100 * (len(values) - 1))] for q in (10, 50, 90)} if values else {}
+        return {f"p{q}": self.sketch[q] for q in (10, 50, 90)} if self.sketch else {}
 
     def mae_interval(self, z: float = Z95) -> tuple[float, float] | None:
         if self.labelled < 2:
@@ -110,10 +110,9 @@ class RevisionOutcome:
                 for truth, row in sorted(self.confusion.items())}
 
     def delay(self) -> dict[str, float | None]:
-        if not self.delays_s:
+        if not self.delay_sketch:
             return {"p50_s": None, "p90_s": None}
-        ordered = sorted(self.delays_s)
-        return {"p50_s": round(statistics.median(ordered), 3), "p90_s": round(ordered[int(0.9 * (len(ordered) - 1))], 3)}
+        return {"p50_s": round(self.delay_sketch[5], 3), "p90_s": round(self.delay_sketch[9], 3)}
 
     def as_json(self) -> dict[str, Any]:
         if self.regression:
@@ -140,49 +139,6 @@ class Outcomes:
     def as_json(self) -> dict[str, Any]:
         return {"revisions": {name: outcome.as_json() for name, outcome in self.revisions.items()},
                 "labels": self.labels, "unmatched": self.unmatched}
-
-
-def join(predictions: Iterable[Prediction], labels: Sequence[TrueLabel]) -> Outcomes:
-    """Each revision's predictions, and those whose id has a label, judged against it. A label given twice for one
-    id counts once (the last one given)."""
-    by_id = {label.id: label for label in labels}
-    found: dict[str, RevisionOutcome] = {}
-    matched: set[str] = set()
-    for prediction in predictions:
-        outcome = found.setdefault(prediction.revision, RevisionOutcome(prediction.revision))
-        outcome.predictions += 1
-        numeric = is_number(prediction.predicted)
-        if numeric:
-            outcome.values.append(float(prediction.predicted))
-        else:
-            outcome.mix[prediction.predicted] = outcome.mix.get(prediction.predicted, 0) + 1
-        if prediction.id is None:
-            continue
-        outcome.joinable += 1
-        label = by_id.get(prediction.id)
-        if label is None:
-            continue
-        truth = label.label
-        if numeric and isinstance(truth, str):  # a regressor's label read from a CSV file
-            try:
-                truth = float(truth)
-            except ValueError:
-                continue
-        if numeric != is_number(truth) or (numeric and not math.isfinite(truth)):
-            continue  # a class name for a regressor's answer (or the reverse): not this model's label
-        matched.add(prediction.id)
-        outcome.labelled += 1
-        if numeric:
-            error = abs(float(prediction.predicted) - float(truth))
-            outcome.error_sum += error
-            outcome.error_squares += error * error
-        else:
-            outcome.correct += truth == prediction.predicted
-            row = outcome.confusion.setdefault(truth, {})
-            row[prediction.predicted] = row.get(prediction.predicted, 0) + 1
-        if label.at is not None:
-            outcome.delays_s.append(max(0.0, label.at - prediction.at))
-    return Outcomes(dict(sorted(found.items())), len(by_id), len(set(by_id) - matched))
 
 
 @dataclass(frozen=True)
@@ -214,14 +170,29 @@ class ValueShift:
                 "test": "Kolmogorov-Smirnov, two samples"}
 
 
-def value_shift(a: Sequence[float], b: Sequence[float]) -> ValueShift | None:
-    """None when either revision has no predicted value."""
-    if not a or not b:
+def value_shift(a: RevisionOutcome, b: RevisionOutcome) -> ValueShift | None:
+    """The Kolmogorov-Smirnov distance of two revisions' predicted values, read from their sketches (within about
+    one percentile of the exact one), with its asymptotic p-value for the numbers of values the sketches summarise.
+    None when either has no predicted value."""
+    if not (a.sketch and b.sketch and a.values_count and b.values_count):
         return None
-    from scipy.stats import ks_2samp
+    from scipy.stats import kstwobign
 
-    result = ks_2samp(a, b)
-    return ValueShift(float(result.statistic), float(result.pvalue))
+    points = sorted(set(a.sketch) | set(b.sketch))
+    distance = max(abs(_cdf(a.sketch, x) - _cdf(b.sketch, x)) for x in points)
+    effective = a.values_count * b.values_count / (a.values_count + b.values_count)
+    return ValueShift(distance, float(kstwobign.sf(distance * math.sqrt(effective))))
+
+
+def _cdf(sketch: Sequence[float], x: float) -> float:
+    """The share of values at or below x, by a sketch's 101 quantiles (linear between them)."""
+    if x < sketch[0]:
+        return 0.0
+    if x >= sketch[-1]:
+        return 1.0
+    index = bisect.bisect_right(sketch, x)  # sketch[index - 1] <= x < sketch[index]
+    low, high = sketch[index - 1], sketch[index]
+    return (index - 1 + ((x - low) / (high - low) if high > low else 0.0)) / (len(sketch) - 1)
 
 
 def mix_shift(a: dict[str, int], b: dict[str, int]) -> MixShift | None:

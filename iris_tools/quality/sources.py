@@ -1,26 +1,27 @@
-"""Where predictions and labels are read: Cloud Logging's entries:list (the API `gcloud logging read` uses; the local
-Cloud Run answers it from the revisions' own logs, so both targets share this path), or labels from an `id,label`
-CSV file (labels that arrive in bulk)."""
+"""Where outcomes are computed: the store of each target, and labels from an `id,label` CSV file (labels that arrive
+in bulk).
+
+    TARGET=local     the local store: DuckDB over the local Cloud Run's revision logs (quality/local_store.py)
+    TARGET=cloudrun  BigQuery, fed by a Cloud Logging sink (quality/bigquery.py; `make outcomes-sink` makes one)
+
+Both answer the same aggregate query (quality/aggregate.py): per-revision counts, never rows.
+"""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from iris_tools.cli.failures import ToolError
-from iris_tools.google.logging import Logging
-from iris_tools.google.timestamps import parse_timestamp
-from iris_tools.quality.outcomes import Outcomes, Prediction, TrueLabel, is_number, join
+from iris_tools.google.gcloud import Gcloud
+from iris_tools.quality.outcomes import Outcomes, TrueLabel
 from shared.request_id import MAX_ID_CHARS
 
 
-
-def _read(logging: Logging, service: str, kind: str, window: tuple[float, float | None],
-          limit: int) -> list[dict[str, Any]]:
-    query = (f'resource.type="cloud_run_revision" AND resource.labels.service_name="{service}" '
-             f'AND jsonPayload.kind="{kind}"')
-    return logging.entries(query, window[0], window[1], limit)
+class OutcomeStore(Protocol):
+    def outcomes(self, service: str, start: float, end: float, file_labels: list[TrueLabel] | None = None
+                 ) -> Outcomes: ...
 
 
 def since(freshness: str, now: float) -> float:
@@ -30,43 +31,6 @@ def since(freshness: str, now: float) -> float:
         return now - float(freshness[:-1]) * units[freshness[-1]]
     except (KeyError, ValueError, IndexError):
         raise ToolError(f"OUTCOME_FRESHNESS={freshness!r}: a duration such as 30m, 1h or 2d") from None
-
-
-def _time(entry: dict[str, Any]) -> float:
-    try:
-        return parse_timestamp(entry.get("timestamp") or entry.get("jsonPayload", {}).get("time", ""))
-    except ValueError:
-        return 0.0
-
-
-def logged_predictions(logging: Logging, service: str, window: tuple[float, float | None],
-                       limit: int) -> list[Prediction]:
-    """The service's prediction lines: one Prediction per predicted row, with the answer's id when it had one row."""
-    found = []
-    for entry in _read(logging, service, "prediction", window, limit):
-        payload = entry.get("jsonPayload") or {}
-        revision = (entry.get("resource") or {}).get("labels", {}).get("revision_name") or payload.get("revision")
-        predicted = payload.get("predictions") or []
-        if not revision or not isinstance(predicted, list):
-            continue
-        single = payload.get("rows") == 1 and len(predicted) == 1
-        identity = payload.get("request_id") if single and isinstance(payload.get("request_id"), str) else None
-        at = _time(entry)
-        found.extend(Prediction(identity, revision, answer if is_number(answer) else str(answer), at)
-                     for answer in predicted)
-    return found
-
-
-def logged_labels(logging: Logging, service: str, window: tuple[float, float | None], limit: int) -> list[TrueLabel]:
-    """The labels posted to the service's `/feedback` (any revision's), oldest first."""
-    found = []
-    for entry in sorted(_read(logging, service, "feedback", window, limit), key=_time):
-        at = _time(entry)
-        for item in (entry.get("jsonPayload") or {}).get("labels") or []:
-            if isinstance(item, dict) and isinstance(item.get("id"), str) and (
-                    isinstance(item.get("label"), str) or is_number(item.get("label"))):
-                found.append(TrueLabel(item["id"], item["label"], at))
-    return found
 
 
 def file_labels(path: Path) -> list[TrueLabel]:
@@ -85,19 +49,27 @@ def file_labels(path: Path) -> list[TrueLabel]:
     return found
 
 
+def store_for(gcloud: Gcloud, run_dir: Path, table: str | None) -> OutcomeStore:
+    """The target's store: the local one under RUN_DIR, or BigQuery's dataset OUTCOMES_TABLE (project.dataset)."""
+    if gcloud.target == "local":
+        from iris_tools.google.targets import directories
+        from iris_tools.quality.local_store import LocalStore
+
+        return LocalStore(directories(run_dir)[0] / "logs", run_dir / "outcomes")
+    from iris_tools.quality.bigquery import BigQueryStore
+
+    return BigQueryStore.from_gcloud(gcloud, table)
+
+
 class OutcomeReader:
     """A service's outcomes over a window, for the gate: predictions made in it, labels back since it began (from
     the feedback lines, or a file read once)."""
 
-    def __init__(self, logging: Logging, service: str, labels: str, limit: int = 5000) -> None:
-        self.logging = logging
+    def __init__(self, store: OutcomeStore, service: str, labels: str) -> None:
+        self.store = store
         self.service = service
         self.source = labels
-        self.limit = limit
         self._file = None if labels == "feedback" else file_labels(Path(labels))
 
     def outcomes(self, start: float, end: float) -> Outcomes:
-        predictions = logged_predictions(self.logging, self.service, (start, end), self.limit)
-        labels = self._file if self._file is not None else logged_labels(self.logging, self.service, (start, None),
-                                                                         self.limit)
-        return join(predictions, labels)
+        return self.store.outcomes(self.service, start, end, self._file)

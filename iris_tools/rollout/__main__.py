@@ -18,9 +18,8 @@ from functools import partial
 
 from iris_tools import environment
 from iris_tools.google.gcloud import Gcloud
-from iris_tools.google.logging import Logging
 from iris_tools.google.monitoring import Monitoring
-from iris_tools.quality.sources import OutcomeReader
+from iris_tools.quality.sources import OutcomeReader, store_for
 from iris_tools.rollout.cloud_run import CloudRunService
 from iris_tools.cli.failures import COMMAND_FAILURES, failed
 from iris_tools.rollout.errors import RolloutError
@@ -78,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "rollout":
             report_dir = run_dir / "rollout"
             emit = fan_out(RecordWriter(report_dir, say), Terminal(out))
-            outcomes = (OutcomeReader(Logging.from_gcloud(gcloud), settings.service, settings.labels,
-                                      env["OUTCOME_LIMIT"]) if settings.labels else None)
+            outcomes = (OutcomeReader(store_for(gcloud, run_dir, env["OUTCOMES_TABLE"]), settings.service,
+                                      settings.labels) if settings.labels else None)
             return Rollout(service, monitoring, report_dir, emit, outcomes).run(model, revision)
         split = args.split or env["SPLIT"]
         if split:

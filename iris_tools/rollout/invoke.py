@@ -8,28 +8,33 @@ import urllib.request
 from typing import Any
 
 from shared.artifact import Feature
+from shared.prediction_log import REPLAY_HEADER
 
 TUTORIAL_POINT = [5.8, 3.4]  # what an iris version is warmed up with
 
 
-def _request(url: str, token: str | None, body: dict[str, Any] | None = None) -> urllib.request.Request:
+def _request(url: str, token: str | None, body: dict[str, Any] | None = None,
+             replay: str | None = None) -> urllib.request.Request:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if replay:
+        headers[REPLAY_HEADER] = replay
     if body is None:
         return urllib.request.Request(url, headers=headers)
     return urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                   headers={**headers, "Content-Type": "application/json"})
 
 
-def ask(url: str, row: list[Any], token: str | None,
+def ask(url: str, row: list[Any], token: str | None, replay: str,
         timeout: float = 10) -> tuple[Any, float | None, float, str | None]:
     """POST `url`/ {"instances": [row]}: the batch route, which every model version answers with its features in
-    order (numbers and strings alike, as the prediction log records them).
+    order (numbers and strings alike, as the prediction log records them). `replay` says which tool asks (shadow,
+    warm-up, rollback-window): its answer is logged as a replay, never counted as a user's.
 
     Returns (the answer: a class name, or a regressor's number; the handler's own time in ms from Server-Timing;
     the round trip in ms; the error or None); a failed request is an error, never an exception."""
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(_request(f"{url}/", token, {"instances": [row]}), timeout=timeout) as response:
+        with urllib.request.urlopen(_request(f"{url}/", token, {"instances": [row]}, replay), timeout=timeout) as response:
             body = json.loads(response.read())
             timing = response.headers.get("Server-Timing", "")
     except (OSError, ValueError) as exc:

@@ -172,7 +172,7 @@ def judge_regression(candidate: RevisionOutcome, stable: RevisionOutcome, thresh
                           f"margin against {100 * ALTERNATIVE_INCREASE:g}% above it)")
 
     passes = _weigh(verdict, candidate, stable, thresholds, needed, weighed)
-    shift = value_shift(candidate.values, stable.values)
+    shift = value_shift(candidate, stable)
     return _settle(verdict, passes, shift, thresholds.max_prediction_shift, alpha, lambda: (
         f"predicted values moved {shift.distance:.3f} (Kolmogorov-Smirnov distance) from the stable ones, above "
         f"MAX_PREDICTION_SHIFT {thresholds.max_prediction_shift:g} (p = {shift.p_value:.2g})"))

@@ -47,7 +47,7 @@ def keep_warm(target: CloudRunService, revision: str, window_s: float, say: Call
             if Split.of(target.describe()).percent(revision):
                 say(f"rollback window: {revision} serves traffic again; nothing left to keep warm")
                 return
-            *_, error = ask(url, row, token)
+            *_, error = ask(url, row, token, "rollback-window")
             failures = failures + 1 if error else 0
             if failures == 3:
                 say(f"rollback window: {revision} did not answer three times in a row (the last: {error}); a "

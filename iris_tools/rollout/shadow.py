@@ -140,7 +140,7 @@ class Shadow:
         started = time.monotonic()
         with ThreadPoolExecutor(self.concurrency) as pool:
             replies = [(answer, server_ms, error) for answer, server_ms, _, error
-                       in pool.map(lambda row: ask(url, row, token), inputs)]
+                       in pool.map(lambda row: ask(url, row, token, "shadow"), inputs)]
         failures = [error for _, _, error in replies if error]
         pairs = [(s, c) for s, (c, _, error) in zip(stable_answers, replies) if not error and c is not None]
         if not pairs:

@@ -30,7 +30,7 @@ def warm_up(target: CloudRunService, revision: str, count: int, say: Callable[[s
         return
     row = example_row(url, token)
     with ThreadPoolExecutor(CONCURRENCY) as pool:
-        replies = list(pool.map(lambda _: ask(url, row, token), range(count)))
+        replies = list(pool.map(lambda _: ask(url, row, token, "warm-up"), range(count)))
     failed = [error for *_, error in replies if error]
     slowest = max(round_trip for _, _, round_trip, _ in replies)
     say(f"warmed up {revision} with {count} requests at {url}: {count - len(failed)} answered, slowest "

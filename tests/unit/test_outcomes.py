@@ -1,28 +1,13 @@
-"""The join of predictions and labels, and the mix test, on figures worked by hand."""
+"""The mix test, the labels file and the regression gate, on figures worked by hand (the join itself:
+test_outcome_store.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from iris_tools.quality.outcomes import TrueLabel, Prediction, join, mix_shift, wilson
+from iris_tools.quality.outcomes import mix_shift, wilson
 from iris_tools.quality.sources import file_labels
 from iris_tools.cli.failures import ToolError
-
-
-def test_labels_join_their_own_answer_by_id_and_batches_only_count_in_the_mix() -> None:
-    predictions = [Prediction("a", "r1", "setosa", 10.0), Prediction("b", "r1", "versicolor", 11.0),
-                   Prediction("c", "r2", "setosa", 12.0), Prediction(None, "r2", "virginica", 13.0),
-                   Prediction("d", "r2", "virginica", 14.0)]
-    labels = [TrueLabel("a", "setosa", 12.0), TrueLabel("b", "virginica", 15.0), TrueLabel("c", "versicolor", 13.0),
-              TrueLabel("c", "setosa", 20.0), TrueLabel("zz", "setosa", 1.0)]  # c given twice: the last counts
-    found = join(predictions, labels)
-    r1, r2 = found.revisions["r1"], found.revisions["r2"]
-    assert (r1.predictions, r1.joinable, r1.labelled, r1.correct) == (2, 2, 2, 1)
-    assert (r2.predictions, r2.joinable, r2.labelled, r2.correct) == (3, 2, 1, 1)
-    assert r1.confusion == {"setosa": {"setosa": 1}, "virginica": {"versicolor": 1}}
-    assert r1.recall() == {"setosa": 1.0, "virginica": 0.0} and r2.coverage == 0.5
-    assert r1.delay() == {"p50_s": 3.0, "p90_s": 2.0} and r2.mix == {"setosa": 1, "virginica": 2}
-    assert (found.labels, found.unmatched) == (4, 1)
 
 
 def test_the_mix_shift_is_the_total_variation_with_a_chi_square_test() -> None:
@@ -46,19 +31,6 @@ def test_a_labels_file_is_id_comma_label_and_a_bad_row_is_named(tmp_path) -> Non
         file_labels(tmp_path / "missing.csv")
 
 
-def test_a_regressors_outcomes_are_its_mean_absolute_error_and_its_predicted_values() -> None:
-    from iris_tools.quality.outcomes import Prediction, TrueLabel, join
-
-    predictions = [Prediction("a", "r1", 10.0, 0.0), Prediction("b", "r1", 20.0, 0.0), Prediction(None, "r1", 5.0, 0.0),
-                   Prediction("c", "r2", 12.0, 0.0)]
-    labels = [TrueLabel("a", 13.0, 1.0), TrueLabel("b", "18", None), TrueLabel("c", "setosa", 2.0)]
-    found = join(predictions, labels)
-    r1, r2 = found.revisions["r1"], found.revisions["r2"]
-    assert (r1.labelled, r1.mae, r1.values, r1.mix) == (2, 2.5, [10.0, 20.0, 5.0], {})
-    assert r1.mae_variance == 0.25 and r2.labelled == 0  # a class name is no regressor's label
-    assert r1.as_json()["task"] == "regressor" and r1.as_json()["prediction_quantiles"]["p50"] == 10.0
-
-
 def test_the_regression_gate_rolls_back_a_worse_mae_and_a_moved_distribution_and_holds_for_labels() -> None:
     import numpy as np
 
@@ -68,7 +40,8 @@ def test_the_regression_gate_rolls_back_a_worse_mae_and_a_moved_distribution_and
     def revision(errors, values) -> RevisionOutcome:
         errors = np.abs(np.asarray(errors, dtype=float))
         return RevisionOutcome("r", predictions=len(values), labelled=len(errors), error_sum=float(errors.sum()),
-                               error_squares=float((errors ** 2).sum()), values=list(values))
+                               error_squares=float((errors ** 2).sum()), sketch=RevisionOutcome.sketch_of(values),
+                               values_count=len(values))
 
     rng = np.random.default_rng(5)
     values = rng.normal(100, 10, 400).tolist()

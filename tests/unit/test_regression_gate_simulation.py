@@ -22,7 +22,7 @@ STEPS, CONFIDENCE, MARGIN, LABELS, LOOK_EVERY = 4, 0.99, 0.05, 1000, 50
 def outcome(errors: np.ndarray) -> RevisionOutcome:
     absolute = np.abs(errors)
     return RevisionOutcome("r", labelled=len(errors), error_sum=float(absolute.sum()),
-                           error_squares=float((absolute ** 2).sum()), values=[0.0])
+                           error_squares=float((absolute ** 2).sum()), sketch=[0.0] * 101, values_count=1)
 
 
 def rolled_back(worse_by: float, rollouts: int, seed: int) -> tuple[float, float]:

@@ -1,0 +1,117 @@
+"""Outcomes as aggregates computed where the data is: one SQL query per look, whatever the traffic.
+
+The query is written once, in BigQuery's dialect (what runs on Cloud Run, over the views on a Cloud Logging sink,
+quality/bigquery.py), and translated by sqlglot into DuckDB's for the local store (quality/local_store.py). Both
+expose the same two relations:
+
+    predictions(service, revision, id, predicted_class, predicted_value, logged, replayed)
+        one row per predicted row; `id` only for an answer that predicted one row (the only kind a label can name);
+        a classifier's answer in predicted_class, a regressor's in predicted_value; `logged` a timestamp (the partitions' column on BigQuery);
+        `replayed` for a tool's own request (a shadow replay, a warm-up: X-Replay), never a user's answer
+    labels(service, id, label_class, label_value, logged)
+        one row per label posted to /feedback (or read from a LABELS file: `logged` NULL)
+
+and the query returns, never rows, but per revision: counts, the confusion cells (true label x predicted class), a
+regressor's error sums and a sketch of its predicted values (101 quantiles), the label delay's quantiles; and the
+labels read and those matching no prediction. Every prediction in the window counts (no cap), joined by answer id to
+every label posted since the window began: a label that comes back after its step still counts toward it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from iris_tools.quality.outcomes import Outcomes, RevisionOutcome
+
+# @labels names the relation the labels come from: `labels` (posted to /feedback), or a LABELS file loaded as a table.
+QUERY = """
+WITH p AS (
+  SELECT revision, id, predicted_class, predicted_value, logged FROM predictions
+  WHERE service = @service AND logged >= @start AND logged < @end AND NOT replayed
+), given AS (
+  SELECT id, label_class, label_value, logged FROM {labels}
+  WHERE service = @service AND (logged IS NULL OR logged >= @start)
+), l AS (
+  SELECT id, MAX_BY(label_class, COALESCE(logged, TIMESTAMP '1970-01-01')) AS label_class,
+    MAX_BY(label_value, COALESCE(logged, TIMESTAMP '1970-01-01')) AS label_value, MIN(logged) AS label_logged
+  FROM given GROUP BY id
+), j AS (
+  SELECT p.revision, p.id, p.predicted_class, p.predicted_value, p.logged, l.label_logged,
+    CASE WHEN p.predicted_class IS NOT NULL THEN l.label_class END AS truth_class,
+    CASE WHEN p.predicted_value IS NOT NULL THEN COALESCE(l.label_value, SAFE_CAST(l.label_class AS FLOAT64)) END
+      AS truth_value
+  FROM p LEFT JOIN l ON p.id = l.id
+)
+SELECT 'revision' AS kind, revision, CAST(NULL AS STRING) AS predicted_class, CAST(NULL AS STRING) AS label_class,
+  COUNT(*) AS predictions, COUNT(id) AS joinable,
+  COUNTIF(truth_class IS NOT NULL OR truth_value IS NOT NULL) AS labelled,
+  SUM(ABS(predicted_value - truth_value)) AS error_sum,
+  SUM(POW(predicted_value - truth_value, 2)) AS error_squares,
+  APPROX_QUANTILES(predicted_value, 100) AS value_quantiles,
+  COUNT(predicted_value) AS values_count,
+  APPROX_QUANTILES(CASE WHEN truth_class IS NOT NULL OR truth_value IS NOT NULL
+    THEN GREATEST(TIMESTAMP_DIFF(label_logged, logged, MILLISECOND) / 1000.0, 0) END, 10) AS delay_quantiles
+FROM j GROUP BY revision
+UNION ALL
+SELECT 'cell', revision, predicted_class, truth_class, COUNT(*), COUNT(id), COUNTIF(truth_class IS NOT NULL),
+  NULL, NULL, NULL, NULL, NULL
+FROM j WHERE predicted_class IS NOT NULL GROUP BY revision, predicted_class, truth_class
+UNION ALL
+SELECT 'labels', NULL, NULL, NULL, COUNT(*), COUNTIF(l.id IN (SELECT id FROM p WHERE id IS NOT NULL)), NULL,
+  NULL, NULL, NULL, NULL, NULL
+FROM l
+"""
+COLUMNS = ("kind", "revision", "predicted_class", "label_class", "predictions", "joinable", "labelled", "error_sum",
+           "error_squares", "value_quantiles", "values_count", "delay_quantiles")
+
+
+def moment(seconds: float) -> datetime.datetime:
+    """Epoch seconds as the query's timestamp parameters take them."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+
+
+@functools.cache
+def query(dialect: str, labels: str = "labels") -> str:
+    """The query in `dialect` ("bigquery" as written, or "duckdb"), reading labels from the relation `labels`."""
+    text = QUERY.format(labels=labels)
+    if dialect == "bigquery":
+        return text
+    import sqlglot
+
+    return sqlglot.transpile(text, read="bigquery", write=dialect)[0]
+
+
+def outcomes_of(rows: Iterable[Mapping[str, Any]]) -> Outcomes:
+    """The query's rows as Outcomes: per revision, its counts, confusion and mix (a classifier) or error sums and
+    sketches (a regressor)."""
+    revisions: dict[str, RevisionOutcome] = {}
+    labels = matched = 0
+    cells = []
+    for row in rows:
+        if row["kind"] == "labels":
+            labels, matched = int(row["predictions"] or 0), int(row["joinable"] or 0)
+        elif row["kind"] == "cell":
+            cells.append(row)
+        else:
+            values = int(row["values_count"] or 0)
+            revisions[row["revision"]] = RevisionOutcome(
+                row["revision"], predictions=int(row["predictions"]), joinable=int(row["joinable"]),
+                labelled=int(row["labelled"]), error_sum=float(row["error_sum"] or 0.0),
+                error_squares=float(row["error_squares"] or 0.0),
+                sketch=[float(v) for v in row["value_quantiles"]] if values and row["value_quantiles"] else None,
+                values_count=values,
+                delay_sketch=[float(v) for v in row["delay_quantiles"]] if row["delay_quantiles"] else None)
+    for row in cells:
+        outcome = revisions[row["revision"]]
+        predicted, truth, count = row["predicted_class"], row["label_class"], int(row["predictions"])
+        outcome.mix[predicted] = outcome.mix.get(predicted, 0) + count
+        if truth is not None:
+            outcome.correct += count if truth == predicted else 0
+            outcome.confusion.setdefault(truth, {})[predicted] = count
+    for outcome in revisions.values():
+        outcome.mix = dict(sorted(outcome.mix.items()))
+        outcome.confusion = {truth: dict(sorted(row.items())) for truth, row in sorted(outcome.confusion.items())}
+    return Outcomes(dict(sorted(revisions.items())), labels, labels - matched)

@@ -1,0 +1,174 @@
+"""The local outcome store: DuckDB over the local Cloud Run's revision logs, read incrementally.
+
+Each look first takes in what the logs gained since the last look (a byte position per log file, kept by the file's
+device and inode, so a file renamed by rotation is not read twice), then runs the one aggregate query
+(quality/aggregate.py) over the store. The cost of a look is the new lines plus a scan of the window's rows (DuckDB
+skips row groups outside it), never everything ever logged.
+
+    RUN_DIR/outcomes/store.duckdb   predictions, labels, and the position read in each log file
+    RUN_DIR/outcomes/store.lock     one process at a time takes lines in and queries (an flock; DuckDB files admit
+                                    one writing process)
+
+A line taken in and its file's new position are one transaction: a look stopped half-way takes nothing twice.
+Lines that are not JSON objects (a server's own messages) are skipped, as are JSON lines of other kinds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from iris_tools.cli.failures import ToolError
+from iris_tools.quality.aggregate import COLUMNS, moment, outcomes_of, query
+from iris_tools.quality.outcomes import Outcomes, TrueLabel
+
+CHUNK_BYTES = 64 << 20  # new bytes taken in per transaction
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions(service VARCHAR, revision VARCHAR, id VARCHAR, predicted_class VARCHAR,
+                                       predicted_value DOUBLE, logged TIMESTAMPTZ, replayed BOOLEAN);
+CREATE TABLE IF NOT EXISTS labels(service VARCHAR, id VARCHAR, label_class VARCHAR, label_value DOUBLE,
+                                  logged TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS positions(device UBIGINT, inode UBIGINT, path VARCHAR, position UBIGINT,
+                                     PRIMARY KEY (device, inode));
+"""
+LINE_COLUMNS = ("{'time': 'VARCHAR', 'kind': 'VARCHAR', 'service': 'VARCHAR', 'revision': 'VARCHAR', "
+                "'request_id': 'VARCHAR', 'rows': 'BIGINT', 'predictions': 'JSON[]', "
+                "'labels': 'STRUCT(id VARCHAR, label JSON)[]', 'replay': 'VARCHAR'}")
+# A line's service: its own field, else the revision's name without Cloud Run's -NNNNN-xxx suffix.
+SERVICE = "COALESCE(service, regexp_extract(revision, '^(.+)-[0-9]{5}-[a-z0-9]{3}$', 1), revision)"
+SECONDS = "TRY_CAST(time AS TIMESTAMPTZ)"
+NUMBER_TYPES = "('DOUBLE', 'BIGINT', 'UBIGINT')"
+TAKE_PREDICTIONS = f"""
+INSERT INTO predictions
+SELECT {SERVICE}, revision, CASE WHEN rows = 1 AND len(predictions) = 1 THEN request_id END,
+       CASE WHEN json_type(answer) = 'VARCHAR' THEN answer ->> '$' END,
+       CASE WHEN json_type(answer) IN {NUMBER_TYPES} THEN CAST(answer AS DOUBLE) END,
+       {SECONDS}, replay IS NOT NULL
+FROM (SELECT *, unnest(predictions) AS answer FROM new_lines
+      WHERE kind = 'prediction' AND revision IS NOT NULL AND time IS NOT NULL)
+"""
+TAKE_LABELS = f"""
+INSERT INTO labels
+SELECT {SERVICE}, given.id,
+       CASE WHEN json_type(given.label) = 'VARCHAR' THEN given.label ->> '$' END,
+       CASE WHEN json_type(given.label) IN {NUMBER_TYPES} THEN CAST(given.label AS DOUBLE) END, {SECONDS}
+FROM (SELECT service, revision, time, unnest(labels) AS given FROM new_lines
+      WHERE kind = 'feedback' AND revision IS NOT NULL AND time IS NOT NULL)
+WHERE given.id IS NOT NULL
+"""
+
+
+def log_files(log_dir: Path) -> list[Path]:
+    """The revisions' logs: `<revision>.log` and the segments rotation renamed (`<revision>.log.<n>`)."""
+    if not log_dir.is_dir():
+        return []
+    return sorted(path for path in log_dir.iterdir() if path.is_file() and (
+        path.suffix == ".log" or (path.suffixes[-2:-1] == [".log"] and path.suffix[1:].isdigit())))
+
+
+class LocalStore:
+    def __init__(self, log_dir: Path, directory: Path) -> None:
+        self.log_dir = log_dir
+        self.directory = directory
+
+    @contextlib.contextmanager
+    def _connected(self) -> Iterator[Any]:
+        import duckdb
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / "store.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            connection = duckdb.connect(str(self.directory / "store.duckdb"))
+            try:
+                connection.execute(SCHEMA)
+                yield connection
+            finally:
+                connection.close()
+
+    def take_in(self, connection: Any) -> dict[str, int]:
+        """Every log line written since the last look; how many bytes and files that was."""
+        taken = {"bytes": 0, "files": 0}
+        known = {(device, inode): position for device, inode, position
+                 in connection.execute("SELECT device, inode, position FROM positions").fetchall()}
+        for path in log_files(self.log_dir):
+            try:
+                handle = open(path, "rb")
+            except FileNotFoundError:  # rotated away since it was listed: read under its new name
+                continue
+            with handle:
+                status = os.fstat(handle.fileno())
+                key = (status.st_dev, status.st_ino)
+                position = known.get(key, 0)
+                if status.st_size < position:  # truncated: start again
+                    position = 0
+                while position < status.st_size:
+                    handle.seek(position)
+                    data = handle.read(min(CHUNK_BYTES, status.st_size - position))
+                    end = data.rfind(b"\n") + 1
+                    if end == 0:
+                        if len(data) < CHUNK_BYTES:
+                            break  # a line still being written
+                        end = len(data)  # one line longer than a chunk: not a line of ours; skip it
+                    self._take(connection, data[:end], key, str(path), position + end)
+                    position += end
+                    taken["bytes"] += end
+                taken["files"] += 1
+        return taken
+
+    def _take(self, connection: Any, data: bytes, key: tuple[int, int], path: str, position: int) -> None:
+        chunk = self.directory / "new-lines.ndjson"
+        chunk.write_bytes(data)
+        connection.execute("BEGIN TRANSACTION")
+        try:
+            connection.execute(f"CREATE OR REPLACE TEMP TABLE new_lines AS SELECT * FROM read_json(?, "
+                               f"format = 'newline_delimited', ignore_errors = true, columns = {LINE_COLUMNS})",
+                               [str(chunk)])
+            connection.execute(TAKE_PREDICTIONS)
+            connection.execute(TAKE_LABELS)
+            connection.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?)", [*key, path, position])
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        finally:
+            chunk.unlink(missing_ok=True)
+
+    def _load(self, connection: Any, service: str, file_labels: list[TrueLabel]) -> None:
+        """A LABELS file's labels as the relation file_labels (through a CSV DuckDB reads: a million rows in a
+        second, where one insert per row takes minutes)."""
+        if not file_labels:
+            connection.execute("CREATE OR REPLACE TEMP TABLE file_labels(service VARCHAR, id VARCHAR, "
+                               "label_class VARCHAR, label_value DOUBLE, logged TIMESTAMPTZ)")
+            return
+        path = self.directory / "file-labels.csv"
+        with open(path, "w", newline="") as out:
+            csv.writer(out).writerows((label.id, str(label.label)) for label in file_labels)
+        try:
+            connection.execute("CREATE OR REPLACE TEMP TABLE file_labels AS SELECT ?::VARCHAR AS service, id, "
+                               "label AS label_class, NULL::DOUBLE AS label_value, NULL::TIMESTAMPTZ AS logged FROM "
+                               "read_csv(?, header = false, columns = {'id': 'VARCHAR', 'label': 'VARCHAR'})",
+                               [service, str(path)])
+        finally:
+            path.unlink(missing_ok=True)
+
+    def outcomes(self, service: str, start: float, end: float, file_labels: list[TrueLabel] | None = None
+                 ) -> Outcomes:
+        """The service's outcomes over [start, end): predictions in it, labels posted since it began (or a LABELS
+        file's)."""
+        if not self.log_dir.is_dir():
+            raise ToolError(f"no revision has logged here yet ({self.log_dir} does not exist): start the local "
+                            f"Cloud Run (make emulator), deploy, and send some traffic")
+        with self._connected() as connection:
+            self.take_in(connection)
+            relation = "labels"
+            if file_labels is not None:
+                relation = "file_labels"
+                self._load(connection, service, file_labels)
+            rows = connection.execute(query("duckdb", relation), {"service": service, "start": moment(start),
+                                                                  "end": moment(end)}).fetchall()
+        return outcomes_of(dict(zip(COLUMNS, row)) for row in rows)

@@ -1,0 +1,141 @@
+"""The outcome store: log lines as the handler writes them, taken in by DuckDB and judged by the one aggregate query
+(quality/aggregate.py) on figures worked by hand; only what is new is read at each look; and the query the Cloud
+Run store sends BigQuery is the same text."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from iris_tools.quality.aggregate import query
+from iris_tools.quality.local_store import LocalStore
+from iris_tools.quality.outcomes import RevisionOutcome, TrueLabel, value_shift
+
+T0 = 1_796_400_000.0
+
+
+def stamp(seconds: float) -> str:
+    whole = int(seconds)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((seconds - whole) * 1e6):06d}Z"
+
+
+def prediction(revision: str, answers: list, at: float, request_id: str | None = None, replay: str | None = None,
+               service: str | None = "iris") -> str:
+    """A prediction line in the handler's shape (shared/prediction_log.py)."""
+    line = {"time": stamp(at), "severity": "INFO", "message": "prediction", "kind": "prediction",
+            "logging.googleapis.com/labels": {"model": "m", "revision": revision}, "model": "m",
+            "revision": revision, "route": "GET /", "rows": len(answers), "inputs": [[1.0]] * len(answers),
+            "predictions": answers, "latency_ms": 0.4, "request_id": request_id or f"batch-{at}"}
+    if service:
+        line["service"] = service
+    if replay:
+        line["replay"] = replay
+    return json.dumps(line)
+
+
+def feedback(revision: str, labels: list[tuple[str, object]], at: float) -> str:
+    return json.dumps({"time": stamp(at), "severity": "INFO", "message": "feedback", "kind": "feedback", "model": "m",
+                       "revision": revision, "service": "iris", "request_id": "f", "count": len(labels),
+                       "labels": [{"id": i, "label": label} for i, label in labels]})
+
+
+def append(log_dir: Path, revision: str, *lines: str) -> None:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / f"{revision}.log", "a") as out:
+        out.writelines(line + "\n" for line in lines)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "logs", tmp_path / "outcomes")
+
+
+def test_labels_join_their_own_answer_by_id_and_batches_only_count_in_the_mix(store: LocalStore) -> None:
+    logs = store.log_dir
+    append(logs, "iris-00001-abc", prediction("iris-00001-abc", ["setosa"], T0 + 10, "a"),
+           prediction("iris-00001-abc", ["versicolor"], T0 + 11, "b"), "[INFO] a server's own line, not JSON")
+    append(logs, "iris-00002-xyz", prediction("iris-00002-xyz", ["setosa"], T0 + 12, "c"),
+           prediction("iris-00002-xyz", ["virginica", "setosa"], T0 + 13),
+           prediction("iris-00002-xyz", ["virginica"], T0 + 14, "d"),
+           feedback("iris-00002-xyz", [("a", "setosa"), ("c", "versicolor")], T0 + 13),
+           feedback("iris-00002-xyz", [("b", "virginica"), ("c", "setosa")], T0 + 20),  # c again: the last counts
+           feedback("iris-00002-xyz", [("zz", "setosa")], T0 + 15))
+    found = store.outcomes("iris", T0, T0 + 100)
+    r1, r2 = found.revisions["iris-00001-abc"], found.revisions["iris-00002-xyz"]
+    assert (r1.predictions, r1.joinable, r1.labelled, r1.correct) == (2, 2, 2, 1)
+    assert (r2.predictions, r2.joinable, r2.labelled, r2.correct) == (4, 2, 1, 1)
+    assert r1.confusion == {"setosa": {"setosa": 1}, "virginica": {"versicolor": 1}}
+    assert r1.recall() == {"setosa": 1.0, "virginica": 0.0} and r2.coverage == 0.5
+    assert 3.0 <= r1.delay()["p50_s"] <= 9.0 and r2.mix == {"setosa": 2, "virginica": 2}
+    assert (found.labels, found.unmatched) == (4, 1)
+
+
+def test_the_window_counts_predictions_in_it_and_labels_that_came_back_after_it(store: LocalStore) -> None:
+    logs = store.log_dir
+    append(logs, "iris-00001-abc", prediction("iris-00001-abc", ["setosa"], T0 - 5, "before"),
+           prediction("iris-00001-abc", ["setosa"], T0 + 5, "inside"),
+           prediction("iris-00001-abc", ["setosa"], T0 + 65, "after"),
+           prediction("iris-00001-abc", ["setosa"], T0 + 6, "warm", replay="warm-up"),
+           feedback("iris-00001-abc", [("inside", "setosa"), ("before", "setosa"), ("warm", "setosa")], T0 + 600))
+    outcome = store.outcomes("iris", T0, T0 + 60).revisions["iris-00001-abc"]
+    assert (outcome.predictions, outcome.labelled) == (1, 1)  # the late label counts; the warm-up never does
+    assert outcome.delay()["p50_s"] == pytest.approx(595.0)
+    assert store.outcomes("other", T0, T0 + 60).revisions == {}
+
+
+def test_a_regressors_outcomes_are_its_mean_absolute_error_and_a_sketch_of_its_values(store: LocalStore) -> None:
+    append(store.log_dir, "diabetes-00001-abc", *(prediction("diabetes-00001-abc", [v], T0 + 1, i, service="diabetes")
+                                                  for i, v in (("a", 10.0), ("b", 20.0), ("c", 12.0))),
+           prediction("diabetes-00001-abc", [5.0], T0 + 2, service="diabetes"),
+           feedback("diabetes-00001-abc", [("a", 13.0), ("c", "setosa")], T0 + 3).replace('"iris"', '"diabetes"'))
+    found = store.outcomes("diabetes", T0, T0 + 10, file_labels=None)
+    outcome = found.revisions["diabetes-00001-abc"]
+    assert (outcome.predictions, outcome.labelled, outcome.mae, outcome.mix) == (4, 1, 3.0, {})
+    assert outcome.regression and outcome.values_count == 4 and outcome.sketch[0] == 5.0 and outcome.sketch[-1] == 20.0
+    from_file = store.outcomes("diabetes", T0, T0 + 10, [TrueLabel("a", "13"), TrueLabel("b", "18")])
+    assert from_file.revisions["diabetes-00001-abc"].mae == pytest.approx(2.5)  # a CSV's text read as numbers
+
+
+def test_a_look_reads_only_what_is_new_and_never_a_line_twice(store: LocalStore) -> None:
+    logs = store.log_dir
+    append(logs, "iris-00001-abc", *(prediction("iris-00001-abc", ["setosa"], T0 + i, f"id{i}") for i in range(10)))
+    assert store.outcomes("iris", T0, T0 + 100).revisions["iris-00001-abc"].predictions == 10
+    with store._connected() as connection:
+        assert store.take_in(connection)["bytes"] == 0  # nothing new
+    partial = prediction("iris-00001-abc", ["setosa"], T0 + 50, "half")
+    with open(logs / "iris-00001-abc.log", "a") as out:
+        out.write(partial[:40])  # a line still being written is left for the next look
+    assert store.outcomes("iris", T0, T0 + 100).revisions["iris-00001-abc"].predictions == 10
+    with open(logs / "iris-00001-abc.log", "a") as out:
+        out.write(partial[40:] + "\n")
+    (logs / "iris-00001-abc.log").rename(logs / "iris-00001-abc.log.1")  # rotated: the same file, a new name
+    append(logs, "iris-00001-abc", prediction("iris-00001-abc", ["virginica"], T0 + 51, "new"))
+    outcome = store.outcomes("iris", T0, T0 + 100).revisions["iris-00001-abc"]
+    assert outcome.predictions == 12 and outcome.mix == {"setosa": 11, "virginica": 1}
+
+
+def test_the_value_shift_from_sketches_is_the_exact_kolmogorov_smirnov_distance_within_a_percentile() -> None:
+    import numpy as np
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(3)
+    for shift in (0.0, 0.2, 1.0):
+        a, b = rng.normal(0, 1, 5000), rng.normal(shift, 1, 4000)
+        sketched = value_shift(*(RevisionOutcome("r", sketch=RevisionOutcome.sketch_of(v), values_count=len(v))
+                                 for v in (a, b)))
+        exact = ks_2samp(a, b)
+        assert sketched.distance == pytest.approx(exact.statistic, abs=0.015)
+        assert (sketched.p_value < 0.01) == (exact.pvalue < 0.01)
+
+
+def test_one_query_text_for_both_targets() -> None:
+    """BigQuery is sent the query as written; DuckDB runs sqlglot's translation of the same text."""
+    import sqlglot
+
+    written = query("bigquery")
+    assert "APPROX_QUANTILES(predicted_value, 100)" in written and "@service" in written
+    assert query("duckdb") == sqlglot.transpile(written, read="bigquery", write="duckdb")[0]
+    assert "$service" in query("duckdb") and "APPROX_QUANTILE(" in query("duckdb")
