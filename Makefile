@@ -33,7 +33,7 @@ MODELS := $(filter-out $(IMPORTED),$(patsubst functions/%/main.py,%,$(wildcard f
 ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
 TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py shared/linear.py
 
-.PHONY: help venv models retrain import-model examples up demo compare status stop emulator emulator-token emulator-status rollout rollback promote traffic console shadow outcomes labelled-load report test images base-image mlserver bench clean
+.PHONY: help venv models retrain import-model examples up demo compare status stop emulator emulator-token emulator-status rollout rollback promote traffic console shadow outcomes outcomes-sink labelled-load report test images base-image mlserver bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -108,6 +108,9 @@ shadow: | $(VENV)/.installed ## replay the stable revision's recent inputs to MO
 
 outcomes: | $(VENV)/.installed ## per revision: accuracy on the labels that came back (LABELS=feedback or a CSV), recall, mix
 	$(PY) -m iris_tools.quality outcomes
+
+outcomes-sink: | $(VENV)/.installed ## on Cloud Run: a log sink routing SERVICE's predictions and labels to BigQuery (OUTCOMES_TABLE)
+	$(PY) -m iris_tools.quality sink
 
 labelled-load: | $(VENV)/.installed ## iris points with jitter to LOAD_URL, their true labels posted to /feedback after LABEL_DELAY_S
 	$(PY) -m iris_tools.quality load

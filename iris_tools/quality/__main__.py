@@ -3,6 +3,8 @@
     python -m iris_tools.quality outcomes   per revision of SERVICE: accuracy with its interval, recall per class,
                                             confusion, label coverage and delay, and the prediction mix with its
                                             two-sample test (writes RUN_DIR/report/outcomes.json)
+    python -m iris_tools.quality sink       on Cloud Run: a Cloud Logging sink routing SERVICE's prediction and
+                                            feedback lines to BigQuery (OUTCOMES_TABLE), with its dataset and grant
     python -m iris_tools.quality load       a labelled load on LOAD_URL: iris points with jitter, their true labels
                                             posted to /feedback after LABEL_DELAY_S (writes a record of it)
 
@@ -24,6 +26,7 @@ from iris_tools.cli.tables import table
 from iris_tools.google.gcloud import Gcloud
 from iris_tools.local.state import write_atomically
 from iris_tools.quality.outcomes import Outcomes, mix_shift, value_shift
+from iris_tools.quality.sink import create_sink
 from iris_tools.quality.rehearsal import LabelledLoad, labelled_rows
 from iris_tools.quality.sources import OutcomeReader, since, store_for
 
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m iris_tools.quality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Settings:\n\n" + environment.help_text("target", "quality"))
-    parser.add_argument("command", choices=("outcomes", "load"))
+    parser.add_argument("command", choices=("outcomes", "sink", "load"))
     args = parser.parse_args(argv)
     target = "cloudrun"
     try:
@@ -124,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         target = env.target
         if args.command == "load":
             return load(env)
+        if args.command == "sink":
+            gcloud = Gcloud(env.target, env["PROJECT"], env["REGION"])
+            create_sink(gcloud, env["SERVICE"], env["OUTCOMES_TABLE"], gcloud.region, print)
+            return 0
         outcomes(env)
         return 0
     except COMMAND_FAILURES as exc:
