@@ -163,8 +163,10 @@ class RecordWriter:
         elif isinstance(event, FiguresRead):
             quality = event.verdict.quality
             record.samples.append(Sample(event.at, event.percent, event.window, event.candidate, event.stable,
-                                         {role: {key: quality[role].get(key) for key in ("labelled", "accuracy")}
-                                          for role in ("candidate", "stable")} if quality else None))
+                                         {**{role: {key: quality[role].get(key) for key in
+                                                    ("predictions", "labelled", "accuracy", "mae")}
+                                             for role in ("candidate", "stable")}, "seen": quality.get("seen")}
+                                         if quality else None))
             record.current = Current(event.index, event.percent, event.started, event.window_end, event.hold_end,
                                      event.at, verdict=event.verdict)
         elif isinstance(event, StepEnded):

@@ -40,7 +40,9 @@ def quality_text(quality: dict[str, Any] | None) -> str:
         accuracy = side.get("accuracy")
         return f"{side.get('labelled', 0)} labels" + ("" if accuracy is None else f" {100 * accuracy:.1f}%")
 
-    return f" | answers: candidate {one(quality['candidate'])}, stable {one(quality['stable'])}"
+    seen = quality.get("seen") or {}
+    read = f" (read {seen['predictions']} predictions, {seen['labels']} labels)" if seen else ""
+    return f" | answers: candidate {one(quality['candidate'])}, stable {one(quality['stable'])}{read}"
 
 
 def summary(steps: list[StepResult]) -> str:

@@ -50,12 +50,13 @@ class QualityVerdict:
     mix: MixShift | ValueShift | None = None
     wants_labels: bool = False  # held only for labels not yet back
     thresholds: QualityThresholds = field(default_factory=QualityThresholds)
+    seen: dict[str, int] = field(default_factory=dict)  # what the look read: predictions (every revision), labels
 
     def as_json(self) -> dict[str, Any]:
         return {"decision": self.decision, "reasons": self.reasons, "candidate": self.candidate,
                 "stable": self.stable, "evidence": None if self.evidence is None else round(self.evidence, 3),
                 "mix": None if self.mix is None else self.mix.as_json(), "wants_labels": self.wants_labels,
-                "thresholds": asdict(self.thresholds)}
+                "thresholds": asdict(self.thresholds), "seen": self.seen}
 
 
 def _summary(outcome: RevisionOutcome) -> dict[str, Any]:

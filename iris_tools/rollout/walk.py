@@ -314,11 +314,15 @@ class Rollout:
         stable revision serves nothing: its outcome of the step before); and the stable outcome."""
         if self.outcomes is None:
             return None, previous
-        found = self.outcomes.outcomes(start, end).revisions
+        outcomes = self.outcomes.outcomes(start, end)
+        found = outcomes.revisions
         mine = found.get(lock.candidate, RevisionOutcome(lock.candidate))
         theirs = found.get(lock.stable, RevisionOutcome(lock.stable))
         reference = theirs if theirs.labelled else previous
-        return judge_quality(mine, reference, self.settings.quality, self.thresholds.alpha_per_step), theirs
+        verdict = judge_quality(mine, reference, self.settings.quality, self.thresholds.alpha_per_step)
+        verdict.seen = {"predictions": sum(o.predictions for o in found.values()), "labels": outcomes.labels,
+                        "unmatched": outcomes.unmatched}
+        return verdict, theirs
 
     def _watch(self, lock: Lock, index: int, percent: int, started: float, expected: Split, previous_stable: Figures,
                previous_outcome: RevisionOutcome) -> tuple[Verdict, RevisionOutcome]:

@@ -1,6 +1,6 @@
-"""Predictions joined to the labels that came back, per revision, from the logs through the local Logging API (the
-path Cloud Logging's entries:list takes on Cloud Run), and from a CSV file: the join reproduces exactly the ground
-truth the labelled load recorded."""
+"""Predictions joined to the labels that came back, per revision, by the local store (DuckDB over the revisions'
+logs, the one aggregate query), with labels from /feedback and from a CSV file: the figures reproduce exactly the
+ground truth the labelled load recorded."""
 
 from __future__ import annotations
 

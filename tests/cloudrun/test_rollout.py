@@ -560,6 +560,11 @@ def test_a_healthy_but_wrong_candidate_is_rolled_back_on_its_answers_at_its_firs
     assert any("the candidate is worse" in r or "prediction mix moved" in r for r in step["reasons"]), step["reasons"]
     assert shares(stable) == {before: 100} and annotation(stable, "rolled-back")[-1]["barred"] is True
     assert load.failures == []
+    # Every look says what it read: never fewer than the labels a revision was judged on, and growing as they come.
+    looks = [sample["quality"] for sample in record["samples"] if sample.get("quality")]
+    assert looks and all(look["seen"]["labels"] >= look["candidate"]["labelled"] + look["stable"]["labelled"]
+                         and look["seen"]["predictions"] >= look["candidate"]["predictions"] for look in looks)
+    assert looks[-1]["seen"]["labels"] >= looks[0]["seen"]["labels"] and "(read " in result.stdout
 
 
 def test_a_step_whose_labels_never_come_pauses_for_a_person_and_never_promotes_itself(
