@@ -33,7 +33,7 @@ MODELS := $(filter-out $(IMPORTED),$(patsubst functions/%/main.py,%,$(wildcard f
 ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
 TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py shared/linear.py
 
-.PHONY: help venv models retrain import-model examples up demo compare status stop emulator emulator-token emulator-status rollout rollback promote traffic console shadow outcomes outcomes-sink labelled-load report test images base-image mlserver bench clean
+.PHONY: help venv models retrain import-model examples up demo compare status stop emulator emulator-token emulator-status rollout rollback promote traffic console shadow outcomes outcomes-sink labelled-load report test images base-image mlserver bench bench-outcomes clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -154,6 +154,9 @@ mlserver: $(MLSERVER_VENV)/bin/mlserver ## install MLServer, the benchmark's bas
 
 bench: models mlserver ## benchmark every target side by side (wrk); writes .bench/results.json and docs/benchmarks.md
 	$(PY) -m iris_tools.bench --docs docs/benchmarks.md $(BENCH_ARGS)
+
+bench-outcomes: | $(VENV)/.installed ## what judging by answers costs: make outcomes and a rollout's look over 1,000,000 labelled predictions
+	$(PY) -m iris_tools.bench.outcomes --docs docs/outcomes-benchmark.md $(BENCH_ARGS)
 
 test: models $(VENV)/.dev-installed ## run the whole test suite (TEST_WORKERS in parallel); the 30 slowest tests last
 	TEST_WORKERS=$(TEST_WORKERS) $(PY) tests/suite.py $(PYTEST_ARGS)
