@@ -156,7 +156,7 @@ bench: models mlserver ## benchmark every target side by side (wrk); writes .ben
 	$(PY) -m iris_tools.bench --docs docs/benchmarks.md $(BENCH_ARGS)
 
 bench-outcomes: | $(VENV)/.installed ## what judging by answers costs: make outcomes and a rollout's look over 1,000,000 labelled predictions
-	$(PY) -m iris_tools.bench.outcomes --docs docs/outcomes-benchmark.md $(BENCH_ARGS)
+	$(PY) -m iris_tools.bench.outcome_costs --docs docs/outcomes-benchmark.md $(BENCH_ARGS)
 
 test: models $(VENV)/.dev-installed ## run the whole test suite (TEST_WORKERS in parallel); the 30 slowest tests last
 	TEST_WORKERS=$(TEST_WORKERS) $(PY) tests/suite.py $(PYTEST_ARGS)

@@ -217,6 +217,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("LABELS", "quality", text, None, "where labels come from: feedback (the /feedback lines in the logs) "
              "or the path of an id,label CSV file; set, the rollout's gate judges accuracy and the mix too (make "
              "outcomes reads feedback when unset)"),
+    Variable("PAIRED", "rollout", flag, True, "with LABELS: before any user moves, replay the stable revision's "
+             "labelled inputs (SHADOW_INPUTS of the last SHADOW_FRESHNESS) to the candidate and roll it back if it is "
+             "worse on them (paired test, half the gate's error budget); 0 leaves the judgement to the live steps"),
     Variable("OUTCOMES_TABLE", "quality", text, None, "on Cloud Run: the BigQuery dataset (project.dataset) a "
              "Cloud Logging sink fills with the service's prediction and feedback lines (default: "
              "<PROJECT>.iris_outcomes, what make outcomes-sink makes); locally the store reads the revisions' logs"),

@@ -4,8 +4,9 @@ The query is written once, in BigQuery's dialect (what runs on Cloud Run, over t
 quality/bigquery.py), and translated by sqlglot into DuckDB's for the local store (quality/local_store.py). Both
 expose the same two relations:
 
-    predictions(service, revision, id, predicted_class, predicted_value, logged, replayed)
-        one row per predicted row; `id` only for an answer that predicted one row (the only kind a label can name);
+    predictions(service, revision, id, inputs, predicted_class, predicted_value, logged, replayed)
+        one row per predicted row; `id` and `inputs` (the row asked, as JSON) only for an answer that predicted one
+        row (the only kind a label can name);
         a classifier's answer in predicted_class, a regressor's in predicted_value; `logged` a timestamp (the partitions' column on BigQuery);
         `replayed` for a tool's own request (a shadow replay, a warm-up: X-Replay), never a user's answer
     labels(service, id, label_class, label_value, logged)
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import datetime
 import functools
+import json
+from dataclasses import dataclass
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -64,8 +67,43 @@ SELECT 'labels', NULL, NULL, NULL, COUNT(*), COUNTIF(l.id IN (SELECT id FROM p W
   NULL, NULL, NULL, NULL, NULL
 FROM l
 """
+# The stable revision's newest labelled answers to users, with the row each answered: what the paired judgement
+# replays to a candidate at 0% (rollout/paired.py). Rows, but at most @limit of them, whatever the traffic.
+LABELLED_ANSWERS = """
+WITH l AS (
+  SELECT id, MAX_BY(label_class, COALESCE(logged, TIMESTAMP '1970-01-01')) AS label_class,
+    MAX_BY(label_value, COALESCE(logged, TIMESTAMP '1970-01-01')) AS label_value
+  FROM {labels} WHERE service = @service AND (logged IS NULL OR logged >= @start) GROUP BY id
+)
+SELECT p.id, p.inputs, p.predicted_class, p.predicted_value, l.label_class,
+  COALESCE(l.label_value, SAFE_CAST(l.label_class AS FLOAT64)) AS label_value
+FROM predictions AS p JOIN l ON p.id = l.id
+WHERE p.service = @service AND p.revision = @revision AND p.logged >= @start AND NOT p.replayed
+  AND p.inputs IS NOT NULL AND (p.predicted_class IS NOT NULL AND l.label_class IS NOT NULL
+    OR p.predicted_value IS NOT NULL AND COALESCE(l.label_value, SAFE_CAST(l.label_class AS FLOAT64)) IS NOT NULL)
+ORDER BY p.logged DESC
+LIMIT {limit}
+"""
+ANSWER_COLUMNS = ("id", "inputs", "predicted_class", "predicted_value", "label_class", "label_value")
 COLUMNS = ("kind", "revision", "predicted_class", "label_class", "predictions", "joinable", "labelled", "error_sum",
            "error_squares", "value_quantiles", "values_count", "delay_quantiles")
+
+
+@dataclass(frozen=True)
+class LabelledAnswer:
+    """One answer a revision gave a user, the row it answered, and the true label that came back for it."""
+
+    id: str
+    row: list[Any]
+    answer: str | float
+    label: str | float
+
+    @classmethod
+    def of(cls, id: str, inputs: str | None, predicted_class: str | None, predicted_value: float | None,
+           label_class: str | None, label_value: float | None) -> "LabelledAnswer":
+        numeric = predicted_class is None
+        return cls(id, json.loads(inputs) if inputs else [], predicted_value if numeric else predicted_class,
+                   label_value if numeric else label_class)
 
 
 def moment(seconds: float) -> datetime.datetime:
@@ -76,7 +114,16 @@ def moment(seconds: float) -> datetime.datetime:
 @functools.cache
 def query(dialect: str, labels: str = "labels") -> str:
     """The query in `dialect` ("bigquery" as written, or "duckdb"), reading labels from the relation `labels`."""
-    text = QUERY.format(labels=labels)
+    return translated(QUERY.format(labels=labels), dialect)
+
+
+@functools.cache
+def labelled_answers(dialect: str, limit: int, labels: str = "labels") -> str:
+    """The replay set's query in `dialect`: at most `limit` rows."""
+    return translated(LABELLED_ANSWERS.format(labels=labels, limit=int(limit)), dialect)
+
+
+def translated(text: str, dialect: str) -> str:
     if dialect == "bigquery":
         return text
     import sqlglot

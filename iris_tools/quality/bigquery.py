@@ -19,7 +19,8 @@ from typing import Any
 
 from iris_tools.cli.failures import ToolError
 from iris_tools.google.gcloud import Gcloud
-from iris_tools.quality.aggregate import COLUMNS, moment, outcomes_of, query
+from iris_tools.quality.aggregate import (ANSWER_COLUMNS, COLUMNS, LabelledAnswer, labelled_answers, moment,
+                                          outcomes_of, query)
 from iris_tools.quality.outcomes import Outcomes, TrueLabel
 
 SINK_TABLE = "run_googleapis_com_stdout"  # where a sink puts Cloud Run's stdout lines
@@ -49,12 +50,15 @@ def views(dataset: str, schema: dict[str, Any]) -> list[str]:
     predicted_class, predicted_value = _answer_columns(schema.get("jsonPayload.predictions"), "answer")
     label_class, label_value = _answer_columns(schema.get("jsonPayload.labels.label"), "given.label")
     replayed = "jsonPayload.replay IS NOT NULL" if "jsonPayload.replay" in schema else "FALSE"
+    inputs = ("IF(jsonPayload.rows = 1 AND ARRAY_LENGTH(jsonPayload.predictions) = 1, "
+              "TO_JSON_STRING(jsonPayload.inputs[SAFE_OFFSET(0)]), NULL)" if "jsonPayload.inputs" in schema
+              else "CAST(NULL AS STRING)")
     service = ("COALESCE(jsonPayload.service, resource.labels.service_name)" if "jsonPayload.service" in schema
                else "resource.labels.service_name")
     statements = [f"""CREATE OR REPLACE VIEW `{dataset}.predictions` AS
 SELECT resource.labels.service_name AS service, resource.labels.revision_name AS revision,
   IF(jsonPayload.rows = 1 AND ARRAY_LENGTH(jsonPayload.predictions) = 1, jsonPayload.request_id, NULL) AS id,
-  {predicted_class} AS predicted_class, {predicted_value} AS predicted_value, timestamp AS logged,
+  {inputs} AS inputs, {predicted_class} AS predicted_class, {predicted_value} AS predicted_value, timestamp AS logged,
   {replayed} AS replayed
 FROM {table}, UNNEST(jsonPayload.predictions) AS answer
 WHERE jsonPayload.kind = 'prediction'"""]
@@ -132,15 +136,30 @@ class BigQueryStore:
         self.client.load_table_from_json(rows, table, job_config=config).result()
         return f"`{table}`"
 
-    def outcomes(self, service: str, start: float, end: float, file_labels: list[TrueLabel] | None = None
-                 ) -> Outcomes:
+    def _relation(self, service: str, file_labels: list[TrueLabel] | None) -> str:
+        self._ensure_views()
+        return "labels" if file_labels is None else self._file_labels(service, file_labels)
+
+    def _run(self, text: str, *parameters: Any) -> Any:
         from google.cloud import bigquery
 
-        self._ensure_views()
-        relation = "labels" if file_labels is None else self._file_labels(service, file_labels)
-        config = bigquery.QueryJobConfig(default_dataset=self.dataset, query_parameters=[
-            bigquery.ScalarQueryParameter("service", "STRING", service),
-            bigquery.ScalarQueryParameter("start", "TIMESTAMP", moment(start)),
-            bigquery.ScalarQueryParameter("end", "TIMESTAMP", moment(end))])
-        rows = self.client.query_and_wait(query("bigquery", relation), job_config=config)
+        config = bigquery.QueryJobConfig(default_dataset=self.dataset, query_parameters=list(parameters))
+        return self.client.query_and_wait(text, job_config=config)
+
+    def outcomes(self, service: str, start: float, end: float, file_labels: list[TrueLabel] | None = None
+                 ) -> Outcomes:
+        from google.cloud.bigquery import ScalarQueryParameter as Parameter
+
+        rows = self._run(query("bigquery", self._relation(service, file_labels)),
+                         Parameter("service", "STRING", service), Parameter("start", "TIMESTAMP", moment(start)),
+                         Parameter("end", "TIMESTAMP", moment(end)))
         return outcomes_of({column: row.get(column) for column in COLUMNS} for row in rows)
+
+    def labelled_answers(self, service: str, revision: str, since: float, limit: int,
+                         file_labels: list[TrueLabel] | None = None) -> list[LabelledAnswer]:
+        from google.cloud.bigquery import ScalarQueryParameter as Parameter
+
+        rows = self._run(labelled_answers("bigquery", limit, self._relation(service, file_labels)),
+                         Parameter("service", "STRING", service), Parameter("revision", "STRING", revision),
+                         Parameter("start", "TIMESTAMP", moment(since)))
+        return [LabelledAnswer.of(*(row.get(column) for column in ANSWER_COLUMNS)) for row in rows]

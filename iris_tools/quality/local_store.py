@@ -24,20 +24,23 @@ from pathlib import Path
 from typing import Any
 
 from iris_tools.cli.failures import ToolError
-from iris_tools.quality.aggregate import COLUMNS, moment, outcomes_of, query
+from iris_tools.quality.aggregate import COLUMNS, LabelledAnswer, labelled_answers, moment, outcomes_of, query
 from iris_tools.quality.outcomes import Outcomes, TrueLabel
 
 CHUNK_BYTES = 64 << 20  # new bytes taken in per transaction
+STORE_FORMAT = 2  # a store of another format is rebuilt from the logs (its tables dropped, every log read again)
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions(service VARCHAR, revision VARCHAR, id VARCHAR, predicted_class VARCHAR,
-                                       predicted_value DOUBLE, logged TIMESTAMPTZ, replayed BOOLEAN);
+CREATE TABLE IF NOT EXISTS predictions(service VARCHAR, revision VARCHAR, id VARCHAR, inputs VARCHAR,
+                                       predicted_class VARCHAR, predicted_value DOUBLE, logged TIMESTAMPTZ,
+                                       replayed BOOLEAN);
 CREATE TABLE IF NOT EXISTS labels(service VARCHAR, id VARCHAR, label_class VARCHAR, label_value DOUBLE,
                                   logged TIMESTAMPTZ);
 CREATE TABLE IF NOT EXISTS positions(device UBIGINT, inode UBIGINT, path VARCHAR, position UBIGINT,
                                      PRIMARY KEY (device, inode));
+CREATE TABLE IF NOT EXISTS store_format(format INTEGER);
 """
 LINE_COLUMNS = ("{'time': 'VARCHAR', 'kind': 'VARCHAR', 'service': 'VARCHAR', 'revision': 'VARCHAR', "
-                "'request_id': 'VARCHAR', 'rows': 'BIGINT', 'predictions': 'JSON[]', "
+                "'request_id': 'VARCHAR', 'rows': 'BIGINT', 'inputs': 'JSON', 'predictions': 'JSON[]', "
                 "'labels': 'STRUCT(id VARCHAR, label JSON)[]', 'replay': 'VARCHAR'}")
 # A line's service: its own field, else the revision's name without Cloud Run's -NNNNN-xxx suffix.
 SERVICE = "COALESCE(service, regexp_extract(revision, '^(.+)-[0-9]{5}-[a-z0-9]{3}$', 1), revision)"
@@ -46,6 +49,7 @@ NUMBER_TYPES = "('DOUBLE', 'BIGINT', 'UBIGINT')"
 TAKE_PREDICTIONS = f"""
 INSERT INTO predictions
 SELECT {SERVICE}, revision, CASE WHEN rows = 1 AND len(predictions) = 1 THEN request_id END,
+       CASE WHEN rows = 1 AND len(predictions) = 1 THEN CAST(json_extract(inputs, '$[0]') AS VARCHAR) END,
        CASE WHEN json_type(answer) = 'VARCHAR' THEN answer ->> '$' END,
        CASE WHEN json_type(answer) IN {NUMBER_TYPES} THEN CAST(answer AS DOUBLE) END,
        {SECONDS}, replay IS NOT NULL
@@ -86,6 +90,12 @@ class LocalStore:
             connection = duckdb.connect(str(self.directory / "store.duckdb"))
             try:
                 connection.execute(SCHEMA)
+                found = connection.execute("SELECT max(format) FROM store_format").fetchone()[0]
+                if found != STORE_FORMAT:
+                    connection.execute("DROP TABLE predictions; DROP TABLE labels; DROP TABLE positions; "
+                                       "DROP TABLE store_format")
+                    connection.execute(SCHEMA)
+                    connection.execute("INSERT INTO store_format VALUES (?)", [STORE_FORMAT])
                 yield connection
             finally:
                 connection.close()
@@ -160,6 +170,22 @@ class LocalStore:
                  ) -> Outcomes:
         """The service's outcomes over [start, end): predictions in it, labels posted since it began (or a LABELS
         file's)."""
+        with self._looked(service, file_labels) as (connection, relation):
+            rows = connection.execute(query("duckdb", relation), {"service": service, "start": moment(start),
+                                                                  "end": moment(end)}).fetchall()
+        return outcomes_of(dict(zip(COLUMNS, row)) for row in rows)
+
+    def labelled_answers(self, service: str, revision: str, since: float, limit: int,
+                         file_labels: list[TrueLabel] | None = None) -> list[LabelledAnswer]:
+        """The revision's newest labelled answers to users since `since`, at most `limit`, newest first."""
+        with self._looked(service, file_labels) as (connection, relation):
+            rows = connection.execute(labelled_answers("duckdb", limit, relation), {
+                "service": service, "revision": revision, "start": moment(since)}).fetchall()
+        return [LabelledAnswer.of(*row) for row in rows]
+
+    @contextlib.contextmanager
+    def _looked(self, service: str, file_labels: list[TrueLabel] | None) -> Iterator[tuple[Any, str]]:
+        """The store with every new line taken in, and the relation labels come from."""
         if not self.log_dir.is_dir():
             raise ToolError(f"no revision has logged here yet ({self.log_dir} does not exist): start the local "
                             f"Cloud Run (make emulator), deploy, and send some traffic")
@@ -169,6 +195,4 @@ class LocalStore:
             if file_labels is not None:
                 relation = "file_labels"
                 self._load(connection, service, file_labels)
-            rows = connection.execute(query("duckdb", relation), {"service": service, "start": moment(start),
-                                                                  "end": moment(end)}).fetchall()
-        return outcomes_of(dict(zip(COLUMNS, row)) for row in rows)
+            yield connection, relation

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from iris_tools.cli.failures import ToolError
 from iris_tools.google.gcloud import Gcloud
+from iris_tools.quality.aggregate import LabelledAnswer
 from iris_tools.quality.outcomes import Outcomes, TrueLabel
 from shared.request_id import MAX_ID_CHARS
 
@@ -22,6 +23,9 @@ from shared.request_id import MAX_ID_CHARS
 class OutcomeStore(Protocol):
     def outcomes(self, service: str, start: float, end: float, file_labels: list[TrueLabel] | None = None
                  ) -> Outcomes: ...
+
+    def labelled_answers(self, service: str, revision: str, since: float, limit: int,
+                         file_labels: list[TrueLabel] | None = None) -> list[LabelledAnswer]: ...
 
 
 def since(freshness: str, now: float) -> float:
@@ -73,3 +77,7 @@ class OutcomeReader:
 
     def outcomes(self, start: float, end: float) -> Outcomes:
         return self.store.outcomes(self.service, start, end, self._file)
+
+    def labelled_answers(self, revision: str, since: float, limit: int) -> list[LabelledAnswer]:
+        """What the paired judgement replays: the revision's newest labelled answers to users."""
+        return self.store.labelled_answers(self.service, revision, since, limit, self._file)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from iris_tools.google.monitoring import Figures
 from iris_tools.local.state import write_atomically
@@ -76,6 +76,13 @@ class StepEnded:
 
 
 @dataclass(frozen=True)
+class PairedJudged:
+    """The paired check at 0% (rollout/paired.py): its verdict, before any user moves."""
+
+    verdict: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Decided:
     """The rollout's end: promoted, rolled back, aborted, stopped, failed, or not rolled out (a shadow refused)."""
 
@@ -86,7 +93,7 @@ class Decided:
     traffic: str | None = None  # after a failure: where traffic was left
 
 
-Event = Said | Started | StepStarted | FiguresRead | FiguresIncomplete | StepEnded | Decided
+Event = Said | Started | StepStarted | FiguresRead | FiguresIncomplete | StepEnded | PairedJudged | Decided
 Emit = Callable[[Event], None]
 
 
@@ -171,6 +178,8 @@ class RecordWriter:
                                      event.at, verdict=event.verdict)
         elif isinstance(event, StepEnded):
             record.steps.append(event.result)
+        elif isinstance(event, PairedJudged):
+            record.paired = event.verdict
         elif isinstance(event, Decided):
             record.decision, record.traffic = event.decision, event.traffic
             if event.verdict is not None:

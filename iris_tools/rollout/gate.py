@@ -44,10 +44,15 @@ class Thresholds:
     min_requests: int = 50
     confidence: float = 0.99
     steps: int = 1  # the rollout's steps: 1 - confidence is spent over them, an equal share each
+    paired: bool = False  # a paired check at 0% comes first (rollout/paired.py): it has half of 1 - confidence
+
+    @property
+    def alpha_paired(self) -> float:
+        return (1.0 - self.confidence) / 2.0
 
     @property
     def alpha_per_step(self) -> float:
-        return (1.0 - self.confidence) / max(1, self.steps)
+        return (1.0 - self.confidence) / (2.0 if self.paired else 1.0) / max(1, self.steps)
 
     def latency_limit(self, stable_p99_ms: float) -> float:
         """The p99 above which a candidate breaches: MAX_LATENCY_RATIO x or + MIN_LATENCY_DELTA_MS over the

@@ -378,6 +378,7 @@ class Record:
     at_percent: int | None = None
     current: Current | None = None
     traffic: str | None = None  # after a failure: where traffic was left
+    paired: dict[str, Any] | None = None  # with LABELS: the paired check at 0% (rollout/paired.py), before any step
 
     WHAT = "rollout record"
 
@@ -388,7 +389,8 @@ class Record:
                 "samples": [sample.to_json() for sample in self.samples], "decision": self.decision,
                 "reason": self.reason, "verdict": None if self.verdict is None else self.verdict.as_json(),
                 "updated": self.updated, "ended": self.ended, "at_step": self.at_step, "at_percent": self.at_percent,
-                "current": None if self.current is None else self.current.to_json(), "traffic": self.traffic}
+                "current": None if self.current is None else self.current.to_json(), "traffic": self.traffic,
+                "paired": self.paired}
 
     @classmethod
     def from_json(cls, document: Any) -> "Record":
@@ -417,7 +419,8 @@ class Record:
                        at_step=_get(document, what, "at_step", int, None),
                        at_percent=_get(document, what, "at_percent", int, None),
                        current=Current.from_json(current) if isinstance(current, dict) else None,
-                       traffic=_get(document, what, "traffic", str, None))
+                       traffic=_get(document, what, "traffic", str, None),
+                       paired=_get(document, what, "paired", dict, None))
         except (TypeError, AttributeError, IndexError) as exc:
             raise RecordError(what, "(a part)", f"has the wrong shape ({exc})") from None
 

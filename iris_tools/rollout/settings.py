@@ -37,6 +37,7 @@ class RolloutSettings:
     shadow_freshness: str = "1h"
     plan_given: bool = False  # STEPS was set, not defaulted: a resume refuses a plan other than its own
     labels: str | None = None  # LABELS: "feedback" or a CSV path; None: the gate judges the server only
+    paired: bool = True  # with LABELS: the paired check at 0% before the first step (rollout/paired.py)
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     label_wait_seconds: float = 30.0
     rollback_window_s: float = 0.0  # after a promotion, the old stable revision is kept warm this long
@@ -56,7 +57,7 @@ class RolloutSettings:
                    force=env["FORCE"], public=env["PUBLIC"], service_account=env["SERVICE_ACCOUNT"],
                    min_agreement=env["MIN_AGREEMENT"], warmup_requests=env["WARMUP_REQUESTS"],
                    shadow_inputs=env["SHADOW_INPUTS"], shadow_freshness=env["SHADOW_FRESHNESS"],
-                   plan_given="STEPS" in env.given, labels=env["LABELS"],
+                   plan_given="STEPS" in env.given, labels=env["LABELS"], paired=env["PAIRED"],
                    quality=QualityThresholds(env["MAX_ACCURACY_DROP"], env["MAX_MIX_SHIFT"], env["MIN_LABELS"],
                                              env["MAX_ERROR_INCREASE"], env["MAX_PREDICTION_SHIFT"]),
                    label_wait_seconds=env["LABEL_WAIT_S"], rollback_window_s=env["ROLLBACK_WINDOW"])

@@ -17,7 +17,8 @@ from pathlib import Path
 from iris_tools.google.api import ApiError
 from iris_tools.google.gcloud import GcloudError
 from iris_tools.google.monitoring import Figures, IncompleteFigures, Monitoring
-from iris_tools.rollout.cloud_run import CloudRunService, Conflict, digest_of, image_of, name_of, ready, retrying
+from iris_tools.rollout.cloud_run import (CloudRunService, Conflict, digest_of, image_of, name_of, ready, retrying,
+                                          tag_urls)
 from iris_tools.cli.failures import EXIT_FAILED, ToolError
 from iris_tools.rollout.errors import EXIT_ROLLED_BACK, RolloutError
 from iris_tools.rollout.events import (
@@ -25,16 +26,18 @@ from iris_tools.rollout.events import (
     Emit,
     FiguresIncomplete,
     FiguresRead,
+    PairedJudged,
     Said,
     Started,
     StepEnded,
     StepStarted,
 )
 from iris_tools.quality.outcomes import RevisionOutcome
-from iris_tools.quality.sources import OutcomeReader
+from iris_tools.quality.sources import OutcomeReader, since
 from iris_tools.rollout.gate import Verdict, judge
 from iris_tools.rollout.quality_gate import QualityVerdict, judge_quality
 from iris_tools.rollout.lock import acquire, held, new_lock, refuse_unreadable
+from iris_tools.rollout.paired import PairedVerdict, paired_check
 from iris_tools.rollout.records import Annotations, Lock, Plan, Record, RolledBack, StepResult, now_text
 from iris_tools.rollout.rollback import check_not_barred
 from iris_tools.rollout.shadow import Shadow
@@ -163,8 +166,10 @@ class Rollout:
 
     def run(self, model: str | None, revision: str | None) -> int:
         candidate = self._candidate(model, revision)
-        # 1 - CONFIDENCE is shared over the steps this rollout walks (a resumed one's own, not STEPS now)
-        self.thresholds = replace(self.settings.thresholds, steps=len(candidate.plan.percents))
+        # 1 - CONFIDENCE is shared over the steps this rollout walks (a resumed one's own, not STEPS now), and with
+        # the paired check at 0% when it comes first
+        paired = self.outcomes is not None and self.settings.paired and not candidate.resume
+        self.thresholds = replace(self.settings.thresholds, steps=len(candidate.plan.percents), paired=paired)
         if self._shadow_refuses(candidate):
             return EXIT_ROLLED_BACK
         lock = acquire(self.service, new_lock(candidate.revision, candidate.stable, candidate.plan, candidate.resume,
@@ -178,6 +183,11 @@ class Rollout:
         try:
             if not candidate.resume:
                 warm_up(self.service, lock.candidate, settings.warmup_requests, self.say)
+            if self.thresholds.paired:
+                judged = self._paired(lock)
+                if judged.decision == "rollback":  # worse on what users asked: it never gets a user
+                    return self._roll_back(lock, Verdict("rollback", [f"paired check at 0%: {r}" for r in
+                                                                      judged.reasons], thresholds=self.thresholds))
             return self._walk(lock)
         except Stopped as stop:  # someone else acted: traffic is theirs now, and is not touched again
             if stop.aborted:
@@ -190,6 +200,21 @@ class Rollout:
             return EXIT_FAILED
         except Exception as exc:  # gcloud, the APIs, a bug: users go back to the stable revision
             return self._fail_safe(lock, exc)
+
+    def _paired(self, lock: Lock) -> PairedVerdict:
+        """The candidate asked the stable revision's labelled inputs, judged on them (rollout/paired.py)."""
+        settings = self.settings
+        url = tag_urls(self.service.describe()).get(lock.candidate)
+        if url is None:
+            verdict = PairedVerdict("skipped", "-", 0, [f"{lock.candidate} has no tag URL to replay to"])
+        else:
+            answers = self.outcomes.labelled_answers(lock.stable, since(settings.shadow_freshness, time.time()),
+                                                     settings.shadow_inputs)
+            verdict = paired_check(answers, url, self.service.gcloud.identity_token() or None,
+                                   settings.quality.min_labels, settings.quality.max_accuracy_drop,
+                                   settings.quality.max_error_increase, self.thresholds.alpha_paired, self.say)
+        self.emit(PairedJudged(verdict.as_json()))
+        return verdict
 
     def _walk(self, lock: Lock) -> int:
         settings = self.settings

@@ -154,7 +154,7 @@ def test_a_worse_regressor_is_rolled_back_on_its_answers_at_its_first_step(emula
     sender.start()
     try:
         result = make_rollout(emulator, "rollout", "MODEL=diabetes_mean", SERVICE="sugar", STEPS="50 100",
-                              LABELS="feedback", MIN_LABELS="20", LABEL_WAIT_S="120")
+                              LABELS="feedback", MIN_LABELS="20", LABEL_WAIT_S="120", PAIRED="0")
     finally:
         stop.set()
         sender.join(timeout=60)

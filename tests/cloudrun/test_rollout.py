@@ -548,7 +548,8 @@ def test_a_healthy_but_wrong_candidate_is_rolled_back_on_its_answers_at_its_firs
     sender = threading.Thread(target=load.run, args=(300,), kwargs={"stop": stop.is_set}, daemon=True)
     sender.start()
     try:
-        result = make(stable, "rollout", "MODEL=wrong", STEPS="50 100", LABELS="feedback", MIN_LABELS="20")
+        result = make(stable, "rollout", "MODEL=wrong", STEPS="50 100", LABELS="feedback", MIN_LABELS="20",
+                      PAIRED="0")  # the live step's judgement (the paired check at 0% has a test of its own)
     finally:
         stop.set()
         sender.join(timeout=60)
@@ -565,6 +566,44 @@ def test_a_healthy_but_wrong_candidate_is_rolled_back_on_its_answers_at_its_firs
     assert looks and all(look["seen"]["labels"] >= look["candidate"]["labelled"] + look["stable"]["labelled"]
                          and look["seen"]["predictions"] >= look["candidate"]["predictions"] for look in looks)
     assert looks[-1]["seen"]["labels"] >= looks[0]["seen"]["labels"] and "(read " in result.stdout
+
+
+def test_a_worse_candidate_is_rolled_back_at_0_percent_on_the_stable_revision_s_labelled_inputs(
+        stable: CloudRunUnderTest) -> None:
+    """With LABELS, before any user moves: the stable revision's labelled answers (a labelled load ran on it) are
+    replayed to the candidate, which is right on far fewer of the same inputs; it is rolled back with no step walked,
+    no user's request ever reached it, and its replays count in no outcome. Broken on purpose (the paired verdict
+    ignored): the rollout walked its first step and users reached the candidate."""
+    from iris_tools.quality.rehearsal import LabelledLoad
+
+    before = next(iter(shares(stable)))
+    url = stable.read()["status"]["url"]
+    load = LabelledLoad(url, rate=60, label_delay_s=0.3, jitter=0.1, seed=5)
+    stop = threading.Event()
+    sender = threading.Thread(target=load.run, args=(300,), kwargs={"stop": stop.is_set}, daemon=True)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 60
+        while load.labels_posted < 150 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        result = make(stable, "rollout", "MODEL=wrong", STEPS="50 100", LABELS="feedback", MIN_LABELS="50")
+    finally:
+        stop.set()
+        sender.join(timeout=60)
+    assert result.returncode != 0 and "ROLLED BACK" in result.stdout, result.stdout + result.stderr
+    record = json.loads((stable.run_dir / "rollout" / "latest.json").read_text())
+    assert record["decision"] == "rolled back" and record["steps"] == [], record.get("reason")
+    paired = record["paired"]
+    assert paired["decision"] == "rollback" and paired["task"] == "classifier" and paired["n"] >= 50, paired
+    assert paired["candidate_accuracy"] < paired["stable_accuracy"] - 0.2 and "McNemar" in paired["reasons"][0]
+    assert record["verdict"]["reasons"][0].startswith("paired check at 0%") and record["thresholds"]["paired"] is True
+    candidate = annotation(stable, "rolled-back")[-1]["revision"]
+    assert shares(stable) == {before: 100} and {a.revision for a in load.answered} == {before}
+    assert load.failures == []
+    report = make(stable, "outcomes")
+    assert report.returncode == 0, report.stderr
+    counted = json.loads((stable.run_dir / "report" / "outcomes.json").read_text())["revisions"]
+    assert candidate not in counted  # its warm-up and its replays are the tools' own: no outcome counts them
 
 
 def test_a_step_whose_labels_never_come_pauses_for_a_person_and_never_promotes_itself(

@@ -1,6 +1,6 @@
 """`make bench-outcomes`: what judging by answers costs at production traffic, on this machine.
 
-    python -m iris_tools.bench.outcomes [--rows 1000000] [--json PATH] [--docs PATH]
+    python -m iris_tools.bench.outcome_costs [--rows 1000000] [--json PATH] [--docs PATH]
 
 Writes, under a temporary RUN_DIR, the logs a local Cloud Run's two revisions would hold after ROWS labelled
 predictions (every answer one row with its id, as the tutorial's GET; labels posted back 100 to a /feedback line),
@@ -132,7 +132,7 @@ def run(rows: int) -> dict[str, float]:
 def markdown(figures: dict[str, float]) -> str:
     return "\n".join([
         "# What judging by answers costs", "",
-        f"Measured by `make bench-outcomes` (iris_tools/bench/outcomes.py) on this machine, one run: "
+        f"Measured by `make bench-outcomes` (iris_tools/bench/outcome_costs.py) on this machine, one run: "
         f"{figures['rows']:,} labelled predictions in two revisions' logs ({figures['logged_mb']:g} MB of lines as "
         f"the handler writes them).", "",
         "| what | seconds | bound |", "|---|---|---|",
@@ -143,7 +143,7 @@ def markdown(figures: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iris_tools.bench.outcomes", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m iris_tools.bench.outcome_costs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--json", type=Path, default=ROOT / ".bench" / "outcomes.json")
