@@ -243,6 +243,10 @@ VARIABLES: tuple[Variable, ...] = (
     # The local Cloud Run
     Variable("RUNTIME", "emulator", choice("process", "docker"), "process", "how revisions and make up run model "
              "versions: processes, or containers of $IMAGE:<model>"),
+    Variable("LOG_MAX_MB", "emulator", number(low=0.01), 64.0, "a revision's log is rotated (renamed <revision>.log.<n>) "
+             "at this size; the outcome store deletes the rotated segments it has read, beyond LOG_KEEP_FILES", "MB"),
+    Variable("LOG_KEEP_FILES", "emulator", whole(0), 4, "rotated segments of a revision's log kept once read (for "
+             "gcloud logging read); a segment not yet read is never deleted"),
     Variable("CLOUDRUN_PORT", "emulator", port, None, "the local Admin API's port (unset: the last one if free, "
              "else a free one)"),
     Variable("CLOUDRUN_HOLD_S", "emulator", number(), 30.0, "how long a request to a revision that is not "

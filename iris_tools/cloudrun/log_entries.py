@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from iris_tools.cloudrun.errors import InvalidArgument
+from iris_tools.cloudrun.log_shipper import segments
 from iris_tools.google.timestamps import parse_timestamp, rfc3339
 
 _TERM = re.compile(r'^\s*([\w.@/-]+)\s*(>=|<=|!=|=|>|<|:)\s*"?(.*?)"?\s*$')
@@ -72,40 +73,50 @@ def _seconds(text: str) -> float:
 def entries(log_dir: Path, revisions: dict[str, str], project: str, region: str) -> Iterator[dict[str, Any]]:
     """Every log entry of every revision (revision -> service), oldest first within a revision."""
     for revision, service in sorted(revisions.items()):
-        path = log_dir / f"{revision}.log"
-        if not path.exists():
-            continue
-        fallback = rfc3339(path.stat().st_mtime)
-        for number, line in enumerate(path.read_text(errors="replace").splitlines()):
-            entry: dict[str, Any] = {
-                "logName": f"projects/{project}/logs/run.googleapis.com%2Fstdout",
-                "resource": {"type": "cloud_run_revision", "labels": {
-                    "project_id": project, "location": region, "service_name": service,
-                    "revision_name": revision, "configuration_name": service}},
-                "insertId": f"{revision}-{number}", "severity": "DEFAULT",
-                "timestamp": fallback,
-            }
+        active = log_dir / f"{revision}.log"
+        for segment, path in [*segments(active), (None, active)]:  # rotated segments, oldest first, then the log
             try:
-                payload = json.loads(line)
-            except ValueError:
-                payload = None
-            if isinstance(payload, dict):
-                entry["severity"] = str(payload.pop("severity", "DEFAULT")).upper()
-                if payload.get("time"):
-                    entry["timestamp"] = payload.pop("time")
-                if isinstance(payload.get("httpRequest"), dict):
-                    entry["httpRequest"] = payload.pop("httpRequest")
-                labels = payload.pop("logging.googleapis.com/labels", None)
-                if isinstance(labels, dict):
-                    entry["labels"] = labels
-                trace = payload.pop("logging.googleapis.com/trace", None)
-                if isinstance(trace, str):
-                    entry["trace"] = trace
-                entry["jsonPayload"] = payload
-            else:
-                entry["textPayload"] = line
-            entry["receiveTimestamp"] = entry["timestamp"]
-            yield entry
+                text = path.read_text(errors="replace")
+                fallback = rfc3339(path.stat().st_mtime)
+            except FileNotFoundError:  # rotated or deleted since it was listed
+                continue
+            prefix = revision if segment is None else f"{revision}.{segment}"
+            yield from _entries(text, fallback, prefix, revision, service, project, region)
+
+
+def _entries(text: str, fallback: str, prefix: str, revision: str, service: str, project: str, region: str
+             ) -> Iterator[dict[str, Any]]:
+    """One file's lines as entries (`prefix`: the file, for each entry's insertId)."""
+    for number, line in enumerate(text.splitlines()):
+        entry: dict[str, Any] = {
+            "logName": f"projects/{project}/logs/run.googleapis.com%2Fstdout",
+            "resource": {"type": "cloud_run_revision", "labels": {
+                "project_id": project, "location": region, "service_name": service,
+                "revision_name": revision, "configuration_name": service}},
+            "insertId": f"{prefix}-{number}", "severity": "DEFAULT",
+            "timestamp": fallback,
+        }
+        try:
+            payload = json.loads(line)
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict):
+            entry["severity"] = str(payload.pop("severity", "DEFAULT")).upper()
+            if payload.get("time"):
+                entry["timestamp"] = payload.pop("time")
+            if isinstance(payload.get("httpRequest"), dict):
+                entry["httpRequest"] = payload.pop("httpRequest")
+            labels = payload.pop("logging.googleapis.com/labels", None)
+            if isinstance(labels, dict):
+                entry["labels"] = labels
+            trace = payload.pop("logging.googleapis.com/trace", None)
+            if isinstance(trace, str):
+                entry["trace"] = trace
+            entry["jsonPayload"] = payload
+        else:
+            entry["textPayload"] = line
+        entry["receiveTimestamp"] = entry["timestamp"]
+        yield entry
 
 
 def list_entries(log_dir: Path, revisions: dict[str, str], project: str, region: str,

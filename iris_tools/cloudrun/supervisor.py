@@ -36,6 +36,7 @@ from iris_tools.cloudrun.digest import ImageNotRunnable
 from iris_tools.cloudrun.resources import DEPLOYING, model_of_image
 from iris_tools.cloudrun.routes import Routes
 from iris_tools.cloudrun.store import Store
+from iris_tools.environment import value
 from iris_tools.local.servers import Server, ServerError, adopt, free_port, port_is_free
 from iris_tools.local.versions import start_version
 
@@ -78,6 +79,7 @@ class Supervisor:
         self.transitions: dict[str, dict[str, list[str]]] = {}  # "services/<name>" -> condition -> [status, time]
         self.startups: list[tuple[float, str, float]] = []  # (time.time(), revision, seconds) of each cold start
         self._next_tick = 0.0
+        self.log_max_bytes = int(value("LOG_MAX_MB") * (1 << 20))  # each revision's log rotates at this size
         self._next_hosts = 0.0
         self._retiring: list[Instance] = []  # out of Envoy, being stopped; still in the state until they are
 
@@ -389,7 +391,7 @@ class Supervisor:
         try:
             server = start_version(plan["model"], plan["host_port"], plan["runtime"], env=plan["environment"],
                                    log=plan["log"], container_name=plan["container"], image=plan["image"],
-                                   as_in_image=True)
+                                   as_in_image=True, log_max_bytes=self.log_max_bytes)
             with self.lock:
                 instance.server = server
                 self._record_instances()

@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -175,12 +176,23 @@ class ProcessServer(Server):
 
     @classmethod
     def start(cls, command: list[str], *, port: int, env: Mapping[str, str] | None = None, cwd: Path | None = None,
-              log: Path | None = None, inherit_env: bool = True, host: str = HOST) -> "ProcessServer":
+              log: Path | None = None, inherit_env: bool = True, host: str = HOST,
+              log_max_bytes: int | None = None) -> "ProcessServer":
+        """`log_max_bytes`: the output goes through a log shipper (iris_tools/cloudrun/log_shipper.py) that rotates
+        `log` at that size; otherwise it is appended to `log` directly."""
         environment = {**(os.environ if inherit_env else {}), **(env or {})}
         output: Any = subprocess.DEVNULL
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
-            output = open(log, "ab")
+            if log_max_bytes:
+                with open(f"{log}.shipper-errors", "ab") as errors:
+                    shipper = subprocess.Popen([sys.executable, "-m", "iris_tools.cloudrun.log_shipper", str(log),
+                                                str(log_max_bytes)], cwd=Path(__file__).resolve().parents[2],
+                                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors,
+                                               start_new_session=True)
+                output = shipper.stdin  # it ends when the process (and all it started) closed its output
+            else:
+                output = open(log, "ab")
         try:
             process = subprocess.Popen(command, cwd=cwd, env=environment, stdin=subprocess.DEVNULL, stdout=output,
                                        stderr=subprocess.STDOUT, start_new_session=True)

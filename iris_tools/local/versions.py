@@ -54,18 +54,18 @@ def start_function(source: Path | str, port: int, *, env: Mapping[str, str] | No
 
 
 def start_as_in_image(source: Path | str, port: int, *, env: Mapping[str, str] | None = None,
-                      log: Path | None = None) -> ProcessServer:
+                      log: Path | None = None, log_max_bytes: int | None = None) -> ProcessServer:
     """The model version as its container image runs it (`python -m shared.server`: gunicorn, JSON log
     lines on stdout, the graceful SIGTERM), as a process on loopback `port`."""
     environment = {"PYTHONUNBUFFERED": "1", "FUNCTION_SOURCE": str(source), "FUNCTION_TARGET": TARGET,
                    "HOST": HOST, **(env or {}), "PORT": str(port)}
     return ProcessServer.start([sys.executable, "-m", "shared.server"], port=port, env=environment, cwd=ROOT,
-                               log=log)
+                               log=log, log_max_bytes=log_max_bytes)
 
 
 def start_version(model: str, port: int, runtime: str = "process", *, env: Mapping[str, str] | None = None,
                   log: Path | None = None, container_name: str | None = None, image: str | None = None,
-                  as_in_image: bool = False) -> Server:
+                  as_in_image: bool = False, log_max_bytes: int | None = None) -> Server:
     """Model version `model` on loopback `port`: a functions-framework process (`as_in_image`: run the way
     its image runs it), or its container image."""
     if runtime == "docker":
@@ -74,5 +74,6 @@ def start_version(model: str, port: int, runtime: str = "process", *, env: Mappi
                                      name=container_name or f"iris_{model}", port=port, env=environment,
                                      container_port=int(environment["PORT"]))
     if as_in_image:
-        return start_as_in_image(FUNCTIONS_DIR / model / "main.py", port, env=env, log=log)
+        return start_as_in_image(FUNCTIONS_DIR / model / "main.py", port, env=env, log=log,
+                                 log_max_bytes=log_max_bytes)
     return start_function(FUNCTIONS_DIR / model / "main.py", port, env=env, log=log)

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from iris_tools.cli.failures import ToolError
+from iris_tools.cloudrun.log_shipper import segments
+from iris_tools.environment import value
 from iris_tools.quality.aggregate import COLUMNS, LabelledAnswer, labelled_answers, moment, outcomes_of, query
 from iris_tools.quality.outcomes import Outcomes, TrueLabel
 
@@ -76,9 +78,10 @@ def log_files(log_dir: Path) -> list[Path]:
 
 
 class LocalStore:
-    def __init__(self, log_dir: Path, directory: Path) -> None:
+    def __init__(self, log_dir: Path, directory: Path, keep_files: int | None = None) -> None:
         self.log_dir = log_dir
         self.directory = directory
+        self.keep_files = value("LOG_KEEP_FILES") if keep_files is None else keep_files
 
     @contextlib.contextmanager
     def _connected(self) -> Iterator[Any]:
@@ -105,6 +108,7 @@ class LocalStore:
         taken = {"bytes": 0, "files": 0}
         known = {(device, inode): position for device, inode, position
                  in connection.execute("SELECT device, inode, position FROM positions").fetchall()}
+        read: dict[Path, tuple[tuple[int, int], bool]] = {}  # each file: its key, and whether read to its end
         for path in log_files(self.log_dir):
             try:
                 handle = open(path, "rb")
@@ -128,7 +132,21 @@ class LocalStore:
                     position += end
                     taken["bytes"] += end
                 taken["files"] += 1
+                read[path] = (key, position >= status.st_size)
+        self._prune(connection, read)
         return taken
+
+    def _prune(self, connection: Any, read: dict[Path, tuple[tuple[int, int], bool]]) -> None:
+        """Rotated segments read to their end, beyond each revision's newest `keep_files`: deleted (they are never
+        written again). A segment not yet read to its end is kept, however many there are."""
+        for path, (key, whole) in read.items():
+            if path.suffix == ".log" or not whole:
+                continue
+            active = path.with_suffix("")
+            newer = [n for n, _ in segments(active) if n > int(path.suffix[1:])]
+            if len(newer) >= self.keep_files:
+                path.unlink(missing_ok=True)
+                connection.execute("DELETE FROM positions WHERE device = ? AND inode = ?", list(key))
 
     def _take(self, connection: Any, data: bytes, key: tuple[int, int], path: str, position: int) -> None:
         chunk = self.directory / "new-lines.ndjson"

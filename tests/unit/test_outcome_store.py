@@ -139,3 +139,46 @@ def test_one_query_text_for_both_targets() -> None:
     assert "APPROX_QUANTILES(predicted_value, 100)" in written and "@service" in written
     assert query("duckdb") == sqlglot.transpile(written, read="bigquery", write="duckdb")[0]
     assert "$service" in query("duckdb") and "APPROX_QUANTILE(" in query("duckdb")
+
+
+def test_shippers_of_one_revision_rotate_its_log_by_size_and_lose_or_split_no_line(tmp_path: Path) -> None:
+    """Three instances' shippers writing one revision's log at once, rotating at 20 kB: every line each sent is in
+    exactly one file, whole, and every rotated segment reached the size before it was renamed."""
+    import subprocess
+    import sys
+
+    from iris_tools.cloudrun.log_shipper import segments
+
+    log = tmp_path / "logs" / "iris-00001-abc.log"
+    shippers = [subprocess.Popen([sys.executable, "-m", "iris_tools.cloudrun.log_shipper", str(log), "20000"],
+                                 stdin=subprocess.PIPE) for _ in range(3)]
+    sent = []
+    for n in range(3000):
+        line = prediction("iris-00001-abc", ["setosa"], T0 + n / 100, f"s{n % 3}-{n}")
+        sent.append(line)
+        shippers[n % 3].stdin.write((line + "\n").encode())
+    for shipper in shippers:
+        shipper.stdin.close()
+        assert shipper.wait(timeout=30) == 0
+    files = [path for _, path in segments(log)] + [log]
+    written = [line for path in files for line in path.read_text().splitlines()]
+    assert sorted(written) == sorted(sent) and len(files) > 5
+    assert all(path.stat().st_size >= 20000 for path in files[:-1])
+
+
+def test_a_look_deletes_the_rotated_segments_it_has_read_beyond_the_newest_few_and_keeps_their_lines_counted(
+        tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    for n in range(1, 6):
+        append(logs, "iris-00001-abc", prediction("iris-00001-abc", ["setosa"], T0 + n, f"id{n}"))
+        (logs / "iris-00001-abc.log").rename(logs / f"iris-00001-abc.log.{n}")
+    append(logs, "iris-00001-abc", prediction("iris-00001-abc", ["setosa"], T0 + 9, "id9"))
+    store = LocalStore(logs, tmp_path / "outcomes", keep_files=2)
+    assert store.outcomes("iris", T0, T0 + 60).revisions["iris-00001-abc"].predictions == 6
+    assert sorted(path.name for path in logs.iterdir() if ".log" in path.name) == [
+        "iris-00001-abc.log", "iris-00001-abc.log.4", "iris-00001-abc.log.5"]
+    (logs / "iris-00001-abc.log").rename(logs / "iris-00001-abc.log.6")  # rotated after it was read once
+    append(logs, "iris-00001-abc", prediction("iris-00001-abc", ["setosa"], T0 + 10, "id10"))
+    assert store.outcomes("iris", T0, T0 + 60).revisions["iris-00001-abc"].predictions == 7  # nothing lost
+    assert sorted(path.name for path in logs.iterdir() if ".log" in path.name) == [
+        "iris-00001-abc.log", "iris-00001-abc.log.5", "iris-00001-abc.log.6"]
