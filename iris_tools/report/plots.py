@@ -107,6 +107,9 @@ def rollout_png(record: Record, path: Path) -> Path:
         if record.decision == "rolled back" and record.steps:
             times.append((record.ended or record.steps[-1].ended or record.started) - record.started)
             shares.append(0 if role == "candidate" else 100)
+        elif not record.steps and record.ended:  # no step walked (rolled back at 0%): the split never moved
+            times.append(max(record.ended - record.started, 1.0))
+            shares.append(shares[-1])
         axes[0].step(times, shares, where="post", color=colour, label=f"{role} {names[role]}")
         points = series[role]
         if not points:
@@ -136,6 +139,15 @@ def rollout_png(record: Record, path: Path) -> Path:
         colour = "#1a9850" if step.verdict == "promote" else "#d73027"
         axes[0].annotate(f"{step.percent}%: {step.verdict}", (begin, 104), fontsize=8, color=colour,
                          xytext=(3, 0), textcoords="offset points", va="bottom")
+    if record.paired:  # the paired check at 0% came first: what it found, before any step
+        paired = record.paired
+        said = (f"0%: paired check {paired['decision']} on {paired['n']} labelled inputs"
+                + (f" (candidate {100 * paired['candidate_accuracy']:.0f}% vs stable "
+                   f"{100 * paired['stable_accuracy']:.0f}%)" if "candidate_accuracy" in paired else
+                   f" (MAE {paired['candidate_mae']:.4g} vs {paired['stable_mae']:.4g})" if "candidate_mae" in paired
+                   else ""))
+        axes[0].annotate(said, (0.01, 108), xycoords=("axes fraction", "data"), fontsize=8, va="bottom",
+                         color="#d73027" if paired["decision"] == "rollback" else "#1a9850")
     decision = record.decision or "interrupted"
     axes[0].legend(loc="center left", fontsize=8)
     axes[-1].set_xlabel("seconds since the rollout started")

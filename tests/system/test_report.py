@@ -4,6 +4,8 @@ pictures checked as drawn (size, not blank, the expected colours)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +145,17 @@ def test_a_rollout_judged_on_its_answers_gets_an_accuracy_panel(tmp_path: Path) 
               "decision": "promoted"}
     png = rollout_png(Record.from_json(record), tmp_path / "rollout.png")
     assert_drawn(png, (900, 1100))
+
+
+def test_a_rollout_rolled_back_by_the_paired_check_says_so_with_no_step(tmp_path: Path) -> None:
+    """Before any user moved: the picture names the paired check and its figures, in the rollback's red."""
+    paired = {"decision": "rollback", "task": "classifier", "n": 300, "reasons": ["..."], "stable_accuracy": 0.81,
+              "candidate_accuracy": 0.34}
+    record = {"id": "r1", "service": "iris", "target": "local", "candidate": "iris-00002-new",
+              "stable": "iris-00001-old", "plan": [50, 100], "started": 1000.0, "ended": 1004.0, "steps": [],
+              "samples": [], "decision": "rolled back", "paired": paired}
+    png = rollout_png(Record.from_json(record), tmp_path / "rollout.png")
+    assert_drawn(png, (900, 800))
+    assert colour_share(png, "#d73027", tolerance=0.05) > 0.0005
+    if os.environ.get("REPORT_PICTURES"):
+        shutil.copy(png, Path(os.environ["REPORT_PICTURES"]) / "rollout-paired.png")
