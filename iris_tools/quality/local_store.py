@@ -90,7 +90,12 @@ class LocalStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / "store.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            connection = duckdb.connect(str(self.directory / "store.duckdb"))
+            try:
+                connection = duckdb.connect(str(self.directory / "store.duckdb"))
+            except duckdb.Error as exc:
+                raise ToolError(f"the outcome store {self.directory / 'store.duckdb'} cannot be opened ({exc}); "
+                                f"move it aside and the next look rebuilds it from the logs (rotated segments "
+                                f"already read and deleted are not in them)") from None
             try:
                 connection.execute(SCHEMA)
                 found = connection.execute("SELECT max(format) FROM store_format").fetchone()[0]

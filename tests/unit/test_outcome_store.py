@@ -182,3 +182,16 @@ def test_a_look_deletes_the_rotated_segments_it_has_read_beyond_the_newest_few_a
     assert store.outcomes("iris", T0, T0 + 60).revisions["iris-00001-abc"].predictions == 7  # nothing lost
     assert sorted(path.name for path in logs.iterdir() if ".log" in path.name) == [
         "iris-00001-abc.log", "iris-00001-abc.log.5", "iris-00001-abc.log.6"]
+
+
+def test_a_store_that_cannot_be_opened_is_refused_naming_it_and_the_logs_are_left_alone(store: LocalStore) -> None:
+    from iris_tools.cli.failures import ToolError
+
+    append(store.log_dir, "iris-00001-abc", prediction("iris-00001-abc", ["setosa"], T0 + 1, "a"))
+    store.directory.mkdir(parents=True)
+    (store.directory / "store.duckdb").write_text("not a database")
+    with pytest.raises(ToolError, match="store.duckdb cannot be opened"):
+        store.outcomes("iris", T0, T0 + 60)
+    assert (store.log_dir / "iris-00001-abc.log").read_text().count("\n") == 1
+    (store.directory / "store.duckdb").unlink()
+    assert store.outcomes("iris", T0, T0 + 60).revisions["iris-00001-abc"].predictions == 1
