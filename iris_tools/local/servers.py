@@ -185,12 +185,7 @@ class ProcessServer(Server):
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
             if log_max_bytes:
-                with open(f"{log}.shipper-errors", "ab") as errors:
-                    shipper = subprocess.Popen([sys.executable, "-m", "iris_tools.cloudrun.log_shipper", str(log),
-                                                str(log_max_bytes)], cwd=Path(__file__).resolve().parents[2],
-                                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors,
-                                               start_new_session=True)
-                output = shipper.stdin  # it ends when the process (and all it started) closed its output
+                output = log_shipper(log, log_max_bytes)  # it ends when the process (and all it started) closed it
             else:
                 output = open(log, "ab")
         try:
@@ -257,6 +252,16 @@ class ProcessServer(Server):
         return f"process group {self.pgid} (port {self.port})"
 
 
+def log_shipper(log: Path, max_bytes: int) -> Any:
+    """A log shipper (iris_tools/cloudrun/log_shipper.py) writing `log`, rotated at `max_bytes`: the pipe to write
+    its input to (close it once a writer has it)."""
+    with open(f"{log}.shipper-errors", "ab") as errors:
+        shipper = subprocess.Popen([sys.executable, "-m", "iris_tools.cloudrun.log_shipper", str(log), str(max_bytes)],
+                                   cwd=Path(__file__).resolve().parents[2], stdin=subprocess.PIPE,
+                                   stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
+    return shipper.stdin
+
+
 class ContainerServer(Server):
     """A `docker run -d` container with its port published on loopback."""
 
@@ -270,7 +275,10 @@ class ContainerServer(Server):
     @classmethod
     def start(cls, image: str, *, name: str, port: int, env: Mapping[str, str] | None = None,
               container_port: int = 8080, host: str = HOST, docker: str = DOCKER,
-              extra_args: list[str] | None = None) -> "ContainerServer":
+              extra_args: list[str] | None = None, log: Path | None = None,
+              log_max_bytes: int | None = None) -> "ContainerServer":
+        """`log`: the container's output (`docker logs --follow`, stdout and stderr) goes through a log shipper into
+        it, rotated at `log_max_bytes`, as a process's does; the follower ends when the container is removed."""
         command = [docker, "run", "-d", "--name", name, "-p", f"{host}:{port}:{container_port}"]
         for key, value in (env or {}).items():
             command += ["-e", f"{key}={value}"]
@@ -286,6 +294,16 @@ class ContainerServer(Server):
             raise ServerError(f"docker run {image} failed{hint}: {result.stderr.strip()}")
         server = cls(name, port, host, docker)
         reaper.register(server.record())
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            output = log_shipper(log, log_max_bytes or 1 << 40)
+            try:
+                subprocess.Popen([docker, "logs", "--follow", name], stdin=subprocess.DEVNULL, stdout=output,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+            except OSError:
+                pass  # no follower: the container serves, its lines are not collected (docker logs still has them)
+            finally:
+                output.close()
         return server
 
     @classmethod

@@ -72,7 +72,7 @@ def start_version(model: str, port: int, runtime: str = "process", *, env: Mappi
         environment = {"PORT": str(CONTAINER_PORT), **(env or {})}
         return ContainerServer.start(image or f"{value('IMAGE')}:{model}",
                                      name=container_name or f"iris_{model}", port=port, env=environment,
-                                     container_port=int(environment["PORT"]))
+                                     container_port=int(environment["PORT"]), log=log, log_max_bytes=log_max_bytes)
     if as_in_image:
         return start_as_in_image(FUNCTIONS_DIR / model / "main.py", port, env=env, log=log,
                                  log_max_bytes=log_max_bytes)

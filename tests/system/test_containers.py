@@ -198,6 +198,14 @@ def test_the_local_cloud_run_runs_revisions_as_containers_with_runtime_docker(im
         assert requests.get(service["status"]["url"] + "/metadata", timeout=10).json()["limits"]["max_batch_rows"] == 7
         tagged = requests.get(candidate["url"] + "/?length=5.8&width=3.4", timeout=10)
         assert (tagged.json()["predicted_class"], tagged.headers["X-Revision"]) == ("setosa", candidate["revisionName"])
+        # The containers' lines reach the revisions' logs, as a process's do: outcomes and `gcloud logging read`
+        # work under docker too. Broken on purpose (no log follower): the log never appeared.
+        wanted = f'"request_id":"{answer.headers["X-Request-Id"]}"'
+        log = cloud_run.run_dir / "cloudrun" / "logs" / f"{svc}.log"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (log.exists() and wanted in log.read_text()):
+            time.sleep(0.2)
+        assert log.exists() and wanted in log.read_text() and '"kind":"prediction"' in log.read_text()
         instance = cloud_run.state()["instance_id"]
         containers = {name: [i["name"] for i in r["instances"]] for name, r in cloud_run.state()["revisions"].items()}
         assert set(containers) == {svc, candidate["revisionName"]} and all(len(c) == 1 for c in containers.values())
