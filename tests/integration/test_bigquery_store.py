@@ -41,6 +41,7 @@ class FakeBigQuery:
         import duckdb
 
         self.sent: list[dict] = []
+        self.datasets: dict[str, dict] = {}  # datasetId -> its resource, as datasets.insert / patch left it
         self.db = duckdb.connect()
         path = tmp_path / "lines.ndjson"
         path.write_text("\n".join(lines) + "\n")
@@ -113,8 +114,25 @@ def fake(tmp_path: Path) -> Iterator[tuple[str, FakeBigQuery]]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _dataset(self) -> str | None:
+            parts = self.path.split("?")[0].rstrip("/").split("/")
+            return parts[-1] if len(parts) >= 2 and parts[-2] == "datasets" else None
+
+        def do_PATCH(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            name = self._dataset()
+            service.datasets[name].update(body)
+            self._send(200, service.datasets[name])
+
         def do_GET(self) -> None:
-            if self.path.split("?")[0].endswith(f"/tables/{SINK_TABLE}"):
+            name = self._dataset()
+            if name is not None:
+                if name in service.datasets:
+                    self._send(200, service.datasets[name])
+                else:
+                    self._send(404, {"error": {"code": 404, "message": f"Not found: Dataset p:{name}",
+                                               "status": "NOT_FOUND"}})
+            elif self.path.split("?")[0].endswith(f"/tables/{SINK_TABLE}"):
                 self._send(200, {"kind": "bigquery#table", "tableReference": {
                     "projectId": "p", "datasetId": "d", "tableId": SINK_TABLE}, "schema": {"fields": SINK_SCHEMA}})
             else:
@@ -122,6 +140,14 @@ def fake(tmp_path: Path) -> Iterator[tuple[str, FakeBigQuery]]:
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path.split("?")[0].endswith("/datasets"):
+                name = body["datasetReference"]["datasetId"]
+                if name in service.datasets:
+                    self._send(409, {"error": {"code": 409, "message": "Already Exists", "status": "ALREADY_EXISTS"}})
+                    return
+                service.datasets[name] = {**body, "id": f"p:{name}", "etag": "1", "access": []}
+                self._send(200, service.datasets[name])
+                return
             self._send(200, service.run(body))
 
         def log_message(self, *args: object) -> None:
@@ -158,3 +184,53 @@ def test_the_bigquery_store_sends_the_one_query_and_reads_what_the_local_store_r
     again.outcomes("iris", T0, T0 + 60)
     again.outcomes("iris", T0, T0 + 60)
     assert sum("CREATE OR REPLACE VIEW" in body["query"] for body in service.sent) == 4  # once per store, not per look
+
+
+class RecordingGcloud:
+    """gcloud as create_sink uses it, on Cloud Run: its commands recorded, the sink's writer identity described."""
+
+    target, project, region = "cloudrun", "p", "us-central1"
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.commands: list[tuple[str, ...]] = []
+
+    def property(self, name: str) -> str | None:
+        return f"{self.endpoint}/bigquery/v2/" if name == "api_endpoint_overrides/bigquery" else None
+
+    def access_token(self) -> str:
+        return "token"
+
+    def run(self, *args: str) -> str:
+        from iris_tools.google.gcloud import GcloudError
+
+        if args[:3] == ("logging", "sinks", "create") and any(c[:3] == args[:3] for c in self.commands):
+            raise GcloudError(f"ERROR: (gcloud.logging.sinks.create) Sink {args[3]} already exists")
+        self.commands.append(args)
+        return ""
+
+    def json(self, *args: str) -> dict:
+        self.commands.append(args)
+        return {"name": args[-1], "writerIdentity": "serviceAccount:sink-123@gcp-sa-logging.iam.gserviceaccount.com"}
+
+
+def test_make_outcomes_sink_makes_the_dataset_the_sink_and_the_writer_s_grant_on_the_dataset_alone(fake) -> None:
+    from iris_tools.quality.sink import create_sink
+
+    url, service = fake
+    gcloud = RecordingGcloud(url)
+    said: list[str] = []
+    assert create_sink(gcloud, "churn", "p.outcomes", "us-central1", said.append) == "churn-outcomes"
+    create, describe = gcloud.commands
+    assert create[:5] == ("logging", "sinks", "create", "churn-outcomes",
+                          "bigquery.googleapis.com/projects/p/datasets/outcomes")
+    assert '--log-filter=resource.type="cloud_run_revision" AND resource.labels.service_name="churn"' in create[5]
+    assert 'jsonPayload.kind="feedback"' in create[5] and create[6] == "--use-partitioned-tables"
+    assert describe == ("logging", "sinks", "describe", "churn-outcomes")
+    dataset = service.datasets["outcomes"]
+    assert dataset["location"] == "us-central1"
+    assert {"role": "WRITER", "userByEmail": "sink-123@gcp-sa-logging.iam.gserviceaccount.com"} in dataset["access"]
+    assert any("roles/bigquery.dataEditor" in line for line in said)
+    create_sink(gcloud, "churn", "p.outcomes", "us-central1", said.append)  # again: updated, the same one grant
+    assert gcloud.commands[2][:4] == ("logging", "sinks", "update", "churn-outcomes")
+    assert len([a for a in service.datasets["outcomes"]["access"] if a.get("role") == "WRITER"]) == 1
