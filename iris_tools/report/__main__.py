@@ -16,7 +16,6 @@ with agreement and accuracy for a classifier, the paired difference and mean abs
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 from iris_tools.environment import value
 from iris_tools.local.comparison import RunError, get_json, parse_urls
 from iris_tools.report.compare import compare, markdown
-from iris_tools.report.data import CsvError, from_csv, grid, iris
+from iris_tools.report.data import CsvError, csv_records, from_csv, grid, iris, iris_columns
 from iris_tools.report.plots import compare_png, rollout_png
 from iris_tools.report.tabular import compare_rows, fits, markdown_rows, rows_from_csv
 from iris_tools.rollout.records import Record, RecordError
@@ -62,14 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         groups = describe(parse_urls(args.url) or running_targets())
         iris_versions = groups.pop(IRIS_FEATURES, [])
-        columns = csv_columns(args.csv) if args.csv else set()
+        columns = set(csv_records(args.csv)[0]) if args.csv else set()
         used_csv = False
         args.out.mkdir(parents=True, exist_ok=True)
         if len(iris_versions) == 1 and groups:
             print(f"{iris_versions[0][0]}: the only iris version running; a comparison needs two")
         elif iris_versions or not groups:
-            with_csv = bool(args.csv) and (not groups or {"length", "width"} <= columns
-                                           or {"sepal_length", "sepal_width"} <= columns)
+            with_csv = bool(args.csv) and (not groups or iris_columns(columns) is not None)
             used_csv = with_csv
             written += iris_report(iris_versions, args, with_csv)
         for members in groups.values():
@@ -130,14 +128,6 @@ def said(report: dict) -> None:
         score = figures.get("accuracy", figures.get("mean_absolute_error"))
         if score is not None:
             print(f"{version}: {'accuracy' if 'accuracy' in figures else 'mean absolute error'} {score:.6g}")
-
-
-def csv_columns(path: Path) -> set[str]:
-    try:
-        with open(path, newline="") as handle:
-            return set(next(csv.reader(handle), []))
-    except OSError as exc:
-        raise CsvError(f"CSV {path}: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -38,8 +38,8 @@ class CsvError(Exception):
     pass
 
 
-def from_csv(path: Path) -> Points:
-    """A CSV with columns length and width (or sepal_length, sepal_width) and, optionally, label."""
+def csv_records(path: Path) -> list[dict[str, str]]:
+    """A CSV's rows by its header's names; CsvError when it cannot be read or has no rows."""
     try:
         with open(path, newline="") as handle:
             rows = list(csv.DictReader(handle))
@@ -47,9 +47,20 @@ def from_csv(path: Path) -> Points:
         raise CsvError(f"CSV {path}: {exc}") from None
     if not rows:
         raise CsvError(f"CSV {path}: no rows")
+    return rows
+
+
+def iris_columns(columns: set[str]) -> tuple[str, str] | None:
+    """The columns that hold the iris features: length,width or sepal_length,sepal_width (None: neither)."""
+    return next(((a, b) for a, b in (("length", "width"), ("sepal_length", "sepal_width")) if {a, b} <= columns),
+                None)
+
+
+def from_csv(path: Path) -> Points:
+    """A CSV with columns length and width (or sepal_length, sepal_width) and, optionally, label."""
+    rows = csv_records(path)
     columns = set(rows[0])
-    names = next(((a, b) for a, b in (("length", "width"), ("sepal_length", "sepal_width")) if {a, b} <= columns),
-                 None)
+    names = iris_columns(columns)
     if names is None:
         raise CsvError(f"CSV {path}: needs columns length,width (or sepal_length,sepal_width); has {sorted(columns)}")
     X = np.empty((len(rows), 2))

@@ -13,7 +13,6 @@ by the mean absolute error against the labels.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import math
 import urllib.parse
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from iris_tools.report.compare import confusion, latency, post_json
-from iris_tools.report.data import CsvError
+from iris_tools.report.data import CsvError, csv_records
 from shared.artifact import REGRESSOR, STRING, Feature
 
 LISTED_DIFFERENCES = 200
@@ -43,13 +42,7 @@ def fits(columns: set[str], features: list[Feature]) -> bool:
 def rows_from_csv(path: Path, features: list[Feature], task: str) -> Rows:
     """A CSV with a column per feature (its name or alias) and, optionally, `label` (a class, or a regressor's
     number). A number column's values must be finite numbers; a line that is not is refused naming it."""
-    try:
-        with open(path, newline="") as handle:
-            records = list(csv.DictReader(handle))
-    except OSError as exc:
-        raise CsvError(f"CSV {path}: {exc}") from None
-    if not records:
-        raise CsvError(f"CSV {path}: no rows")
+    records = csv_records(path)
     columns = set(records[0])
     if not fits(columns, features):
         raise CsvError(f"CSV {path}: needs columns {','.join(f.name for f in features)}; has {sorted(columns)}")
