@@ -15,13 +15,12 @@ import argparse
 import json
 import os
 import sys
-import time
 from functools import partial
 
 from iris_tools import environment
 from iris_tools.google.gcloud import Gcloud
 from iris_tools.google.monitoring import Monitoring
-from iris_tools.quality.sources import OutcomeReader, since, store_for
+from iris_tools.quality.sources import OutcomeReader, store_for
 from iris_tools.rollout.paired import paired_check
 from iris_tools.local.state import write_atomically
 from iris_tools.rollout.cloud_run import CloudRunService
@@ -80,13 +79,9 @@ def main(argv: list[str] | None = None) -> int:
             if settings.labels:  # and judged on the labelled inputs, as the rollout's paired check at 0% judges
                 reader = OutcomeReader(store_for(gcloud, run_dir, env["OUTCOMES_TABLE"]), settings.service,
                                        settings.labels)
-                answers = reader.labelled_answers(report["stable"], since(settings.shadow_freshness, time.time()),
-                                                  settings.shadow_inputs)
-                quality = settings.quality
-                report["paired"] = paired_check(answers, report["candidate_url"], gcloud.identity_token() or None,
-                                                quality.min_labels, quality.max_accuracy_drop,
-                                                quality.max_error_increase, settings.thresholds.alpha_paired,
-                                                say).as_json()
+                report["paired"] = paired_check(reader, report["stable"], report["candidate_url"],
+                                                gcloud.identity_token() or None, settings,
+                                                settings.thresholds.alpha_paired, say).as_json()
                 write_atomically(path, json.dumps(report, indent=1))
             return 0
         monitoring = Monitoring.from_gcloud(gcloud)

@@ -24,6 +24,7 @@ so and leaves the judgement to the live steps. tests/unit/test_paired_simulation
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,7 +34,9 @@ from scipy.stats import norm
 
 from iris_tools.quality.aggregate import LabelledAnswer
 from iris_tools.quality.outcomes import is_number
+from iris_tools.quality.sources import OutcomeReader, since
 from iris_tools.rollout.invoke import ask
+from iris_tools.rollout.settings import RolloutSettings
 
 LOOKS = 3
 
@@ -149,10 +152,13 @@ def judge_replies(answered: Sequence[tuple[LabelledAnswer, Any]], accuracy_drop:
     return judge_classes([(a.answer == a.label, reply == a.label) for a, reply in answered], accuracy_drop, alpha)
 
 
-def paired_check(answers: Sequence[LabelledAnswer], url: str, token: str | None, min_labels: int,
-                 accuracy_drop: float, error_increase: float, alpha: float, say: Callable[[str], None]
-                 ) -> PairedVerdict:
-    """Replay and judge; skipped (saying why) with fewer than `min_labels` labelled answers to replay."""
+def paired_check(reader: OutcomeReader, stable: str, url: str, token: str | None, settings: RolloutSettings,
+                 alpha: float, say: Callable[[str], None]) -> PairedVerdict:
+    """The stable revision's labelled answers (SHADOW_INPUTS of the last SHADOW_FRESHNESS) replayed to the candidate
+    at `url` and judged, within `alpha`; skipped (saying why) with fewer than MIN_LABELS of them."""
+    answers = reader.labelled_answers(stable, since(settings.shadow_freshness, time.time()), settings.shadow_inputs)
+    quality = settings.quality
+    min_labels, accuracy_drop, error_increase = quality.min_labels, quality.max_accuracy_drop, quality.max_error_increase
     if len(answers) < min_labels:
         verdict = PairedVerdict("skipped", "-", len(answers), [
             f"only {len(answers)} labelled answers of the stable revision to replay (MIN_LABELS {min_labels}): the "

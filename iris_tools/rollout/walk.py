@@ -33,7 +33,7 @@ from iris_tools.rollout.events import (
     StepStarted,
 )
 from iris_tools.quality.outcomes import RevisionOutcome
-from iris_tools.quality.sources import OutcomeReader, since
+from iris_tools.quality.sources import OutcomeReader
 from iris_tools.rollout.gate import Verdict, judge
 from iris_tools.rollout.quality_gate import QualityVerdict, judge_quality
 from iris_tools.rollout.lock import acquire, held, new_lock, refuse_unreadable
@@ -203,16 +203,12 @@ class Rollout:
 
     def _paired(self, lock: Lock) -> PairedVerdict:
         """The candidate asked the stable revision's labelled inputs, judged on them (rollout/paired.py)."""
-        settings = self.settings
         url = tag_urls(self.service.describe()).get(lock.candidate)
         if url is None:
             verdict = PairedVerdict("skipped", "-", 0, [f"{lock.candidate} has no tag URL to replay to"])
         else:
-            answers = self.outcomes.labelled_answers(lock.stable, since(settings.shadow_freshness, time.time()),
-                                                     settings.shadow_inputs)
-            verdict = paired_check(answers, url, self.service.gcloud.identity_token() or None,
-                                   settings.quality.min_labels, settings.quality.max_accuracy_drop,
-                                   settings.quality.max_error_increase, self.thresholds.alpha_paired, self.say)
+            verdict = paired_check(self.outcomes, lock.stable, url, self.service.gcloud.identity_token() or None,
+                                   self.settings, self.thresholds.alpha_paired, self.say)
         self.emit(PairedJudged(verdict.as_json()))
         return verdict
 
