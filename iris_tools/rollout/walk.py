@@ -350,8 +350,9 @@ class Rollout:
         """Wait out the step; judge as figures arrive. The judged window is [the step's start + the figures'
         resolution, now - the monitoring delay]: nothing from before the step (the warm-up, a shadow replay, the
         step before) is counted, and the step lasts until it has STEP_SECONDS of judged time. Each poll also checks
-        the rollout still holds the service. At 100% the stable revision serves nothing: the candidate is judged
-        against the stable figures of the step before."""
+        the rollout still holds the service. At 100% the stable revision serves nothing: the candidate, now carrying
+        every user, is judged against the stable revision's figures over the whole rollout (from its start, when
+        the stable revision carried every user), not against the step before's, taken under a lighter load."""
         settings, thresholds = self.settings, self.thresholds
         judged_start = started + settings.resolution_seconds
         window_end = judged_start + settings.delay_seconds + settings.step_seconds
@@ -366,6 +367,9 @@ class Rollout:
             try:
                 figures = (self.monitoring.figures(settings.service, judged_start, judged_end)
                            if judged_end > judged_start else {})
+                mine, theirs = figures.get(lock.candidate, Figures()), figures.get(lock.stable, Figures())
+                reference = theirs if theirs.requests or not mine.requests else \
+                    self._stable_over_rollout(lock, judged_end, previous_stable)
             except IncompleteFigures as exc:  # partial figures: hold, never judge (let alone promote) on them
                 self.emit(FiguresIncomplete(index, lock.plan, percent, str(exc)))
                 if now < hold_end:
@@ -373,8 +377,6 @@ class Rollout:
                 return Verdict("rollback", [f"figures still incomplete after holding {settings.max_hold_seconds:g} s "
                                             f"(MAX_HOLD_SECONDS): {exc}"], thresholds=thresholds,
                                insufficient=True), stable_outcome
-            mine, theirs = figures.get(lock.candidate, Figures()), figures.get(lock.stable, Figures())
-            reference = theirs if theirs.requests else previous_stable
             verdict = judge(mine, reference, thresholds, candidate_ready=True)
             quality, stable_outcome = self._quality(lock, judged_start, judged_end, previous_outcome)
             verdict.quality = quality.as_json() if quality else None
@@ -405,6 +407,13 @@ class Rollout:
                 verdict.reasons.append(f"still not judged after holding {settings.max_hold_seconds:g} s "
                                        f"(MAX_HOLD_SECONDS)")
                 return verdict, stable_outcome
+
+    def _stable_over_rollout(self, lock: Lock, end: float, previous_stable: Figures) -> Figures:
+        """The stable revision's figures from the rollout's start to `end`: its latency under the load it carried,
+        mostly every user's or nearly (the candidate at 100% carries them all, and one instance's p99 grows with its
+        load). The step before's when Monitoring has none."""
+        over = self.monitoring.figures(self.settings.service, lock.started, end).get(lock.stable, Figures())
+        return over if over.requests else previous_stable
 
     # ------------------------------------------------------------ going back
 

@@ -528,7 +528,7 @@ def test_the_gate_judges_figures_shaped_as_cloud_run_sends_them(tmp_path: Path, 
         with Load(emulator.read()["status"]["url"]):
             result = make(emulator, "rollout", f"MODEL={model}", MONITORING_DELAY_S="5", METRIC_RESOLUTION_S="2")
         record = json.loads((emulator.run_dir / "rollout" / "latest.json").read_text())
-        assert record["decision"] == decision, result.stdout + result.stderr
+        assert record["decision"] == decision, f"{record['reason']}\n{result.stdout[-3000:]}{result.stderr}"
         if decision == "rolled back":
             assert len(record["steps"]) == 1 and "5xx rate" in record["verdict"]["reasons"][0]
     finally:
