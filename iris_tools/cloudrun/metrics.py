@@ -97,6 +97,7 @@ class Sampler:
         self.thread = threading.Thread(target=self._run, name="metrics-sampler", daemon=True)
         self._last_raw: dict[str, Reading] = {}
         self._carried: dict[str, Reading] = {}
+        self._counted_at: dict[str, float] = {}  # revision -> when Envoy last had its counters
 
     def start(self) -> None:
         self.sample()
@@ -118,6 +119,11 @@ class Sampler:
         counts = self.instances()
         with self.lock:
             kept = {name: self._continued(name, raw) for name, raw in readings.items()}
+            self._counted_at.update((name, at) for name in readings)
+            if self.history:  # a revision whose cluster is gone (no traffic) keeps its counts, as Monitoring keeps
+                for name, reading in self.history[-1][1].items():  # its points: a window over its last requests
+                    if name not in kept and self._counted_at.get(name, -KEEP_S) >= at - KEEP_S:  # still has them
+                        kept[name] = replace(reading, at=at, instances={})
             for name, states in counts.items():
                 kept[name] = replace(kept.get(name) or Reading(at), instances=dict(states))
             self.history.append((at, kept))

@@ -99,6 +99,30 @@ def test_a_window_reports_what_happened_inside_it_in_cloud_monitorings_shape(mon
     assert percentile({"bucketCounts": []}, 0.5) is None
 
 
+def test_a_revision_whose_cluster_went_away_keeps_the_requests_it_served(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A revision given 0% loses its Envoy cluster, and its counters with it; as Cloud Monitoring keeps its points, a
+    window over its last requests still has them (a rollout's 100% step judges against the stable revision's figures
+    over the rollout). Broken on purpose (a revision only as long as Envoy counts it): it had no figures at all."""
+    monkeypatch.setattr(metrics, "LATENCY_BUCKETS_MS", [0.5, 1])
+    other = PROMETHEUS.replace("iris-00001-abc", "iris-00002-def").replace("envoy_server_live{} 1\n", "")
+    texts = iter([PROMETHEUS % (0, 0, 0, 0, 0, 0, 0) + other % (0, 0, 0, 0, 0, 0, 0),
+                  PROMETHEUS % (50, 0, 40, 50, 50, 30, 50) + other % (10, 0, 10, 10, 10, 5, 10),
+                  other % (30, 0, 30, 30, 30, 15, 30), other % (40, 0, 40, 40, 40, 20, 40)])
+    clock = iter([100.0, 110.0, 120.0, 130.0])
+    monkeypatch.setattr(metrics.time, "time", lambda: next(clock))
+    sampler = Sampler(lambda: next(texts))
+    for _ in range(4):
+        sampler.sample()
+    service_of = {"iris-00001-abc": "iris", "iris-00002-def": "iris"}
+    counts = time_series(sampler, REQUEST_COUNT, 100.0, 130.0, service_of, "p", "r")
+    assert {s["resource"]["labels"]["revision_name"]: int(s["points"][0]["value"]["int64Value"]) for s in counts} == {
+        "iris-00001-abc": 50, "iris-00002-def": 40}
+    latency = time_series(sampler, REQUEST_LATENCIES, 100.0, 130.0, service_of, "p", "r")
+    assert {s["resource"]["labels"]["revision_name"] for s in latency} == {"iris-00001-abc", "iris-00002-def"}
+    assert time_series(sampler, REQUEST_COUNT, 120.0, 130.0, service_of, "p", "r")[0]["resource"]["labels"][
+        "revision_name"] == "iris-00002-def"  # nothing new from the revision gone: no series
+
+
 def test_an_atomic_write_that_fails_leaves_the_old_file_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "state.json"
     write_atomically(path, json.dumps({"version": 1}))
