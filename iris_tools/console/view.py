@@ -134,7 +134,7 @@ class View:
                 "index": lock.step, "text": lock.step_text(), "host": lock.host, "pid": lock.pid,
                 "started": lock.started, "updated": lock.updated, "promoted": lock.promoted,
                 "current": _current(current), "thresholds": asdict(record.thresholds) if record else None,
-                "quality_timeline": _quality_timeline(record)}
+                "quality_timeline": _quality_timeline(record), "paired": _paired(record)}
 
     def _records(self, service: str) -> list[dict[str, Any]]:
         """This machine's last RECORDS_SHOWN rollout records of `service`, newest first."""
@@ -149,7 +149,8 @@ class View:
             found.append({"file": path.name, "candidate": record.candidate, "stable": record.stable,
                           "decision": record.decision or "running or interrupted", "started": record.started,
                           "ended": record.ended, "reason": record.reason_text(),
-                          "steps": [{"percent": s.percent, "verdict": s.verdict} for s in record.steps]})
+                          "steps": [{"percent": s.percent, "verdict": s.verdict} for s in record.steps],
+                          "paired": _paired(record)})
         return found
 
     def _shadow(self, service: str) -> dict[str, Any] | None:
@@ -195,6 +196,17 @@ def _quality_timeline(record: Record | None) -> dict[str, list[list[float | int 
                 side = sample.quality.get(role) or {}
                 found.setdefault(name, []).append([sample.at, side.get("accuracy"), side.get("labelled", 0)])
     return found
+
+
+def _paired(record: Record | None) -> dict[str, Any] | None:
+    """With LABELS: the paired check at 0% (before any user was moved): its decision, on how many labelled answers
+    replayed, and why."""
+    paired = record.paired if record else None
+    if not paired:
+        return None
+    reasons = paired.get("reasons")
+    return {"decision": str(paired.get("decision", "")), "task": paired.get("task"), "n": paired.get("n"),
+            "reasons": [str(reason) for reason in reasons] if isinstance(reasons, list) else []}
 
 
 def _current(current: Current | None) -> dict[str, Any] | None:

@@ -359,3 +359,45 @@ window.addEventListener("load", () => {{
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, server.server_address[1]
+
+
+def test_the_paired_check_at_0_percent_is_shown_in_the_records(served: CloudRunUnderTest, console: str, browser,
+                                                                tmp_path: Path) -> None:
+    """A rollout with LABELS starts with a paired check at 0%; the records table shows it before the steps, and why
+    a candidate never reached a user. Broken on purpose (the records' steps alone): the rolled-back one showed "–"."""
+    import json
+
+    folder = served.run_dir / "rollout"
+    folder.mkdir(parents=True, exist_ok=True)
+    common = {"service": "iris", "stable": "iris-00001-abc", "plan": [5, 100], "steps": []}
+    (folder / "iris-20261202-100000.json").write_text(json.dumps({
+        **common, "id": "r1", "candidate": "iris-00002-def", "started": time.time() - 600, "decision": "rolled back",
+        "reason": "paired check at 0%: accuracy 61.0% vs the stable 93.0% on the same 120 inputs",
+        "paired": {"decision": "rollback", "task": "classifier", "n": 120, "reasons": ["accuracy 61.0% vs 93.0%"]}}))
+    (folder / "iris-20261202-110000.json").write_text(json.dumps({
+        **common, "id": "r2", "candidate": "iris-00003-ghi", "started": time.time() - 300, "decision": "promoted",
+        "steps": [{"percent": 5, "started": 1.0, "ended": 2.0, "verdict": "promote", "reasons": [], "index": 0},
+                  {"percent": 100, "started": 2.0, "ended": 3.0, "verdict": "promote", "reasons": [], "index": 1}],
+        "paired": {"decision": "pass", "task": "classifier", "n": 80, "reasons": []}}))
+    browser.get(console)
+    wait_for(browser, 20, lambda d: "paired check" in text_of(d, "#records"), text_of(browser, "#records"))
+    shown = text_of(browser, "#records")
+    assert "0% paired check rolled back on 120 labelled answers" in shown, shown
+    assert "0% paired check passed on 80 labelled answers, 5% promote, 100% promote" in shown, shown
+    check_screenshot(browser, tmp_path / "console-paired-records.png")
+    assert page_errors(browser) == []
+
+
+def test_each_revision_s_cells_sit_under_their_headings(served: CloudRunUnderTest, console: str, browser) -> None:
+    """The revisions table, read as heading -> cell. Broken on purpose (as it was: the Share cell dropped when the
+    Instances one came): the instances sat under Share, the digest under Instances, and Ready under nothing."""
+    browser.get(console)
+    wait_for(browser, 20, lambda d: "Ready" in text_of(d, "#revisions tbody"), text_of(browser, "#revisions"))
+    headings, cells = browser.execute_script(
+        "const t = document.querySelector('#revisions');"
+        "return [Array.from(t.tHead.rows[0].cells).map(c => c.innerText),"
+        "        Array.from(t.tBodies[0].rows[0].cells).map(c => c.innerText)]")
+    row = dict(zip(headings, cells, strict=True))
+    assert row["Model"] == "svc" and row["Share"] == "100%" and row["Ready"] == "Ready", row
+    assert re.fullmatch(r"\d+ \(\d+ active\)", row["Instances"]) and row["Image digest"].startswith("iris@sha256:"), row
+

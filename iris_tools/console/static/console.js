@@ -139,6 +139,7 @@ function renderRevisions(state) {
     const cells = [
       el("td", {}, swatch, el("code", { text: r.name }), ...(r.tags.length ? [el("span", { class: "muted", text: ` tag ${r.tags.map((t) => t.tag).join(", ")}` })] : [])),
       el("td", { text: r.model || "?" }),
+      el("td", { class: "num", text: `${r.percent}%` }),
       el("td", { class: "num", text: r.instances ? `${r.instances.active + r.instances.idle} (${r.instances.active} active)` : "–",
                  title: "instances now (Monitoring's container/instance_count): active ones had a request in the last second" }),
       el("td", {}, el("code", { text: r.digest ? r.digest.replace(/^(.*@sha256:)(.{12}).*$/, "$1$2…") : "–", title: r.digest || "" })),
@@ -177,7 +178,8 @@ function renderRollout(state) {
   badge.className = "badge " + tone;
   $("rollout-summary").textContent = `${rollout.candidate} replacing ${rollout.stable}; step ${rollout.text}` +
     (rollout.host ? ` (pid ${rollout.pid} on ${rollout.host})` : "");
-  steps.replaceChildren(...rollout.steps.map((step) => {
+  const paired = rollout.paired ? [pairedItem(rollout.paired)] : [];
+  steps.replaceChildren(...paired, ...rollout.steps.map((step) => {
     const current = step.step === rollout.index;
     const done = step.verdict === "promote";
     const failed = step.verdict && step.verdict !== "promote";
@@ -189,6 +191,23 @@ function renderRollout(state) {
     return li;
   }));
   renderGate(rollout, state.now);
+}
+
+// With LABELS the rollout starts with a paired check at 0%: the stable revision's labelled answers replayed to the
+// candidate, before any user is moved.
+const PAIRED_WORDS = { pass: "passed", rollback: "rolled back", skipped: "skipped" };
+
+function pairedText(paired) {
+  return `0% paired check ${PAIRED_WORDS[paired.decision] || paired.decision}` +
+    (paired.n ? ` on ${paired.n} labelled answers` : "");
+}
+
+function pairedItem(paired) {
+  const failed = paired.decision === "rollback";
+  return el("li", { class: failed ? "failed" : paired.decision === "pass" ? "done" : "", "data-step": "paired",
+    title: (paired.reasons || []).join("; ") },
+    el("span", { class: "pct", text: "0%" }),
+    el("span", { class: "muted", text: pairedText(paired).replace(/^0% /, "") }));
 }
 
 function renderGate(rollout, now) {
@@ -302,7 +321,8 @@ function renderRecords(state) {
   const rows = state.records.map((r) => el("tr", {},
     el("td", { text: when(r.started) }), el("td", {}, el("code", { text: r.candidate || "?" })),
     el("td", {}, el("code", { text: r.stable || "?" })),
-    el("td", { text: r.steps.map((s) => `${s.percent}% ${s.verdict}`).join(", ") || "–" }),
+    el("td", { text: [...(r.paired ? [pairedText(r.paired)] : []), ...r.steps.map((s) => `${s.percent}% ${s.verdict}`)]
+      .join(", ") || "–" }),
     el("td", { text: r.decision + (r.reason ? `: ${r.reason}` : ""), title: r.file })));
   box.replaceChildren(el("table", { class: "grid" }, el("thead", {}, head), el("tbody", {}, ...rows)));
 }
