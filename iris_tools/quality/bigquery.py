@@ -92,6 +92,7 @@ class BigQueryStore:
         self.client = client
         self.dataset = dataset
         self._schema_seen: str | None = None
+        self._file_loaded: tuple[list[TrueLabel], str] | None = None  # the LABELS file's labels, and their table
 
     @classmethod
     def from_gcloud(cls, gcloud: Gcloud, dataset: str | None) -> "BigQueryStore":
@@ -123,9 +124,11 @@ class BigQueryStore:
 
     def _file_labels(self, service: str, labels: list[TrueLabel]) -> str:
         """A LABELS file's labels as a table of the dataset (a load job: no cap, no query size limit), named by its
-        content so a rollout's looks load it once."""
+        content; loaded once for the list a rollout's looks all pass (OutcomeReader reads the file once)."""
         from google.cloud import bigquery
 
+        if self._file_loaded is not None and self._file_loaded[0] is labels:
+            return self._file_loaded[1]
         rows = [{"service": service, "id": label.id, "label_class": str(label.label)} for label in labels]
         digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
         table = f"{self.dataset}.file_labels_{digest}"
@@ -134,7 +137,8 @@ class BigQueryStore:
                   bigquery.SchemaField("logged", "TIMESTAMP")]
         config = bigquery.LoadJobConfig(schema=schema, write_disposition="WRITE_TRUNCATE")
         self.client.load_table_from_json(rows, table, job_config=config).result()
-        return f"`{table}`"
+        self._file_loaded = (labels, f"`{table}`")
+        return self._file_loaded[1]
 
     def _relation(self, service: str, file_labels: list[TrueLabel] | None) -> str:
         self._ensure_views()

@@ -195,3 +195,32 @@ def test_a_store_that_cannot_be_opened_is_refused_naming_it_and_the_logs_are_lef
     assert (store.log_dir / "iris-00001-abc.log").read_text().count("\n") == 1
     (store.directory / "store.duckdb").unlink()
     assert store.outcomes("iris", T0, T0 + 60).revisions["iris-00001-abc"].predictions == 1
+
+
+def test_the_bigquery_store_loads_a_labels_file_once_for_a_rollout_s_looks() -> None:
+    """A LABELS file's labels go to BigQuery in a load job; a rollout's looks all pass the one list OutcomeReader
+    read, and only the first look loads it. Broken on purpose (a load at every look): two loads for two looks."""
+    from types import SimpleNamespace
+
+    from iris_tools.quality.bigquery import BigQueryStore
+
+    class RecordingClient:
+        def __init__(self) -> None:
+            self.loads: list[str] = []
+
+        def get_table(self, name: str) -> SimpleNamespace:
+            return SimpleNamespace(schema=[])
+
+        def query_and_wait(self, text: str, job_config=None) -> list:
+            return []
+
+        def load_table_from_json(self, rows: list, table: str, job_config=None) -> SimpleNamespace:
+            self.loads.append(table)
+            return SimpleNamespace(result=lambda: None)
+
+    client = RecordingClient()
+    store = BigQueryStore(client, "p.iris_outcomes")
+    labels = [TrueLabel("a", "setosa"), TrueLabel("b", "virginica")]
+    first = store._relation("iris", labels)
+    assert store._relation("iris", labels) == first and len(client.loads) == 1, client.loads
+    assert store._relation("iris", [TrueLabel("a", "versicolor")]) != first and len(client.loads) == 2
