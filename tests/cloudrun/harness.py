@@ -159,8 +159,14 @@ class Load:
 
 
 # The rollout tools, made fast for tests: short steps, few requests, frequent polls.
+# MIN_LATENCY_DELTA_MS: these tests share 2 cores with the other test workers, so one version's p99 can read tens
+# of ms above the other's for a second when a neighbour starts a server: at 100% the stable figures come from
+# earlier steps, under another neighbour's load. CI rolled a healthy candidate back on 75 ms against 10 ms. No test
+# here judges a few ms of latency: the faulty "slow" version is 300 ms late, far above 100 ms, and the gate's
+# bound at its default of 5 ms is tested in tests/unit/test_gate.py.
 FAST = {"STEPS": "5 50 100", "STEP_SECONDS": "3", "MIN_REQUESTS": "20", "POLL_SECONDS": "0.5",
         "LOCK_SETTLE_S": "0.5", "MAX_HOLD_SECONDS": "20", "PUBLIC": "1", "WARMUP_REQUESTS": "20",
+        "MIN_LATENCY_DELTA_MS": "100",
         "ROLLBACK_WINDOW": "0"}  # the load calls without a token
 
 
