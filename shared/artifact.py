@@ -33,6 +33,20 @@ RETRAIN_HINT = "retrain with `make models`"
 
 NUMBER, STRING = "number", "string"
 CLASSIFIER, REGRESSOR = "classifier", "regressor"
+ClassValue = str | int | bool | float  # a class as the estimator's classes_ holds it, in its JSON type
+
+
+def class_key(value: Any) -> str:
+    """A class as text, one per class: a string as it is, any other class as JSON writes it (0, true, 1.5). The
+    prediction log, the labels' store and the tools that read them name classes by it; answers keep the type."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def class_value(value: Any) -> ClassValue:
+    """A class read back from JSON: a string, an integer, a boolean or a number, as it was written."""
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    raise ValueError(f"class {value!r} is not a string, a number or a boolean")
 
 
 @dataclass(frozen=True)
@@ -74,7 +88,7 @@ class Manifest:
     algorithm: str
     params: dict[str, Any]
     features: tuple[Feature, ...]
-    class_names: tuple[str, ...]
+    class_names: tuple[ClassValue, ...]  # a single-output classifier's classes, in their JSON types
     sklearn_version: str
     sha256: str
     training_accuracy: float | None
@@ -85,12 +99,19 @@ class Manifest:
     task: str = CLASSIFIER  # or REGRESSOR: a number per row, no classes
     trusted: tuple[str, ...] = ()  # what an imported model's pickle may name beyond its own class (safe_pickle)
     source: dict[str, Any] | None = None  # an imported model: the file it came from and that file's SHA-256
+    allow_nan: bool = False  # the estimator takes a missing value (NaN): a JSON null or an empty GET value reaches it
+    outputs: int = 1  # targets per row: a multi-output model answers each row with a list
+    output_classes: tuple[tuple[ClassValue, ...], ...] = ()  # a multi-output classifier's classes, per output
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["features"] = [feature.to_json() for feature in self.features]
         data["class_names"] = list(self.class_names)
         data["trusted"] = list(self.trusted)
+        data["output_classes"] = [list(classes) for classes in self.output_classes]
+        for name, default in (("allow_nan", False), ("outputs", 1), ("output_classes", [])):
+            if data[name] == default:  # written only when they say something: the iris manifests stay as they were
+                del data[name]
         return data
 
     @classmethod
@@ -100,7 +121,7 @@ class Manifest:
             algorithm=str(data["algorithm"]),
             params=dict(data["params"]),
             features=tuple(Feature.from_json(f) for f in data["features"]),
-            class_names=tuple(str(c) for c in data["class_names"]),
+            class_names=tuple(class_value(c) for c in data["class_names"]),
             sklearn_version=str(data["sklearn_version"]),
             sha256=str(data["sha256"]),
             training_accuracy=None if data["training_accuracy"] is None else float(data["training_accuracy"]),
@@ -111,11 +132,18 @@ class Manifest:
             task=_task(data.get("task", CLASSIFIER)),
             trusted=tuple(str(name) for name in data.get("trusted", ())),
             source=None if data.get("source") is None else dict(data["source"]),
+            allow_nan=bool(data.get("allow_nan", False)),
+            outputs=int(data.get("outputs", 1)),
+            output_classes=tuple(tuple(class_value(c) for c in classes) for classes in data.get("output_classes", ())),
         )
 
     @property
     def regressor(self) -> bool:
         return self.task == REGRESSOR
+
+    @property
+    def multi_output(self) -> bool:
+        return self.outputs > 1
 
 
 def _task(value: Any) -> str:
@@ -282,8 +310,8 @@ def unpickle(directory: Path, manifest: Manifest) -> Any:
 
 def _estimator(payload: bytes, manifest: Manifest) -> Any:
     estimator = restricted_load(payload, manifest.algorithm, manifest.trusted)
-    n_features = getattr(estimator, "n_features_in_", None)
-    n_classes = len(getattr(estimator, "classes_", ()))
+    n_features = feature_count(estimator)
+    n_classes = len(getattr(estimator, "classes_", ()) if not manifest.multi_output else ())
     if n_features != len(manifest.features) or n_classes != len(manifest.class_names):
         raise ModelLoadError(
             f"consistency check failed for {manifest.name!r}: estimator takes {n_features} features and "
@@ -291,6 +319,15 @@ def _estimator(payload: bytes, manifest: Manifest) -> Any:
             f"{RETRAIN_HINT}"
         )
     return estimator
+
+
+def feature_count(estimator: Any) -> int | None:
+    """How many features a fitted estimator takes: n_features_in_, or 1 for an IsotonicRegression (which says so by
+    its thresholds alone); None when it does not say."""
+    count = getattr(estimator, "n_features_in_", None)
+    if count is None and hasattr(estimator, "X_thresholds_"):
+        return 1
+    return count
 
 
 def load_model(directory: Path, expected_name: str) -> tuple[Any, Manifest]:

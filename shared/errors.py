@@ -55,6 +55,14 @@ class MethodNotAllowed(ServingError):
         return {"Allow": ", ".join(self.allowed)}
 
 
+class RowsRefused(ServingError):
+    """Rows of the right shape and types that the model itself refuses (its own ValueError: a RadiusNeighbors model
+    with no neighbour in reach, a category its encoder never saw)."""
+
+    status = 422
+    code = "model_refused_rows"
+
+
 class PayloadTooLarge(ServingError):
     status = 413
     code = "payload_too_large"

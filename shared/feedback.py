@@ -1,6 +1,7 @@
 """`POST /feedback`: true labels that come back for answers given earlier, joined to them later by id.
 
     {"id": "<an answer's X-Request-Id>", "label": "setosa"}      or a list of such objects
+    {"id": "...", "label": 0}                                    a class in its own JSON type (an integer, a boolean)
     {"id": "...", "label": 151.0}                                a regressor's label: a finite number
 
 The function keeps no state: an accepted body becomes one structured log line (`"kind": "feedback"`), so this works
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shared.artifact import class_key
 from shared.errors import InvalidInput
 from shared.request_id import MAX_ID_CHARS
 
@@ -61,11 +63,21 @@ def parse_feedback(body: bytes, classes: Sequence[str] | None, max_entries: int)
                 raise InvalidInput(f"{where}label: {label!r} is not a finite number; a regressor's label is the true "
                                    f"value, a number", field=f"{where}label")
             label = float(label)
-        elif label not in classes:
-            raise InvalidInput(f"{where}label: {label!r} is not one of the classes {', '.join(classes)}",
-                               field=f"{where}label")
+        else:
+            label = _class_of(label, classes, where)
         labels.append(Label(identifier, label))
     return labels
+
+
+def _class_of(label: Any, classes: Sequence[Any], where: str) -> str:
+    """The class a label names, by its text (`class_key`, as the log keeps it): the class itself in its own JSON type
+    (0 for an integer class, true for a boolean one; 1 is not true), or its text as a CSV file has it ("0")."""
+    for value in classes:
+        if (type(label) is type(value) and label == value) or (isinstance(label, str) and label == class_key(value)):
+            return class_key(value)
+    shown = json.dumps(label) if isinstance(label, (str, int, float, bool)) or label is None else type(label).__name__
+    raise InvalidInput(f"{where}label: {shown} is not one of the classes "
+                       f"{', '.join(json.dumps(value) for value in classes)}", field=f"{where}label")
 
 
 def feedback_answer(labels: list[Label]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from werkzeug.exceptions import NotFound as WerkzeugNotFound
 from werkzeug.routing import Map, Rule
 
 from shared.config import Settings
-from shared.errors import MethodNotAllowed, ModelLoadError, NotFound, PayloadTooLarge, ServingError
+from shared.errors import InvalidInput, MethodNotAllowed, ModelLoadError, NotFound, PayloadTooLarge, ServingError
 from shared.feedback import feedback_answer, parse_feedback
 from shared.model import ServedModel
 from shared.prediction_log import PredictionLog
@@ -111,6 +111,9 @@ def views_of(service: Service, v2: OpenInference, predictions: PredictionLog) ->
     classes = None if service.model.manifest.regressor else service.model.manifest.class_names
 
     def feedback(request: flask.Request) -> dict[str, Any]:
+        if service.model.manifest.multi_output:
+            raise InvalidInput(f"model {service.model.name!r} answers {service.model.manifest.outputs} outputs a row; "
+                               f"labels are taken for a model of one output", field="body", code="not_supported")
         labels = parse_feedback(read_body(request, limit), classes, service.settings.max_batch_rows)
         predictions.feedback(labels, request_id())
         return feedback_answer(labels)
@@ -140,7 +143,25 @@ def views_of(service: Service, v2: OpenInference, predictions: PredictionLog) ->
 
 
 def _json_response(body: dict[str, Any], status: int, headers: dict[str, str]) -> flask.Response:
-    return flask.Response(json.dumps(body), status=status, headers=headers, mimetype="application/json")
+    return flask.Response(json_text(body), status=status, headers=headers, mimetype="application/json")
+
+
+def json_text(document: Any) -> str:
+    """JSON as the standard has it: a NaN (a model's answer out of its range, an IsotonicRegression's) is null."""
+    try:
+        return json.dumps(document, allow_nan=False)  # checked in C: the common case costs nothing more
+    except ValueError:
+        return json.dumps(_nan_as_null(document), allow_nan=False)
+
+
+def _nan_as_null(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if value != value else value
+    if isinstance(value, dict):
+        return {key: _nan_as_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_as_null(item) for item in value]
+    return value
 
 
 def _respond(result: "dict[str, Any] | Reply", headers: dict[str, str]) -> flask.Response:
@@ -148,7 +169,7 @@ def _respond(result: "dict[str, Any] | Reply", headers: dict[str, str]) -> flask
         return _json_response(result, 200, headers)
     if not result.binary:
         return _json_response(result.document, 200, headers)
-    document = json.dumps(result.document).encode()
+    document = json_text(result.document).encode()
     return flask.Response(document + result.binary, 200, mimetype="application/octet-stream",
                           headers={**headers, HEADER_LENGTH: str(len(document))})
 
@@ -197,7 +218,8 @@ def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[
         headers["X-Revision"] = settings.revision
     _install_error_handlers(headers)
     predictions = PredictionLog(name, settings.revision, settings.log_predictions, settings.log_max_rows,
-                                project=settings.project, service=settings.service)
+                                project=settings.project, service=settings.service,
+                                classes=not model.manifest.regressor)
     views = views_of(Service(model, settings, predictions.observe),
                      OpenInference(model, settings, predictions.observe), predictions)
     routes = ROUTES.bind("")

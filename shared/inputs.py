@@ -2,7 +2,9 @@
 
 A model whose features are all numbers gets a float64 matrix; one with string features (an imported Pipeline
 with a OneHotEncoder) an object matrix holding floats and strs, each checked against its feature's type and, for
-a string whose encoder refuses values it never saw, against the values it knows.
+a string whose encoder refuses values it never saw, against the values it knows. A missing value (a JSON null, an
+empty GET value) is NaN for a model that takes one (the manifest's `allow_nan`), and a 400 naming the feature for one
+that does not.
 
 Nothing here knows about HTTP: the callers hand over query parameters as
 `{name: [values...]}` and request bodies as bytes.
@@ -11,6 +13,7 @@ Nothing here knows about HTTP: the callers hand over query parameters as
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from itertools import chain
@@ -29,8 +32,9 @@ _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 class FeatureIndex:
     """Where each accepted name (full name or alias) goes in a row."""
 
-    def __init__(self, features: Sequence[Feature]) -> None:
+    def __init__(self, features: Sequence[Feature], allow_nan: bool = False) -> None:
         self.features = tuple(features)
+        self.allow_nan = allow_nan
         self.position: dict[str, int] = {}
         for index, feature in enumerate(self.features):
             self.position[feature.name] = index
@@ -46,6 +50,8 @@ class FeatureIndex:
         """One value for the feature at `position`: a finite float for a number (from JSON, or from text), a str
         for a string (one of its categories when the model refuses others)."""
         feature = self.features[position]
+        if given is None or (from_text and given == ""):
+            return self.missing(position, field)
         if feature.type != STRING:
             return number_from_text(field, given) if from_text else check_number(field, given)
         if not isinstance(given, str):
@@ -56,6 +62,14 @@ class FeatureIndex:
             raise InvalidInput(f"{field}: {given[:100]!r} is not a value {feature.name} was trained on; expected one "
                                f"of {known}", field=field, code="unknown_category")
         return given
+
+
+    def missing(self, position: int, field: str) -> float:
+        """NaN for a model that takes a missing value; else the 400 that names the feature."""
+        if self.allow_nan:
+            return math.nan
+        raise InvalidInput(f"{field}: a missing value for {self.features[position].name}, and this model does not "
+                           f"take missing values; send a value", field=field, code="missing_value")
 
 
 def number_from_text(field: str, text: str) -> float:
@@ -115,12 +129,15 @@ def parse_json(body: bytes) -> Any:
         raise InvalidInput(f"body: malformed JSON ({exc})", field="body", code="malformed_json") from None
 
 
-def _plain_rows(instances: list[Any], width: int) -> np.ndarray | None:
+def _plain_rows(instances: list[Any], width: int, allow_nan: bool = False) -> np.ndarray | None:
     """The common case at C speed: every instance a list of `width` values (map() and set() run in C);
-    their numbers are checked by the one number parser, which names the element at fault."""
+    their numbers are checked by the one number parser, which names the element at fault. A missing value (null)
+    in a model that takes one goes the named way, where it becomes NaN."""
     if set(map(type, instances)) != {list} or set(map(len, instances)) != {width}:
         return None
     flat = list(chain.from_iterable(instances))
+    if allow_nan and None in flat:
+        return None
     rows = array_from_json(flat, None, lambda i: f"instances[{i // width}][{i % width}]")
     return rows.reshape(len(instances), width)
 
@@ -149,7 +166,7 @@ def parse_instances(index: FeatureIndex, document: Any, max_rows: int) -> np.nda
             field="instances",
             code="batch_too_large",
         )
-    rows = None if index.has_strings else _plain_rows(instances, len(index))
+    rows = None if index.has_strings else _plain_rows(instances, len(index), index.allow_nan)
     if rows is not None:
         return rows
     # Something is off, given by name, or typed: walk the rows to name what, where.

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from shared.artifact import RETRAIN_HINT, STRING, Manifest, open_model, unpickle
-from shared.errors import ModelLoadError
+from shared.errors import ModelLoadError, RowsRefused
 from shared.inputs import FeatureIndex
 from shared.linear import LinearRule
 
@@ -30,7 +30,7 @@ class ServedModel:
         self.directory = directory
         self.manifest = manifest
         self.name = manifest.name
-        self.features = FeatureIndex(manifest.features)
+        self.features = FeatureIndex(manifest.features, manifest.allow_nan)
         self.rule = rule
         self._class_names = np.array(manifest.class_names, dtype=object)
         self._names = list(manifest.class_names)
@@ -70,10 +70,17 @@ class ServedModel:
     def estimator(self) -> Any:
         return self.load_estimator()
 
+    def _estimator_predict(self, rows: np.ndarray) -> np.ndarray:
+        """The estimator's own predict; a ValueError of its own (rows it refuses) is the client's 422, not a 500."""
+        try:
+            return np.asarray(self.estimator.predict(rows))
+        except ValueError as exc:
+            raise RowsRefused(f"model {self.name!r} cannot answer these rows: {str(exc)[:300]}", field="instances") \
+                from None
+
     def _sklearn_indices(self, rows: np.ndarray) -> np.ndarray:
         # scikit-learn keeps classes_ sorted: a label's position is its class index.
-        estimator = self.estimator
-        return np.searchsorted(estimator.classes_, estimator.predict(rows))
+        return np.searchsorted(self.estimator.classes_, self._estimator_predict(rows))
 
     def predict_indices(self, rows: np.ndarray) -> np.ndarray:
         """Position of each row's predicted class in the manifest's class names."""
@@ -94,9 +101,14 @@ class ServedModel:
         return self._class_names[indices]
 
     def predict(self, rows: np.ndarray) -> list[Any]:
-        """A class name per row; a regressor's number per row."""
-        if self.manifest.regressor:
-            return [float(value) for value in np.asarray(self.estimator.predict(rows), dtype=np.float64)]
+        """A class per row (in its own type: a name, an integer, a boolean); a regressor's number per row; a
+        multi-output model's list per row."""
+        manifest = self.manifest
+        if manifest.regressor:
+            values = np.asarray(self._estimator_predict(rows), dtype=np.float64)
+            return values.reshape(len(rows), -1).tolist() if manifest.multi_output else values.ravel().tolist()
+        if manifest.multi_output:  # as its predict answers (a ClassifierChain answers its integer classes as floats)
+            return self._estimator_predict(rows).reshape(len(rows), manifest.outputs).tolist()
         return self.class_names_of(self.predict_indices(rows)).tolist()
 
     def predict_one(self, row: tuple[Any, ...]) -> Any:
@@ -107,7 +119,7 @@ class ServedModel:
                 return self._names[index]
         rows = np.empty((1, len(row)), dtype=self.features.dtype)
         rows[0] = row
-        if self.manifest.regressor:
+        if self.manifest.regressor or self.manifest.multi_output:
             return self.predict(rows)[0]
         return self._names[int(self._sklearn_indices(rows)[0])]
 

@@ -32,6 +32,7 @@ from typing import Any, TextIO
 
 import flask
 
+from shared.artifact import class_key
 from shared.request_id import RequestId
 
 Observer = Callable[[Any, Sequence[Any]], None]  # rows, and the class name (or a regressor's number) of each
@@ -63,8 +64,10 @@ def _now() -> str:
 
 class PredictionLog:
     def __init__(self, model: str, revision: str | None, fraction: float, max_rows: int,
-                 stream: TextIO | None = None, project: str | None = None, service: str | None = None) -> None:
+                 stream: TextIO | None = None, project: str | None = None, service: str | None = None,
+                 classes: bool = True) -> None:
         self.model = model
+        self.classes = classes  # a classifier's answers: classes, logged by their text
         self.project = project  # for `logging.googleapis.com/trace` (projects/<project>/traces/<trace>)
         self.labels = {"model": model, "revision": revision}
         self._identity = (f'"logging.googleapis.com/labels":{json.dumps(self.labels)},'
@@ -235,20 +238,28 @@ def _text(value: str) -> str:
     return encode_basestring_ascii(value)
 
 
-def _names(names: Sequence[Any]) -> str:
-    """Class names (the common case, encoded in C), or a regressor's numbers."""
+def _names(names: Sequence[Any], classes: bool = True) -> str:
+    """Class names (the common case, encoded in C), a classifier's other classes by their text (`class_key`: the
+    store tells a class, a string, from a regressor's number), a regressor's numbers, or a multi-output model's
+    lists."""
     try:
         return "[" + ",".join(map(encode_basestring_ascii, names)) + "]"
     except TypeError:
-        return json.dumps([float(value) for value in names])
+        if classes:
+            return "[" + ",".join(json.dumps(name) if isinstance(name, list) else encode_basestring_ascii(
+                class_key(name)) for name in names) + "]"
+        return json.dumps(list(names)).replace("NaN", "null")
 
 
 def _rows(rows: Any) -> str:
-    """The rows as JSON: floats as json.dumps writes them (their repr), without its per-call overhead."""
+    """The rows as JSON: floats as json.dumps writes them (their repr), without its per-call overhead; a missing
+    value (NaN, whose repr is the only one to hold "nan") as null."""
     rows = rows.tolist() if hasattr(rows, "tolist") else rows
     try:
         if len(rows) == 1:  # GET /: one row
-            return "[[" + ",".join(map(float.__repr__, rows[0])) + "]]"
-        return "[" + ",".join("[" + ",".join(map(float.__repr__, row)) + "]" for row in rows) + "]"
-    except TypeError:  # not all floats (a V2 tensor of integers or booleans): the general encoder
-        return json.dumps([list(row) for row in rows])
+            text = "[[" + ",".join(map(float.__repr__, rows[0])) + "]]"
+        else:
+            text = "[" + ",".join("[" + ",".join(map(float.__repr__, row)) + "]" for row in rows) + "]"
+        return text.replace("nan", "null") if "nan" in text else text
+    except TypeError:  # not all floats (a V2 tensor of integers or booleans, strings): the general encoder
+        return json.dumps([[None if isinstance(v, float) and v != v else v for v in row] for row in rows])

@@ -37,7 +37,7 @@ class Service:
         body: dict[str, Any] = {"prediction" if self.model.manifest.regressor else "predicted_class": answer}
         self.observe((row,), (answer,))
         for feature, value in zip(self.model.features.features, row):
-            body[feature.name] = value
+            body[feature.name] = value if value == value else None  # NaN (a missing value) is JSON's null
         body.update(self._identity)
         return body
 

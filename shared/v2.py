@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.artifact import STRING
+from shared.artifact import STRING, class_key
 from shared.config import Settings
 from shared.errors import NotFound
 from shared.model import ServedModel
@@ -69,18 +69,50 @@ OUTPUTS: dict[str, Output] = {output.name: output for output in (
 )}
 DEFAULT_OUTPUTS = ("predicted_class",)
 REGRESSOR_OUTPUTS: dict[str, Output] = {"prediction": Output(
-    "prediction", "FP64", lambda model: [-1], lambda model, rows, values: np.asarray(values, dtype="<f8"))}
+    "prediction", "FP64", lambda model: [-1, model.manifest.outputs] if model.manifest.multi_output else [-1],
+    lambda model, rows, values: np.asarray(values, dtype="<f8"))}
+NUMPY_OF = {"BOOL": "?", "INT64": "<i8", "FP64": "<f8", "BYTES": object}
+
+
+def class_datatype(classes: Any) -> str:
+    """The V2 datatype that carries these classes in their own type: BOOL, INT64, FP64, else BYTES (text)."""
+    values = list(classes)
+    if values and all(isinstance(value, bool) for value in values):
+        return "BOOL"
+    if values and all(isinstance(value, int) and not isinstance(value, bool) for value in values):
+        return "INT64"
+    if values and all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values):
+        return "FP64"
+    return "BYTES"
+
+
+def _typed_output(name: str, datatype: str, shape: Callable[[ServedModel], list[int]],
+                  compute: Callable[[ServedModel, np.ndarray, np.ndarray], Any]) -> Output:
+    return Output(name, datatype, shape,
+                  lambda model, rows, answers: np.asarray(compute(model, rows, answers), dtype=NUMPY_OF[datatype]))
 
 
 def outputs_of(model: ServedModel) -> tuple[dict[str, Output], tuple[str, ...]]:
     """The outputs this model has, and those a request gets when it names none."""
-    if model.manifest.regressor:
+    manifest = model.manifest
+    if manifest.regressor:
         return REGRESSOR_OUTPUTS, ("prediction",)
+    if manifest.multi_output:  # a class per output, in the classes' own type (text when the outputs differ)
+        datatype = class_datatype([value for classes in manifest.output_classes for value in classes])
+        return {"prediction": _typed_output(
+            "prediction", datatype, lambda model: [-1, model.manifest.outputs],
+            lambda model, rows, answers: [[value if datatype != "BYTES" else class_key(value) for value in row]
+                                          for row in answers])}, ("prediction",)
+    datatype = class_datatype(manifest.class_names)
+    outputs = dict(OUTPUTS)
+    if datatype != "BYTES":
+        outputs["class_name"] = _typed_output("class_name", datatype, lambda model: [-1],
+                                              lambda model, rows, indices: model.class_names_of(indices).tolist())
     # A model served from its decision rule is linear (it has decision scores); asking another, already loaded at
     # start-up, costs nothing. Asking a rule's would load scikit-learn at start-up, which the rule is there to spare.
     if model.manifest.source is not None and model.rule is None and not hasattr(model.estimator, "decision_function"):
-        return {name: output for name, output in OUTPUTS.items() if name != "decision_scores"}, DEFAULT_OUTPUTS
-    return OUTPUTS, DEFAULT_OUTPUTS
+        return {name: output for name, output in outputs.items() if name != "decision_scores"}, DEFAULT_OUTPUTS
+    return outputs, DEFAULT_OUTPUTS
 
 
 @dataclass(frozen=True)
@@ -150,9 +182,9 @@ class OpenInference:
         return self.reply(self.requests.parse(body, header_length), answer_id)
 
     def reply(self, request: InferRequest, answer_id: str | None = None) -> Reply:
-        if self.model.manifest.regressor:
+        if self.model.manifest.regressor or self.model.manifest.multi_output:
             answers = self.model.predict(request.rows)
-            indices = np.asarray(answers, dtype=np.float64)  # what each output is computed from: the numbers
+            indices = answers  # what each output is computed from: the answers themselves
         else:
             indices = self.model.predict_indices(request.rows)
             answers = self.model.class_names_of(indices).tolist()
@@ -179,7 +211,7 @@ class OpenInference:
 
 def _bytes_of(tensor: np.ndarray, datatype: str) -> bytes:
     if datatype != "BYTES":
-        return tensor.tobytes()
+        return tensor.tobytes()  # BOOL: one byte an element, as the binary extension says
     # BYTES elements: a 4-byte little-endian length, then the bytes.
     parts = []
     for element in tensor.ravel().tolist():

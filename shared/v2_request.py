@@ -26,7 +26,7 @@ import numpy as np
 from shared.artifact import STRING
 from shared.errors import InvalidInput, PayloadTooLarge
 from shared.inputs import FeatureIndex, parse_json
-from shared.numbers import NUMERIC_TYPES, array_from_json, check_boolean
+from shared.numbers import FLOAT_TYPES, NUMERIC_TYPES, array_from_json, check_boolean
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 FEATURES_INPUT = "features"
@@ -181,10 +181,18 @@ class InferRequestParser:
         if features.has_strings:
             return rows  # every value checked as its column was read
         rows = rows.astype(np.float64)
-        if not np.isfinite(rows).all():
-            raise _bad("inputs: NaN or infinity in the data; every value must be a finite number", "inputs",
-                       "not_finite")
+        self._check_finite(rows, "inputs")
         return np.ascontiguousarray(rows)
+
+    def _check_finite(self, values: np.ndarray, where: str) -> None:
+        """Every value finite; NaN also passes (a missing value) for a model that takes one, infinity never."""
+        if self.features.allow_nan:
+            if np.isinf(values).any():
+                raise _bad(f"{where}: infinity in the data; every value must be a number or NaN (missing)", where,
+                           "not_finite")
+        elif not np.isfinite(values).all():
+            raise _bad(f"{where}: NaN or infinity in the data; every value must be a finite number (this model "
+                       f"does not take missing values)", where, "not_finite")
 
     def _input(self, tensor: Any, number: int, buffer: bytes,
                offset: int) -> tuple[str, list[int], np.ndarray, str, int]:
@@ -230,8 +238,16 @@ class InferRequestParser:
             values = np.array(_flatten(tensor["data"], f"{where}.data"), dtype=object)
         elif "data" in tensor:
             data_field = f"{where}.data"
-            values = array_from_json(_flatten(tensor["data"], data_field), datatype,
-                                     lambda i: f"{data_field}[{i}]", data_field)
+            flat = _flatten(tensor["data"], data_field)
+            missing = [i for i, value in enumerate(flat) if value is None] if self.features.allow_nan else []
+            if missing and datatype not in FLOAT_TYPES:
+                raise _bad(f"{data_field}[{missing[0]}]: a missing value (null) needs a float tensor (FP64)",
+                           data_field, "missing_value")
+            for i in missing:
+                flat[i] = 0.0  # checked as a number, then made NaN: the model takes missing values
+            values = array_from_json(flat, datatype, lambda i: f"{data_field}[{i}]", data_field)
+            if missing:
+                values[missing] = np.nan
         else:
             raise _bad(f"{where}.data: missing", f"{where}.data", "missing_field")
         if values.size != size:
@@ -284,9 +300,7 @@ class InferRequestParser:
                        "unsupported_datatype")
         if datatype != "BYTES":
             values = values.astype(np.float64)
-            if not np.isfinite(values).all():
-                raise _bad(f"{where}: NaN or infinity in the data; every value must be a finite number", where,
-                           "not_finite")
+            self._check_finite(values, where)
             return values
         return np.array([self.features.value(position, f"{where}.data[{i}]", value)
                          for i, value in enumerate(values.ravel().tolist())], dtype=object)

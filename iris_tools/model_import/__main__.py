@@ -21,8 +21,8 @@ from iris_tools.cli.tables import table
 from iris_tools.local.versions import FUNCTIONS_DIR
 from iris_tools.model_import.describing import describe
 from iris_tools.model_import.reading import ImportRefused, read_model
-from iris_tools.model_import.writing import check_name, write_version
-from shared.artifact import Manifest
+from iris_tools.model_import.writing import check_name, checked_nan, write_version
+from shared.artifact import Manifest, class_key
 
 
 def summary(manifest: Manifest, directory: Path) -> str:
@@ -35,7 +35,10 @@ def summary(manifest: Manifest, directory: Path) -> str:
              f"  estimator: {manifest.algorithm.rsplit('.', 1)[-1]} ({manifest.algorithm}), a {manifest.task}",
              table(rows, indent="  ")]
     if manifest.task == "classifier":
-        lines.append(f"  classes: {', '.join(manifest.class_names)}")
+        lines.append(f"  classes: {', '.join(map(class_key, manifest.class_names))}")
+    if manifest.multi_output:
+        lines.append(f"  outputs: {manifest.outputs} per row (answered as a list)")
+    lines.append(f"  missing values: {'taken (a JSON null, an empty GET value or NaN reaches the model)' if manifest.allow_nan else 'refused (a 400 naming the feature)'}")
     lines.append(f"  trusted: {len(manifest.trusted)} classes of scikit-learn, numpy and scipy (model.json lists them)")
     query = "&".join(f"{f.name}={(f.categories or ('x',))[0] if f.type == 'string' else 0}"
                      for f in manifest.features)
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         check_name(args.name, FUNCTIONS_DIR, args.replace)  # before the file is read: a taken name costs nothing
         loaded = read_model(args.file)
         names = [name.strip() for name in args.features.split(",") if name.strip()] or None
-        description = describe(loaded.estimator, names, args.types or None)
+        description = checked_nan(loaded, describe(loaded.estimator, names, args.types or None))
         manifest = write_version(loaded, description, args.name, FUNCTIONS_DIR, args.replace)
     except ImportRefused as exc:
         print(f"error: {exc}; nothing was written", file=sys.stderr)

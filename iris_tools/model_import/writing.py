@@ -12,12 +12,13 @@ import os
 import platform
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from iris_tools.model_import.describing import Description
+from iris_tools.model_import.describing import Description, own_answer
 from iris_tools.model_import.reading import ImportRefused, Loaded
 from shared.artifact import (ARTIFACT_FILE, MANIFEST_FILE, RULE_FILE, STRING, Manifest, is_imported, json_safe,
                              sha256_of)
@@ -57,23 +58,51 @@ def sample_row(description: Description) -> list[Any]:
     return [feature.example() for feature in description.features]
 
 
-def _own_answer(estimator: Any, description: Description, row: list[Any]) -> Any:
-    """The estimator's own predict on `row`, given as it was fitted (a DataFrame when it knows column names)."""
-    if getattr(estimator, "feature_names_in_", None) is not None:
-        import pandas
+def nan_row(description: Description) -> list[Any] | None:
+    """The sample row with every number feature missing (NaN); None when the model has no number feature."""
+    row = sample_row(description)
+    numbers = [i for i, feature in enumerate(description.features) if feature.type != STRING]
+    if not numbers:
+        return None
+    for i in numbers:
+        row[i] = float("nan")
+    return row
 
-        frame = pandas.DataFrame([row], columns=[feature.name for feature in description.features])
-        for feature in description.features:
-            if feature.type != STRING:
-                frame[feature.name] = frame[feature.name].astype("float64")
-        return estimator.predict(frame)[0]
-    return estimator.predict(np.array([row], dtype=object if any(f.type == STRING for f in description.features)
-                                      else np.float64))[0]
+
+def checked_nan(loaded: Loaded, description: Description) -> Description:
+    """The description with `allow_nan` as the estimator shows it: a model whose tags say it takes a missing value
+    but whose predict refuses one (a passthrough column into a step that does not) is served as not taking it."""
+    row = nan_row(description)
+    if not description.allow_nan or row is None:
+        return description
+    try:
+        answer = np.asarray(own_answer(loaded.estimator, description.features, row))
+    except (ValueError, TypeError):
+        return replace(description, allow_nan=False)
+    if answer.dtype.kind == "f" and np.isnan(answer).any():  # it takes NaN only to answer NaN (IsotonicRegression)
+        return replace(description, allow_nan=False)
+    return description
+
+
+def same_answer(ours: Any, theirs: Any, regressor: bool) -> bool:
+    """Ours (the handler's, as JSON would carry it) and the estimator's own for one row: a class exactly and of
+    the same type (1 is not True), a number to 1e-9 relative, a multi-output row element by element."""
+    theirs = np.asarray(theirs).tolist()
+    if isinstance(theirs, list) != isinstance(ours, list):
+        return False
+    if isinstance(theirs, list):
+        return len(ours) == len(theirs) and all(same_answer(a, b, regressor) for a, b in zip(ours, theirs))
+    if regressor:
+        if ours != ours or theirs != theirs:  # NaN: a model's answer out of its range (IsotonicRegression's)
+            return ours != ours and theirs != theirs
+        return bool(abs(float(ours) - float(theirs)) <= 1e-9 * max(1.0, abs(float(theirs))))
+    return type(ours) is type(theirs) and ours == theirs
 
 
 def _rule(estimator: Any, description: Description) -> dict[str, Any] | None:
     """A linear classifier of numbers (not a Pipeline: its steps transform the rows first) as its decision rule."""
-    if description.task != "classifier" or any(f.type == STRING for f in description.features):
+    if description.task != "classifier" or description.outputs > 1 or any(f.type == STRING
+                                                                           for f in description.features):
         return None
     from shared.linear import export
 
@@ -99,7 +128,8 @@ def write_version(loaded: Loaded, description: Description, name: str, functions
         sha256=sha256_of(payload), training_accuracy=None, training_rows=None,
         python_version=platform.python_version(), task=description.task,
         trusted=tuple(item for item in survey(payload) if item != description.algorithm), source=loaded.source,
-        rule_sha256=None if encoded_rule is None else sha256_of(encoded_rule))
+        rule_sha256=None if encoded_rule is None else sha256_of(encoded_rule), allow_nan=description.allow_nan,
+        outputs=description.outputs, output_classes=description.output_classes)
     staging = functions_dir / f".{name}.importing-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -111,17 +141,18 @@ def write_version(loaded: Loaded, description: Description, name: str, functions
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
         try:
             served = ServedModel.load(staging, name)
-            row = sample_row(description)
-            rows = np.empty((1, len(row)), dtype=served.features.dtype)
-            rows[0] = row
-            ours, theirs = served.predict(rows)[0], _own_answer(loaded.estimator, description, row)
+            rows = [row for row in (sample_row(description), nan_row(description) if description.allow_nan else None)
+                    if row is not None]
+            for row in rows:
+                asked = np.empty((1, len(row)), dtype=served.features.dtype)
+                asked[0] = row
+                ours = served.predict(asked)[0]
+                theirs = own_answer(loaded.estimator, description.features, row)[0]
+                if not same_answer(ours, theirs, description.task == "regressor"):
+                    raise ImportRefused(f"the shared handler answers {ours!r} where the estimator answers "
+                                        f"{np.asarray(theirs).tolist()!r} for {row}: it cannot serve it faithfully")
         except (ModelLoadError, ValueError, TypeError) as exc:
             raise ImportRefused(f"the shared handler cannot serve it ({type(exc).__name__}: {exc})") from None
-        same = (abs(float(ours) - float(theirs)) <= 1e-9 * max(1.0, abs(float(theirs))) if description.task ==
-                "regressor" else ours == str(theirs))
-        if not same:
-            raise ImportRefused(f"the shared handler answers {ours!r} where the estimator answers {theirs!r} for "
-                                f"{row}: it cannot serve it faithfully")
         retired = functions_dir / f".{name}.replaced-{os.getpid()}"
         if replace and (functions_dir / name).exists():
             os.rename(functions_dir / name, retired)

@@ -116,7 +116,7 @@ def assert_error(response, status: int, code: str, field: str | None) -> dict:
     ("length=5.8&width=3.4&length=5.9", "duplicate_field", "length"),
     ("length=5.8&sepal_length=5.8&width=3.4", "duplicate_field", "sepal_length"),
     ("length=abc&width=3.4", "not_a_number", "length"),
-    ("length=5.8&width=", "not_a_number", "width"),
+    ("length=5.8&width=", "missing_value", "width"),
     ("length=nan&width=3.4", "not_a_number", "length"),
     ("length=5.8&width=inf", "not_a_number", "width"),
     ("length=5.8&width=-Infinity", "not_a_number", "width"),
