@@ -10,8 +10,10 @@ LogisticRegression or a Ridge; an ensemble of estimators has two members.
 from __future__ import annotations
 
 import inspect
+import json
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,3 +88,145 @@ def specimens() -> list[Specimen]:
             X_test, _ = table(kind, name, seed=1)
             found.append(Specimen(name, kind, estimator, X, X_test[:12]))
     return found
+
+
+# ---------------------------------------------------------------------------------------------------- the walk
+
+SERVED = "served"
+ROUTES = ("POST /", "GET /", "V2 infer")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    kind: str
+    outputs: int
+    result: str  # SERVED, or why not (the import's refusal, or what a route answered)
+    trusted: int = 0  # how many names the file holds that the import vetted and trusts
+
+
+def _same(answers: Any, expected: np.ndarray, kind: str) -> bool:
+    """The handler's answers against the estimator's own predict: classes exactly and in their type (1 is not
+    True, 1 is not 1.0), numbers to 1e-9 relative (NaN as NaN), a multi-output row as a list."""
+    wanted = expected.tolist()
+    if kind == REGRESSOR:
+        ours = np.asarray([np.nan if value is None else value for value in np.ravel(np.array(answers, dtype=object))],
+                          dtype=np.float64)
+        return ours.shape == expected.ravel().shape and bool(
+            np.allclose(ours, expected.ravel(), rtol=1e-9, atol=0, equal_nan=True))
+    flat_ours = np.ravel(np.array(answers, dtype=object)).tolist()
+    flat_wanted = np.ravel(np.array(wanted, dtype=object)).tolist()
+    return answers == wanted and [type(value) for value in flat_ours] == [type(value) for value in flat_wanted]
+
+
+def _v2_answers(document: dict[str, Any], kind: str, outputs: int) -> Any:
+    """What a V2 answer says per row: the class (class_name) or the value (prediction), as the POST route says it."""
+    found = {output["name"]: output for output in document["outputs"]}
+    output = found.get("prediction") or found["class_name"]
+    data = output["data"]
+    if outputs > 1:
+        return [data[i:i + outputs] for i in range(0, len(data), outputs)]
+    return data
+
+
+def serve_and_compare(specimen: Specimen, directory: Path, client: Any) -> str:
+    """Every route asked the specimen's test rows; SERVED when each answers as its predict does, else what differed."""
+    from urllib.parse import urlencode
+
+    expected = np.asarray(specimen.estimator.predict(specimen.X_test))
+    manifest = json.loads((directory / "model.json").read_text())
+    names = [feature["name"] for feature in manifest["features"]]
+    outputs = int(manifest.get("outputs", 1))
+    posted = client.post("/", json={"instances": specimen.X_test.tolist()})
+    if posted.status_code != 200:
+        return f"POST / answered {posted.status_code}: {posted.get_data(as_text=True)[:200]}"
+    if not _same(posted.get_json()["predictions"], expected, specimen.kind):
+        return f"POST / answered {posted.get_json()['predictions'][:3]} where predict says {expected.tolist()[:3]}"
+    key = "prediction" if specimen.kind == REGRESSOR else "predicted_class"
+    got = client.get("/?" + urlencode(dict(zip(names, map(repr, specimen.X_test[0].tolist())))))
+    if got.status_code != 200:
+        return f"GET / answered {got.status_code}: {got.get_data(as_text=True)[:200]}"
+    if not _same([got.get_json()[key]], expected[:1], specimen.kind):
+        return f"GET / answered {got.get_json()[key]!r} where predict says {expected[:1].tolist()}"
+    request = {"inputs": [{"name": name, "datatype": "FP64", "shape": [len(specimen.X_test)],
+                           "data": specimen.X_test[:, i].tolist()} for i, name in enumerate(names)]}
+    if specimen.kind == CLASSIFIER and outputs == 1:
+        request["outputs"] = [{"name": "class_name"}]
+    inferred = client.post(f"/v2/models/{directory.name}/infer", json=request)
+    if inferred.status_code != 200:
+        return f"V2 infer answered {inferred.status_code}: {inferred.get_data(as_text=True)[:200]}"
+    answers = _v2_answers(inferred.get_json(), specimen.kind, outputs)
+    if specimen.kind == CLASSIFIER and outputs > 1:
+        expected = expected.astype(np.asarray(answers).dtype)  # V2 carries each output's classes in their type
+    if not _same(answers, expected, specimen.kind):
+        return f"V2 infer answered {answers[:3]} where predict says {expected.tolist()[:3]}"
+    return SERVED
+
+
+def walk(found: list[Specimen], workspace: Path) -> list[Outcome]:
+    """Each specimen saved with joblib, imported by `make import-model`'s own entry point, served by the shared
+    handler (Flask's test client, as functions-framework makes the app) and compared on every route."""
+    import contextlib
+    import io
+
+    import joblib
+    from functions_framework import create_app
+
+    import iris_tools.model_import.__main__ as model_import
+
+    functions_dir = workspace / "functions"
+    functions_dir.mkdir(parents=True, exist_ok=True)
+    outcomes = []
+    for specimen in found:
+        file = workspace / f"{specimen.name}.joblib"
+        joblib.dump(specimen.estimator, file)
+        name = specimen.name.lower()[:40]
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+            status = model_import.main([str(file), name, "--functions-dir", str(functions_dir)])
+        if status != 0:
+            outcomes.append(Outcome(specimen.name, specimen.kind, 1, errors.getvalue().strip().splitlines()[-1]))
+            continue
+        manifest = json.loads((functions_dir / name / "model.json").read_text())
+        with contextlib.redirect_stdout(io.StringIO()):
+            client = create_app("predict", str(functions_dir / name / "main.py")).test_client()
+            result = serve_and_compare(specimen, functions_dir / name, client)
+        outcomes.append(Outcome(specimen.name, specimen.kind, int(manifest.get("outputs", 1)), result,
+                                len(manifest["trusted"])))
+    return outcomes
+
+
+TABLE_START = "<!-- the walk's table: written by `python -m tests.zoo --docs docs/models.md` -->"
+TABLE_END = "<!-- end of the walk's table -->"
+
+
+def table_text(outcomes: list[Outcome]) -> str:
+    """docs/models.md's table of what is served, from a walk."""
+    served = [o for o in outcomes if o.result == SERVED]
+    lines = [TABLE_START, "",
+             f"{len(served)} of {len(outcomes)} classifiers and regressors `all_estimators` lists are served on "
+             f"every route ({', '.join(ROUTES)}), each answering as its own `predict` does:", "",
+             "| estimator | kind | outputs | served | names its file holds, vetted |", "|---|---|---|---|---|"]
+    for outcome in outcomes:
+        shown = "yes" if outcome.result == SERVED else f"no: {outcome.result}"
+        lines.append(f"| `{outcome.name}` | {outcome.kind} | {outcome.outputs} | {shown} | {outcome.trusted} |")
+    return "\n".join(lines + ["", TABLE_END])
+
+
+def documented_table(text: str) -> str:
+    return text[text.index(TABLE_START):text.index(TABLE_END) + len(TABLE_END)]
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+    import tempfile
+
+    parser = argparse.ArgumentParser(description="walk scikit-learn's estimators through the import; write the table")
+    parser.add_argument("--docs", type=Path, required=True)
+    arguments = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        table = table_text(walk(specimens(), Path(scratch)))
+    text = arguments.docs.read_text()
+    arguments.docs.write_text(text.replace(documented_table(text), table))
+    sys.exit(0)

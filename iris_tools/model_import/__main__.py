@@ -34,7 +34,7 @@ def summary(manifest: Manifest, directory: Path) -> str:
     lines = [f"imported {manifest.source['file']} as model {manifest.name} ({directory})",
              f"  estimator: {manifest.algorithm.rsplit('.', 1)[-1]} ({manifest.algorithm}), a {manifest.task}",
              table(rows, indent="  ")]
-    if manifest.task == "classifier":
+    if manifest.task == "classifier" and not manifest.multi_output:
         lines.append(f"  classes: {', '.join(map(class_key, manifest.class_names))}")
     if manifest.multi_output:
         lines.append(f"  outputs: {manifest.outputs} per row (answered as a list)")
@@ -54,17 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features", default="", help="feature names in order, when the model has none")
     parser.add_argument("--types", default="", help="number or string per feature: plan=string,... or in order")
     parser.add_argument("--replace", action="store_true", help="replace a model imported before under NAME")
+    parser.add_argument("--functions-dir", type=Path, default=FUNCTIONS_DIR,
+                        help="where model versions live (default: functions/, or IRIS_FUNCTIONS_DIR)")
     args = parser.parse_args(argv)
+    functions_dir = args.functions_dir
     try:
-        check_name(args.name, FUNCTIONS_DIR, args.replace)  # before the file is read: a taken name costs nothing
+        check_name(args.name, functions_dir, args.replace)  # before the file is read: a taken name costs nothing
         loaded = read_model(args.file)
         names = [name.strip() for name in args.features.split(",") if name.strip()] or None
         description = checked_nan(loaded, describe(loaded.estimator, names, args.types or None))
-        manifest = write_version(loaded, description, args.name, FUNCTIONS_DIR, args.replace)
+        manifest = write_version(loaded, description, args.name, functions_dir, args.replace)
     except ImportRefused as exc:
         print(f"error: {exc}; nothing was written", file=sys.stderr)
         return EXIT_FAILED
-    print(summary(manifest, FUNCTIONS_DIR / args.name))
+    print(summary(manifest, functions_dir / args.name))
     return 0
 
 
