@@ -239,7 +239,10 @@ class InferRequestParser:
         elif "data" in tensor:
             data_field = f"{where}.data"
             flat = _flatten(tensor["data"], data_field)
-            missing = [i for i, value in enumerate(flat) if value is None] if self.features.allow_nan else []
+            missing = [i for i, value in enumerate(flat) if value is None]
+            if missing and not self.features.allow_nan:
+                raise _bad(f"{data_field}[{missing[0]}]: a missing value (null), and this model does not take "
+                           f"missing values; send a value", data_field, "missing_value")
             if missing and datatype not in FLOAT_TYPES:
                 raise _bad(f"{data_field}[{missing[0]}]: a missing value (null) needs a float tensor (FP64)",
                            data_field, "missing_value")

@@ -211,7 +211,7 @@ def tensor(**changes) -> dict:
     ({"inputs": [tensor(data=[10**400, 3.4])]}, "not_finite", "inputs[0].data"),
     ({"inputs": [tensor(data=[5.8, "3.4"])]}, "not_a_number", "inputs[0].data"),
     ({"inputs": [tensor(data=[5.8, True])]}, "not_a_number", "inputs[0].data"),
-    ({"inputs": [tensor(data=[5.8, None])]}, "not_a_number", "inputs[0].data"),
+    ({"inputs": [tensor(data=[5.8, None])]}, "missing_value", "inputs[0].data"),
     ({"inputs": [tensor(data={"a": 1})]}, "invalid_tensor", "inputs[0].data"),
     ({"inputs": [tensor(datatype="INT32", data=[5.5, 3])]}, "not_a_number", "inputs[0].data"),
     ({"inputs": [tensor(datatype="INT8", data=[500, 3])]}, "out_of_range", "inputs[0].data"),
