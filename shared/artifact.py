@@ -102,6 +102,7 @@ class Manifest:
     allow_nan: bool = False  # the estimator takes a missing value (NaN): a JSON null or an empty GET value reaches it
     outputs: int = 1  # targets per row: a multi-output model answers each row with a list
     output_classes: tuple[tuple[ClassValue, ...], ...] = ()  # a multi-output classifier's classes, per output
+    boosters: tuple[dict[str, Any], ...] = ()  # XGBoost/LightGBM files beside the artifact: file, library, SHA-256
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -109,7 +110,8 @@ class Manifest:
         data["class_names"] = list(self.class_names)
         data["trusted"] = list(self.trusted)
         data["output_classes"] = [list(classes) for classes in self.output_classes]
-        for name, default in (("allow_nan", False), ("outputs", 1), ("output_classes", [])):
+        data["boosters"] = [dict(entry) for entry in self.boosters]
+        for name, default in (("allow_nan", False), ("outputs", 1), ("output_classes", []), ("boosters", [])):
             if data[name] == default:  # written only when they say something: the iris manifests stay as they were
                 del data[name]
         return data
@@ -135,6 +137,7 @@ class Manifest:
             allow_nan=bool(data.get("allow_nan", False)),
             outputs=int(data.get("outputs", 1)),
             output_classes=tuple(tuple(class_value(c) for c in classes) for classes in data.get("output_classes", ())),
+            boosters=tuple(dict(entry) for entry in data.get("boosters", ())),
         )
 
     @property
@@ -299,17 +302,21 @@ def open_model(directory: Path, expected_name: str) -> tuple[Manifest, dict[str,
     if rule is not None:
         check_artifact(payload, manifest.algorithm, manifest.trusted)
         return manifest, rule, None
-    return manifest, None, _estimator(payload, manifest)
+    return manifest, None, _estimator(payload, manifest, directory)
 
 
 def unpickle(directory: Path, manifest: Manifest) -> Any:
     """The estimator, from bytes that match the manifest's SHA-256 (checked again, as they are read)."""
     # The bytes unpickled are the bytes hashed: nothing can swap the file in between; the allowlist holds.
-    return _estimator(_checked_bytes(directory / ARTIFACT_FILE, manifest.sha256, "artifact"), manifest)
+    return _estimator(_checked_bytes(directory / ARTIFACT_FILE, manifest.sha256, "artifact"), manifest, directory)
 
 
-def _estimator(payload: bytes, manifest: Manifest) -> Any:
+def _estimator(payload: bytes, manifest: Manifest, directory: Path) -> Any:
     estimator = restricted_load(payload, manifest.algorithm, manifest.trusted)
+    if manifest.boosters or any(name.startswith("shared.boosters.") for name in manifest.trusted + (manifest.algorithm,)):
+        from shared.boosters import attach_boosters  # XGBoost's or LightGBM's own loader, from their own files
+
+        attach_boosters(estimator, directory, manifest.boosters)
     n_features = feature_count(estimator)
     n_classes = len(getattr(estimator, "classes_", ()) if not manifest.multi_output else ())
     if n_features != len(manifest.features) or n_classes != len(manifest.class_names):

@@ -44,6 +44,10 @@ ALLOWED = frozenset({
     ("numpy.core.multiarray", "scalar"),
 })
 TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")
+# The boosters' scikit-learn wrappers, read only by `make import-model` (never by the handler): each booster's state
+# is its library's own format (XGBoost's UBJSON buffer, LightGBM's model string), loaded by the library's own loader,
+# and the import writes it out as a file of that format (shared/boosters.py).
+BOOSTER_PACKAGES = ("xgboost", "lightgbm")
 
 CLASS, UFUNC, REBUILDS, METRIC = "class", "ufunc", "rebuilds", "metric"
 
@@ -84,6 +88,7 @@ REBUILDERS: dict[tuple[str, str], tuple[frozenset[int], str]] = {
     ("numpy.random._pickle", "__bit_generator_ctor"): (frozenset({0}), "a bit generator of a vetted class, or named"),
     ("numpy.random._pickle", "__randomstate_ctor"): (frozenset(), "a RandomState around a bit generator"),
     ("numpy.random._pickle", "__generator_ctor"): (frozenset(), "a Generator around a bit generator"),
+    ("collections", "defaultdict"): (frozenset({0}), "a dict whose missing key gets a new object of a vetted class"),
 }
 # scikit-learn's Cython modules of trees and distance metrics each define `newObj(cls)`: cls.__new__(cls), nothing else.
 NEW_OBJECT = "newObj"
@@ -104,7 +109,9 @@ UNTRUSTED_MODULES = ("numpy.testing", "numpy.lib._datasource", "numpy.lib.npyio"
 # What the iris artifacts' walk knows without importing their packages.
 _KNOWN = {ARRAY_WRAPPER: Vetted(CLASS), ("numpy", "ndarray"): Vetted(CLASS), ("numpy", "dtype"): Vetted(CLASS),
           **{name: Vetted(REBUILDS, positions) for name, (positions, _) in REBUILDERS.items()},
-          **{name: Vetted(CLASS) for name in BUILTIN_CLASSES}}
+          **{name: Vetted(CLASS) for name in BUILTIN_CLASSES},
+          # The handler's own stand-ins for a booster: their state is which file, which library, classes, features.
+          ("shared.boosters", "BoosterClassifier"): Vetted(CLASS), ("shared.boosters", "BoosterRegressor"): Vetted(CLASS)}
 
 
 def _split(qualified: str) -> tuple[str, str]:
@@ -126,11 +133,19 @@ def _resolved(module: str, name: str) -> Any:
     return found
 
 
-def vet(module: str, name: str) -> Vetted | str:
-    """What `module.name` is when a pickle may name it (`Vetted`); else why it may not, in a few words."""
+def vet(module: str, name: str, boosters: bool = False) -> Vetted | str:
+    """What `module.name` is when a pickle may name it (`Vetted`); else why it may not, in a few words. `boosters`:
+    the import's read of a user's file, where XGBoost's and LightGBM's classes are trusted too."""
     if (module, name) in _KNOWN:
         return _KNOWN[(module, name)]
-    if module.split(".")[0] not in TRUSTED_PACKAGES:
+    package = module.split(".")[0]
+    if boosters and package in BOOSTER_PACKAGES:
+        try:
+            found = _resolved(module, name)
+        except (ImportError, AttributeError):
+            return f"it needs {package}, which is not installed here (pip install {package})"
+        return Vetted(CLASS) if isinstance(found, type) else "it is a function, not a class: unpickling would call it"
+    if package not in TRUSTED_PACKAGES:
         return "it is outside scikit-learn, numpy and scipy"
     if any(module == part or module.startswith(part + ".") for part in UNTRUSTED_MODULES):
         return "it reads or writes files, or fetches data"
@@ -174,13 +189,14 @@ def _refusal(module: str, name: str, estimator_class: str, allowed: frozenset) -
         f"(allowed: {', '.join(sorted(f'{m}.{n}' for m, n in allowed))})")
 
 
-def allowed_for(estimator_class: str, trusted: tuple[str, ...] = ()) -> dict[tuple[str, str], Vetted]:
+def allowed_for(estimator_class: str, trusted: tuple[str, ...] = (),
+                boosters: bool = False) -> dict[tuple[str, str], Vetted]:
     """What an artifact may name and what each is: ALLOWED, its own class, and the manifest's `trusted` names, each
     vetted again (ModelLoadError naming one that `vet` refuses)."""
     allowed: dict[tuple[str, str], Vetted] = {name: _KNOWN[name] for name in ALLOWED}
     allowed[_split(estimator_class)] = Vetted(CLASS)
     for module, name in sorted({_split(qualified) for qualified in trusted}):
-        found = vet(module, name)
+        found = vet(module, name, boosters)
         if not isinstance(found, Vetted):
             raise ModelLoadError(f"pickle allowlist check failed: the manifest trusts {shown(module, name)}, "
                                  f"which is never trusted ({found}); import the model again")
@@ -341,15 +357,17 @@ class _Survey(_Walker):
     """A walk that lists what a file names, refusing (before anything in it runs) the first name that `vet` does
     not trust, and the first call that breaks the rule for calls."""
 
-    def __init__(self, stream: io.BytesIO, found: set[tuple[str, str]], named: dict[int, Any] | None = None) -> None:
+    def __init__(self, stream: io.BytesIO, found: set[tuple[str, str]], named: dict[int, Any] | None = None,
+                 boosters: bool = False) -> None:
         super().__init__(stream, "", {}, named)
         self.found = found
+        self.boosters = boosters
 
     def nested(self) -> "_Walker":
-        return _Survey(self.stream, self.found, self._named)
+        return _Survey(self.stream, self.found, self._named, self.boosters)
 
     def find_class(self, module: str, name: str) -> Any:
-        vetted = vet(module, name)
+        vetted = vet(module, name, self.boosters)
         if not isinstance(vetted, Vetted):
             raise ModelLoadError(f"the file names {shown(module, name)}, which is not trusted ({vetted}); it is "
                                  f"refused before anything in it runs")
@@ -357,13 +375,13 @@ class _Survey(_Walker):
         return self._register(module, name, self.built(module, name), vetted)
 
 
-def survey(payload: bytes) -> tuple[str, ...]:
+def survey(payload: bytes, boosters: bool = False) -> tuple[str, ...]:
     """Every name an uncompressed pickle or joblib file names, sorted, each trusted by `vet`; ModelLoadError naming
     the first one that is not, or the first call the rule for calls refuses (nothing in the file runs)."""
     found: set[tuple[str, str]] = set()
     stream = io.BytesIO(payload)
     try:
-        _Survey(stream, found).load()
+        _Survey(stream, found, boosters=boosters).load()
     except ModelLoadError:
         raise
     except Exception as exc:
@@ -386,11 +404,13 @@ def check_artifact(payload: bytes, estimator_class: str, trusted: tuple[str, ...
         raise ModelLoadError("pickle allowlist check failed: the artifact has bytes after its end")
 
 
-def restricted_load(payload: bytes, estimator_class: str, trusted: tuple[str, ...] = ()) -> Any:
-    """The estimator, unpickled by joblib's own unpickler with the same allowlist and rule for calls in force."""
+def restricted_load(payload: bytes, estimator_class: str, trusted: tuple[str, ...] = (), boosters: bool = False
+                    ) -> Any:
+    """The estimator, unpickled by joblib's own unpickler with the same allowlist and rule for calls in force.
+    `boosters`: the import reading a user's file (the handler never loads a booster from a pickle)."""
     from joblib.numpy_pickle import NumpyUnpickler  # only when scikit-learn (which imports joblib) serves
 
-    allowed = allowed_for(estimator_class, trusted)
+    allowed = allowed_for(estimator_class, trusted, boosters)
 
     class Restricted(_CallCheck, NumpyUnpickler):
         dispatch = _CallCheck.dispatching(NumpyUnpickler.dispatch)

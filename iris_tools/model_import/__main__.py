@@ -23,6 +23,7 @@ from iris_tools.model_import.describing import describe
 from iris_tools.model_import.reading import ImportRefused, read_model
 from iris_tools.model_import.writing import check_name, checked_nan, write_version
 from shared.artifact import Manifest, class_key
+from shared.boosters import DISTRIBUTIONS
 
 
 def summary(manifest: Manifest, directory: Path) -> str:
@@ -33,6 +34,8 @@ def summary(manifest: Manifest, directory: Path) -> str:
         rows.append([feature.name, feature.type, values if feature.type == "string" else "-"])
     lines = [f"imported {manifest.source['file']} as model {manifest.name} ({directory})",
              f"  estimator: {manifest.algorithm.rsplit('.', 1)[-1]} ({manifest.algorithm}), a {manifest.task}",
+             *(f"  booster: {entry['file']}, {entry['library']}'s own format, loaded by {entry['library']}'s own "
+               f"loader (the image installs {entry['library']})" for entry in manifest.boosters),
              table(rows, indent="  ")]
     if manifest.task == "classifier" and not manifest.multi_output:
         lines.append(f"  classes: {', '.join(map(class_key, manifest.class_names))}")
@@ -62,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         check_name(args.name, functions_dir, args.replace)  # before the file is read: a taken name costs nothing
         loaded = read_model(args.file)
         names = [name.strip() for name in args.features.split(",") if name.strip()] or None
+        if loaded.source["format"] in DISTRIBUTIONS and names is None and \
+                getattr(loaded.estimator, "feature_names_in_", None) is None:
+            raise ImportRefused(f"FILE={args.file}: the {loaded.source['format']} model names no features: give "
+                                f"FEATURES= with its {loaded.estimator.n_features_in_} names, in order")
         description = checked_nan(loaded, describe(loaded.estimator, names, args.types or None))
         manifest = write_version(loaded, description, args.name, functions_dir, args.replace)
     except ImportRefused as exc:

@@ -2,7 +2,10 @@
 anything in it runs, then it is loaded with exactly those names allowed.
 
 .joblib/.pkl/.pickle: joblib's format or a plain pickle, compressed or not. .skops: skops's own reader, with the
-types skops does not trust by itself vetted by the same rules (anything else refused, naming it)."""
+types skops does not trust by itself vetted by the same rules (anything else refused, naming it). .json/.ubj: an
+XGBoost model, .txt: a LightGBM model, each read by its library's own loader. An XGBoost or LightGBM wrapper in a
+pickle is read (its booster's state is the library's own format) and swapped for the handler's stand-in
+(iris_tools.model_import.booster_files.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from iris_tools.cli.failures import ToolError
+from iris_tools.model_import.booster_files import (LIGHTGBM_SUFFIXES, XGBOOST_SUFFIXES, BoosterRefused, read_native,
+                                              swap_wrappers)
 from shared.artifact import sha256_of
 from shared.errors import ModelLoadError
 from shared.safe_pickle import restricted_load, shown, survey, untrusted_reason
 
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 SKOPS_SUFFIX = ".skops"
+BOOSTER_SUFFIXES = XGBOOST_SUFFIXES + LIGHTGBM_SUFFIXES
 
 
 class ImportRefused(ToolError):
@@ -25,8 +31,13 @@ class ImportRefused(ToolError):
 
 @dataclass(frozen=True)
 class Loaded:
-    estimator: Any
+    estimator: Any  # what is served: any booster swapped for its stand-in
     source: dict[str, str]  # the file's name, format and SHA-256
+    original: Any = None  # the estimator as the file holds it, whose own predict the handler's answers must equal
+
+    @property
+    def own(self) -> Any:
+        return self.estimator if self.original is None else self.original
 
 
 def _decompressed(path: Path) -> bytes:
@@ -56,20 +67,31 @@ def read_model(path: Path) -> Loaded:
     source = {"file": path.name, "sha256": sha256_of(path.read_bytes())}
     if suffix == SKOPS_SUFFIX:
         return Loaded(_read_skops(path), {**source, "format": "skops"})
+    if suffix in BOOSTER_SUFFIXES:
+        try:
+            native = read_native(path)
+        except BoosterRefused as exc:
+            raise ImportRefused(f"FILE={path}: {exc}") from None
+        return Loaded(native.estimator, {**source, "format": native.estimator.library})
     if suffix not in PICKLE_SUFFIXES:
-        raise ImportRefused(f"FILE={path}: expected a {', '.join(PICKLE_SUFFIXES)} or {SKOPS_SUFFIX} file")
+        raise ImportRefused(f"FILE={path}: expected a {', '.join(PICKLE_SUFFIXES + (SKOPS_SUFFIX,))} file, or a "
+                            f"booster's own ({', '.join(XGBOOST_SUFFIXES)} XGBoost, {', '.join(LIGHTGBM_SUFFIXES)} "
+                            f"LightGBM)")
     try:
         payload = _decompressed(path)
-        names = survey(payload)  # nothing in the file has run yet
-        classes = [name for name in names if name.startswith("sklearn.")]
+        names = survey(payload, boosters=True)  # nothing in the file has run yet
+        classes = [name for name in names if name.split(".")[0] in ("sklearn", "xgboost", "lightgbm")]
         if not classes:
             raise ModelLoadError("the file holds no scikit-learn estimator")
-        estimator = restricted_load(payload, classes[0], names)
+        estimator = restricted_load(payload, classes[0], names, boosters=True)
+        if not any(name.split(".")[0] in ("xgboost", "lightgbm") for name in names):
+            return Loaded(estimator, {**source, "format": "joblib"})
+        swapped = swap_wrappers(restricted_load(payload, classes[0], names, boosters=True))
     except ModelLoadError as exc:
         raise ImportRefused(f"FILE={path}: {exc}") from None
     except (OSError, ValueError, EOFError) as exc:
         raise ImportRefused(f"FILE={path}: not a model file joblib can read ({exc})") from None
-    return Loaded(estimator, {**source, "format": "joblib"})
+    return Loaded(swapped, {**source, "format": "joblib"}, original=estimator)
 
 
 def _read_skops(path: Path) -> Any:

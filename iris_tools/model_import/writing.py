@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from iris_tools.model_import.booster_files import write_boosters
 from iris_tools.model_import.describing import Description, own_answer
 from iris_tools.model_import.reading import ImportRefused, Loaded
 from shared.artifact import (ARTIFACT_FILE, MANIFEST_FILE, RULE_FILE, STRING, Manifest, is_imported, json_safe,
                              sha256_of)
+from shared.boosters import REQUIREMENTS_FILE
 from shared.errors import ModelLoadError
 from shared.safe_pickle import survey
 
@@ -76,7 +78,7 @@ def checked_nan(loaded: Loaded, description: Description) -> Description:
     if not description.allow_nan or row is None:
         return description
     try:
-        answer = np.asarray(own_answer(loaded.estimator, description.features, row))
+        answer = np.asarray(own_answer(loaded.own, description.features, row))
     except (ValueError, TypeError):
         return replace(description, allow_nan=False)
     if answer.dtype.kind == "f" and np.isnan(answer).any():  # it takes NaN only to answer NaN (IsotonicRegression)
@@ -117,25 +119,29 @@ def write_version(loaded: Loaded, description: Description, name: str, functions
     from shared.model import ServedModel
 
     check_name(name, functions_dir, replace)
-    buffer = io.BytesIO()
-    joblib.dump(loaded.estimator, buffer)
-    payload = buffer.getvalue()
-    rule = _rule(loaded.estimator, description)
-    encoded_rule = None if rule is None else (json.dumps(rule) + "\n").encode()
-    manifest = Manifest(
-        name=name, algorithm=description.algorithm, params=json_safe(loaded.estimator.get_params(deep=False)),
-        features=description.features, class_names=description.class_names, sklearn_version=sklearn.__version__,
-        sha256=sha256_of(payload), training_accuracy=None, training_rows=None,
-        python_version=platform.python_version(), task=description.task,
-        trusted=tuple(item for item in survey(payload) if item != description.algorithm), source=loaded.source,
-        rule_sha256=None if encoded_rule is None else sha256_of(encoded_rule), allow_nan=description.allow_nan,
-        outputs=description.outputs, output_classes=description.output_classes)
     staging = functions_dir / f".{name}.importing-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
+        boosters, requirements = write_boosters(loaded.estimator, staging)  # names each booster's file first
+        buffer = io.BytesIO()
+        joblib.dump(loaded.estimator, buffer)
+        payload = buffer.getvalue()
+        rule = _rule(loaded.estimator, description)
+        encoded_rule = None if rule is None else (json.dumps(rule) + "\n").encode()
+        manifest = Manifest(
+            name=name, algorithm=description.algorithm, params=json_safe(loaded.own.get_params(deep=False)),
+            features=description.features, class_names=description.class_names, sklearn_version=sklearn.__version__,
+            sha256=sha256_of(payload), training_accuracy=None, training_rows=None,
+            python_version=platform.python_version(), task=description.task,
+            trusted=tuple(item for item in survey(payload) if item != description.algorithm),
+            source=loaded.source, rule_sha256=None if encoded_rule is None else sha256_of(encoded_rule),
+            allow_nan=description.allow_nan, outputs=description.outputs, output_classes=description.output_classes,
+            boosters=boosters)
         (staging / "main.py").write_text(MAIN.format(name=name))
         (staging / ARTIFACT_FILE).write_bytes(payload)
+        if requirements:
+            (staging / REQUIREMENTS_FILE).write_text("".join(line + "\n" for line in requirements))
         if encoded_rule is not None:
             (staging / RULE_FILE).write_bytes(encoded_rule)
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
@@ -147,7 +153,7 @@ def write_version(loaded: Loaded, description: Description, name: str, functions
                 asked = np.empty((1, len(row)), dtype=served.features.dtype)
                 asked[0] = row
                 ours = served.predict(asked)[0]
-                theirs = own_answer(loaded.estimator, description.features, row)[0]
+                theirs = own_answer(loaded.own, description.features, row)[0]
                 if not same_answer(ours, theirs, description.task == "regressor"):
                     raise ImportRefused(f"the shared handler answers {ours!r} where the estimator answers "
                                         f"{np.asarray(theirs).tolist()!r} for {row}: it cannot serve it faithfully")
