@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     except ImportRefused as exc:
         print(f"error: {exc}; nothing was written", file=sys.stderr)
         return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - whatever a file does to a library's reader: a refusal, never a traceback
+        detail = " ".join(str(exc).split())[:300]
+        print(f"error: FILE={args.file}: cannot be imported ({type(exc).__name__}: {detail}); nothing was written",
+              file=sys.stderr)
+        return EXIT_FAILED
     print(summary(manifest, functions_dir / args.name))
     return 0
 

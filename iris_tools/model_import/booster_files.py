@@ -7,7 +7,11 @@ never unpickles a booster.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as installed_version
@@ -57,13 +61,48 @@ def _task(library: str, objective: str) -> str:
                          f"other objectives are not served)")
 
 
+@contextlib.contextmanager
+def _library_quiet() -> Iterator[None]:
+    """LightGBM's C++ core writes its own "[LightGBM] [Fatal] ..." to the process's stderr before it raises: that is
+    said once, in the refusal's one line, so the descriptor points at /dev/null while the library reads."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as nowhere:
+            os.dup2(nowhere.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+PROBE = "import sys, {library}; {library}.Booster(model_file=sys.argv[1])"
+
+
+def _probe(library: str, path: Path) -> None:
+    """The library's loader tried on the file in a process of its own first: a corrupt file can crash a C++ loader
+    (XGBoost's UBJSON reader has, on random bytes), and a crash there is a refusal here, not the import's death."""
+    import subprocess
+
+    try:
+        result = subprocess.run([sys.executable, "-c", PROBE.format(library=library), str(path)],
+                                capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise BoosterRefused(f"{library}'s loader did not finish reading it in 120 s") from None
+    if result.returncode < 0:
+        raise BoosterRefused(f"{library}'s loader crashed reading it (signal {-result.returncode}): it is not a "
+                             f"model file {library} can read")
+
+
 def read_native(path: Path) -> NativeFile:
     """A booster file read by its library's own loader: XGBoost's JSON or UBJSON model, LightGBM's text model."""
     suffix = path.suffix.lower()
     library = XGBOOST if suffix in XGBOOST_SUFFIXES else LIGHTGBM
     module = _library(library)
+    _probe(library, path)
     try:
-        booster = module.Booster(model_file=str(path))
+        with _library_quiet():
+            booster = module.Booster(model_file=str(path))
     except Exception as exc:  # noqa: BLE001 - the library's own loader refusing the file: said, never a traceback
         raise BoosterRefused(f"not a {library} model {library} can load ({type(exc).__name__}: "
                              f"{str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ''})") from None

@@ -5,7 +5,7 @@ anything in it runs, then it is loaded with exactly those names allowed.
 types skops does not trust by itself vetted by the same rules (anything else refused, naming it). .json/.ubj: an
 XGBoost model, .txt: a LightGBM model, each read by its library's own loader. An XGBoost or LightGBM wrapper in a
 pickle is read (its booster's state is the library's own format) and swapped for the handler's stand-in
-(iris_tools.model_import.booster_files.py)."""
+(iris_tools/model_import/booster_files.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from iris_tools.cli.failures import ToolError
-from iris_tools.model_import.booster_files import (LIGHTGBM_SUFFIXES, XGBOOST_SUFFIXES, BoosterRefused, read_native,
-                                              swap_wrappers)
+from iris_tools.model_import.booster_files import (LIGHTGBM_SUFFIXES, XGBOOST_SUFFIXES, BoosterRefused,
+                                                   read_native, swap_wrappers)
 from shared.artifact import sha256_of
 from shared.errors import ModelLoadError
 from shared.safe_pickle import restricted_load, shown, survey, untrusted_reason
