@@ -7,7 +7,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from shared.artifact import Feature
+from shared.artifact import Feature, class_key
 
 DEFAULT_POINT = "5.8,3.4"
 
@@ -69,7 +69,11 @@ def _sample(features: list[dict]) -> dict[str, str]:
 def _answer(status: int, body: dict) -> str:
     if status != 200:
         return f"error {status}: {body.get('error')}"
-    return f"{body['prediction']:.6g}" if "prediction" in body else body["predicted_class"]
+    if "prediction" in body:
+        value = body["prediction"]
+        return json.dumps(value) if isinstance(value, list) else f"{value:.6g}"
+    return class_key(body["predicted_class"]) if not isinstance(body["predicted_class"], list) else json.dumps(
+        body["predicted_class"])
 
 
 def compare(points: list[tuple[float, ...] | dict[str, str]], targets: list[tuple[str, str]]) -> int:

@@ -60,6 +60,11 @@ def _label(text: str) -> str | float:
     return value if math.isfinite(value) else text
 
 
+def _text(value: float) -> str:
+    """A label the CSV had as a number, as its text again: 0.0 read from "0" is the integer class "0"."""
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
 def iris_points() -> tuple[list[tuple[float, float]], list[str], tuple[float, float]]:
     """The iris sepal lengths and widths, their class names, and each feature's standard deviation."""
     data = load_iris()
@@ -94,6 +99,8 @@ class LabelledLoad:
             with urllib.request.urlopen(request, timeout=10) as response:
                 body = json.loads(response.read())
                 answer = body["prediction"] if "prediction" in body else body["predicted_class"]
+                if "predicted_class" in body:  # a class: posted as the CSV has it, its text (0, true, setosa)
+                    label = label if isinstance(label, str) else _text(label)
                 answered = Answered(response.headers["X-Request-Id"], response.headers.get("X-Revision") or "?",
                                     answer, label, time.time())
         except (OSError, ValueError, KeyError) as exc:

@@ -22,7 +22,7 @@ from typing import Any
 
 from iris_tools.report.compare import confusion, latency, post_json
 from iris_tools.report.data import CsvError, csv_records
-from shared.artifact import REGRESSOR, STRING, Feature
+from shared.artifact import REGRESSOR, STRING, Feature, class_key
 
 LISTED_DIFFERENCES = 200
 
@@ -74,7 +74,8 @@ def answers(url: str, metadata: dict[str, Any], rows: list[dict[str, float | str
     said: list = []
     for start in range(0, len(rows), limit):
         said += post_json(url + "/", {"instances": rows[start:start + limit]})["predictions"]
-    return said
+    # An integer or boolean class by its text, as a CSV's label column has it; a regressor's numbers stay numbers.
+    return [class_key(answer) if isinstance(answer, (bool, int)) else answer for answer in said]
 
 
 def compare_rows(name: str, members: list[tuple[str, str, dict[str, Any]]], rows: Rows,

@@ -7,7 +7,7 @@ import time
 import urllib.request
 from typing import Any
 
-from shared.artifact import Feature
+from shared.artifact import Feature, class_key
 from shared.prediction_log import REPLAY_HEADER
 
 TUTORIAL_POINT = [5.8, 3.4]  # what an iris version is warmed up with
@@ -30,7 +30,8 @@ def ask(url: str, row: list[Any], token: str | None, replay: str,
     order (numbers and strings alike, as the prediction log records them). `replay` says which tool asks (shadow,
     warm-up, rollback-window): its answer is logged as a replay, never counted as a user's.
 
-    Returns (the answer: a class name, or a regressor's number; the handler's own time in ms from Server-Timing;
+    Returns (the answer: a class by its text (`class_key`, as the log and the labels name it), or a regressor's
+    number; the handler's own time in ms from Server-Timing;
     the round trip in ms; the error or None); a failed request is an error, never an exception."""
     started = time.perf_counter()
     try:
@@ -42,6 +43,8 @@ def ask(url: str, row: list[Any], token: str | None, replay: str,
     duration = float(timing.split("dur=")[1]) if "dur=" in timing else None
     predictions = body.get("predictions") if isinstance(body, dict) else None
     answer = predictions[0] if isinstance(predictions, list) and predictions else None
+    if isinstance(answer, (bool, int)):  # an integer or boolean class, by its text as the prediction log keeps it
+        answer = class_key(answer)
     return answer, duration, 1000 * (time.perf_counter() - started), None
 
 
