@@ -1,9 +1,15 @@
-"""The bring-your-own rows of `make bench`: an imported Pipeline served by our handler (V1 and V2) beside MLServer's
-scikit-learn runtime serving the same file, and what the handler's prediction costs against the Pipeline's own.
+"""The bring-your-own rows of `make bench`: imported models served by our handler (V1 and V2) beside MLServer's
+scikit-learn runtime serving the same file the user saved, and what the handler's one-row prediction costs against
+the model's own `predict` in the same process.
 
-The Pipeline is the worked example `telco` (notebooks/bring_your_own.ipynb: a ColumnTransformer with a
-OneHotEncoder on two string columns and a StandardScaler, then a LogisticRegression), trained and imported with
-`make import-model`'s own command into .bench/byom/ at the first use in a run.
+Three models, each trained at the first use in a run into .bench/byom/trained/ and imported there with
+`make import-model`'s own command:
+  telco    the worked example (notebooks/bring_your_own.ipynb): a ColumnTransformer with a OneHotEncoder on two
+           string columns and a StandardScaler, then a LogisticRegression;
+  hgb      a HistGradientBoostingClassifier (100 iterations) on 8 number columns, the field's most used tabular model;
+  xgbpipe  a ColumnTransformer (OneHotEncoder, StandardScaler) then an XGBClassifier (100 trees): served by us from
+           XGBoost's own file; MLServer's scikit-learn runtime unpickles the same Pipeline (xgboost-cpu installed
+           beside it; mlserver-xgboost serves a bare booster, not a Pipeline).
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from iris_tools.bench.serving_targets import (BENCH_DIR, MLSERVER_VENV, Request, Target, _mlserver_installed,
                                               start_process)
@@ -24,83 +33,151 @@ from iris_tools.environment import ROOT
 from iris_tools.local.servers import Server, free_port
 from iris_tools.local.versions import start_function
 
-PIPELINE = "telco"
 NOTEBOOK = ROOT / "notebooks" / "bring_your_own.ipynb"
-ROW = {"tenure": 12.0, "plan": "pro", "contract": "monthly", "monthly": 29.5}
-STRINGS = ("plan", "contract")
-HANDLER_GOAL = 1.10  # the handler's prediction of one row: at most 10% over the Pipeline's own predict
+HOME = BENCH_DIR / "byom"
+HANDLER_GOAL = 1.10  # the handler's prediction of one row: at most 10% over the model's own predict
 MLSERVER_GOAL = 1.5
 
 
-@functools.cache
-def pipeline_folder() -> Path:
-    """functions/<PIPELINE>/ as `make examples` makes it, under .bench/byom/ (made once per run)."""
-    home = BENCH_DIR / "byom"
-    shutil.rmtree(home, ignore_errors=True)
-    (home / "functions").mkdir(parents=True)
-    env = {**os.environ, "IRIS_EXAMPLES_DIR": str(home / "trained"), "IRIS_FUNCTIONS_DIR": str(home / "functions")}
-    for command in ([sys.executable, "notebooks/run_notebook.py", str(NOTEBOOK)],
-                    [sys.executable, "-m", "iris_tools.model_import", str(home / "trained" / f"{PIPELINE}.joblib"),
-                     PIPELINE]):
-        subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
-    return home / "functions" / PIPELINE
+def _telco(trained: Path) -> Path:
+    env = {**os.environ, "IRIS_EXAMPLES_DIR": str(trained)}
+    subprocess.run([sys.executable, "notebooks/run_notebook.py", str(NOTEBOOK)], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=600)
+    return trained / "telco.joblib"
 
 
-def _prepared() -> str | None:
-    """Made before anything is timed (a target's requirements are checked first): never in a cold start."""
-    try:
-        pipeline_folder()
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"the {PIPELINE} example could not be trained and imported ({exc})"
-    return None
-
-
-def rows(count: int) -> list[dict]:
-    """Deterministic customers across the example's values."""
+def _table(rows: int) -> Any:
+    """A customer table with a string column, the same every run."""
     import numpy as np
+    import pandas
 
     generator = np.random.default_rng(0)
-    plans, contracts = ["basic", "pro", "team"], ["monthly", "yearly"]
-    return [{"tenure": float(generator.integers(1, 72)), "plan": plans[int(generator.integers(3))],
-             "contract": contracts[int(generator.integers(2))], "monthly": round(float(generator.uniform(10, 120)), 2)}
-            for _ in range(count)]
+    return pandas.DataFrame({"tenure": generator.integers(1, 72, rows).astype(float),
+                             "plan": generator.choice(["basic", "pro", "team"], rows),
+                             "monthly": np.round(generator.uniform(10, 120, rows), 2),
+                             "calls": generator.integers(0, 20, rows).astype(float)})
 
 
-def _v2(batch: list[dict], mlserver: bool) -> Request:
-    """One tensor per column; MLServer is told to make a DataFrame of them (its pandas codec) and strings of the
-    BYTES columns, which is what the Pipeline was fitted on."""
-    inputs = []
-    for name in ROW:
-        tensor = {"name": name, "datatype": "BYTES" if name in STRINGS else "FP64", "shape": [len(batch)],
-                  "data": [row[name] for row in batch]}
-        if mlserver and name in STRINGS:
-            tensor["parameters"] = {"content_type": "str"}
-        inputs.append(tensor)
-    body = {"inputs": inputs, **({"parameters": {"content_type": "pd"}} if mlserver else {})}
-    return Request("POST", f"/v2/models/{PIPELINE}/infer", json.dumps(body).encode(), "application/json")
+def _hgb(trained: Path) -> Path:
+    import joblib
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    generator = np.random.default_rng(0)
+    X = generator.normal(size=(4000, 8))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int) + (X[:, 3] > 0.5)
+    joblib.dump(HistGradientBoostingClassifier(max_iter=100, early_stopping=False, random_state=0).fit(X, y),
+                trained / "hgb.joblib")
+    return trained / "hgb.joblib"
 
 
-def _start_ours(port: int) -> Server:
-    return start_function(pipeline_folder() / "main.py", port)
+def _xgbpipe(trained: Path) -> Path:
+    import joblib
+    import xgboost
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame = _table(4000)
+    y = ((frame["tenure"] > 30) ^ (frame["plan"] == "pro")).astype(int) + (frame["calls"] > 12)
+    columns = ColumnTransformer([("plan", OneHotEncoder(), ["plan"]),
+                                 ("numbers", StandardScaler(), ["tenure", "monthly", "calls"])])
+    pipeline = make_pipeline(columns, xgboost.XGBClassifier(n_estimators=100, max_depth=4, n_jobs=1))
+    joblib.dump(pipeline.fit(frame, y), trained / "xgbpipe.joblib")
+    return trained / "xgbpipe.joblib"
 
 
-def predict_one_ms() -> dict[str, float]:
-    """Milliseconds per one-row prediction, in this process: the Pipeline's own predict on a one-row DataFrame
-    (what a user calls), and the handler's (its rows as an array in feature order, shared/model.py)."""
+@dataclass(frozen=True)
+class BenchModel:
+    name: str
+    train: Callable[[Path], Path]  # writes the user's file into the folder given; returns it
+    row: dict[str, Any]  # the one row every single request asks
+    strings: tuple[str, ...]
+    described: str
+    framed: bool  # fitted on a DataFrame: its own predict is asked one, and MLServer decodes one (its pandas codec)
+
+    def rows(self, count: int) -> list[dict[str, Any]]:
+        if self.name == "hgb":
+            import numpy as np
+
+            generator = np.random.default_rng(1)
+            return [dict(zip(self.row, map(float, generator.normal(size=len(self.row))))) for _ in range(count)]
+        return _table(count)[list(self.row)].to_dict("records")
+
+
+MODELS = {model.name: model for model in (
+    BenchModel("telco", _telco, {"tenure": 12.0, "plan": "pro", "contract": "monthly", "monthly": 29.5},
+               ("plan", "contract"), "the imported telco Pipeline (ColumnTransformer, OneHotEncoder on two string "
+               "columns, LogisticRegression)", True),
+    BenchModel("hgb", _hgb, {f"x{i}": round(0.1 * i - 0.3, 2) for i in range(8)}, (),
+               "an imported HistGradientBoostingClassifier (100 iterations, 8 number columns)", False),
+    BenchModel("xgbpipe", _xgbpipe, {"tenure": 12.0, "plan": "pro", "monthly": 29.5, "calls": 3.0}, ("plan",),
+               "an imported Pipeline: ColumnTransformer, then XGBClassifier (100 trees), served from XGBoost's own file",
+               True),
+)}
+
+
+@functools.cache
+def prepared(name: str) -> tuple[Path, Path]:
+    """(the user's file, functions/<name>/ as `make import-model` makes it), under .bench/byom/: once per run."""
+    trained, functions = HOME / "trained", HOME / "functions"
+    shutil.rmtree(functions / name, ignore_errors=True)
+    trained.mkdir(parents=True, exist_ok=True)
+    functions.mkdir(parents=True, exist_ok=True)
+    file = MODELS[name].train(trained)
+    subprocess.run([sys.executable, "-m", "iris_tools.model_import", str(file), name, "--functions-dir",
+                    str(functions)], cwd=ROOT, check=True, capture_output=True, timeout=600)
+    return file, functions / name
+
+
+def _ready(name: str) -> Callable[[], str | None]:
+    def check() -> str | None:
+        """Made before anything is timed (a target's requirements are checked first): never in a cold start."""
+        try:
+            prepared(name)
+        except (OSError, subprocess.SubprocessError, ImportError) as exc:
+            return f"the {name} model could not be trained and imported ({exc})"
+        return None
+
+    return check
+
+
+def _v2(model: BenchModel, batch: list[dict], mlserver: bool) -> Request:
+    """Ours: one tensor per feature. MLServer: one tensor per column it makes a DataFrame of (its pandas codec,
+    strings for the BYTES columns) for a model fitted on one; one [N, F] FP64 tensor for a model of arrays."""
+    if mlserver and not model.framed:
+        body: dict[str, Any] = {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [len(batch), len(model.row)],
+                                            "data": [[row[name] for name in model.row] for row in batch]}]}
+    else:
+        inputs = []
+        for name in model.row:
+            tensor = {"name": name, "datatype": "BYTES" if name in model.strings else "FP64", "shape": [len(batch)],
+                      "data": [row[name] for row in batch]}
+            if mlserver and name in model.strings:
+                tensor["parameters"] = {"content_type": "str"}
+            inputs.append(tensor)
+        body = {"inputs": inputs, **({"parameters": {"content_type": "pd"}} if mlserver else {})}
+    return Request("POST", f"/v2/models/{model.name}/infer", json.dumps(body).encode(), "application/json")
+
+
+def predict_one_ms(name: str) -> dict[str, float]:
+    """Milliseconds per one-row prediction, in this process: the model's own predict as a user calls it (a one-row
+    DataFrame for a model fitted on one), and the handler's (its rows as an array in feature order)."""
     import joblib
     import numpy as np
     import pandas
 
     from shared.model import ServedModel
 
-    folder = pipeline_folder()
-    estimator = joblib.load(folder / "model.joblib")
-    served = ServedModel.load(folder, PIPELINE)
-    frame = pandas.DataFrame([ROW])
-    array = np.empty((1, len(ROW)), dtype=object)
-    array[0] = list(ROW.values())
+    model = MODELS[name]
+    file, folder = prepared(name)
+    estimator = joblib.load(file)
+    served = ServedModel.load(folder, name)
+    asked = pandas.DataFrame([model.row]) if model.framed else np.array([list(model.row.values())], dtype=np.float64)
+    array = np.empty((1, len(model.row)), dtype=served.features.dtype)
+    array[0] = list(model.row.values())
 
-    def per_call(call) -> float:
+    def per_call(call: Callable[[], Any]) -> float:
         call()
         count, started = 0, time.perf_counter()
         while time.perf_counter() - started < 1.0:
@@ -108,61 +185,65 @@ def predict_one_ms() -> dict[str, float]:
             count += 1
         return 1000 * (time.perf_counter() - started) / count
 
-    return {"estimator": round(per_call(lambda: estimator.predict(frame)), 4),
+    return {"estimator": round(per_call(lambda: estimator.predict(asked)), 4),
             "handler": round(per_call(lambda: served.predict(array)), 4)}
 
 
-def mlserver_pipeline() -> Target:
+def mlserver_target(model: BenchModel) -> Target:
     def start_on(port: int) -> Server:
         BENCH_DIR.mkdir(exist_ok=True)
         directory = Path(tempfile.mkdtemp(prefix="mlserver-", dir=BENCH_DIR))
-        shutil.copy(pipeline_folder() / "model.joblib", directory / "model.joblib")
+        shutil.copy(prepared(model.name)[0], directory / "model.joblib")
         (directory / "model-settings.json").write_text(json.dumps(
-            {"name": PIPELINE, "implementation": "mlserver_sklearn.SKLearnModel",
+            {"name": model.name, "implementation": "mlserver_sklearn.SKLearnModel",
              "parameters": {"uri": "./model.joblib"}}))
         (directory / "settings.json").write_text(json.dumps(
             {"http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "host": "127.0.0.1"}))
         return start_process([str(MLSERVER_VENV / "bin" / "mlserver"), "start", str(directory)], port, cwd=directory,
                              cleanup=lambda: shutil.rmtree(directory, ignore_errors=True))
 
-    return Target(name=f"mlserver:{PIPELINE}", group="pipeline", start_on=start_on, protocol="v2",
-                  description=f"MLServer 1.7.1 + mlserver-sklearn on the imported {PIPELINE} Pipeline's joblib file; "
-                              f"V2 JSON, one tensor per column, its pandas codec",
-                  single=_v2([ROW], mlserver=True), requires=[_mlserver_installed, _prepared])
+    return Target(name=f"mlserver:{model.name}", group="pipeline", start_on=start_on, protocol="v2",
+                  description=f"MLServer 1.7.1 + mlserver-sklearn on the same file as ours:{model.name}; V2 JSON"
+                              f"{', one tensor per column, its pandas codec' if model.framed else ', one FP64 tensor'}",
+                  single=_v2(model, [model.row], mlserver=True), requires=[_mlserver_installed, _ready(model.name)])
 
 
 def pipeline_targets() -> list[Target]:
-    return [
-        Target(name=f"ours:{PIPELINE}", group="pipeline", start_on=_start_ours,
-               description=f"the imported {PIPELINE} Pipeline (ColumnTransformer, OneHotEncoder on two string columns, "
-                           f"LogisticRegression) under functions-framework; GET by feature names",
-               single=Request("GET", "/?" + "&".join(f"{k}={v}" for k, v in ROW.items())),
-               batch=lambda count: Request("POST", "/", json.dumps({"instances": rows(count)}).encode(),
-                                           "application/json"),
-               predict_one=predict_one_ms, requires=[_prepared]),
-        Target(name=f"ours-v2:{PIPELINE}", group="pipeline", start_on=_start_ours, protocol="v2",
-               description=f"the same, asked the V2 request MLServer is asked (one tensor per column)",
-               single=_v2([ROW], mlserver=False), requires=[_prepared]),
-        mlserver_pipeline(),
-    ]
+    targets = []
+    for model in MODELS.values():
+        start = functools.partial(lambda name, port: start_function(prepared(name)[1] / "main.py", port), model.name)
+        targets += [
+            Target(name=f"ours:{model.name}", group="pipeline", start_on=start,
+                   description=f"{model.described} under functions-framework; GET by feature names",
+                   single=Request("GET", "/?" + "&".join(f"{k}={v}" for k, v in model.row.items())),
+                   batch=functools.partial(lambda model, count: Request(
+                       "POST", "/", json.dumps({"instances": model.rows(count)}).encode(), "application/json"), model),
+                   predict_one=functools.partial(predict_one_ms, model.name), requires=[_ready(model.name)]),
+            Target(name=f"ours-v2:{model.name}", group="pipeline", start_on=start, protocol="v2",
+                   description="the same, asked V2 (one tensor per feature)",
+                   single=_v2(model, [model.row], mlserver=False), requires=[_ready(model.name)]),
+            mlserver_target(model),
+        ]
+    return targets
 
 
 def pipeline_ratios(results: list) -> list[str]:
-    """Our V1 and V2 against MLServer on the same Pipeline, and the handler's prediction against the Pipeline's."""
+    """Our V1 and V2 against MLServer on the same file, and the handler's prediction against the model's own."""
     by_name = {result.target: result for result in results}
     lines = []
-    theirs = by_name.get(f"mlserver:{PIPELINE}")
-    for name in (f"ours:{PIPELINE}", f"ours-v2:{PIPELINE}"):
-        ours = by_name.get(name)
-        if ours and theirs and ours.single.get("8") and theirs.single.get("8"):
-            ratio = ours.single["8"]["rps"] / theirs.single["8"]["rps"]
-            lines.append(f"- {name} single req/s @8 = {ratio:.3f} x MLServer on the same file (target >= "
-                         f"{MLSERVER_GOAL}): {'met' if ratio >= MLSERVER_GOAL else 'NOT met'}")
-    ours = by_name.get(f"ours:{PIPELINE}")
-    if ours and ours.predict_one_ms:
-        cost = ours.predict_one_ms["handler"] / ours.predict_one_ms["estimator"]
-        lines.append(f"- {PIPELINE}: the handler predicts one row in {ours.predict_one_ms['handler']:.3f} ms, "
-                     f"{cost:.3f} x the Pipeline's own predict on a one-row DataFrame "
-                     f"({ours.predict_one_ms['estimator']:.3f} ms, in-process; target <= {HANDLER_GOAL}): "
-                     f"{'met' if cost <= HANDLER_GOAL else 'NOT met'}")
+    for model in MODELS:
+        theirs = by_name.get(f"mlserver:{model}")
+        for name in (f"ours:{model}", f"ours-v2:{model}"):
+            ours = by_name.get(name)
+            if ours and theirs and ours.single.get("8") and theirs.single.get("8"):
+                ratio = ours.single["8"]["rps"] / theirs.single["8"]["rps"]
+                lines.append(f"- {name} single req/s @8 = {ratio:.3f} x MLServer on the same file (target >= "
+                             f"{MLSERVER_GOAL}): {'met' if ratio >= MLSERVER_GOAL else 'NOT met'}")
+        ours = by_name.get(f"ours:{model}")
+        if ours and ours.predict_one_ms:
+            cost = ours.predict_one_ms["handler"] / ours.predict_one_ms["estimator"]
+            lines.append(f"- {model}: the handler predicts one row in {ours.predict_one_ms['handler']:.3f} ms, "
+                         f"{cost:.3f} x the model's own predict as a user calls it "
+                         f"({ours.predict_one_ms['estimator']:.3f} ms, in-process; target <= {HANDLER_GOAL}): "
+                         f"{'met' if cost <= HANDLER_GOAL else 'NOT met'}")
     return lines

@@ -44,7 +44,7 @@ def test_every_broken_file_of_every_kind_is_refused_in_one_line(suffix: str, goo
     """`make import-model`'s own entry point, its output read at the descriptors: what a library's C core writes to
     stderr by itself counts too."""
     other = good[".txt"] if suffix in (".joblib", ".pkl", ".pickle", ".skops") else good[".joblib"]
-    broken = {"empty": b"", "random bytes": os.urandom(512), "cut in half": good[suffix][: len(good[suffix]) // 2],
+    broken = {"empty": b"", "random bytes": os.urandom(512),  # new bytes every run: a reader must refuse any "cut in half": good[suffix][: len(good[suffix]) // 2],
               "plain text": b"a model, honestly\n", "a JSON document": b'{"learner": 1}', "another kind": other}
     if suffix == ".ubj":  # XGBoost 3.2's UBJSON reader dies of SIGSEGV on this one: the import must not
         broken["cut where the reader crashes"] = good[suffix][:196]

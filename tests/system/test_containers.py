@@ -397,3 +397,58 @@ def test_an_imported_pipeline_is_built_by_the_same_script_and_served_by_its_imag
         assert refused.status_code == 400 and refused.json()["field"] == "plan"
     finally:
         docker("rmi", "--force", f"{image}:churn", check=False)
+
+
+def test_an_xgboost_pipelines_image_carries_xgboost_and_the_iris_images_do_not(images: dict[str, str],
+                                                                               tmp_path: Path) -> None:
+    """An imported Pipeline ending in an XGBClassifier: its image installs xgboost-cpu (its requirements-model.txt)
+    in a layer of its own and answers as the Pipeline does, from XGBoost's own file; `iris:svc` holds no booster
+    library at all."""
+    import joblib
+    import numpy as np
+    import pandas as pd
+    import xgboost
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(5)
+    table = pd.DataFrame({"tenure": rng.integers(1, 72, 300).astype(float), "plan": rng.choice(["basic", "pro"], 300)})
+    pipeline = make_pipeline(ColumnTransformer([("plan", OneHotEncoder(), ["plan"]),
+                                                ("numbers", StandardScaler(), ["tenure"])]),
+                             xgboost.XGBClassifier(n_estimators=30, max_depth=3)).fit(
+        table, ((table.tenure < 30) ^ (table.plan == "pro")).astype(int))
+    checkout = tmp_path / "checkout"
+    for part in ("build", "shared"):
+        shutil.copytree(ROOT / part, checkout / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("requirements.txt", ".dockerignore"):
+        shutil.copy(ROOT / part, checkout / part)
+    joblib.dump(pipeline, tmp_path / "boosted.joblib")
+    imported = subprocess.run([sys.executable, "-m", "iris_tools.model_import", str(tmp_path / "boosted.joblib"),
+                               "boosted", "--functions-dir", str(checkout / "functions")], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    image = f"iris-own-{uuid.uuid4().hex[:8]}"
+    settings = subprocess.run(["make", "-s", "--no-print-directory", "--eval",
+                               "print-settings: ; @echo $(DOCKER) $(BASE_IMAGE) $(PIP_CA)", "print-settings"],
+                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    built = subprocess.run(["bash", str(checkout / "build" / "build_images.sh")], capture_output=True, text=True,
+                           timeout=900, env={**os.environ, "IMAGE": image, "DOCKER": settings[0],
+                                             "BASE_IMAGE": settings[1], "PIP_CA": "".join(settings[2:])})
+    try:
+        assert built.returncode == 0, built.stdout + built.stderr
+        rows = table.iloc[:20]
+        port = free_port()
+        with container(f"{image}:boosted", port=port):
+            batch = requests.post(f"http://127.0.0.1:{port}/", json={"instances": rows.to_dict("records")},
+                                  timeout=10).json()
+        assert batch["predictions"] == pipeline.predict(rows).tolist()
+        has = docker("run", "--rm", "--entrypoint", "python3", f"{image}:boosted", "-c", "import xgboost",
+                     check=False)
+        assert has.returncode == 0, has.stderr
+    finally:
+        docker("rmi", "--force", f"{image}:boosted", check=False)
+    for library in ("xgboost", "lightgbm"):
+        absent = docker("run", "--rm", "--entrypoint", "python3", images["svc"], "-c", f"import {library}",
+                        check=False)
+        assert absent.returncode != 0 and "No module named" in absent.stderr
