@@ -97,11 +97,16 @@ class BenchModel:
     framed: bool  # fitted on a DataFrame: its own predict is asked one, and MLServer decodes one (its pandas codec)
 
     def rows(self, count: int) -> list[dict[str, Any]]:
-        if self.name == "hgb":
-            import numpy as np
+        """Deterministic rows across the model's values, for the batch requests."""
+        import numpy as np
 
-            generator = np.random.default_rng(1)
+        generator = np.random.default_rng(1)
+        if self.name == "hgb":
             return [dict(zip(self.row, map(float, generator.normal(size=len(self.row))))) for _ in range(count)]
+        if self.name == "telco":
+            return [{"tenure": float(generator.integers(1, 72)), "plan": ["basic", "pro", "team"][generator.integers(3)],
+                     "contract": ["monthly", "yearly"][generator.integers(2)],
+                     "monthly": round(float(generator.uniform(10, 120)), 2)} for _ in range(count)]
         return _table(count)[list(self.row)].to_dict("records")
 
 
