@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
@@ -76,22 +77,32 @@ def _library_quiet() -> Iterator[None]:
         os.close(saved)
 
 
-PROBE = "import sys, {library}; {library}.Booster(model_file=sys.argv[1])"
+REWRITE = ("import sys, {library}\n"
+           "booster = {library}.Booster(model_file=sys.argv[1])\n"
+           "booster.save_model(sys.argv[2])\n")
 
 
-def _probe(library: str, path: Path) -> None:
-    """The library's loader tried on the file in a process of its own first: a corrupt file can crash a C++ loader
-    (XGBoost's UBJSON reader has, on random bytes), and a crash there is a refusal here, not the import's death."""
+def _rewritten(library: str, path: Path, scratch: Path) -> Path:
+    """The file as its library writes it again, read and written in a process of its own: the user's bytes are
+    parsed only there. A corrupt file can crash a C++ reader (XGBoost's UBJSON reader dies of SIGSEGV on some cut
+    files, and not on every try), and a crash there is a refusal here, never the import's death; the file the
+    import goes on with was written by the library's own writer."""
     import subprocess
 
+    clean = scratch / f"rewritten{path.suffix.lower()}"
     try:
-        result = subprocess.run([sys.executable, "-c", PROBE.format(library=library), str(path)],
+        result = subprocess.run([sys.executable, "-c", REWRITE.format(library=library), str(path), str(clean)],
                                 capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
         raise BoosterRefused(f"{library}'s loader did not finish reading it in 120 s") from None
     if result.returncode < 0:
         raise BoosterRefused(f"{library}'s loader crashed reading it (signal {-result.returncode}): it is not a "
                              f"model file {library} can read")
+    if result.returncode != 0 or not clean.is_file():
+        said = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        last = said[-1].strip()[:200] if said else f"exit status {result.returncode}"
+        raise BoosterRefused(f"not a {library} model {library} can load ({last})")
+    return clean
 
 
 def read_native(path: Path) -> NativeFile:
@@ -99,7 +110,13 @@ def read_native(path: Path) -> NativeFile:
     suffix = path.suffix.lower()
     library = XGBOOST if suffix in XGBOOST_SUFFIXES else LIGHTGBM
     module = _library(library)
-    _probe(library, path)
+    with tempfile.TemporaryDirectory(prefix="booster-") as scratch:
+        path = _rewritten(library, path, Path(scratch))
+        return _described(library, module, path)
+
+
+def _described(library: str, module: Any, path: Path) -> NativeFile:
+    """The stand-in for a booster file the library itself wrote, with the task, classes and names it holds."""
     try:
         with _library_quiet():
             booster = module.Booster(model_file=str(path))

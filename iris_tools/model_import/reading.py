@@ -9,11 +9,13 @@ pickle is read (its booster's state is the library's own format) and swapped for
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from iris_tools.cli.failures import ToolError
+from iris_tools.environment import ROOT
 from iris_tools.model_import.booster_files import (LIGHTGBM_SUFFIXES, XGBOOST_SUFFIXES, BoosterRefused,
                                                    read_native, swap_wrappers)
 from shared.artifact import sha256_of
@@ -83,6 +85,8 @@ def read_model(path: Path) -> Loaded:
         classes = [name for name in names if name.split(".")[0] in ("sklearn", "xgboost", "lightgbm")]
         if not classes:
             raise ModelLoadError("the file holds no scikit-learn estimator")
+        if any(name.split(".")[0] in ("xgboost", "lightgbm") for name in names):
+            _rehearsed(payload, classes[0], names)  # a booster's bytes are parsed by its library's C++ reader
         estimator = restricted_load(payload, classes[0], names, boosters=True)
         if not any(name.split(".")[0] in ("xgboost", "lightgbm") for name in names):
             return Loaded(estimator, {**source, "format": "joblib"})
@@ -92,6 +96,30 @@ def read_model(path: Path) -> Loaded:
     except (OSError, ValueError, EOFError) as exc:
         raise ImportRefused(f"FILE={path}: not a model file joblib can read ({exc})") from None
     return Loaded(swapped, {**source, "format": "joblib"}, original=estimator)
+
+
+REHEARSAL = ("import sys\n"
+             "from shared.safe_pickle import restricted_load\n"
+             "restricted_load(open(sys.argv[1], 'rb').read(), sys.argv[2], tuple(sys.argv[3:]), boosters=True)\n")
+
+
+def _rehearsed(payload: bytes, estimator_class: str, names: tuple[str, ...]) -> None:
+    """The load, first in a process of its own: a booster's state is parsed by its library's C++ reader, which a
+    corrupt file can crash; a crash there is a refusal here (ModelLoadError), never the import's death."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(prefix="import-", suffix=".pickle") as held:
+        held.write(payload)
+        held.flush()
+        try:
+            result = subprocess.run([sys.executable, "-c", REHEARSAL, held.name, estimator_class, *names],
+                                    cwd=ROOT, capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            raise ModelLoadError("reading its booster did not finish in 300 s") from None
+    if result.returncode < 0:
+        raise ModelLoadError(f"its booster's library crashed reading it (signal {-result.returncode}): the file is "
+                             f"corrupt")
 
 
 def _read_skops(path: Path) -> Any:

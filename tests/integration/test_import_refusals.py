@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 from pathlib import Path
 
 import joblib
@@ -59,3 +60,22 @@ def test_every_broken_file_of_every_kind_is_refused_in_one_line(suffix: str, goo
         assert len(said) == 1 and said[0].startswith("error: ") and said[0].endswith("nothing was written"), (
             kind, err)
         assert not functions.exists() or list(functions.iterdir()) == [], kind
+
+
+def test_a_wrapper_pickle_whose_booster_bytes_are_corrupt_is_refused_in_one_line(tmp_path: Path,
+                                                                                capfd: pytest.CaptureFixture) -> None:
+    """An XGBClassifier pickled, its booster's bytes inside overwritten: the library's reader parses them in a
+    process of its own first (it may crash there), and the import refuses the file in one line either way."""
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    wrapper = xgboost.XGBClassifier(n_estimators=3).fit(X, (X[:, 0] > 0).astype(int))
+    payload = bytearray(pickle.dumps(wrapper))
+    raw = bytes(wrapper.get_booster().__getstate__()["handle"])
+    start = bytes(payload).find(raw)
+    assert start > 0
+    for seed in range(3):
+        garbage = np.random.default_rng(seed).integers(0, 256, len(raw) - 64, dtype=np.uint8).tobytes()
+        payload[start + 32:start + len(raw) - 32] = garbage
+        (tmp_path / "model.pkl").write_bytes(bytes(payload))
+        status = model_import.main([str(tmp_path / "model.pkl"), "mine", "--functions-dir", str(tmp_path / "fn")])
+        said = capfd.readouterr().err.strip().splitlines()
+        assert status == 1 and len(said) == 1 and said[0].endswith("nothing was written"), said
