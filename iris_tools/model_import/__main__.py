@@ -26,6 +26,13 @@ from shared.artifact import Manifest, class_key
 from shared.boosters import DISTRIBUTIONS
 
 
+def _shown_estimator(manifest: Manifest) -> str:
+    """The estimator as the user saved it; for a booster's, also what the handler serves it as."""
+    saved = (manifest.source or {}).get("estimator") or manifest.algorithm
+    shown = f"{saved.rsplit('.', 1)[-1]} ({saved})"
+    return shown if saved == manifest.algorithm else f"{shown}, served as {manifest.algorithm}"
+
+
 def summary(manifest: Manifest, directory: Path) -> str:
     rows = [["feature", "type", "values"]]
     for feature in manifest.features:
@@ -33,7 +40,7 @@ def summary(manifest: Manifest, directory: Path) -> str:
             f" (+{len(feature.categories) - 8})" if len(feature.categories) > 8 else "")
         rows.append([feature.name, feature.type, values if feature.type == "string" else "-"])
     lines = [f"imported {manifest.source['file']} as model {manifest.name} ({directory})",
-             f"  estimator: {manifest.algorithm.rsplit('.', 1)[-1]} ({manifest.algorithm}), a {manifest.task}",
+             f"  estimator: {_shown_estimator(manifest)}, a {manifest.task}",
              *(f"  booster: {entry['file']}, {entry['library']}'s own format, loaded by {entry['library']}'s own "
                f"loader (the image installs {entry['library']})" for entry in manifest.boosters),
              table(rows, indent="  ")]

@@ -74,7 +74,8 @@ def read_model(path: Path) -> Loaded:
             native = read_native(path)
         except BoosterRefused as exc:
             raise ImportRefused(f"FILE={path}: {exc}") from None
-        return Loaded(native.estimator, {**source, "format": native.estimator.library})
+        return Loaded(native.estimator, {**source, "format": native.estimator.library,
+                                          "estimator": f"{native.estimator.library}.Booster"})
     if suffix not in PICKLE_SUFFIXES:
         raise ImportRefused(f"FILE={path}: expected a {', '.join(PICKLE_SUFFIXES + (SKOPS_SUFFIX,))} file, or a "
                             f"booster's own ({', '.join(XGBOOST_SUFFIXES)} XGBoost, {', '.join(LIGHTGBM_SUFFIXES)} "
@@ -95,7 +96,9 @@ def read_model(path: Path) -> Loaded:
         raise ImportRefused(f"FILE={path}: {exc}") from None
     except (OSError, ValueError, EOFError) as exc:
         raise ImportRefused(f"FILE={path}: not a model file joblib can read ({exc})") from None
-    return Loaded(swapped, {**source, "format": "joblib"}, original=estimator)
+    return Loaded(swapped, {**source, "format": "joblib",
+                            "estimator": f"{type(estimator).__module__}.{type(estimator).__qualname__}"},
+                  original=estimator)
 
 
 REHEARSAL = ("import sys\n"

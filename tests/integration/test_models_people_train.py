@@ -17,7 +17,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier, VotingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
@@ -187,3 +187,44 @@ def test_outcomes_judge_integer_classes_by_the_labels_that_came_back(tmp_path: P
     right = int((model.predict(X[:30]) == y[:30]).sum())
     assert (outcome.predictions, outcome.labelled, outcome.correct) == (30, 30, right)
     assert set(outcome.mix) <= {"0", "1", "2"} and found.unmatched == 0
+
+
+def test_a_string_column_with_missing_values_reaches_its_imputer(tmp_path: Path, client_for: Callable) -> None:
+    """Real tables miss strings too: a most-frequent imputer before the OneHotEncoder takes a null plan."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame({"plan": rng.choice(["basic", "pro", None], 80), "tenure": X[:, 0]})
+    columns = ColumnTransformer([("plan", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                                                        OneHotEncoder(handle_unknown="ignore")), ["plan"]),
+                                 ("tenure", SimpleImputer(), ["tenure"])])
+    model = make_pipeline(columns, LogisticRegression()).fit(frame, y)
+    client = client_for(imported(tmp_path, model, "gappy_strings"))
+    rows = [{"plan": None, "tenure": 0.5}, {"plan": "pro", "tenure": None}, {"plan": "basic", "tenure": -1.0}]
+    expected = model.predict(pd.DataFrame(rows).astype({"tenure": float})).tolist()
+    assert client.post("/", json={"instances": rows}).get_json()["predictions"] == expected
+    v2 = client.post("/v2/models/gappy_strings/infer", json={"inputs": [
+        {"name": "plan", "datatype": "BYTES", "shape": [3], "data": [r["plan"] for r in rows]},
+        {"name": "tenure", "datatype": "FP64", "shape": [3], "data": [r["tenure"] for r in rows]}],
+        "outputs": [{"name": "class_name"}]})
+    assert v2.get_json()["outputs"][0]["data"] == expected
+
+
+@pytest.mark.parametrize("model", [
+    HistGradientBoostingClassifier(max_iter=10, random_state=0),
+    VotingClassifier([("linear", LogisticRegression()), ("forest", RandomForestClassifier(n_estimators=5,
+                                                                                          random_state=0))]),
+], ids=["hist-gradient-boosting", "voting"])
+def test_a_skops_file_of_an_ensemble_is_imported_and_served(tmp_path: Path, client_for: Callable,
+                                                            model: object) -> None:
+    import skops.io
+
+    model.fit(X, y)
+    skops.io.dump(model, tmp_path / "model.skops")
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+        status = model_import.main([str(tmp_path / "model.skops"), "ensemble", "--functions-dir",
+                                    str(tmp_path / "functions")])
+    assert status == 0, errors.getvalue()
+    answers = client_for(tmp_path / "functions" / "ensemble").post("/", json={"instances": X[:20].tolist()})
+    assert answers.get_json()["predictions"] == model.predict(X[:20]).tolist()
