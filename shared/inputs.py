@@ -63,7 +63,6 @@ class FeatureIndex:
                                f"of {known}", field=field, code="unknown_category")
         return given
 
-
     def missing(self, position: int, field: str) -> float:
         """NaN for a model that takes a missing value; else the 400 that names the feature."""
         if self.allow_nan:

@@ -80,8 +80,7 @@ class ServedModel:
             with self._predicting:
                 return np.asarray(self.estimator.predict(rows))
         except ValueError as exc:
-            raise RowsRefused(f"model {self.name!r} cannot answer these rows: {str(exc)[:300]}", field="instances") \
-                from None
+            raise RowsRefused(f"model {self.name!r} cannot answer these rows: {str(exc)[:300]}", field="rows") from None
 
     def _sklearn_indices(self, rows: np.ndarray) -> np.ndarray:
         # scikit-learn keeps classes_ sorted: a label's position is its class index.
