@@ -228,3 +228,15 @@ def test_a_skops_file_of_an_ensemble_is_imported_and_served(tmp_path: Path, clie
     assert status == 0, errors.getvalue()
     answers = client_for(tmp_path / "functions" / "ensemble").post("/", json={"instances": X[:20].tolist()})
     assert answers.get_json()["predictions"] == model.predict(X[:20]).tolist()
+
+
+def test_rows_the_model_itself_refuses_are_a_422_with_its_reason(tmp_path: Path, client_for: Callable) -> None:
+    from sklearn.neighbors import RadiusNeighborsClassifier
+
+    folder = imported(tmp_path, RadiusNeighborsClassifier(radius=0.5).fit(X, y), "near")
+    client = client_for(folder)
+    far = client.post("/", json={"instances": [[40.0, 40.0, 40.0]]})
+    one = client.get("/?x0=40&x1=40&x2=40")
+    assert (far.status_code, far.get_json()["code"], one.status_code) == (422, "model_refused_rows", 422)
+    assert "No neighbors found" in far.get_json()["error"]
+    assert client.post("/", json={"instances": [X[0].tolist()]}).status_code == 200
