@@ -129,7 +129,8 @@ class PredictionLog:
         # few microseconds, not a json.dumps of a nested document.
         line = (f'{{"time":"{_now()}","severity":"INFO","message":{_text(f"prediction {self.model} {route}: {summary}")},'
                 f'{self._fixed},"route":{_text(route)},"rows":{count},'
-                f'"inputs":{_rows(rows[: self.max_rows])},"predictions":{_names(predictions[: self.max_rows])},'
+                f'"inputs":{_rows(rows[: self.max_rows])},'
+                f'"predictions":{_names(predictions[: self.max_rows], self.classes)},'
                 f'"latency_ms":{round(latency * 1000, 3)},{self._correlation(identity)}{_replay(request)}'
                 f'"httpRequest":{{"requestMethod":{_text(request.method)},'
                 f'"requestUrl":{_text(request.full_path.rstrip("?"))},"status":{status},'

@@ -240,3 +240,31 @@ def test_rows_the_model_itself_refuses_are_a_422_with_its_reason(tmp_path: Path,
     assert (far.status_code, far.get_json()["code"], one.status_code) == (422, "model_refused_rows", 422)
     assert "No neighbors found" in far.get_json()["error"]
     assert client.post("/", json={"instances": [X[0].tolist()]}).status_code == 200
+
+
+def logged(client: object, capfd: pytest.CaptureFixture, rows: list) -> dict:
+    """The prediction log line of one POST, as the handler writes it."""
+    capfd.readouterr()
+    assert client.post("/", json={"instances": rows}).status_code == 200
+    for writer in list(LineWriter._by_descriptor.values()):
+        writer.flush()
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if '"kind":"prediction"' in line]
+    assert len(lines) == 1
+    return lines[0]
+
+
+def test_the_log_keeps_a_regressors_numbers_a_classs_text_a_multi_outputs_lists_and_nulls(
+        tmp_path: Path, client_for: Callable, capfd: pytest.CaptureFixture) -> None:
+    """What the outcome store reads: a number is a regressor's value, a string a class (its text), a list neither."""
+    values = X @ [1.0, 2.0, 3.0]
+    regressor = client_for(imported(tmp_path, Ridge().fit(X, values), "numbers"), LOG_PREDICTIONS="1")
+    classes = client_for(imported(tmp_path, LogisticRegression().fit(X, y), "integers"), LOG_PREDICTIONS="1")
+    both = client_for(imported(tmp_path, Ridge().fit(X, np.column_stack([values, -values])), "two"),
+                      LOG_PREDICTIONS="1")
+    gaps = client_for(imported(tmp_path, HistGradientBoostingClassifier(max_iter=5).fit(with_gaps(X), y), "gaps"),
+                      LOG_PREDICTIONS="1")
+    line = logged(regressor, capfd, X[:2].tolist())
+    assert all(type(value) is float for value in line["predictions"])
+    assert all(type(value) is str for value in logged(classes, capfd, X[:2].tolist())["predictions"])
+    assert all(type(value) is list and len(value) == 2 for value in logged(both, capfd, X[:2].tolist())["predictions"])
+    assert logged(gaps, capfd, [[None, 0.5, 0.5]])["inputs"] == [[None, 0.5, 0.5]]
