@@ -103,6 +103,7 @@ class Manifest:
     outputs: int = 1  # targets per row: a multi-output model answers each row with a list
     output_classes: tuple[tuple[ClassValue, ...], ...] = ()  # a multi-output classifier's classes, per output
     boosters: tuple[dict[str, Any], ...] = ()  # XGBoost/LightGBM files beside the artifact: file, library, SHA-256
+    batch: bool = False  # rows predicted together answer bit for bit as each alone (checked at import)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -111,7 +112,8 @@ class Manifest:
         data["trusted"] = list(self.trusted)
         data["output_classes"] = [list(classes) for classes in self.output_classes]
         data["boosters"] = [dict(entry) for entry in self.boosters]
-        for name, default in (("allow_nan", False), ("outputs", 1), ("output_classes", []), ("boosters", [])):
+        for name, default in (("allow_nan", False), ("outputs", 1), ("output_classes", []), ("boosters", []),
+                              ("batch", False)):
             if data[name] == default:  # written only when they say something: the iris manifests stay as they were
                 del data[name]
         return data
@@ -138,6 +140,7 @@ class Manifest:
             outputs=int(data.get("outputs", 1)),
             output_classes=tuple(tuple(class_value(c) for c in classes) for classes in data.get("output_classes", ())),
             boosters=tuple(dict(entry) for entry in data.get("boosters", ())),
+            batch=bool(data.get("batch", False)),
         )
 
     @property

@@ -10,6 +10,8 @@
 | LOG_PREDICTIONS    | 1       | fraction of answered predictions logged (0 to 1; 0 turns it off) |
 | LOG_MAX_ROWS       | 100     | most input rows one prediction log line carries (a batch says how many it had) |
 | GOOGLE_CLOUD_PROJECT | unset | the project, for the trace a prediction log line names (Cloud Logging correlates) |
+| BATCH_SIZE         | 32      | most rows one estimator predict takes from concurrent requests (1: each request alone) |
+| OMP_NUM_THREADS    | 1       | OpenMP threads per request thread (set by the handler unless given) |
 
 The container's server (`python -m shared.server`) also reads, through `ServerSettings`:
 
@@ -36,6 +38,7 @@ DEFAULT_MAX_BATCH_ROWS = 10_000
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 DEFAULT_LOG_PREDICTIONS = 1.0
 DEFAULT_LOG_MAX_ROWS = 100
+DEFAULT_BATCH_SIZE = 32
 DEFAULT_PORT = 8080
 DEFAULT_GRACEFUL_TIMEOUT_S = 8
 
@@ -50,6 +53,7 @@ class Settings:
     log_predictions: float = DEFAULT_LOG_PREDICTIONS
     log_max_rows: int = DEFAULT_LOG_MAX_ROWS
     project: str | None = None  # GOOGLE_CLOUD_PROJECT: names the trace in a prediction log line
+    batch_size: int = DEFAULT_BATCH_SIZE  # BATCH_SIZE: rows one estimator predict takes from concurrent requests
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -62,6 +66,7 @@ class Settings:
             max_request_bytes=_positive_int(environ, "MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES),
             log_predictions=_fraction(environ, "LOG_PREDICTIONS", DEFAULT_LOG_PREDICTIONS),
             log_max_rows=_positive_int(environ, "LOG_MAX_ROWS", DEFAULT_LOG_MAX_ROWS),
+            batch_size=_positive_int(environ, "BATCH_SIZE", DEFAULT_BATCH_SIZE),
         )
 
 

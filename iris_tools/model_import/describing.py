@@ -79,15 +79,20 @@ def describe(estimator: Any, names: list[str] | None = None, types: str | None =
 
 def own_answer(estimator: Any, features: tuple[Feature, ...], row: list[Any]) -> Any:
     """The estimator's own predict on one row, given as it was fitted (a DataFrame when it knows column names)."""
+    return own_answers(estimator, features, [row])
+
+
+def own_answers(estimator: Any, features: tuple[Feature, ...], rows: list[list[Any]]) -> Any:
+    """The estimator's own predict on rows, given as it was fitted (a DataFrame when it knows column names)."""
     if getattr(estimator, "feature_names_in_", None) is not None:
         import pandas
 
-        frame = pandas.DataFrame([row], columns=[feature.name for feature in features])
+        frame = pandas.DataFrame(rows, columns=[feature.name for feature in features])
         for feature in features:
             if feature.type != STRING:
                 frame[feature.name] = frame[feature.name].astype("float64")
         return estimator.predict(frame)
-    return estimator.predict(np.array([row], dtype=object if any(f.type == STRING for f in features)
+    return estimator.predict(np.array(rows, dtype=object if any(f.type == STRING for f in features)
                                       else np.float64))
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from iris_tools.model_import.booster_files import write_boosters
-from iris_tools.model_import.describing import Description, own_answer
+from iris_tools.model_import.describing import Description, own_answer, own_answers
 from iris_tools.model_import.reading import ImportRefused, Loaded
 from shared.artifact import (ARTIFACT_FILE, MANIFEST_FILE, RULE_FILE, STRING, Manifest, is_imported, json_safe,
                              sha256_of)
@@ -86,6 +86,30 @@ def checked_nan(loaded: Loaded, description: Description) -> Description:
     return description
 
 
+def batch_exact(loaded: Loaded, description: Description, count: int = 24) -> bool:
+    """Whether the estimator answers rows predicted together exactly (bit for bit) as each alone: then the handler
+    may predict concurrent requests' rows in one call (shared/batching.py). A GaussianProcessRegressor's kernel
+    products, for one, differ in their last bits with the batch's size; such a model is asked one request at a time."""
+    generator = np.random.default_rng(0)
+    rows = []
+    for _ in range(count):
+        row = []
+        for feature in description.features:
+            if feature.type == STRING:
+                known = feature.categories or ("x",)
+                row.append(known[int(generator.integers(len(known)))])
+            else:
+                row.append(float(np.round(generator.normal() * 2, 3)))
+        rows.append(row)
+    try:
+        together = np.asarray(own_answers(loaded.own, description.features, rows))
+        alone = [np.asarray(own_answers(loaded.own, description.features, [row])) for row in rows]
+    except (ValueError, TypeError, IndexError, KeyError):
+        return False
+    return all(np.array_equal(together[i:i + 1], single, equal_nan=together.dtype.kind == "f")
+               for i, single in enumerate(alone))
+
+
 def same_answer(ours: Any, theirs: Any, regressor: bool) -> bool:
     """Ours (the handler's, as JSON would carry it) and the estimator's own for one row: a class exactly and of
     the same type (1 is not True), a number to 1e-9 relative, a multi-output row element by element."""
@@ -137,7 +161,7 @@ def write_version(loaded: Loaded, description: Description, name: str, functions
             trusted=tuple(item for item in survey(payload) if item != description.algorithm),
             source=loaded.source, rule_sha256=None if encoded_rule is None else sha256_of(encoded_rule),
             allow_nan=description.allow_nan, outputs=description.outputs, output_classes=description.output_classes,
-            boosters=boosters)
+            boosters=boosters, batch=batch_exact(loaded, description))
         (staging / "main.py").write_text(MAIN.format(name=name))
         (staging / ARTIFACT_FILE).write_bytes(payload)
         if requirements:
