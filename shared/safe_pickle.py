@@ -10,12 +10,15 @@ walks the artifact with the allowlist in force. Allowed:
     `untrusted_reason` accepts, at import and again at every load (a manifest edited to widen the list is refused).
 Anything else is refused, naming it, and the function does not start.
 
-What `untrusted_reason` trusts (docs/models.md says why): classes of scikit-learn, numpy and scipy, whose
-construction and state only hold data (an estimator's __init__ stores its parameters, by scikit-learn's rules),
-numpy's ufuncs (pure arithmetic: a FunctionTransformer(np.log1p)), numpy's own reconstructors, and a few builtin
-containers. Never a function of any other kind (unpickling calls it), nothing outside those three packages (a
-pickle that calls os.system names posix.system, and is refused naming os.system), and none of their classes that
-open files or fetch data when built (numpy.memmap, numpy's data sources, scipy.io, sklearn.datasets).
+What `vet` trusts, by rule (docs/models.md has each rule and why it cannot run code): classes of scikit-learn,
+numpy and scipy, whose construction and state only hold data (an estimator's __init__ stores its parameters, by
+scikit-learn's rules); Cython's `__pyx_unpickle_X` where X is such a class of the same module; the packages' own
+rebuilders (REBUILDERS, scikit-learn's `newObj`); numpy's ufuncs and scikit-learn's metrics as held values; a few
+builtin containers. Never a function of any other kind (unpickling calls it), nothing outside those three packages
+(a pickle that calls os.system names posix.system, and is refused naming os.system), and none of their classes
+that open files or fetch data when built (numpy.memmap, numpy's data sources, scipy.io, sklearn.datasets). And the
+rule for calls (`_CallCheck`): a pickle calls only a vetted class or rebuilder it named, and hands a callable only
+to a rebuilder where it takes a class.
 
 The walk imports neither scikit-learn nor joblib (together about a second of start-up): the
 estimator's class and joblib's array wrapper are stand-ins that take their state, and each array's
@@ -54,8 +57,9 @@ CLASS, UFUNC, REBUILDS, METRIC = "class", "ufunc", "rebuilds", "metric"
 
 @dataclass(frozen=True)
 class Vetted:
-    """A name a pickle may hold, and what it is: a class (called, it builds one of its own objects), a numpy ufunc
-    (arithmetic; never called by a pickle), or a function that only rebuilds an object of a vetted class. A call
+    """A name a pickle may hold, and what it is: a class (called, it builds one of its own objects), a numpy ufunc or
+    a scikit-learn metric (arithmetic; never called by a pickle), or a function that only rebuilds an object of a
+    vetted class. A call
     may hand a class only to a rebuilder, at the positions it takes one (`class_positions`); every other callable
     argument is refused (`_CallCheck`)."""
 
@@ -92,10 +96,10 @@ REBUILDERS: dict[tuple[str, str], tuple[frozenset[int], str]] = {
 }
 # scikit-learn's Cython modules of trees and distance metrics each define `newObj(cls)`: cls.__new__(cls), nothing else.
 NEW_OBJECT = "newObj"
-CYTHON_REBUILDER = "__pyx_unpickle_"
+CYTHON_REBUILDER = "__pyx_unpickle_"  # Cython's: type.__new__(cls) of the class it is named for, then its fields
 # scikit-learn's metrics (scores, losses, distances): arithmetic over arrays, held by a scorer (a tuned threshold's,
 # a search's) and called by it on arrays; like a ufunc, never called by the pickle itself.
-METRICS = "sklearn.metrics."  # Cython's: type.__new__(cls) of the class it is named for, then its fields
+METRICS = "sklearn.metrics."
 # What the walk builds for real: arrays and their dtypes (joblib's wrapper reads the dtype to skip the raw bytes
 # that follow it), and the harmless builtin containers. Every other class is a stand-in that takes its state.
 _BUILT = frozenset({("numpy", "dtype"), ("numpy", "ndarray"), ("numpy._core.multiarray", "_reconstruct"),
@@ -111,7 +115,8 @@ _KNOWN = {ARRAY_WRAPPER: Vetted(CLASS), ("numpy", "ndarray"): Vetted(CLASS), ("n
           **{name: Vetted(REBUILDS, positions) for name, (positions, _) in REBUILDERS.items()},
           **{name: Vetted(CLASS) for name in BUILTIN_CLASSES},
           # The handler's own stand-ins for a booster: their state is which file, which library, classes, features.
-          ("shared.boosters", "BoosterClassifier"): Vetted(CLASS), ("shared.boosters", "BoosterRegressor"): Vetted(CLASS)}
+          ("shared.boosters", "BoosterClassifier"): Vetted(CLASS),
+          ("shared.boosters", "BoosterRegressor"): Vetted(CLASS)}
 
 
 def _split(qualified: str) -> tuple[str, str]:
