@@ -73,8 +73,19 @@ class _Booster(BaseEstimator):
         except Exception as exc:  # noqa: BLE001 - the library's own loader refusing its file
             raise ModelLoadError(f"{self.library} cannot load {path.name} ({type(exc).__name__}: {exc})") from None
 
+    XGBOOST_WRAPPER = ""  # the XGBoost scikit-learn wrapper that loads and predicts for this kind
+
     def _load(self, path: Path) -> Any:
-        raise NotImplementedError
+        """The library's own loader on its own file: XGBoost's wrapper of this kind, or LightGBM's Booster."""
+        if self.library == XGBOOST:
+            import xgboost
+
+            model = getattr(xgboost, self.XGBOOST_WRAPPER)()
+            model.load_model(path)
+            return model
+        import lightgbm
+
+        return lightgbm.Booster(model_file=str(path))
 
     def booster(self) -> Any:
         loaded = getattr(self, "_loaded", None)
@@ -88,6 +99,8 @@ class _Booster(BaseEstimator):
 
 
 class BoosterClassifier(ClassifierMixin, _Booster):
+    XGBOOST_WRAPPER = "XGBClassifier"
+
     def __init__(self, library: str = XGBOOST, file: str = "", n_features: int = 0, classes: Any = None) -> None:
         super().__init__(library, file, n_features)
         self.classes = classes
@@ -95,17 +108,6 @@ class BoosterClassifier(ClassifierMixin, _Booster):
     @property
     def classes_(self) -> np.ndarray:
         return np.asarray(self.classes)
-
-    def _load(self, path: Path) -> Any:
-        if self.library == XGBOOST:
-            import xgboost
-
-            model = xgboost.XGBClassifier()
-            model.load_model(path)
-            return model
-        import lightgbm
-
-        return lightgbm.Booster(model_file=str(path))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         booster = self.booster()
@@ -121,16 +123,7 @@ class BoosterClassifier(ClassifierMixin, _Booster):
 
 
 class BoosterRegressor(RegressorMixin, _Booster):
-    def _load(self, path: Path) -> Any:
-        if self.library == XGBOOST:
-            import xgboost
-
-            model = xgboost.XGBRegressor()
-            model.load_model(path)
-            return model
-        import lightgbm
-
-        return lightgbm.Booster(model_file=str(path))
+    XGBOOST_WRAPPER = "XGBRegressor"
 
     def predict(self, X: Any) -> np.ndarray:
         return np.asarray(self.booster().predict(self._rows(X)))

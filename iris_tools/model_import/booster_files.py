@@ -133,22 +133,14 @@ def _described(library: str, module: Any, path: Path) -> NativeFile:
             names = None
     task = _task(library, objective)
     if task == "classifier":
-        wrapper = module.XGBClassifier() if library == XGBOOST else None
-        if wrapper is not None:
-            wrapper.load_model(path)
-            classes = wrapper.classes_.tolist()
-        else:
-            classes = list(range(max(int(booster.dump_model(num_iteration=0).get("num_class", 1)), 2)))
-        estimator = BoosterClassifier(library, "", count, classes)
-        estimator._loaded = wrapper if wrapper is not None else booster
+        estimator: Any = BoosterClassifier(library, "", count, [])
+        loaded = estimator._load(path) if library == XGBOOST else booster
+        estimator.classes = loaded.classes_.tolist() if library == XGBOOST else list(
+            range(max(int(booster.dump_model(num_iteration=0).get("num_class", 1)), 2)))
     else:
         estimator = BoosterRegressor(library, "", count)
-        if library == XGBOOST:
-            wrapper = module.XGBRegressor()
-            wrapper.load_model(path)
-            estimator._loaded = wrapper
-        else:
-            estimator._loaded = booster
+        loaded = estimator._load(path) if library == XGBOOST else booster
+    estimator._loaded = loaded
     if names:
         import numpy as np
 
