@@ -347,7 +347,6 @@ def test_an_imported_pipeline_is_built_by_the_same_script_and_served_by_its_imag
     """`make import-model` then `make images` for a user's Pipeline with a string column: build/build_images.sh (as
     `make images` and Cloud Build run it) builds its image from a copy of the checkout holding only that model, and
     the container answers GET, POST and V2 (a BYTES tensor) exactly as the estimator does."""
-    import joblib
     import numpy as np
     import pandas as pd
     from sklearn.compose import ColumnTransformer
@@ -360,24 +359,7 @@ def test_an_imported_pipeline_is_built_by_the_same_script_and_served_by_its_imag
     pipeline = Pipeline([("prepare", ColumnTransformer([("plan", OneHotEncoder(), ["plan"]),
                                                         ("numbers", StandardScaler(), ["tenure"])])),
                          ("classify", LogisticRegression())]).fit(table, np.where(table.tenure < 30, "churn", "stay"))
-    checkout = tmp_path / "checkout"
-    for part in ("build", "shared"):
-        shutil.copytree(ROOT / part, checkout / part, ignore=shutil.ignore_patterns("__pycache__"))
-    for part in ("requirements.txt", ".dockerignore"):
-        shutil.copy(ROOT / part, checkout / part)
-    joblib.dump(pipeline, tmp_path / "churn.joblib")
-    imported = subprocess.run([sys.executable, "-m", "iris_tools.model_import", str(tmp_path / "churn.joblib"), "churn"],
-                              cwd=ROOT, env={**os.environ, "IRIS_FUNCTIONS_DIR": str(checkout / "functions")},
-                              capture_output=True, text=True, timeout=120)
-    assert imported.returncode == 0, imported.stderr
-    image = f"iris-own-{uuid.uuid4().hex[:8]}"
-    # The docker CLI and the pip CA as `make images` hands them to the script.
-    settings = subprocess.run(["make", "-s", "--no-print-directory", "--eval",
-                               "print-settings: ; @echo $(DOCKER) $(BASE_IMAGE) $(PIP_CA)", "print-settings"],
-                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    built = subprocess.run(["bash", str(checkout / "build" / "build_images.sh")], capture_output=True, text=True,
-                           timeout=900, env={**os.environ, "IMAGE": image, "DOCKER": settings[0],
-                                             "BASE_IMAGE": settings[1], "PIP_CA": "".join(settings[2:])})
+    image, built = image_of_an_imported_model(tmp_path, pipeline, "churn")
     try:
         assert built.returncode == 0, built.stdout + built.stderr
         rows = table.iloc[:12]
@@ -404,7 +386,6 @@ def test_an_xgboost_pipelines_image_carries_xgboost_and_the_iris_images_do_not(i
     """An imported Pipeline ending in an XGBClassifier: its image installs xgboost-cpu (its requirements-model.txt)
     in a layer of its own and answers as the Pipeline does, from XGBoost's own file; `iris:svc` holds no booster
     library at all."""
-    import joblib
     import numpy as np
     import pandas as pd
     import xgboost
@@ -418,23 +399,7 @@ def test_an_xgboost_pipelines_image_carries_xgboost_and_the_iris_images_do_not(i
                                                 ("numbers", StandardScaler(), ["tenure"])]),
                              xgboost.XGBClassifier(n_estimators=30, max_depth=3)).fit(
         table, ((table.tenure < 30) ^ (table.plan == "pro")).astype(int))
-    checkout = tmp_path / "checkout"
-    for part in ("build", "shared"):
-        shutil.copytree(ROOT / part, checkout / part, ignore=shutil.ignore_patterns("__pycache__"))
-    for part in ("requirements.txt", ".dockerignore"):
-        shutil.copy(ROOT / part, checkout / part)
-    joblib.dump(pipeline, tmp_path / "boosted.joblib")
-    imported = subprocess.run([sys.executable, "-m", "iris_tools.model_import", str(tmp_path / "boosted.joblib"),
-                               "boosted", "--functions-dir", str(checkout / "functions")], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
-    assert imported.returncode == 0, imported.stderr
-    image = f"iris-own-{uuid.uuid4().hex[:8]}"
-    settings = subprocess.run(["make", "-s", "--no-print-directory", "--eval",
-                               "print-settings: ; @echo $(DOCKER) $(BASE_IMAGE) $(PIP_CA)", "print-settings"],
-                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    built = subprocess.run(["bash", str(checkout / "build" / "build_images.sh")], capture_output=True, text=True,
-                           timeout=900, env={**os.environ, "IMAGE": image, "DOCKER": settings[0],
-                                             "BASE_IMAGE": settings[1], "PIP_CA": "".join(settings[2:])})
+    image, built = image_of_an_imported_model(tmp_path, pipeline, "boosted")
     try:
         assert built.returncode == 0, built.stdout + built.stderr
         rows = table.iloc[:20]
@@ -452,3 +417,28 @@ def test_an_xgboost_pipelines_image_carries_xgboost_and_the_iris_images_do_not(i
         absent = docker("run", "--rm", "--entrypoint", "python3", images["svc"], "-c", f"import {library}",
                         check=False)
         assert absent.returncode != 0 and "No module named" in absent.stderr
+
+
+def image_of_an_imported_model(tmp_path: Path, model: object, name: str) -> tuple[str, subprocess.CompletedProcess]:
+    """`make import-model` on `model` into a copy of the checkout holding only it, then build/build_images.sh (as
+    `make images` and Cloud Build run it) with the docker CLI and pip CA `make images` hands it: (image, the build)."""
+    import joblib
+
+    checkout = tmp_path / "checkout"
+    for part in ("build", "shared"):
+        shutil.copytree(ROOT / part, checkout / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("requirements.txt", ".dockerignore"):
+        shutil.copy(ROOT / part, checkout / part)
+    joblib.dump(model, tmp_path / f"{name}.joblib")
+    imported = subprocess.run([sys.executable, "-m", "iris_tools.model_import", str(tmp_path / f"{name}.joblib"), name,
+                               "--functions-dir", str(checkout / "functions")], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    image = f"iris-own-{uuid.uuid4().hex[:8]}"
+    settings = subprocess.run(["make", "-s", "--no-print-directory", "--eval",
+                               "print-settings: ; @echo $(DOCKER) $(BASE_IMAGE) $(PIP_CA)", "print-settings"],
+                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    built = subprocess.run(["bash", str(checkout / "build" / "build_images.sh")], capture_output=True, text=True,
+                           timeout=900, env={**os.environ, "IMAGE": image, "DOCKER": settings[0],
+                                             "BASE_IMAGE": settings[1], "PIP_CA": "".join(settings[2:])})
+    return image, built
