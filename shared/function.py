@@ -25,6 +25,7 @@ from typing import Any
 
 import flask
 import functions_framework
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.exceptions import NotFound as WerkzeugNotFound
@@ -33,6 +34,7 @@ from werkzeug.routing import Map, Rule
 from shared.config import Settings
 from shared.errors import InvalidInput, MethodNotAllowed, ModelLoadError, NotFound, PayloadTooLarge, ServingError
 from shared.feedback import feedback_answer, parse_feedback
+from shared.inputs import plain_query
 from shared.model import ServedModel
 from shared.prediction_log import PredictionLog
 from shared.request_id import HEADER as ID_HEADER
@@ -109,7 +111,7 @@ def request_id() -> RequestId:
     """This request's id: made once per request (the view and the error handlers answer with the same one)."""
     found = flask.g.get("request_id")
     if found is None:
-        found = flask.g.request_id = RequestId.of(flask.request.headers)
+        found = flask.g.request_id = RequestId.of(flask.request.environ)
     return found
 
 
@@ -127,7 +129,7 @@ def views_of(service: Service, v2: OpenInference, predictions: PredictionLog) ->
         return feedback_answer(labels)
 
     def root(request: flask.Request) -> dict[str, Any]:
-        params = request.args.to_dict(flat=False)
+        params = plain_query(request.environ.get("QUERY_STRING", "")) or request.args.to_dict(flat=False)
         if request.method == "POST":
             return service.predict_batch(read_body(request, limit), request.content_type, params)
         return service.predict_query(params)
@@ -150,8 +152,23 @@ def views_of(service: Service, v2: OpenInference, predictions: PredictionLog) ->
     }
 
 
+class _OwnHeaders(Headers):
+    """Response headers this module made itself: constant names, values that cannot hold a newline (ids checked
+    against their pattern, numbers, model and revision names). werkzeug checks each header it is handed for a
+    newline, a few microseconds a request for headers it cannot find one in; these are taken as they are."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._list = pairs
+
+
+def _response(body: "str | bytes", status: int, headers: dict[str, str],
+              content_type: str = "application/json") -> flask.Response:
+    return flask.Response(body, status=status, headers=_OwnHeaders([("Content-Type", content_type),
+                                                                    *headers.items()]))
+
+
 def _json_response(body: dict[str, Any], status: int, headers: dict[str, str]) -> flask.Response:
-    return flask.Response(json_text(body), status=status, headers=headers, mimetype="application/json")
+    return _response(json_text(body), status, headers)
 
 
 def json_text(document: Any) -> str:
@@ -178,8 +195,8 @@ def _respond(result: "dict[str, Any] | Reply", headers: dict[str, str]) -> flask
     if not result.binary:
         return _json_response(result.document, 200, headers)
     document = json_text(result.document).encode()
-    return flask.Response(document + result.binary, 200, mimetype="application/octet-stream",
-                          headers={**headers, HEADER_LENGTH: str(len(document))})
+    return _response(document + result.binary, 200, {**headers, HEADER_LENGTH: str(len(document))},
+                     "application/octet-stream")
 
 
 def _install_error_handlers(headers: dict[str, str]) -> None:
@@ -237,7 +254,7 @@ def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[
         """A prediction's response: its id, its handler time in Server-Timing, and its log line."""
         response = _respond(result, {**headers, ID_HEADER: identity.value,
                                      "Server-Timing": f"predict;dur={predictions.elapsed() * 1000:.3f}"})
-        predictions.end(request, response.status_code, identity)
+        predictions.end(request.environ, response.status_code, identity)
         return response
 
     def predict(request: flask.Request) -> flask.Response:

@@ -105,6 +105,24 @@ def _fill_named(index: FeatureIndex, items: Mapping[str, Any], where: str, from_
     return row  # type: ignore[return-value]
 
 
+def plain_query(query_string: str) -> dict[str, list[str]] | None:
+    """`a=1&b=2` as {"a": ["1"], "b": ["2"]}, read without werkzeug's MultiDict (the hot path of GET /); None for
+    anything that needs decoding or is not one `name=value` per part (percent-escapes, `+`, a part without `=`,
+    an empty part, bytes outside ASCII): the caller then reads werkzeug's own parse, so both agree."""
+    if not query_string.isascii() or "%" in query_string or "+" in query_string:
+        return None
+    params: dict[str, list[str]] = {}
+    for part in query_string.split("&"):
+        name, equals, value = part.partition("=")
+        if not equals or not name:
+            return None
+        if name in params:
+            params[name].append(value)
+        else:
+            params[name] = [value]
+    return params
+
+
 def parse_query(index: FeatureIndex, params: Mapping[str, list[str]]) -> tuple[float, ...]:
     """One row from query parameters such as {"length": ["5.8"], "width": ["3.4"]}."""
     single: dict[str, str] = {}

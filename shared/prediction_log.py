@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any, TextIO
 
-import flask
 
 from shared.artifact import class_key
 from shared.request_id import RequestId
@@ -43,11 +42,12 @@ _second: tuple[int, str] = (-1, "")  # the last whole second and its text, repla
 
 REPLAY_HEADER = "X-Replay"  # a tool's own request (a shadow replay, a warm-up): never counted as a user's answer
 _REPLAY = re.compile(r"[a-z][a-z-]{0,31}")
+_REPLAY_KEY = "HTTP_X_REPLAY"  # as the WSGI environ holds it
 
 
-def _replay(request: flask.Request) -> str:
+def _replay(environ: dict[str, Any]) -> str:
     """`"replay":"shadow",` for a request a tool marked as its own (X-Replay: shadow, warm-up, ...)."""
-    kind = request.headers.get(REPLAY_HEADER)
+    kind = environ.get(_REPLAY_KEY)
     return f'"replay":"{kind}",' if kind and _REPLAY.fullmatch(kind) else ""
 
 
@@ -82,7 +82,7 @@ class PredictionLog:
         self._writer: LineWriter | None = None
 
     def begin(self) -> None:
-        """At the start of a request: sample it, and start its clock."""
+        """At the start of a request (in the thread that serves it): sample it, and start its clock."""
         local = self._local
         local.sampled = self.fraction >= 1.0 or (self.fraction > 0.0 and random.random() < self.fraction)
         local.observed = None
@@ -113,30 +113,34 @@ class PredictionLog:
         return f'"request_id":{_text(identity.value)},' + (f'"logging.googleapis.com/trace":{_text(trace)},'
                                                              if trace else "")
 
-    def end(self, request: flask.Request, status: int, identity: RequestId | None = None) -> None:
-        """After the response is made: one line, if this request was sampled and answered a prediction."""
+    def end(self, environ: dict[str, Any], status: int, identity: RequestId | None = None) -> None:
+        """After the response is made: one line, if this request was sampled and answered a prediction. The
+        request's fields are read from its WSGI environ (werkzeug's Request views cost microseconds each)."""
         local = self._local
-        observed = getattr(local, "observed", None)
+        observed = local.observed
         if observed is None:
             return
         local.observed = None
-        latency = self.elapsed()
+        latency = time.perf_counter() - local.started
         rows, predictions = observed
         count = len(predictions)
-        route = f"{request.method} {request.path}"
+        method = environ.get("REQUEST_METHOD", "")
+        path = environ.get("PATH_INFO", "")
+        query = environ.get("QUERY_STRING")
+        route = _text(f"{method} {path}")
         summary = predictions[0] if count == 1 else f"{count} rows"
         # Only what varies is encoded per line, each part by the C encoder json.dumps itself ends in: a
         # few microseconds, not a json.dumps of a nested document.
-        line = (f'{{"time":"{_now()}","severity":"INFO","message":{_text(f"prediction {self.model} {route}: {summary}")},'
-                f'{self._fixed},"route":{_text(route)},"rows":{count},'
+        line = (f'{{"time":"{_now()}","severity":"INFO","message":{_text(f"prediction {self.model} {method} {path}: {summary}")},'
+                f'{self._fixed},"route":{route},"rows":{count},'
                 f'"inputs":{_rows(rows[: self.max_rows])},'
                 f'"predictions":{_names(predictions[: self.max_rows], self.classes)},'
-                f'"latency_ms":{round(latency * 1000, 3)},{self._correlation(identity)}{_replay(request)}'
-                f'"httpRequest":{{"requestMethod":{_text(request.method)},'
-                f'"requestUrl":{_text(request.full_path.rstrip("?"))},"status":{status},'
-                f'"latency":"{latency:.6f}s","userAgent":{_text(request.headers.get("User-Agent", ""))},'
-                f'"remoteIp":{_text(request.remote_addr or "")},'
-                f'"protocol":{_text(request.environ.get("SERVER_PROTOCOL", ""))}}}'
+                f'"latency_ms":{round(latency * 1000, 3)},{self._correlation(identity)}{_replay(environ)}'
+                f'"httpRequest":{{"requestMethod":{_text(method)},'
+                f'"requestUrl":{_text(f"{path}?{query}" if query else path)},"status":{status},'
+                f'"latency":"{latency:.6f}s","userAgent":{_text(environ.get("HTTP_USER_AGENT", ""))},'
+                f'"remoteIp":{_text(environ.get("REMOTE_ADDR") or "")},'
+                f'"protocol":{_text(environ.get("SERVER_PROTOCOL", ""))}}}'
                 + (',"truncated":true' if count > self.max_rows else "") + "}\n")
         self._write(line)
 
