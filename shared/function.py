@@ -107,11 +107,16 @@ def _drop_the_rest(request: flask.Request) -> None:
         left -= len(chunk)
 
 
-def request_id() -> RequestId:
+_ID_KEY = "iris.request_id"  # where a request's id is kept in its WSGI environ (cheaper to reach than flask.g)
+
+
+def request_id(environ: "dict[str, Any] | None" = None) -> RequestId:
     """This request's id: made once per request (the view and the error handlers answer with the same one)."""
-    found = flask.g.get("request_id")
+    if environ is None:
+        environ = flask.request.environ
+    found = environ.get(_ID_KEY)
     if found is None:
-        found = flask.g.request_id = RequestId.of(flask.request.environ)
+        found = environ[_ID_KEY] = RequestId.of(environ)
     return found
 
 
@@ -171,12 +176,16 @@ def _json_response(body: dict[str, Any], status: int, headers: dict[str, str]) -
     return _response(json_text(body), status, headers)
 
 
+# json.dumps makes an encoder per call when an argument differs from its defaults (allow_nan does): made once here.
+_ENCODE = json.JSONEncoder(allow_nan=False).encode
+
+
 def json_text(document: Any) -> str:
     """JSON as the standard has it: a NaN (a model's answer out of its range, an IsotonicRegression's) is null."""
     try:
-        return json.dumps(document, allow_nan=False)  # checked in C: the common case costs nothing more
+        return _ENCODE(document)  # checked in C: the common case costs nothing more
     except ValueError:
-        return json.dumps(_nan_as_null(document), allow_nan=False)
+        return _ENCODE(_nan_as_null(document))
 
 
 def _nan_as_null(value: Any) -> Any:
@@ -259,8 +268,9 @@ def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[
 
     def predict(request: flask.Request) -> flask.Response:
         predictions.begin()
-        identity = request_id()
-        if request.path == "/" and request.method == "GET":  # the hot path skips the route table
+        environ = request.environ
+        identity = request_id(environ)
+        if environ.get("PATH_INFO") == "/" and request.method == "GET":  # the hot path skips the route table
             return answered(request, tutorial_get(request), identity)
         try:
             endpoint, arguments = routes.match(request.path, request.method)

@@ -211,17 +211,15 @@ class LineWriter:
         with self._write_lock:
             with self._lock:
                 lines, self._pending = self._pending, []
-            chunk: list[bytes] = []
-            size = 0
-            for line in lines:
-                data = line.encode()
-                if size and size + len(data) > PIPE_BUF:
-                    self._write(b"".join(chunk))
-                    chunk, size = [], 0
-                chunk.append(data)
-                size += len(data)
-            if chunk:
-                self._write(b"".join(chunk))
+            if not lines:
+                return
+            data = "".join(lines).encode()
+            start = 0
+            while len(data) - start > PIPE_BUF:  # cut after the last whole line that fits (a longer line alone)
+                cut = data.rfind(b"\n", start, start + PIPE_BUF) + 1 or data.find(b"\n", start) + 1 or len(data)
+                self._write(data[start:cut])
+                start = cut
+            self._write(data[start:])
 
     def _write(self, data: bytes) -> None:
         """Whole lines, at most PIPE_BUF bytes a call where a line allows: on a pipe (Cloud Run's stdout)
