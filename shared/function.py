@@ -44,7 +44,7 @@ from shared.v2 import HEADER_LENGTH, OpenInference, Reply
 
 log = logging.getLogger(__name__)
 
-View = Callable[..., "dict[str, Any] | Reply"]
+View = Callable[..., "dict[str, Any] | str | Reply"]
 PREDICTION_ENDPOINTS = {"root", "v2_infer"}
 
 # No path ends in "z": Cloud Run reserves some of those (/healthz among them).
@@ -83,6 +83,13 @@ def read_body(request: flask.Request, limit: int) -> bytes:
         _drop_the_rest(request)
         raise PayloadTooLarge(f"body: {declared} bytes, more than the limit of {limit} (MAX_REQUEST_BYTES)",
                               field="body")
+    if declared is not None:  # read from the server's own stream: werkzeug's wrapper of it costs microseconds
+        body = request.environ["wsgi.input"].read(declared) if declared else b""
+        if len(body) < declared:
+            raise InvalidInput(f"body: {len(body)} of the {declared} bytes its Content-Length declares arrived",
+                               field="body", code="incomplete_body")
+        request._cached_data = body
+        return body
     body = request.stream.read(limit + 1)
     if len(body) > limit:
         _drop_the_rest(request)
@@ -133,8 +140,15 @@ def views_of(service: Service, v2: OpenInference, predictions: PredictionLog) ->
         predictions.feedback(labels, request_id())
         return feedback_answer(labels)
 
-    def root(request: flask.Request) -> dict[str, Any]:
-        params = plain_query(request.environ.get("QUERY_STRING", "")) or request.args.to_dict(flat=False)
+    def root(request: flask.Request) -> "dict[str, Any] | str":
+        query_string = request.environ.get("QUERY_STRING", "")
+        if request.method == "GET":
+            answer = service.answer_query(query_string)
+            if answer is not None:
+                return answer
+        params = plain_query(query_string)
+        if params is None:
+            params = request.args.to_dict(flat=False)
         if request.method == "POST":
             return service.predict_batch(read_body(request, limit), request.content_type, params)
         return service.predict_query(params)
@@ -166,13 +180,14 @@ class _OwnHeaders(Headers):
         self._list = pairs
 
 
-def _response(body: "str | bytes", status: int, headers: dict[str, str],
-              content_type: str = "application/json") -> flask.Response:
-    return flask.Response(body, status=status, headers=_OwnHeaders([("Content-Type", content_type),
-                                                                    *headers.items()]))
+Pairs = list[tuple[str, str]]
 
 
-def _json_response(body: dict[str, Any], status: int, headers: dict[str, str]) -> flask.Response:
+def _response(body: "str | bytes", status: int, headers: Pairs, content_type: str = "application/json") -> flask.Response:
+    return flask.Response(body, status=status, headers=_OwnHeaders([("Content-Type", content_type), *headers]))
+
+
+def _json_response(body: dict[str, Any], status: int, headers: Pairs) -> flask.Response:
     return _response(json_text(body), status, headers)
 
 
@@ -198,21 +213,24 @@ def _nan_as_null(value: Any) -> Any:
     return value
 
 
-def _respond(result: "dict[str, Any] | Reply", headers: dict[str, str]) -> flask.Response:
+def _respond(result: "dict[str, Any] | str | Reply", headers: Pairs) -> flask.Response:
+    """A view's answer as a 200: a dict as JSON, JSON already made (a str), or a V2 reply."""
+    if type(result) is str:
+        return _response(result, 200, headers)
     if not isinstance(result, Reply):
         return _json_response(result, 200, headers)
     if not result.binary:
         return _json_response(result.document, 200, headers)
     document = json_text(result.document).encode()
-    return _response(document + result.binary, 200, {**headers, HEADER_LENGTH: str(len(document))},
+    return _response(document + result.binary, 200, [*headers, (HEADER_LENGTH, str(len(document)))],
                      "application/octet-stream")
 
 
 def _install_error_handlers(headers: dict[str, str]) -> None:
     register = functions_framework.errorhandler
 
-    def answered_with(extra: dict[str, str]) -> dict[str, str]:
-        return {**headers, ID_HEADER: request_id().value, **extra}
+    def answered_with(extra: dict[str, str]) -> Pairs:
+        return [*headers.items(), (ID_HEADER, request_id().value), *extra.items()]
 
     @register(ServingError)
     def _serving_error(error: ServingError) -> flask.Response:
@@ -259,19 +277,21 @@ def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[
     routes = ROUTES.bind("")
     tutorial_get = views["root"]
 
-    def answered(request: flask.Request, result: "dict[str, Any] | Reply", identity: RequestId) -> flask.Response:
+    fixed = list(headers.items())
+
+    def answered(environ: dict[str, Any], result: "dict[str, Any] | str | Reply", identity: RequestId) -> flask.Response:
         """A prediction's response: its id, its handler time in Server-Timing, and its log line."""
-        response = _respond(result, {**headers, ID_HEADER: identity.value,
-                                     "Server-Timing": f"predict;dur={predictions.elapsed() * 1000:.3f}"})
-        predictions.end(request.environ, response.status_code, identity)
+        response = _respond(result, [*fixed, (ID_HEADER, identity.value),
+                                     ("Server-Timing", f"predict;dur={predictions.elapsed() * 1000:.3f}")])
+        predictions.end(environ, response.status_code, identity)
         return response
 
     def predict(request: flask.Request) -> flask.Response:
         predictions.begin()
         environ = request.environ
         identity = request_id(environ)
-        if environ.get("PATH_INFO") == "/" and request.method == "GET":  # the hot path skips the route table
-            return answered(request, tutorial_get(request), identity)
+        if environ.get("PATH_INFO") == "/" and request.method in ("GET", "POST"):  # the hot path: no route table
+            return answered(environ, tutorial_get(request), identity)
         try:
             endpoint, arguments = routes.match(request.path, request.method)
         except WerkzeugNotFound:
@@ -282,7 +302,7 @@ def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[
             raise MethodNotAllowed(request.method, request.path, allowed) from None
         result = views[endpoint](request, **arguments)
         if endpoint in PREDICTION_ENDPOINTS:
-            return answered(request, result, identity)
-        return _respond(result, {**headers, ID_HEADER: identity.value})
+            return answered(environ, result, identity)
+        return _respond(result, [*fixed, (ID_HEADER, identity.value)])
 
     return predict

@@ -119,6 +119,10 @@ class ServedModel:
             return values.reshape(len(rows), -1).tolist() if manifest.multi_output else values.ravel().tolist()
         if manifest.multi_output:  # as its predict answers (a ClassifierChain answers its integer classes as floats)
             return self._estimator_predict(rows).reshape(len(rows), manifest.outputs).tolist()
+        if self.rule is not None and len(rows) <= SMALL_BATCH:  # a few rows: no arrays in between
+            found = [self.rule.predict_one(row) for row in rows.tolist()]
+            if None not in found:
+                return [self._names[index] for index in found]
         return self.class_names_of(self.predict_indices(rows)).tolist()
 
     def predict_one(self, row: tuple[Any, ...]) -> Any:

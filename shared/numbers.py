@@ -90,6 +90,9 @@ def array_from_json(values: Sequence[Any], datatype: str | None, name: Namer, fi
     raise AssertionError("array_from_json: a value failed the fast path but passed every check")  # pragma: no cover
 
 
+SHORT = 16  # values checked one by one in Python below this many
+
+
 def _fast(values: Sequence[Any], datatype: str, dtype: np.dtype, integer: bool) -> np.ndarray | None:
     """The array when every value fits; None to let the slow path name the one that does not."""
     if integer:
@@ -97,11 +100,18 @@ def _fast(values: Sequence[Any], datatype: str, dtype: np.dtype, integer: bool) 
         if values and not (limits.min <= min(values) and max(values) <= limits.max):
             return None
         return np.asarray(values, dtype=dtype)
+    limit = FLOAT_LIMITS[datatype or "FP64"]
+    if len(values) <= SHORT:  # a request's few values: compared in Python, cheaper than numpy's calls
+        for value in values:
+            if not -limit <= value <= limit:  # also False for NaN, and for an integer beyond the range
+                return None
+        array = np.array(values, dtype=np.float64)  # float64 first, as below: the same rounding to a narrower type
+        return array if dtype == np.float64 else array.astype(dtype)
     try:
         array = np.fromiter(values, dtype=np.float64, count=len(values))
     except OverflowError:  # an integer beyond float64
         return None
-    if not (np.abs(array) <= FLOAT_LIMITS[datatype or "FP64"]).all():  # also False for NaN and inf
+    if not (np.abs(array) <= limit).all():  # also False for NaN and inf
         return None
     return array if dtype == np.float64 else array.astype(dtype)
 

@@ -26,6 +26,7 @@ import re
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any, TextIO
@@ -80,6 +81,8 @@ class PredictionLog:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._writer: LineWriter | None = None
+        self._routes: dict[tuple[str, str], tuple[str, str, str]] = {}
+        self._texts: dict[str, str] = {}
 
     def begin(self) -> None:
         """At the start of a request (in the thread that serves it): sample it, and start its clock."""
@@ -113,6 +116,24 @@ class PredictionLog:
         return f'"request_id":{_text(identity.value)},' + (f'"logging.googleapis.com/trace":{_text(trace)},'
                                                              if trace else "")
 
+    def _route(self, method: str, path: str) -> tuple[str, str, str]:
+        """A route's encoded parts (its "METHOD /path", the message's start, the method), made once a route."""
+        parts = self._routes.get((method, path))
+        if parts is None:
+            parts = (_text(f"{method} {path}"), f"prediction {self.model} {method} {path}: ", _text(method))
+            if len(self._routes) < 64:  # prediction routes are few; anything else is encoded each time
+                self._routes[(method, path)] = parts
+        return parts
+
+    def _client_text(self, value: str) -> str:
+        """A request field that repeats (its user agent, its protocol), encoded once for the first 256 seen."""
+        found = self._texts.get(value)
+        if found is None:
+            found = _text(value)
+            if len(self._texts) < 256:
+                self._texts[value] = found
+        return found
+
     def end(self, environ: dict[str, Any], status: int, identity: RequestId | None = None) -> None:
         """After the response is made: one line, if this request was sampled and answered a prediction. The
         request's fields are read from its WSGI environ (werkzeug's Request views cost microseconds each)."""
@@ -127,20 +148,20 @@ class PredictionLog:
         method = environ.get("REQUEST_METHOD", "")
         path = environ.get("PATH_INFO", "")
         query = environ.get("QUERY_STRING")
-        route = _text(f"{method} {path}")
+        route, message, method_text = self._route(method, path)
         summary = predictions[0] if count == 1 else f"{count} rows"
         # Only what varies is encoded per line, each part by the C encoder json.dumps itself ends in: a
         # few microseconds, not a json.dumps of a nested document.
-        line = (f'{{"time":"{_now()}","severity":"INFO","message":{_text(f"prediction {self.model} {method} {path}: {summary}")},'
+        line = (f'{{"time":"{_now()}","severity":"INFO","message":{_text(f"{message}{summary}")},'
                 f'{self._fixed},"route":{route},"rows":{count},'
                 f'"inputs":{_rows(rows[: self.max_rows])},'
                 f'"predictions":{_names(predictions[: self.max_rows], self.classes)},'
-                f'"latency_ms":{round(latency * 1000, 3)},{self._correlation(identity)}{_replay(environ)}'
-                f'"httpRequest":{{"requestMethod":{_text(method)},'
+                f'"latency_ms":{latency * 1000:.3f},{self._correlation(identity)}{_replay(environ)}'
+                f'"httpRequest":{{"requestMethod":{method_text},'
                 f'"requestUrl":{_text(f"{path}?{query}" if query else path)},"status":{status},'
-                f'"latency":"{latency:.6f}s","userAgent":{_text(environ.get("HTTP_USER_AGENT", ""))},'
+                f'"latency":"{latency:.6f}s","userAgent":{self._client_text(environ.get("HTTP_USER_AGENT", ""))},'
                 f'"remoteIp":{_text(environ.get("REMOTE_ADDR") or "")},'
-                f'"protocol":{_text(environ.get("SERVER_PROTOCOL", ""))}}}'
+                f'"protocol":{self._client_text(environ.get("SERVER_PROTOCOL", ""))}}}'
                 + (',"truncated":true' if count > self.max_rows else "") + "}\n")
         self._write(line)
 
@@ -184,8 +205,7 @@ class LineWriter:
         self.descriptor = descriptor
         self.stream: Any = None  # the stream whose descriptor this is, as the last user saw it
         self.pid = os.getpid()  # a forked worker starts a writer of its own
-        self._pending: list[str] = []
-        self._lock = threading.Lock()
+        self._pending: deque[str] = deque()  # appended and taken without a lock: each is atomic on a deque
         self._write_lock = threading.Lock()  # batches go out in order
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
@@ -201,16 +221,15 @@ class LineWriter:
             return writer
 
     def put(self, line: str) -> None:
-        with self._lock:
-            self._pending.append(line)
-            many = len(self._pending) >= self.MAX_PENDING
-        if many:
+        pending = self._pending
+        pending.append(line)
+        if len(pending) >= self.MAX_PENDING:
             self._wake.set()
 
     def flush(self) -> None:
         with self._write_lock:
-            with self._lock:
-                lines, self._pending = self._pending, []
+            pending = self._pending
+            lines = [pending.popleft() for _ in range(len(pending))]  # what is there now; later lines wait
             if not lines:
                 return
             data = "".join(lines).encode()

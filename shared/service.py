@@ -6,7 +6,9 @@ subclasses for anything a client got wrong.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from shared.config import Settings
@@ -28,6 +30,14 @@ class Service:
         self.settings = settings
         self.observe = observe  # told the rows and the answers of every prediction (the prediction log)
         self._identity = {"model": model.name, "revision": settings.revision}
+        # GET /'s answer as text, for a classifier whose classes are all strings (json.dumps's separators, so the
+        # text is what json_text of predict_query's dict would be): the request's name, one piece per feature,
+        # the model and revision.
+        manifest = model.manifest
+        self._texts_answers = not (manifest.regressor or manifest.multi_output) and all(
+            isinstance(name, str) for name in manifest.class_names)
+        self._query_pieces = tuple(f", {json.dumps(feature.name)}: " for feature in model.features.features)
+        self._query_tail = ", " + json.dumps(self._identity)[1:]
 
     def predict_query(self, params: Mapping[str, list[str]]) -> dict[str, Any]:
         """GET /?length=5.8&width=3.4: the tutorial's answer, plus which model and revision gave it. A regressor
@@ -40,6 +50,22 @@ class Service:
             body[feature.name] = value if value == value else None  # NaN (a missing value) is JSON's null
         body.update(self._identity)
         return body
+
+    def answer_query(self, query_string: str) -> str | None:
+        """GET /'s answer as JSON text, for the request almost every client sends (every feature once, plain
+        numbers) to a classifier of named classes: the same text as `predict_query`'s answer encoded, without
+        the dict. None for anything else: the caller asks `predict_query`, which answers it or says what is
+        wrong."""
+        if not self._texts_answers:
+            return None
+        row = self.model.features.numbers_from_query(query_string)
+        if row is None:
+            return None
+        answer = self.model.predict_one(row)
+        self.observe((row,), (answer,))
+        return (f'{{"predicted_class": {encode_basestring_ascii(answer)}'
+                + "".join([piece + float.__repr__(value) for piece, value in zip(self._query_pieces, row)])
+                + self._query_tail)
 
     def predict_batch(
         self, body: bytes, content_type: str | None, params: Mapping[str, list[str]]

@@ -31,8 +31,7 @@ def test_the_prediction_log_writer_writes_whole_lines_in_pipe_atomic_chunks(monk
     monkeypatch.setattr(prediction_log.os, "write", lambda fd, data: sizes.append(bytes(data)) or real_write(fd, data))
     writer = prediction_log.LineWriter(write_end)
     lines = [f'{{"n":{i},"pad":"{"x" * 280}"}}\n' for i in range(100)]
-    with writer._lock:  # queue them all before the writer thread's next turn
-        writer._pending.extend(lines)
+    writer._pending.extend(lines)  # all queued at once (one call on a deque), whichever thread then writes them
     writer.flush()
     os.close(write_end)
     received = b""
