@@ -104,6 +104,7 @@ class Manifest:
     output_classes: tuple[tuple[ClassValue, ...], ...] = ()  # a multi-output classifier's classes, per output
     boosters: tuple[dict[str, Any], ...] = ()  # XGBoost/LightGBM files beside the artifact: file, library, SHA-256
     batch: bool = False  # rows predicted together answer bit for bit as each alone (checked at import)
+    probabilities: bool = False  # a classifier whose predict_proba answers a column per class (checked at import)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -113,7 +114,7 @@ class Manifest:
         data["output_classes"] = [list(classes) for classes in self.output_classes]
         data["boosters"] = [dict(entry) for entry in self.boosters]
         for name, default in (("allow_nan", False), ("outputs", 1), ("output_classes", []), ("boosters", []),
-                              ("batch", False)):
+                              ("batch", False), ("probabilities", False)):
             if data[name] == default:  # written only when they say something: the iris manifests stay as they were
                 del data[name]
         return data
@@ -141,6 +142,7 @@ class Manifest:
             output_classes=tuple(tuple(class_value(c) for c in classes) for classes in data.get("output_classes", ())),
             boosters=tuple(dict(entry) for entry in data.get("boosters", ())),
             batch=bool(data.get("batch", False)),
+            probabilities=bool(data.get("probabilities", False)),
         )
 
     @property

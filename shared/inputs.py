@@ -193,7 +193,8 @@ def parse_instances(index: FeatureIndex, document: Any, max_rows: int) -> np.nda
         )
     extra = sorted(set(document) - {"instances"})
     if extra:
-        raise InvalidInput(f"{extra[0]}: unknown field; the body holds only \"instances\"", field=extra[0], code="unknown_field")
+        raise InvalidInput(f"{extra[0]}: unknown field; the body holds \"instances\" (and, if you want more than the "
+                           f"class, \"outputs\": [\"probabilities\"])", field=extra[0], code="unknown_field")
     if "instances" not in document:
         raise InvalidInput('instances: missing; send {"instances": [[length, width], ...]}', field="instances", code="missing_field")
     instances = document["instances"]

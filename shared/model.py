@@ -20,7 +20,7 @@ import numpy as np
 from shared.artifact import RETRAIN_HINT, STRING, Manifest, open_model, unpickle
 from shared.batching import Batcher
 from shared.config import DEFAULT_BATCH_SIZE
-from shared.errors import ModelLoadError, RowsRefused
+from shared.errors import InvalidInput, ModelLoadError, RowsRefused
 from shared.inputs import FeatureIndex
 from shared.linear import LinearRule
 
@@ -43,6 +43,8 @@ class ServedModel:
         # found that the model answers rows together exactly as each alone.
         self._batcher = Batcher(lambda rows: np.asarray(self.estimator.predict(rows)),
                                 batch_size if manifest.batch else 1)
+        self._probabilities = Batcher(lambda rows: np.asarray(self.estimator.predict_proba(rows), dtype=np.float64),
+                                      batch_size if manifest.batch else 1)
 
     @classmethod
     def load(cls, directory: Path, name: str, batch_size: int = DEFAULT_BATCH_SIZE) -> "ServedModel":
@@ -136,6 +138,28 @@ class ServedModel:
         if self.manifest.regressor or self.manifest.multi_output:
             return self.predict(rows)[0]
         return self._names[int(self._sklearn_indices(rows)[0])]
+
+    def without_probabilities(self) -> str:
+        """Why this model answers no probabilities, and what it offers instead (the 400's message)."""
+        if self.manifest.regressor or self.manifest.multi_output:
+            instead = "its prediction only"
+        elif self.rule is not None or (self.manifest.source is not None
+                                       and hasattr(self.estimator, "decision_function")):
+            instead = "decision scores (V2 output decision_scores)"
+        else:
+            instead = "its class only"
+        return (f"model {self.name!r} ({self.manifest.algorithm}) answers no probabilities: it has no predict_proba; "
+                f"it offers {instead}")
+
+    def probabilities(self, rows: np.ndarray) -> np.ndarray:
+        """predict_proba of these rows as [rows, classes], columns in the manifest's class order (scikit-learn's
+        classes_); a 400 naming the model and what it offers instead when it has none."""
+        if not self.manifest.probabilities:
+            raise InvalidInput(self.without_probabilities(), field="outputs", code="no_probabilities")
+        try:
+            return self._probabilities.predict(rows)
+        except ValueError as exc:
+            raise RowsRefused(f"model {self.name!r} cannot answer these rows: {str(exc)[:300]}", field="rows") from None
 
     def decision_scores(self, rows: np.ndarray) -> np.ndarray:
         """The estimator's decision_function as [rows, classes]; a binary model's one score becomes (-s, s)."""

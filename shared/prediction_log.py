@@ -35,7 +35,8 @@ from typing import Any, TextIO
 from shared.artifact import class_key
 from shared.request_id import RequestId
 
-Observer = Callable[[Any, Sequence[Any]], None]  # rows, and the class name (or a regressor's number) of each
+# rows, the class name (or a regressor's number) of each, and (when a client asked for probabilities) the top class's
+Observer = Callable[..., None]
 PIPE_BUF = 4096  # POSIX: a write of at most this many bytes to a pipe is atomic
 
 _second: tuple[int, str] = (-1, "")  # the last whole second and its text, replaced whole (threads read it)
@@ -91,10 +92,11 @@ class PredictionLog:
         local.observed = None
         local.started = time.perf_counter()
 
-    def observe(self, rows: Any, predictions: Sequence[str]) -> None:
-        """Called by the routes with what they answered (only kept when the request was sampled)."""
+    def observe(self, rows: Any, predictions: Sequence[Any], confidence: Sequence[float] | None = None) -> None:
+        """Called by the routes with what they answered (only kept when the request was sampled); `confidence`, the
+        probability of each row's top class, when the client asked for probabilities."""
         if getattr(self._local, "sampled", False):
-            self._local.observed = (rows, predictions)
+            self._local.observed = (rows, predictions, confidence)
 
     def elapsed(self) -> float:
         return time.perf_counter() - getattr(self._local, "started", time.perf_counter())
@@ -143,7 +145,7 @@ class PredictionLog:
             return
         local.observed = None
         latency = time.perf_counter() - local.started
-        rows, predictions = observed
+        rows, predictions, confidence = observed
         count = len(predictions)
         method = environ.get("REQUEST_METHOD", "")
         path = environ.get("PATH_INFO", "")
@@ -156,6 +158,8 @@ class PredictionLog:
                 f'{self._fixed},"route":{route},"rows":{count},'
                 f'"inputs":{_rows(rows[: self.max_rows])},'
                 f'"predictions":{_names(predictions[: self.max_rows], self.classes)},'
+                + (f'"confidence":[{",".join(map(float.__repr__, confidence[: self.max_rows]))}],'
+                   if confidence is not None else "") +
                 f'"latency_ms":{latency * 1000:.3f},{self._correlation(identity)}{_replay(environ)}'
                 f'"httpRequest":{{"requestMethod":{method_text},'
                 f'"requestUrl":{_text(f"{path}?{query}" if query else path)},"status":{status},'

@@ -11,17 +11,22 @@ from collections.abc import Mapping
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+import numpy as np
+
 from shared.config import Settings
 from shared.errors import InvalidInput, UnsupportedMediaType
 from shared.inputs import parse_instances, parse_json, parse_query
+from shared.artifact import class_key
 from shared.model import ServedModel
 from shared.prediction_log import Observer
 
 
-def _ignore(rows: Any, predictions: Any) -> None:
+def _ignore(rows: Any, predictions: Any, confidence: Any = None) -> None:
     pass
 
 JSON_MEDIA_TYPE = "application/json"
+OUTPUT_PARAMETER = "output"  # GET /?...&output=probabilities (unless a feature of the model has that name)
+PROBABILITIES = "probabilities"
 
 
 class Service:
@@ -38,18 +43,47 @@ class Service:
             isinstance(name, str) for name in manifest.class_names)
         self._query_pieces = tuple(f", {json.dumps(feature.name)}: " for feature in model.features.features)
         self._query_tail = ", " + json.dumps(self._identity)[1:]
+        self._class_keys = [class_key(name) for name in manifest.class_names]  # JSON object keys are text
 
     def predict_query(self, params: Mapping[str, list[str]]) -> dict[str, Any]:
         """GET /?length=5.8&width=3.4: the tutorial's answer, plus which model and revision gave it. A regressor
-        answers `prediction` (a number) where a classifier answers `predicted_class`."""
+        answers `prediction` (a number) where a classifier answers `predicted_class`; `&output=probabilities` adds
+        the classifier's probability of each class."""
+        wants_probabilities = False
+        if OUTPUT_PARAMETER in params and OUTPUT_PARAMETER not in self.model.features.position:
+            params = dict(params)
+            wants_probabilities = self._wants_probabilities(params.pop(OUTPUT_PARAMETER), OUTPUT_PARAMETER)
         row = parse_query(self.model.features, params)
         answer = self.model.predict_one(row)
         body: dict[str, Any] = {"prediction" if self.model.manifest.regressor else "predicted_class": answer}
-        self.observe((row,), (answer,))
+        confidence = None
+        if wants_probabilities:
+            named = self._named_probabilities(np.array([row], dtype=self.model.features.dtype))
+            body[PROBABILITIES] = named[0]
+            confidence = [max(named[0].values())]
+        self.observe((row,), (answer,), confidence)
         for feature, value in zip(self.model.features.features, row):
             body[feature.name] = value if value == value else None  # NaN (a missing value) is JSON's null
         body.update(self._identity)
         return body
+
+    def _wants_probabilities(self, outputs: Any, field: str) -> bool:
+        """A request's outputs (GET's `output` values, POST's `outputs` list): only "probabilities" is one."""
+        if not isinstance(outputs, list) or not outputs or not all(isinstance(item, str) for item in outputs):
+            raise InvalidInput(f'{field}: expected a list of output names, such as ["{PROBABILITIES}"]', field=field,
+                               code="invalid_body")
+        for name in outputs:
+            if name != PROBABILITIES:
+                raise InvalidInput(f"{field}: unknown output {name[:100]!r}; the outputs on offer: {PROBABILITIES}",
+                                   field=field, code="unknown_output")
+        if not self.model.manifest.probabilities:
+            raise InvalidInput(f"{field}: {self.model.without_probabilities()}", field=field, code="no_probabilities")
+        return True
+
+    def _named_probabilities(self, rows: np.ndarray) -> list[dict[str, float]]:
+        """Each row's predict_proba as {class: probability}, in the model's class order."""
+        keys = self._class_keys
+        return [dict(zip(keys, values)) for values in self.model.probabilities(rows).tolist()]
 
     def answer_query(self, query_string: str) -> str | None:
         """GET /'s answer as JSON text, for the request almost every client sends (every feature once, plain
@@ -85,10 +119,19 @@ class Service:
             )
         if not body:
             raise InvalidInput('body: empty; send {"instances": [[length, width], ...]}', field="body", code="empty_body")
-        rows = parse_instances(self.model.features, parse_json(body), self.settings.max_batch_rows)
+        document = parse_json(body)
+        wants_probabilities = False
+        if isinstance(document, dict) and "outputs" in document:
+            document = dict(document)
+            wants_probabilities = self._wants_probabilities(document.pop("outputs"), "outputs")
+        rows = parse_instances(self.model.features, document, self.settings.max_batch_rows)
         predictions = self.model.predict(rows)
-        self.observe(rows, predictions)
-        return {"predictions": predictions, **self._identity}
+        if not wants_probabilities:
+            self.observe(rows, predictions)
+            return {"predictions": predictions, **self._identity}
+        named = self._named_probabilities(rows)
+        self.observe(rows, predictions, [max(row.values()) for row in named])
+        return {"predictions": predictions, PROBABILITIES: named, **self._identity}
 
     def metadata(self) -> dict[str, Any]:
         """The model's manifest, who serves it, and the limits that apply."""

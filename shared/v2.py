@@ -58,6 +58,13 @@ class Output:
     datatype: str
     shape: Callable[[ServedModel], list[int]]  # as model metadata gives it, -1 for the batch
     compute: Callable[[ServedModel, np.ndarray, np.ndarray], np.ndarray]  # (model, rows, class indices)
+    parameters: Callable[[ServedModel], dict[str, Any]] | None = None  # what the tensor's columns are
+
+
+# MLServer's name for it, so its clients work: [rows, classes], the classes named in column order.
+PROBABILITIES = Output("predict_proba", "FP64", lambda model: [-1, len(model.manifest.class_names)],
+                       lambda model, rows, indices: model.probabilities(rows).astype("<f8"),
+                       lambda model: {"classes": [class_key(name) for name in model.manifest.class_names]})
 
 
 OUTPUTS: dict[str, Output] = {output.name: output for output in (
@@ -108,6 +115,8 @@ def outputs_of(model: ServedModel) -> tuple[dict[str, Output], tuple[str, ...]]:
     if datatype != "BYTES":
         outputs["class_name"] = _typed_output("class_name", datatype, lambda model: [-1],
                                               lambda model, rows, indices: model.class_names_of(indices).tolist())
+    if manifest.probabilities:
+        outputs[PROBABILITIES.name] = PROBABILITIES
     # A model served from its decision rule is linear (it has decision scores); asking another, already loaded at
     # start-up, costs nothing. Asking a rule's would load scikit-learn at start-up, which the rule is there to spare.
     if model.manifest.source is not None and model.rule is None and not hasattr(model.estimator, "decision_function"):
@@ -130,7 +139,9 @@ class OpenInference:
         self.observe = observe
         self.version = model.manifest.sha256[:12]
         self.outputs, defaults = outputs_of(model)
-        self.requests = InferRequestParser(model.features, settings.max_batch_rows, list(self.outputs), defaults)
+        missing = {} if PROBABILITIES.name in self.outputs else {PROBABILITIES.name: model.without_probabilities()}
+        self.requests = InferRequestParser(model.features, settings.max_batch_rows, list(self.outputs), defaults,
+                                           missing)
 
     # ------------------------------------------------------------ health and metadata
 
@@ -162,7 +173,8 @@ class OpenInference:
             "versions": [self.version],
             "platform": "scikit-learn",
             "inputs": self._inputs(),
-            "outputs": [{"name": output.name, "datatype": output.datatype, "shape": output.shape(self.model)}
+            "outputs": [{"name": output.name, "datatype": output.datatype, "shape": output.shape(self.model),
+                         **({"parameters": output.parameters(self.model)} if output.parameters else {})}
                         for output in self.outputs.values()],
         }
 
@@ -188,20 +200,25 @@ class OpenInference:
         else:
             indices = self.model.predict_indices(request.rows)
             answers = self.model.class_names_of(indices).tolist()
-        if self.observe is not None:
-            self.observe(request.rows, answers)
         documents, binary = [], bytearray()
+        confidence = None
         for requested in request.outputs:
             output = self.outputs[requested.name]
             tensor = output.compute(self.model, request.rows, indices)
+            if output is PROBABILITIES:
+                confidence = tensor.max(axis=1).tolist()
             entry: dict[str, Any] = {"name": output.name, "datatype": output.datatype, "shape": list(tensor.shape)}
+            if output.parameters is not None:
+                entry["parameters"] = output.parameters(self.model)
             if requested.binary:
                 raw = _bytes_of(tensor, output.datatype)
-                entry["parameters"] = {"binary_data_size": len(raw)}
+                entry["parameters"] = {**entry.get("parameters", {}), "binary_data_size": len(raw)}
                 binary += raw
             else:
                 entry["data"] = tensor.ravel().tolist()
             documents.append(entry)
+        if self.observe is not None:
+            self.observe(request.rows, answers, confidence)
         document: dict[str, Any] = {"model_name": self.model.name, "model_version": self.version}
         if request.id is not None or answer_id is not None:
             document["id"] = request.id if request.id is not None else answer_id

@@ -106,11 +106,12 @@ class InferRequestParser:
     """Validates inference requests for one model's features, row limit and outputs."""
 
     def __init__(self, features: FeatureIndex, max_rows: int, known_outputs: Sequence[str],
-                 default_outputs: Sequence[str]) -> None:
+                 default_outputs: Sequence[str], missing_outputs: Mapping[str, str] | None = None) -> None:
         self.features = features
         self.max_rows = max_rows
         self.known_outputs = tuple(known_outputs)
         self.default_outputs = tuple(default_outputs)
+        self.missing_outputs = dict(missing_outputs or {})  # an output other models have: why this one has not
 
     def parse(self, body: bytes, header_length: str | None) -> InferRequest:
         """An inference request. Its Content-Type is not read: the protocol defines the body
@@ -320,6 +321,8 @@ class InferRequestParser:
             if not isinstance(output, dict) or not isinstance(output.get("name"), str):
                 raise _bad(f"{where}: expected {{\"name\": ...}}", where, "invalid_body")
             name = output["name"]
+            if name in self.missing_outputs:
+                raise _bad(f"{where}.name: {self.missing_outputs[name]}", f"{where}.name", "no_probabilities")
             if name not in known:
                 raise _bad(f"{where}.name: unknown output {name!r}; this model has {', '.join(known)}",
                            f"{where}.name", "unknown_output")

@@ -103,6 +103,7 @@ class Outcome:
     outputs: int
     result: str  # SERVED, or why not (the import's refusal, or what a route answered)
     trusted: int = 0  # how many names the file holds that the import vetted and trusts
+    probabilities: bool = False  # served with predict_proba's probabilities, named by class
 
 
 def _same(answers: Any, expected: np.ndarray, kind: str) -> bool:
@@ -160,6 +161,44 @@ def serve_and_compare(specimen: Specimen, directory: Path, client: Any) -> str:
         expected = expected.astype(np.asarray(answers).dtype)  # V2 carries each output's classes in their type
     if not _same(answers, expected, specimen.kind):
         return f"V2 infer answered {answers[:3]} where predict says {expected.tolist()[:3]}"
+    if specimen.kind == CLASSIFIER and outputs == 1:
+        return _compare_probabilities(specimen, directory, client, manifest, names, request)
+    return SERVED
+
+
+def _compare_probabilities(specimen: Specimen, directory: Path, client: Any, manifest: dict[str, Any],
+                           names: list[str], request: dict[str, Any]) -> str:
+    """A classifier with predict_proba: its probabilities on every route, named by class in the model's order, to
+    1e-12; one without: a 400 that says so on every route."""
+    from urllib.parse import urlencode
+
+    from shared.artifact import class_key
+
+    keys = [class_key(name) for name in manifest["class_names"]]
+    query = "/?" + urlencode({**dict(zip(names, map(repr, specimen.X_test[0].tolist()))), "output": "probabilities"})
+    asked = [client.post("/", json={"instances": specimen.X_test.tolist(), "outputs": ["probabilities"]}),
+             client.get(query),
+             client.post(f"/v2/models/{directory.name}/infer", json={**request, "outputs": [{"name": "predict_proba"}]})]
+    if not hasattr(specimen.estimator, "predict_proba"):
+        refused = [response.status_code == 400 and response.get_json()["code"] == "no_probabilities"
+                   for response in asked]
+        return SERVED if all(refused) else f"no predict_proba, yet asked for probabilities it answered {refused}"
+    if not manifest.get("probabilities"):
+        return "it has predict_proba, and the import does not offer its probabilities"
+    expected = np.asarray(specimen.estimator.predict_proba(specimen.X_test), dtype=np.float64)
+    for route, response in zip(ROUTES, asked):
+        if response.status_code != 200:
+            return f"{route} with probabilities answered {response.status_code}: {response.get_data(as_text=True)[:200]}"
+    posted, got, inferred = (response.get_json() for response in asked)
+    tensor = inferred["outputs"][0]
+    named = posted["probabilities"] + [got["probabilities"]]
+    if any(list(row) != keys for row in named) or tensor["parameters"]["classes"] != keys:
+        return f"probabilities named {list(named[0])} / {tensor['parameters']['classes']}, the classes are {keys}"
+    ours = np.array([list(row.values()) for row in named])
+    theirs = np.vstack([expected, expected[:1]])
+    v2 = np.asarray(tensor["data"], dtype=np.float64).reshape(tensor["shape"])
+    if not (np.allclose(ours, theirs, rtol=0, atol=1e-12) and np.allclose(v2, expected, rtol=0, atol=1e-12)):
+        return f"probabilities {ours[:2].tolist()} where predict_proba says {expected[:2].tolist()}"
     return SERVED
 
 
@@ -192,7 +231,7 @@ def walk(found: list[Specimen], workspace: Path) -> list[Outcome]:
             client = create_app("predict", str(functions_dir / name / "main.py")).test_client()
             result = serve_and_compare(specimen, functions_dir / name, client)
         outcomes.append(Outcome(specimen.name, specimen.kind, int(manifest.get("outputs", 1)), result,
-                                len(manifest["trusted"])))
+                                len(manifest["trusted"]), bool(manifest.get("probabilities"))))
     return outcomes
 
 
@@ -205,11 +244,15 @@ def table_text(outcomes: list[Outcome]) -> str:
     served = [o for o in outcomes if o.result == SERVED]
     lines = [TABLE_START, "",
              f"{len(served)} of {len(outcomes)} classifiers and regressors `all_estimators` lists are served on "
-             f"every route ({', '.join(ROUTES)}), each answering as its own `predict` does:", "",
-             "| estimator | kind | outputs | served | names its file holds, vetted |", "|---|---|---|---|---|"]
+             f"every route ({', '.join(ROUTES)}), each answering as its own `predict` does, and a classifier with "
+             f"`predict_proba` its probabilities as `predict_proba` does (named by class, to 1e-12):", "",
+             "| estimator | kind | outputs | served | probabilities | names its file holds, vetted |",
+             "|---|---|---|---|---|---|"]
     for outcome in outcomes:
         shown = "yes" if outcome.result == SERVED else f"no: {outcome.result}"
-        lines.append(f"| `{outcome.name}` | {outcome.kind} | {outcome.outputs} | {shown} | {outcome.trusted} |")
+        offered = "yes" if outcome.probabilities else "-"
+        lines.append(f"| `{outcome.name}` | {outcome.kind} | {outcome.outputs} | {shown} | {offered} | "
+                     f"{outcome.trusted} |")
     return "\n".join(lines + ["", TABLE_END])
 
 

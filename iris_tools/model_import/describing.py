@@ -82,8 +82,9 @@ def own_answer(estimator: Any, features: tuple[Feature, ...], row: list[Any]) ->
     return own_answers(estimator, features, [row])
 
 
-def own_answers(estimator: Any, features: tuple[Feature, ...], rows: list[list[Any]]) -> Any:
-    """The estimator's own predict on rows, given as it was fitted (a DataFrame when it knows column names)."""
+def own_answers(estimator: Any, features: tuple[Feature, ...], rows: list[list[Any]], method: str = "predict") -> Any:
+    """The estimator's own predict (or `method`) on rows, given as it was fitted (a DataFrame when it knows column
+    names)."""
     if getattr(estimator, "feature_names_in_", None) is not None:
         import pandas
 
@@ -91,9 +92,9 @@ def own_answers(estimator: Any, features: tuple[Feature, ...], rows: list[list[A
         for feature in features:
             if feature.type != STRING:
                 frame[feature.name] = frame[feature.name].astype("float64")
-        return estimator.predict(frame)
-    return estimator.predict(np.array(rows, dtype=object if any(f.type == STRING for f in features)
-                                      else np.float64))
+        return getattr(estimator, method)(frame)
+    return getattr(estimator, method)(np.array(rows, dtype=object if any(f.type == STRING for f in features)
+                                               else np.float64))
 
 
 def takes_nan(estimator: Any) -> bool:

@@ -110,6 +110,19 @@ def batch_exact(loaded: Loaded, description: Description, count: int = 24) -> bo
                for i, single in enumerate(alone))
 
 
+def offers_probabilities(loaded: Loaded, description: Description) -> bool:
+    """Whether a classifier of one output answers predict_proba with a column per class (an SVC fitted without
+    probability=True, a LinearSVC or a hinge-loss SGDClassifier has none; their hasattr says so)."""
+    if description.task != "classifier" or description.outputs != 1 or not hasattr(loaded.own, "predict_proba"):
+        return False
+    try:
+        found = np.asarray(own_answers(loaded.own, description.features, [sample_row(description)], "predict_proba"),
+                           dtype=np.float64)
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError, NotImplementedError):
+        return False
+    return found.shape == (1, len(description.class_names))
+
+
 def same_answer(ours: Any, theirs: Any, regressor: bool) -> bool:
     """Ours (the handler's, as JSON would carry it) and the estimator's own for one row: a class exactly and of
     the same type (1 is not True), a number to 1e-9 relative, a multi-output row element by element."""
@@ -161,7 +174,8 @@ def write_version(loaded: Loaded, description: Description, name: str, functions
             trusted=tuple(item for item in survey(payload) if item != description.algorithm),
             source=loaded.source, rule_sha256=None if encoded_rule is None else sha256_of(encoded_rule),
             allow_nan=description.allow_nan, outputs=description.outputs, output_classes=description.output_classes,
-            boosters=boosters, batch=batch_exact(loaded, description))
+            boosters=boosters, batch=batch_exact(loaded, description),
+            probabilities=offers_probabilities(loaded, description))
         (staging / "main.py").write_text(MAIN.format(name=name))
         (staging / ARTIFACT_FILE).write_bytes(payload)
         if requirements:
@@ -181,6 +195,12 @@ def write_version(loaded: Loaded, description: Description, name: str, functions
                 if not same_answer(ours, theirs, description.task == "regressor"):
                     raise ImportRefused(f"the shared handler answers {ours!r} where the estimator answers "
                                         f"{np.asarray(theirs).tolist()!r} for {row}: it cannot serve it faithfully")
+                if manifest.probabilities:
+                    ours_p = served.probabilities(asked)[0]
+                    theirs_p = np.asarray(own_answers(loaded.own, description.features, [row], "predict_proba"))[0]
+                    if not np.allclose(ours_p, theirs_p, rtol=0, atol=1e-12, equal_nan=True):
+                        raise ImportRefused(f"the shared handler's probabilities {ours_p.tolist()} differ from the "
+                                            f"estimator's {theirs_p.tolist()} for {row}: it cannot serve them faithfully")
         except (ModelLoadError, ValueError, TypeError) as exc:
             raise ImportRefused(f"the shared handler cannot serve it ({type(exc).__name__}: {exc})") from None
         retired = functions_dir / f".{name}.replaced-{os.getpid()}"

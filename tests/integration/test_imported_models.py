@@ -340,3 +340,38 @@ def test_the_report_compares_a_users_versions_on_their_rows_as_the_estimators_do
     assert scored["accuracy"] == round(float((said == labels).mean()), 4)
     assert scored["class_mix"] == {c: int((said == c).sum()) for c in sorted(set(said))}
     assert refused.returncode == 1 and "line 2: age 'old' is not a number" in refused.stderr, refused.stderr
+
+
+def test_probabilities_on_request_are_named_by_class_and_logged_as_the_top_ones(
+        examples: dict, functions_dir: Path, client_for: Callable, telco_rows, capsys) -> None:
+    """A Pipeline with predict_proba: GET's output=probabilities, POST's outputs and V2's predict_proba answer its
+    probabilities named by class in its order, to 1e-12, and the prediction log keeps each row's top probability;
+    a model without them answers a 400 that says what it offers instead, on each route."""
+    own = joblib.load(examples["telco"])
+    expected = own.predict_proba(telco_rows[:3])
+    client = client_for(functions_dir / "telco")
+    capsys.readouterr()
+    posted = client.post("/", json={"instances": telco_rows[:3].to_dict("records"), "outputs": ["probabilities"]})
+    assert posted.status_code == 200, posted.get_data(as_text=True)
+    named = posted.get_json()["probabilities"]
+    assert [list(row) for row in named] == [["churn", "stay"]] * 3
+    np.testing.assert_allclose([list(row.values()) for row in named], expected, rtol=0, atol=1e-12)
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"kind":"prediction"' in line]
+    assert logged[-1]["confidence"] == pytest.approx(expected.max(axis=1).tolist(), abs=1e-12)
+    got = client.get("/", query_string={**{k: str(v) for k, v in telco_rows.iloc[0].items()},
+                                        "output": "probabilities"}).get_json()
+    assert list(got["probabilities"].values()) == pytest.approx(expected[0].tolist(), abs=1e-12)
+    assert "confidence" not in client.get("/", query_string={k: str(v) for k, v in telco_rows.iloc[0].items()}
+                                          ).get_json()
+    metadata = client.get("/v2/models/telco").get_json()
+    assert {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 2],
+            "parameters": {"classes": ["churn", "stay"]}} in metadata["outputs"]
+    svc = client_for(ROOT / "functions" / "svc")
+    for response in (svc.get("/?length=5.8&width=3.4&output=probabilities"),
+                     svc.post("/", json={"instances": [[5.8, 3.4]], "outputs": ["probabilities"]}),
+                     svc.post("/v2/models/svc/infer", json={"inputs": [{"name": "features", "datatype": "FP64",
+                              "shape": [1, 2], "data": [5.8, 3.4]}], "outputs": [{"name": "predict_proba"}]})):
+        assert response.status_code == 400 and response.get_json()["code"] == "no_probabilities"
+        assert "'svc'" in response.get_json()["error"] and "decision_scores" in response.get_json()["error"]
+    unknown = svc.post("/", json={"instances": [[5.8, 3.4]], "outputs": ["shap"]})
+    assert unknown.status_code == 400 and unknown.get_json()["code"] == "unknown_output"
