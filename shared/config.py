@@ -11,6 +11,7 @@
 | LOG_MAX_ROWS       | 100     | most input rows one prediction log line carries (a batch says how many it had) |
 | GOOGLE_CLOUD_PROJECT | unset | the project, for the trace a prediction log line names (Cloud Logging correlates) |
 | BATCH_SIZE         | 32      | most rows one estimator predict takes from concurrent requests (1: each request alone) |
+| BATCH_WAIT_MS      | 2       | longest a batch waits for requests the server has begun and that are on their way (0: never waits) |
 | OMP_NUM_THREADS    | 1       | OpenMP threads per request thread (set by the handler unless given) |
 
 The container's server (`python -m shared.server`) also reads, through `ServerSettings`:
@@ -39,6 +40,7 @@ DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 DEFAULT_LOG_PREDICTIONS = 1.0
 DEFAULT_LOG_MAX_ROWS = 100
 DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_WAIT_MS = 2.0
 DEFAULT_PORT = 8080
 DEFAULT_GRACEFUL_TIMEOUT_S = 8
 
@@ -54,6 +56,7 @@ class Settings:
     log_max_rows: int = DEFAULT_LOG_MAX_ROWS
     project: str | None = None  # GOOGLE_CLOUD_PROJECT: names the trace in a prediction log line
     batch_size: int = DEFAULT_BATCH_SIZE  # BATCH_SIZE: rows one estimator predict takes from concurrent requests
+    batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS  # BATCH_WAIT_MS: a batch's wait for requests on their way
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -67,6 +70,7 @@ class Settings:
             log_predictions=_fraction(environ, "LOG_PREDICTIONS", DEFAULT_LOG_PREDICTIONS),
             log_max_rows=_positive_int(environ, "LOG_MAX_ROWS", DEFAULT_LOG_MAX_ROWS),
             batch_size=_positive_int(environ, "BATCH_SIZE", DEFAULT_BATCH_SIZE),
+            batch_wait_ms=_milliseconds(environ, "BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_MS),
         )
 
 
@@ -99,6 +103,20 @@ def _fraction(environ: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number; unset it to use {default:g}") from None
     if not 0.0 <= value <= 1.0:
         raise ConfigError(f"{name}={raw!r} must be a fraction from 0 to 1; unset it to use {default:g}")
+    return value
+
+
+def _milliseconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A wait in milliseconds, from 0 to 1000 (a batch that waits longer than a second serves no one)."""
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of milliseconds; unset it to use {default:g}") from None
+    if not 0.0 <= value <= 1000.0:
+        raise ConfigError(f"{name}={raw!r} must be from 0 to 1000 milliseconds; unset it to use {default:g}")
     return value
 
 

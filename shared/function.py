@@ -258,7 +258,7 @@ def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[
     name = directory.resolve().name
     try:
         settings = settings or Settings.from_env()
-        model = ServedModel.load(directory, name, settings.batch_size)
+        model = ServedModel.load(directory, name, settings.batch_size, settings.batch_wait_ms)
     except ModelLoadError as exc:
         print(f"refusing to serve model {name!r}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -283,8 +283,20 @@ def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[
         """A prediction's response: its id, its handler time in Server-Timing, and its log line."""
         response = _respond(result, [*fixed, (ID_HEADER, identity.value),
                                      ("Server-Timing", f"predict;dur={predictions.elapsed() * 1000:.3f}")])
-        predictions.end(environ, response.status_code, identity)
+        predictions.end(environ, response.status_code, identity, model.last_batch_rows if model.batches else 0)
         return response
+
+    def predict_batched(request: flask.Request) -> flask.Response:
+        """A model whose requests' rows meet in one call: a prediction request is announced as it begins, so a
+        batch being formed may wait (BATCH_WAIT_MS) for its rows, and withdrawn when it ends."""
+        path = request.environ.get("PATH_INFO", "")
+        if path != "/" and not path.endswith("/infer"):
+            return predict(request)
+        model.announce()
+        try:
+            return predict(request)
+        finally:
+            model.withdraw()
 
     def predict(request: flask.Request) -> flask.Response:
         predictions.begin()
@@ -305,4 +317,4 @@ def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[
             return answered(environ, result, identity)
         return _respond(result, [*fixed, (ID_HEADER, identity.value)])
 
-    return predict
+    return predict_batched if model.batches else predict

@@ -19,7 +19,7 @@ import numpy as np
 
 from shared.artifact import RETRAIN_HINT, STRING, Manifest, open_model, unpickle
 from shared.batching import Batcher
-from shared.config import DEFAULT_BATCH_SIZE
+from shared.config import DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_MS
 from shared.errors import InvalidInput, ModelLoadError, RowsRefused
 from shared.inputs import FeatureIndex
 from shared.linear import LinearRule
@@ -29,7 +29,7 @@ SMALL_BATCH = 8
 
 class ServedModel:
     def __init__(self, directory: Path, manifest: Manifest, rule: LinearRule | None,
-                 batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+                 batch_size: int = DEFAULT_BATCH_SIZE, batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS) -> None:
         self.directory = directory
         self.manifest = manifest
         self.name = manifest.name
@@ -41,13 +41,17 @@ class ServedModel:
         self._loading = threading.Lock()
         # One estimator predict at a time; concurrent requests' rows together (shared/batching.py) when the import
         # found that the model answers rows together exactly as each alone.
-        self._batcher = Batcher(lambda rows: np.asarray(self.estimator.predict(rows)),
-                                batch_size if manifest.batch else 1)
+        batch = batch_size if manifest.batch else 1
+        self._batcher = Batcher(lambda rows: np.asarray(self.estimator.predict(rows)), batch, batch_wait_ms / 1000)
+        # Whether requests' rows meet in one call: then the web layer announces each prediction request as it
+        # begins (a batch may wait for it). A decision rule answers rows itself, one at a time, faster than any call.
+        self.batches = rule is None and batch > 1
         self._probabilities = Batcher(lambda rows: np.asarray(self.estimator.predict_proba(rows), dtype=np.float64),
                                       batch_size if manifest.batch else 1)
 
     @classmethod
-    def load(cls, directory: Path, name: str, batch_size: int = DEFAULT_BATCH_SIZE) -> "ServedModel":
+    def load(cls, directory: Path, name: str, batch_size: int = DEFAULT_BATCH_SIZE,
+             batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS) -> "ServedModel":
         manifest, exported, estimator = open_model(directory, name)
         rule = None
         if exported is not None:
@@ -58,7 +62,7 @@ class ServedModel:
             if rule.n_classes != len(manifest.class_names):
                 raise ModelLoadError(f"decision rule of {name!r} has {rule.n_classes} classes, the manifest "
                                      f"{len(manifest.class_names)}: {RETRAIN_HINT}")
-        model = cls(directory, manifest, rule, batch_size)
+        model = cls(directory, manifest, rule, batch_size, batch_wait_ms)
         if estimator is not None and manifest.source is not None:
             from shared.estimators import positional
 
@@ -89,6 +93,18 @@ class ServedModel:
             return self._batcher.predict(rows)
         except ValueError as exc:
             raise RowsRefused(f"model {self.name!r} cannot answer these rows: {str(exc)[:300]}", field="rows") from None
+
+    def announce(self) -> None:
+        """A prediction request has begun (see Batcher.announce); `withdraw` when it ends."""
+        self._batcher.announce()
+
+    def withdraw(self) -> None:
+        self._batcher.withdraw()
+
+    @property
+    def last_batch_rows(self) -> int:
+        """The rows of the estimator call that answered this thread's last request."""
+        return self._batcher.last_batch_rows
 
     def _sklearn_indices(self, rows: np.ndarray) -> np.ndarray:
         # scikit-learn keeps classes_ sorted: a label's position is its class index.

@@ -136,9 +136,10 @@ class PredictionLog:
                 self._texts[value] = found
         return found
 
-    def end(self, environ: dict[str, Any], status: int, identity: RequestId | None = None) -> None:
+    def end(self, environ: dict[str, Any], status: int, identity: RequestId | None = None, batch_rows: int = 0) -> None:
         """After the response is made: one line, if this request was sampled and answered a prediction. The
-        request's fields are read from its WSGI environ (werkzeug's Request views cost microseconds each)."""
+        request's fields are read from its WSGI environ (werkzeug's Request views cost microseconds each).
+        `batch_rows`: the rows of the estimator call that answered it, logged when other requests' rows shared it."""
         local = self._local
         observed = local.observed
         if observed is None:
@@ -160,6 +161,7 @@ class PredictionLog:
                 f'"predictions":{_names(predictions[: self.max_rows], self.classes)},'
                 + (f'"confidence":[{",".join(map(float.__repr__, confidence[: self.max_rows]))}],'
                    if confidence is not None else "") +
+                (f'"batch_rows":{batch_rows},' if batch_rows > count else "") +
                 f'"latency_ms":{latency * 1000:.3f},{self._correlation(identity)}{_replay(environ)}'
                 f'"httpRequest":{{"requestMethod":{method_text},'
                 f'"requestUrl":{_text(f"{path}?{query}" if query else path)},"status":{status},'

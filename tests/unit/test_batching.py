@@ -92,3 +92,77 @@ def test_requests_one_after_another_are_each_predicted_at_once_alone() -> None:
     for i in range(200):
         assert batcher.predict(np.array([[float(i)]])).tolist() == [2.0 * i]
     assert recorder.calls == [1] * 200
+
+
+def _counting_rows(calls: list[int]):
+    def predict(rows: np.ndarray) -> np.ndarray:
+        calls.append(len(rows))
+        return rows[:, 0] * 2
+    return predict
+
+
+def test_with_nothing_on_its_way_a_lone_request_never_waits() -> None:
+    """BATCH_WAIT_MS is no cost at one connection: a leader with no request announced does not wait at all (its
+    condition is never waited on), even with a long wait allowed."""
+    batcher = Batcher(_counting_rows([]), 32, wait_s=30.0)
+    waited: list[float] = []
+    real_wait = batcher._arrived.wait
+    batcher._arrived.wait = lambda timeout=None: waited.append(timeout) or real_wait(timeout)  # type: ignore
+    batcher.announce()  # its own announcement: it arrives with its rows
+    assert batcher.predict(np.array([[1.0]])).tolist() == [2.0]
+    assert waited == [] and batcher._on_the_way == 0
+
+
+def test_a_leader_waits_for_an_announced_request_and_they_share_one_call() -> None:
+    """A request begun (announced) while a batch forms is waited for, up to the wait, and predicted in the same call.
+    Broken on purpose (no wait): two calls of one row each."""
+    calls: list[int] = []
+    batcher = Batcher(_counting_rows(calls), 32, wait_s=30.0)
+    second_begun, answers = threading.Event(), {}
+
+    def first() -> None:
+        batcher.announce()
+        assert second_begun.wait(10)
+        answers["first"] = batcher.predict(np.array([[1.0]])).tolist()
+
+    def second() -> None:
+        batcher.announce()
+        second_begun.set()
+        time.sleep(0.05)  # parsing its request while the first leads
+        answers["second"] = batcher.predict(np.array([[2.0]])).tolist()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert answers == {"first": [2.0], "second": [4.0]} and calls == [2]
+    assert batcher.last_batch_rows == 0  # this thread asked nothing; the others' calls were 2 rows
+
+
+def test_a_request_that_ends_without_rows_releases_the_wait_and_a_silent_one_is_waited_for_no_longer_than_allowed(
+        ) -> None:
+    calls: list[int] = []
+    batcher = Batcher(_counting_rows(calls), 32, wait_s=30.0)
+    other_begun = threading.Event()
+
+    def other() -> None:
+        batcher.announce()
+        other_begun.set()
+        time.sleep(0.05)
+        batcher.withdraw()  # a 400 before it had rows
+
+    def announced_and_asked(batcher: Batcher, value: float) -> list[float]:
+        batcher.announce()
+        return batcher.predict(np.array([[value]])).tolist()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert other_begun.wait(10)
+    with ThreadPoolExecutor(1) as pool:  # waited for the other only until it withdrew (not the 30 s allowed)
+        assert pool.submit(announced_and_asked, batcher, 1.0).result(timeout=10) == [2.0]
+    thread.join(10)
+    bounded = Batcher(_counting_rows(calls), 32, wait_s=0.05)
+    threading.Thread(target=bounded.announce).start()  # announced on another thread, and never comes
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(announced_and_asked, bounded, 3.0).result(timeout=10) == [6.0]
