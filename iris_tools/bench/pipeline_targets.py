@@ -71,6 +71,19 @@ def _hgb(trained: Path) -> Path:
     return trained / "hgb.joblib"
 
 
+def _rf(trained: Path) -> Path:
+    import joblib
+    import numpy as np
+    from sklearn.ensemble import RandomForestClassifier
+
+    generator = np.random.default_rng(0)
+    X = generator.normal(size=(4000, 8))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int) + (X[:, 3] > 0.5)
+    joblib.dump(RandomForestClassifier(n_estimators=200, max_depth=12, n_jobs=1, random_state=0).fit(X, y),
+                trained / "rf.joblib")
+    return trained / "rf.joblib"
+
+
 def _xgbpipe(trained: Path) -> Path:
     import joblib
     import xgboost
@@ -101,7 +114,7 @@ class BenchModel:
         import numpy as np
 
         generator = np.random.default_rng(1)
-        if self.name == "hgb":
+        if self.name in ("hgb", "rf"):
             return [dict(zip(self.row, map(float, generator.normal(size=len(self.row))))) for _ in range(count)]
         if self.name == "telco":
             return [{"tenure": float(generator.integers(1, 72)), "plan": ["basic", "pro", "team"][generator.integers(3)],
@@ -116,6 +129,8 @@ MODELS = {model.name: model for model in (
                "columns, LogisticRegression)", True),
     BenchModel("hgb", _hgb, {f"x{i}": round(0.1 * i - 0.3, 2) for i in range(8)}, (),
                "an imported HistGradientBoostingClassifier (100 iterations, 8 number columns)", False),
+    BenchModel("rf", _rf, {f"x{i}": round(0.1 * i - 0.3, 2) for i in range(8)}, (),
+               "an imported RandomForestClassifier (200 trees, 8 number columns)", False),
     BenchModel("xgbpipe", _xgbpipe, {"tenure": 12.0, "plan": "pro", "monthly": 29.5, "calls": 3.0}, ("plan",),
                "an imported Pipeline: ColumnTransformer, then XGBClassifier (100 trees), served from XGBoost's own file",
                True),
@@ -194,33 +209,62 @@ def predict_one_ms(name: str) -> dict[str, float]:
             "handler": round(per_call(lambda: served.predict(array)), 4)}
 
 
-def mlserver_target(model: BenchModel) -> Target:
+# Heavy models, whose one predict of a row costs about what one of 32 rows does: measured with batching off and
+# on, and against MLServer with its own adaptive batching set alike.
+BATCHED_MODELS = ("hgb", "rf")
+BATCH_ROWS, BATCH_WAIT_MS = 32, 2
+# functions-framework's server runs THREADS request threads (4 a core by default): a batch holds at most that many
+# requests, so a heavy model's server runs as many as the connections it is to batch (docs/serving.md).
+SERVER_THREADS = {"THREADS": "32"}
+BATCHING_GOALS = (("ours-nobatch", 5.0, "x ours with batching off"), ("mlserver-batch", 1.5, "x MLServer batching"))
+P50_AT_1_GOAL_MS = 1.0
+
+
+def mlserver_target(model: BenchModel, batching: bool = False) -> Target:
     def start_on(port: int) -> Server:
         BENCH_DIR.mkdir(exist_ok=True)
         directory = Path(tempfile.mkdtemp(prefix="mlserver-", dir=BENCH_DIR))
         shutil.copy(prepared(model.name)[0], directory / "model.joblib")
+        batch = {"max_batch_size": BATCH_ROWS, "max_batch_time": BATCH_WAIT_MS / 1000} if batching else {}
         (directory / "model-settings.json").write_text(json.dumps(
             {"name": model.name, "implementation": "mlserver_sklearn.SKLearnModel",
-             "parameters": {"uri": "./model.joblib"}}))
+             "parameters": {"uri": "./model.joblib"}, **batch}))
         (directory / "settings.json").write_text(json.dumps(
             {"http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "host": "127.0.0.1"}))
         return start_process([str(MLSERVER_VENV / "bin" / "mlserver"), "start", str(directory)], port, cwd=directory,
                              cleanup=lambda: shutil.rmtree(directory, ignore_errors=True))
 
-    return Target(name=f"mlserver:{model.name}", group="pipeline", start_on=start_on, protocol="v2",
+    name = f"mlserver-batch:{model.name}" if batching else f"mlserver:{model.name}"
+    batched = (f"; adaptive batching on (max_batch_size {BATCH_ROWS}, max_batch_time {BATCH_WAIT_MS / 1000} s)"
+               if batching else "")
+    return Target(name=name, group="pipeline", start_on=start_on, protocol="v2",
                   description=f"MLServer 1.7.1 + mlserver-sklearn on the same file as ours:{model.name}; V2 JSON"
-                              f"{', one tensor per column, its pandas codec' if model.framed else ', one FP64 tensor'}",
+                              f"{', one tensor per column, its pandas codec' if model.framed else ', one FP64 tensor'}"
+                              f"{batched}",
                   single=_v2(model, [model.row], mlserver=True), requires=[_mlserver_installed, _ready(model.name)])
 
 
 def pipeline_targets() -> list[Target]:
     targets = []
     for model in MODELS.values():
-        start = functools.partial(lambda name, port: start_function(prepared(name)[1] / "main.py", port), model.name)
+        heavy = model.name in BATCHED_MODELS
+        settings = {**SERVER_THREADS, "BATCH_SIZE": str(BATCH_ROWS), "BATCH_WAIT_MS": str(BATCH_WAIT_MS)} \
+            if heavy else {}
+        start = functools.partial(lambda name, env, port: start_function(prepared(name)[1] / "main.py", port, env=env),
+                                  model.name, settings)
+        single = Request("GET", "/?" + "&".join(f"{k}={v}" for k, v in model.row.items()))
+        if heavy:
+            targets.append(Target(
+                name=f"ours-nobatch:{model.name}", group="pipeline", single=single, requires=[_ready(model.name)],
+                description=f"the same with batching off (BATCH_SIZE=1, THREADS=32)",
+                start_on=functools.partial(lambda name, port: start_function(
+                    prepared(name)[1] / "main.py", port, env={**SERVER_THREADS, "BATCH_SIZE": "1"}), model.name)))
         targets += [
             Target(name=f"ours:{model.name}", group="pipeline", start_on=start,
-                   description=f"{model.described} under functions-framework; GET by feature names",
-                   single=Request("GET", "/?" + "&".join(f"{k}={v}" for k, v in model.row.items())),
+                   description=f"{model.described} under functions-framework; GET by feature names"
+                               + (f"; batching on (BATCH_SIZE={BATCH_ROWS}, BATCH_WAIT_MS={BATCH_WAIT_MS}, THREADS=32)"
+                                  if heavy else ""),
+                   single=single,
                    batch=functools.partial(lambda model, count: Request(
                        "POST", "/", json.dumps({"instances": model.rows(count)}).encode(), "application/json"), model),
                    predict_one=functools.partial(predict_one_ms, model.name), requires=[_ready(model.name)]),
@@ -228,8 +272,28 @@ def pipeline_targets() -> list[Target]:
                    description="the same, asked V2 (one tensor per feature)",
                    single=_v2(model, [model.row], mlserver=False), requires=[_ready(model.name)]),
             mlserver_target(model),
+            *([mlserver_target(model, batching=True)] if heavy else []),
         ]
     return targets
+
+
+def _batching_ratios(model: str, ours: Any, by_name: dict[str, Any]) -> list[str]:
+    """A heavy model with batching on against itself with it off and MLServer batching, at 32 connections; and what
+    batching costs a lone request (p50 at one connection)."""
+    lines = []
+    for other, goal, label in BATCHING_GOALS:
+        theirs = by_name.get(f"{other}:{model}")
+        if theirs and ours.single.get("32") and theirs.single.get("32"):
+            ratio = ours.single["32"]["rps"] / theirs.single["32"]["rps"]
+            lines.append(f"- ours:{model} (batching) req/s @32 = {ratio:.2f} {label} (target >= {goal}): "
+                         f"{'met' if ratio >= goal else 'NOT met'}")
+    alone = by_name.get(f"ours-nobatch:{model}")
+    if alone and ours.single.get("1") and alone.single.get("1"):
+        added = ours.single["1"]["p50_ms"] - alone.single["1"]["p50_ms"]
+        lines.append(f"- ours:{model} p50 @1 with batching {ours.single['1']['p50_ms']:.2f} ms, {added:+.2f} ms over "
+                     f"batching off (target <= +{P50_AT_1_GOAL_MS} ms): "
+                     f"{'met' if added <= P50_AT_1_GOAL_MS else 'NOT met'}")
+    return lines
 
 
 def pipeline_ratios(results: list) -> list[str]:
@@ -245,6 +309,8 @@ def pipeline_ratios(results: list) -> list[str]:
                 lines.append(f"- {name} single req/s @8 = {ratio:.3f} x MLServer on the same file (target >= "
                              f"{MLSERVER_GOAL}): {'met' if ratio >= MLSERVER_GOAL else 'NOT met'}")
         ours = by_name.get(f"ours:{model}")
+        if model in BATCHED_MODELS and ours:
+            lines += _batching_ratios(model, ours, by_name)
         if ours and ours.predict_one_ms:
             cost = ours.predict_one_ms["handler"] / ours.predict_one_ms["estimator"]
             lines.append(f"- {model}: the handler predicts one row in {ours.predict_one_ms['handler']:.3f} ms, "
