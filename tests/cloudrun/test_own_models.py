@@ -19,7 +19,7 @@ import requests
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_diabetes
 from sklearn.dummy import DummyRegressor
-from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -44,7 +44,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     functions = tmp_path_factory.mktemp("functions")
     diabetes = load_diabetes(as_frame=True)
     table = customers(300, 3)
+    X = np.random.default_rng(0).normal(size=(600, 4))
     fitted = {
+        "boosted": HistGradientBoostingClassifier(max_iter=60, early_stopping=False, random_state=0).fit(
+            X, (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int) + (X[:, 3] > 0.5)),
         "diabetes": GradientBoostingRegressor(n_estimators=50, random_state=0).fit(diabetes.data, diabetes.target),
         "diabetes_ridge": Ridge(alpha=0.5).fit(diabetes.data, diabetes.target),
         "diabetes_mean": DummyRegressor(strategy="mean").fit(diabetes.data, diabetes.target),
@@ -89,6 +92,32 @@ def test_a_pipeline_with_string_columns_answers_every_route_at_its_service_url(e
         refused = session.get(url + "/?tenure=1&plan=gold&monthly=3", timeout=10)
     assert gets == batch == v2 == expected
     assert refused.status_code == 400 and refused.json()["field"] == "plan"
+
+
+def test_a_heavy_model_batches_concurrent_requests_under_the_local_cloud_run(emulator, models) -> None:
+    """Deployed with --concurrency 16 (and THREADS=16, so the instance's server takes as many requests at once, as
+    docs/cloud-run.md says), concurrent single-row requests to a boosted model are predicted together: the revision's
+    log says so (batch_rows), and each answer is exactly its row's own. Broken on purpose (BATCH_SIZE=1 set on the
+    revision): no line had batch_rows, and the test failed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    emulator.ok("run", "deploy", "boosted", "--image", "iris:boosted", "--concurrency", "16", "--max-instances", "1",
+                "--set-env-vars", "THREADS=16")
+    url = emulator.read("boosted")["status"]["url"]
+    rows = np.random.default_rng(5).normal(size=(400, 4)).round(3)
+    expected = models["boosted"].predict(rows).tolist()
+
+    def ask(row: np.ndarray) -> object:
+        return requests.get(url + "/", params={f"x{i}": repr(float(v)) for i, v in enumerate(row)},
+                            timeout=30).json()["predicted_class"]
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, rows))
+    assert answers == expected
+    revision = next(r for r, p, _ in traffic_of(emulator.read("boosted")) if p == 100)
+    log = emulator.run_dir / "cloudrun" / "logs" / f"{revision}.log"
+    batched = [json.loads(line)["batch_rows"] for line in log.read_text().splitlines() if '"batch_rows"' in line]
+    assert batched and max(batched) > 1, "no request shared an estimator call"
 
 
 def test_the_shadow_of_a_regressor_reports_the_paired_difference(emulator, models) -> None:
