@@ -161,12 +161,20 @@ def _reject_constant(name: str) -> float:
     raise InvalidInput(f"body: {name} is not a finite number (and not JSON)", field="body", code="not_finite")
 
 
+# json.loads makes a decoder per call when given parse_constant: made once here. It takes text; a body's bytes are
+# decoded as json.loads decodes them (UTF-8, -16 or -32, told by the first bytes).
+_DECODE = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        text = body.decode(json.detect_encoding(body), "surrogatepass") if isinstance(body, bytes) else body
+        if text.startswith("\ufeff"):  # as json.loads: a byte-order mark is an error
+            raise ValueError("Unexpected UTF-8 BOM (decode using utf-8-sig)")
+        return _DECODE(text)
     except InvalidInput:
         raise
-    except (ValueError, RecursionError) as exc:
+    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"body: malformed JSON ({exc})", field="body", code="malformed_json") from None
 
 

@@ -37,6 +37,7 @@ NOTEBOOK = ROOT / "notebooks" / "bring_your_own.ipynb"
 HOME = BENCH_DIR / "byom"
 HANDLER_GOAL = 1.10  # the handler's prediction of one row: at most 10% over the model's own predict
 MLSERVER_GOAL = 1.5
+OVERHEAD_GOAL_MS = 0.3  # a request's cost beyond the estimator's own predict of its row
 
 
 def _telco(trained: Path) -> Path:
@@ -206,7 +207,34 @@ def predict_one_ms(name: str) -> dict[str, float]:
         return 1000 * (time.perf_counter() - started) / count
 
     return {"estimator": round(per_call(lambda: estimator.predict(asked)), 4),
-            "handler": round(per_call(lambda: served.predict(array)), 4)}
+            "handler": round(per_call(lambda: served.predict(array)), 4),
+            "array": round(per_call(lambda: served.estimator.predict(array)), 4),
+            "request": round(_request_ms(folder, model.row, per_call), 4)}
+
+
+def _request_ms(folder: Path, row: dict[str, Any], per_call: Callable[[Callable[[], Any]], float]) -> float:
+    """Milliseconds per whole GET / of one row through the function's own WSGI app, in this process (the
+    framework, the handler, the answer and its log line; the log to /dev/null)."""
+    import contextlib
+    import io
+    from urllib.parse import urlencode
+
+    from functions_framework import create_app
+    from werkzeug.test import EnvironBuilder
+
+    environ = EnvironBuilder(path="/", query_string=urlencode(row)).get_environ()
+
+    def start_response(status: str, headers: list, exc_info: Any = None) -> None:
+        if not status.startswith("200"):
+            raise RuntimeError(f"GET / answered {status}")
+
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        app = create_app("predict", str(folder / "main.py"))
+
+        def one() -> bytes:
+            return b"".join(app({**environ, "wsgi.input": io.BytesIO()}, start_response))
+
+        return per_call(one)
 
 
 # Heavy models, whose one predict of a row costs about what one of 32 rows does: measured with batching off and
@@ -309,6 +337,11 @@ def pipeline_ratios(results: list) -> list[str]:
                 lines.append(f"- {name} single req/s @8 = {ratio:.3f} x MLServer on the same file (target >= "
                              f"{MLSERVER_GOAL}): {'met' if ratio >= MLSERVER_GOAL else 'NOT met'}")
         ours = by_name.get(f"ours:{model}")
+        if ours and ours.predict_one_ms.get("request") is not None:
+            overhead = ours.predict_one_ms["request"] - ours.predict_one_ms["array"]
+            lines.append(f"- {model}: a whole GET / costs {ours.predict_one_ms['request']:.3f} ms in-process, "
+                         f"{overhead:.3f} ms beyond scikit-learn's own predict of the row the handler hands it "
+                         f"(target <= {OVERHEAD_GOAL_MS} ms): {'met' if overhead <= OVERHEAD_GOAL_MS else 'NOT met'}")
         if model in BATCHED_MODELS and ours:
             lines += _batching_ratios(model, ours, by_name)
         if ours and ours.predict_one_ms:

@@ -63,6 +63,12 @@ def outcomes_text(outcomes: Outcomes) -> str:
         if o.labelled:
             recall = ", ".join(f"{c} {'-' if r is None else f'{100 * r:.0f}%'}" for c, r in o.recall().items())
             lines.append(f"{name}: recall {recall}")
+    for name, o in outcomes.revisions.items():
+        if o.brier is not None:  # answers whose client asked for probabilities, labelled
+            bins = ", ".join(f"{100 * b['confidence']:.0f}% sure: right {100 * b['accuracy']:.0f}% of {b['answers']}"
+                             for b in o.reliability())
+            lines.append(f"{name}: calibration over {o.calibrated} labelled answers with probabilities: Brier score "
+                         f"(top class) {o.brier:.4f}; {bins}")
     return "\n".join(lines)
 
 

@@ -4,9 +4,10 @@ The query is written once, in BigQuery's dialect (what runs on Cloud Run, over t
 quality/bigquery.py), and translated by sqlglot into DuckDB's for the local store (quality/local_store.py). Both
 expose the same two relations:
 
-    predictions(service, revision, id, inputs, predicted_class, predicted_value, logged, replayed)
+    predictions(service, revision, id, inputs, predicted_class, predicted_value, logged, replayed, confidence)
         one row per predicted row; `id` and `inputs` (the row asked, as JSON) only for an answer that predicted one
-        row (the only kind a label can name);
+        row (the only kind a label can name), and so `confidence` (the top class's probability, when the client
+        asked for probabilities);
         a classifier's answer in predicted_class, a regressor's in predicted_value; `logged` a timestamp (the partitions' column on BigQuery);
         `replayed` for a tool's own request (a shadow replay, a warm-up: X-Replay), never a user's answer
     labels(service, id, label_class, label_value, logged)
@@ -14,7 +15,8 @@ expose the same two relations:
 
 and the query returns, never rows, but per revision: counts, the confusion cells (true label x predicted class), a
 regressor's error sums and a sketch of its predicted values (101 quantiles), the label delay's quantiles; and the
-labels read and those matching no prediction. Every prediction in the window counts (no cap), joined by answer id to
+labels read and those matching no prediction; a classifier's calibration (per tenth of confidence: answers, right
+ones, their confidence summed; and the top-class Brier sum). Every prediction in the window counts (no cap), joined by answer id to
 every label posted since the window began: a label that comes back after its step still counts toward it.
 """
 
@@ -32,7 +34,7 @@ from iris_tools.quality.outcomes import Outcomes, RevisionOutcome
 # @labels names the relation the labels come from: `labels` (posted to /feedback), or a LABELS file loaded as a table.
 QUERY = """
 WITH p AS (
-  SELECT revision, id, predicted_class, predicted_value, logged FROM predictions
+  SELECT revision, id, predicted_class, predicted_value, logged, confidence FROM predictions
   WHERE service = @service AND logged >= @start AND logged < @end AND NOT replayed
 ), given AS (
   SELECT id, label_class, label_value, logged FROM {labels}
@@ -42,7 +44,7 @@ WITH p AS (
     MAX_BY(label_value, COALESCE(logged, TIMESTAMP '1970-01-01')) AS label_value, MIN(logged) AS label_logged
   FROM given GROUP BY id
 ), j AS (
-  SELECT p.revision, p.id, p.predicted_class, p.predicted_value, p.logged, l.label_logged,
+  SELECT p.revision, p.id, p.predicted_class, p.predicted_value, p.logged, p.confidence, l.label_logged,
     CASE WHEN p.predicted_class IS NOT NULL THEN l.label_class END AS truth_class,
     CASE WHEN p.predicted_value IS NOT NULL THEN COALESCE(l.label_value, SAFE_CAST(l.label_class AS FLOAT64)) END
       AS truth_value
@@ -66,6 +68,12 @@ UNION ALL
 SELECT 'labels', NULL, NULL, NULL, COUNT(*), COUNTIF(l.id IN (SELECT id FROM p WHERE id IS NOT NULL)), NULL,
   NULL, NULL, NULL, NULL, NULL
 FROM l
+UNION ALL
+SELECT 'bin', revision, CAST(LEAST(CAST(FLOOR(confidence * 10) AS INT64), 9) AS STRING), NULL, COUNT(*), NULL,
+  COUNTIF(predicted_class = truth_class), SUM(confidence),
+  SUM(POW(confidence - IF(predicted_class = truth_class, 1.0, 0.0), 2)), NULL, NULL, NULL
+FROM j WHERE confidence IS NOT NULL AND truth_class IS NOT NULL
+GROUP BY revision, LEAST(CAST(FLOOR(confidence * 10) AS INT64), 9)
 """
 # The stable revision's newest labelled answers to users, with the row each answered: what the paired judgement
 # replays to a candidate at 0% (rollout/paired.py). Rows, but at most @limit of them, whatever the traffic.
@@ -140,7 +148,7 @@ def outcomes_of(rows: Iterable[Mapping[str, Any]]) -> Outcomes:
     for row in rows:
         if row["kind"] == "labels":
             labels, matched = int(row["predictions"] or 0), int(row["joinable"] or 0)
-        elif row["kind"] == "cell":
+        elif row["kind"] in ("cell", "bin"):
             cells.append(row)
         else:
             values = int(row["values_count"] or 0)
@@ -153,6 +161,11 @@ def outcomes_of(rows: Iterable[Mapping[str, Any]]) -> Outcomes:
                 delay_sketch=[float(v) for v in row["delay_quantiles"]] if row["delay_quantiles"] else None)
     for row in cells:
         outcome = revisions[row["revision"]]
+        if row["kind"] == "bin":  # answers, right ones, their confidence summed; the Brier sum in error_squares
+            outcome.bins[int(row["predicted_class"])] = [int(row["predictions"]), int(row["labelled"]),
+                                                         float(row["error_sum"])]
+            outcome.brier_sum += float(row["error_squares"])
+            continue
         predicted, truth, count = row["predicted_class"], row["label_class"], int(row["predictions"])
         outcome.mix[predicted] = outcome.mix.get(predicted, 0) + count
         if truth is not None:

@@ -58,6 +58,11 @@ class RevisionOutcome:
     error_squares: float = 0.0  # and of its squares
     sketch: list[float] | None = None  # a regressor: its predicted values' 0th, 1st, ..., 100th percentiles
     values_count: int = 0  # and how many values the sketch summarises
+    # Calibration, over the labelled answers whose client asked for probabilities (the log keeps the top class's):
+    # per tenth of confidence (0 = [0, 0.1), ..., 9 = [0.9, 1]) [answers, right, sum of confidence]; and the sum of
+    # (confidence - right)^2, the top-class Brier score's numerator.
+    bins: dict[int, list[float]] = field(default_factory=dict)
+    brier_sum: float = 0.0
 
     @classmethod
     def sketch_of(cls, values: Sequence[float]) -> list[float]:
@@ -114,6 +119,23 @@ class RevisionOutcome:
             return {"p50_s": None, "p90_s": None}
         return {"p50_s": round(self.delay_sketch[5], 3), "p90_s": round(self.delay_sketch[9], 3)}
 
+    @property
+    def calibrated(self) -> int:
+        """Labelled answers that carry their top class's probability."""
+        return int(sum(answers for answers, _, _ in self.bins.values()))
+
+    @property
+    def brier(self) -> float | None:
+        """The top-class Brier score: mean (probability given to the class answered - 1 if it was right, else 0)^2.
+        0 is a model sure exactly when it is right; a model as right as another but less sure scores higher."""
+        return self.brier_sum / self.calibrated if self.calibrated else None
+
+    def reliability(self) -> list[dict[str, Any]]:
+        """Per tenth of confidence with answers in it: how sure the model said it was, and how often it was right."""
+        return [{"bin": [bin / 10, (bin + 1) / 10], "answers": int(answers), "confidence": round(total / answers, 4),
+                 "accuracy": round(right / answers, 4)}
+                for bin, (answers, right, total) in sorted(self.bins.items()) if answers]
+
     def as_json(self) -> dict[str, Any]:
         if self.regression:
             interval = self.mae_interval()
@@ -127,7 +149,9 @@ class RevisionOutcome:
                 "labelled": self.labelled, "coverage": self.coverage, "correct": self.correct,
                 "accuracy": self.accuracy, "accuracy_ci95": [round(low, 4), round(high, 4)],
                 "recall": self.recall(), "confusion": self.confusion, "mix": dict(sorted(self.mix.items())),
-                "label_delay": self.delay()}
+                "label_delay": self.delay(),
+                "calibration": {"answers": self.calibrated, "brier": None if self.brier is None else round(self.brier, 6),
+                                "reliability": self.reliability()}}
 
 
 @dataclass

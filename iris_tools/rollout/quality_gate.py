@@ -60,8 +60,12 @@ class QualityVerdict:
 
 
 def _summary(outcome: RevisionOutcome) -> dict[str, Any]:
+    """One side's figures in the rollout's record (and the console): its accuracy, and its calibration where clients
+    asked for probabilities (shown, not judged: a candidate as right but far less sure is visible before it moves
+    users)."""
     return {"labelled": outcome.labelled, "correct": outcome.correct, "accuracy": outcome.accuracy,
-            "predictions": outcome.predictions}
+            "predictions": outcome.predictions, "calibrated": outcome.calibrated,
+            "brier": None if outcome.brier is None else round(outcome.brier, 6)}
 
 
 def accuracy_evidence(candidate: RevisionOutcome, stable: RevisionOutcome, margin: float) -> float:

@@ -73,6 +73,31 @@ def test_labels_join_their_own_answer_by_id_and_batches_only_count_in_the_mix(st
     assert (found.labels, found.unmatched) == (4, 1)
 
 
+def test_calibration_is_the_top_class_brier_score_and_reliability_per_tenth_of_confidence(store: LocalStore) -> None:
+    """Answers whose client asked for probabilities carry their top class's (`confidence`); the labelled ones give
+    each revision's top-class Brier score and, per tenth of confidence, how sure it was and how often right. Worked
+    by hand: right at 0.95 and 0.85, wrong at 0.91; the Brier sum .05^2 + .15^2 + .91^2. Answers without a
+    confidence, or without a label, or in a batch are not in it."""
+    name = "iris-00001-abc"
+
+    def sure(answer: str, at: float, request_id: str, confidence: float) -> str:
+        line = json.loads(prediction(name, [answer], at, request_id))
+        return json.dumps({**line, "confidence": [confidence]})
+
+    append(store.log_dir, name, sure("setosa", T0 + 1, "a", 0.95), sure("setosa", T0 + 2, "b", 0.85),
+           sure("virginica", T0 + 3, "c", 0.91), sure("setosa", T0 + 4, "unlabelled", 0.5),
+           prediction(name, ["setosa"], T0 + 5, "no-probabilities"),
+           feedback(name, [("a", "setosa"), ("b", "setosa"), ("c", "versicolor"), ("no-probabilities", "setosa")],
+                    T0 + 6))
+    outcome = store.outcomes("iris", T0, T0 + 100).revisions[name]
+    assert (outcome.labelled, outcome.calibrated) == (4, 3)
+    assert outcome.brier == pytest.approx((0.05 ** 2 + 0.15 ** 2 + 0.91 ** 2) / 3)
+    assert outcome.reliability() == [
+        {"bin": [0.8, 0.9], "answers": 1, "confidence": 0.85, "accuracy": 1.0},
+        {"bin": [0.9, 1.0], "answers": 2, "confidence": 0.93, "accuracy": 0.5}]
+    assert outcome.as_json()["calibration"]["brier"] == pytest.approx(outcome.brier, abs=1e-6)
+
+
 def test_the_window_counts_predictions_in_it_and_labels_that_came_back_after_it(store: LocalStore) -> None:
     logs = store.log_dir
     append(logs, "iris-00001-abc", prediction("iris-00001-abc", ["setosa"], T0 - 5, "before"),

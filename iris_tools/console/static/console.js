@@ -238,6 +238,11 @@ function renderGate(rollout, now) {
       Math.min(q.candidate.labelled, q.stable.labelled) >= t.min_labels ? "yes" : "not yet"]);
     rows.push(["Accuracy", share(q.candidate), `≥ stable − ${pct(t.max_accuracy_drop, 1)}`, share(q.stable),
       q.decision === "rollback" ? "no" : q.wants_labels ? "pending labels" : q.decision === "promote" ? "yes" : "not yet decided"]);
+    if (q.candidate.brier !== null && q.candidate.brier !== undefined || q.stable.brier !== null && q.stable.brier !== undefined) {
+      // Shown, not judged: the top-class Brier score of the labelled answers whose clients asked for probabilities.
+      const brier = (side) => (side.brier === null || side.brier === undefined ? "–" : `${side.brier.toFixed(4)} (${side.calibrated})`);
+      rows.push(["Brier (top class)", brier(q.candidate), "lower is better calibrated", brier(q.stable), "shown, not judged"]);
+    }
     if (q.mix) {
       rows.push(["Mix shift", q.mix.total_variation.toFixed(3), `≤ ${t.max_mix_shift}`, "",
         q.mix.total_variation <= t.max_mix_shift ? "yes" : q.mix.p_value < 0.05 ? "no" : "within chance"]);
