@@ -199,28 +199,35 @@ def predict_one_ms(name: str) -> dict[str, float]:
     array[0] = list(model.row.values())
 
     def per_call(call: Callable[[], Any]) -> float:
+        """The least mean of 5 runs of 0.2 s: the machine's noise only ever adds."""
         call()
-        count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < 1.0:
-            call()
-            count += 1
-        return 1000 * (time.perf_counter() - started) / count
+        best = float("inf")
+        for _ in range(5):
+            count, started = 0, time.perf_counter()
+            while time.perf_counter() - started < 0.2:
+                call()
+                count += 1
+            best = min(best, 1000 * (time.perf_counter() - started) / count)
+        return best
 
     return {"estimator": round(per_call(lambda: estimator.predict(asked)), 4),
             "handler": round(per_call(lambda: served.predict(array)), 4),
-            "array": round(per_call(lambda: served.estimator.predict(array)), 4),
-            "request": round(_request_ms(folder, model.row, per_call), 4)}
+            **_request_ms(folder, model.row, per_call)}
 
 
-def _request_ms(folder: Path, row: dict[str, Any], per_call: Callable[[Callable[[], Any]], float]) -> float:
-    """Milliseconds per whole GET / of one row through the function's own WSGI app, in this process (the
-    framework, the handler, the answer and its log line; the log to /dev/null)."""
+def _request_ms(folder: Path, row: dict[str, Any], per_call: Callable[[Callable[[], Any]], float]) -> dict[str, float]:
+    """A whole GET / of one row through the function's own WSGI app, in this process (the framework, the handler,
+    the answer and its log line; the log to /dev/null): its milliseconds, and of them those spent outside the
+    estimator's own predict (timed inside the same requests, so the machine's noise falls on both alike)."""
     import contextlib
+    import gc
     import io
     from urllib.parse import urlencode
 
     from functions_framework import create_app
     from werkzeug.test import EnvironBuilder
+
+    from shared.model import ServedModel
 
     environ = EnvironBuilder(path="/", query_string=urlencode(row)).get_environ()
 
@@ -228,13 +235,36 @@ def _request_ms(folder: Path, row: dict[str, Any], per_call: Callable[[Callable[
         if not status.startswith("200"):
             raise RuntimeError(f"GET / answered {status}")
 
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+    sink = open(os.devnull, "w")  # noqa: SIM115 - left open: the log's writer thread writes to it until the end
+    with contextlib.redirect_stdout(sink):
         app = create_app("predict", str(folder / "main.py"))
+        served = next(o for o in gc.get_objects() if type(o) is ServedModel and o.directory == folder)
+        predict, inside = served._batcher._predict, [0.0, 0]
+
+        def timed(rows: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return predict(rows)
+            finally:
+                inside[0] += time.perf_counter() - started
+                inside[1] += 1
+
+        served._batcher._predict = timed
 
         def one() -> bytes:
             return b"".join(app({**environ, "wsgi.input": io.BytesIO()}, start_response))
 
-        return per_call(one)
+        best = float("inf")
+        for _ in range(5):  # the least of 5 runs of 0.2 s: the machine's noise only ever adds
+            inside[:] = [0.0, 0]
+            count, started = 0, time.perf_counter()
+            while time.perf_counter() - started < 0.2:
+                one()
+                count += 1
+            elapsed = time.perf_counter() - started
+            if elapsed / count < best:
+                best, outside = elapsed / count, (elapsed - inside[0]) / count
+        return {"request": round(1000 * best, 4), "overhead": round(1000 * outside, 4)}
 
 
 # Heavy models, whose one predict of a row costs about what one of 32 rows does: measured with batching off and
@@ -337,10 +367,10 @@ def pipeline_ratios(results: list) -> list[str]:
                 lines.append(f"- {name} single req/s @8 = {ratio:.3f} x MLServer on the same file (target >= "
                              f"{MLSERVER_GOAL}): {'met' if ratio >= MLSERVER_GOAL else 'NOT met'}")
         ours = by_name.get(f"ours:{model}")
-        if ours and ours.predict_one_ms.get("request") is not None:
-            overhead = ours.predict_one_ms["request"] - ours.predict_one_ms["array"]
+        if ours and ours.predict_one_ms.get("overhead") is not None:
+            overhead = ours.predict_one_ms["overhead"]
             lines.append(f"- {model}: a whole GET / costs {ours.predict_one_ms['request']:.3f} ms in-process, "
-                         f"{overhead:.3f} ms beyond scikit-learn's own predict of the row the handler hands it "
+                         f"{overhead:.3f} ms of it outside the estimator's own predict "
                          f"(target <= {OVERHEAD_GOAL_MS} ms): {'met' if overhead <= OVERHEAD_GOAL_MS else 'NOT met'}")
         if model in BATCHED_MODELS and ours:
             lines += _batching_ratios(model, ours, by_name)
