@@ -124,6 +124,17 @@ class ServedModel:
         # The whole request, so the answer is exactly scikit-learn's for these rows.
         return self._sklearn_indices(rows)
 
+    def predict_plain(self, rows: list[tuple[float, ...]]) -> list[Any] | None:
+        """A few rows' classes from the decision rule, as Python floats in and names out; None when the rule cannot
+        call one of them (the caller then asks the whole request the general way)."""
+        rule = self.rule
+        if rule is None:
+            return None
+        found = [rule.predict_one(row) for row in rows]
+        if None in found:
+            return None
+        return [self._names[index] for index in found]
+
     def class_names_of(self, indices: np.ndarray) -> np.ndarray:
         """The class name at each index, as an array of str objects."""
         return self._class_names[indices]
@@ -138,9 +149,9 @@ class ServedModel:
         if manifest.multi_output:  # as its predict answers (a ClassifierChain answers its integer classes as floats)
             return self._estimator_predict(rows).reshape(len(rows), manifest.outputs).tolist()
         if self.rule is not None and len(rows) <= SMALL_BATCH:  # a few rows: no arrays in between
-            found = [self.rule.predict_one(row) for row in rows.tolist()]
-            if None not in found:
-                return [self._names[index] for index in found]
+            named = self.predict_plain(rows.tolist())
+            if named is not None:
+                return named
         return self.class_names_of(self.predict_indices(rows)).tolist()
 
     def predict_one(self, row: tuple[Any, ...]) -> Any:

@@ -17,7 +17,8 @@ from shared.config import Settings
 from shared.errors import InvalidInput, UnsupportedMediaType
 from shared.inputs import parse_instances, parse_json, parse_query
 from shared.artifact import class_key
-from shared.model import ServedModel
+from shared.model import SMALL_BATCH, ServedModel
+from shared.numbers import FLOAT_LIMITS
 from shared.prediction_log import Observer
 
 
@@ -25,6 +26,7 @@ def _ignore(rows: Any, predictions: Any, confidence: Any = None) -> None:
     pass
 
 JSON_MEDIA_TYPE = "application/json"
+FP64_MAX = FLOAT_LIMITS["FP64"]
 OUTPUT_PARAMETER = "output"  # GET /?...&output=probabilities (unless a feature of the model has that name)
 PROBABILITIES = "probabilities"
 
@@ -124,6 +126,10 @@ class Service:
         if isinstance(document, dict) and "outputs" in document:
             document = dict(document)
             wants_probabilities = self._wants_probabilities(document.pop("outputs"), "outputs")
+        if not wants_probabilities:
+            plain = self._answer_plain(document)
+            if plain is not None:
+                return plain
         rows = parse_instances(self.model.features, document, self.settings.max_batch_rows)
         predictions = self.model.predict(rows)
         if not wants_probabilities:
@@ -132,6 +138,29 @@ class Service:
         named = self._named_probabilities(rows)
         self.observe(rows, predictions, [max(row.values()) for row in named])
         return {"predictions": predictions, PROBABILITIES: named, **self._identity}
+
+    def _answer_plain(self, document: Any) -> dict[str, Any] | None:
+        """The answer to `{"instances": [[5.8, 3.4], ...]}`, a few rows of plain numbers, for a model served from its
+        decision rule: each row asked of the rule as Python floats, no arrays in between. None for anything else
+        (the general path then answers it, or says what is wrong), and when the rule cannot call a row (then the
+        whole request is scikit-learn's, as on the general path)."""
+        if self.model.rule is None or not isinstance(document, dict) or len(document) != 1:
+            return None
+        instances = document.get("instances")
+        if type(instances) is not list or not 0 < len(instances) <= SMALL_BATCH:
+            return None
+        width = len(self.model.features)
+        if set(map(type, instances)) != {list} or set(map(len, instances)) != {width}:
+            return None
+        values = [value for instance in instances for value in instance]
+        if not set(map(type, values)) <= {int, float} or not all(-FP64_MAX <= value <= FP64_MAX for value in values):
+            return None  # NaN fails the comparison too
+        rows = [tuple(map(float, instance)) for instance in instances]
+        predictions = self.model.predict_plain(rows)
+        if predictions is None:
+            return None
+        self.observe(rows, predictions)
+        return {"predictions": predictions, **self._identity}
 
     def metadata(self) -> dict[str, Any]:
         """The model's manifest, who serves it, and the limits that apply."""

@@ -135,3 +135,31 @@ def test_the_fast_query_answer_is_the_general_one_byte_for_byte(client, svc_serv
     general = svc_service.predict_query(urllib.parse.parse_qs(query, keep_blank_values=True))
     assert fast == json_text(general)
     assert client.get("/?" + query).get_data(as_text=True) == fast
+
+
+INSTANCE_VALUES = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(), EDGE_NUMBERS,
+                            st.sampled_from([True, None, "5.8", float("nan")]))
+
+
+@given(instances=st.lists(st.lists(INSTANCE_VALUES, min_size=1, max_size=3), min_size=1, max_size=10))
+@RUNS
+def test_the_fast_batch_answer_is_the_general_one(client, svc_service, instances) -> None:
+    """POST / answers a few rows of plain numbers from the decision rule without arrays (Service._answer_plain);
+    whatever it answers is exactly what the general path answers for the same body, and what the function sends.
+    Broken on purpose (an integer beyond float64 taken as the largest float): this failed."""
+    from shared.inputs import parse_instances
+
+    document = {"instances": instances}
+    fast = svc_service._answer_plain(document)
+    if fast is None:
+        return
+    rows = parse_instances(svc_service.model.features, document, 10_000)
+    assert fast == {"predictions": svc_service.model.predict(rows), **svc_service._identity}
+    sent = client.post("/", data=json.dumps(document), content_type="application/json").get_json()
+    assert sent == fast
+
+
+def test_the_fast_paths_take_the_common_requests(svc_service) -> None:
+    """The requests almost every client sends do take the fast paths (else the tests above would prove nothing)."""
+    assert svc_service.answer_query("length=5.8&width=3.4") is not None
+    assert svc_service._answer_plain({"instances": [[5.8, 3.4], [6, 2.9]]}) is not None
