@@ -147,8 +147,8 @@ class Service:
         if self.model.rule is None or not isinstance(document, dict) or len(document) != 1:
             return None
         instances = document.get("instances")
-        if type(instances) is not list or not 0 < len(instances) <= SMALL_BATCH:
-            return None
+        if type(instances) is not list or not 0 < len(instances) <= min(SMALL_BATCH, self.settings.max_batch_rows):
+            return None  # more than MAX_BATCH_ROWS: the general path's 413
         width = len(self.model.features)
         if set(map(type, instances)) != {list} or set(map(len, instances)) != {width}:
             return None
