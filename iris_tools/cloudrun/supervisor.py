@@ -55,6 +55,22 @@ HEALTH_CHECK_FAILED = "HealthCheckContainerError"
 CONTAINER_EXITED = "ContainerExited"
 
 
+HOME_RELEASE_S = 0.5  # how long a dead instance's home port is given to be let go of before the revision moves
+
+
+def _released(port: int, wait_s: float = HOME_RELEASE_S) -> bool:
+    """Whether `port` is free, given a moment. An instance is found dead when its leader exits, and its gunicorn
+    worker (same group, killed with it) may still be closing its copy of the listening socket: a restart in that
+    instant found the port held and moved the revision's home. A port still held after `wait_s` is another
+    process's."""
+    deadline = time.monotonic() + wait_s
+    while not port_is_free(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 @dataclass
 class Observed:
     """What a revision is doing now: serving (an instance is ready), activating (scaling up from zero),
@@ -369,7 +385,7 @@ class Supervisor:
         if revision["port"] in pool.instances:
             port = self._free_port()
         else:
-            if not port_is_free(revision["port"]):  # a process not ours holds it: the revision moves home
+            if not _released(revision["port"]):  # a process not ours holds it: the revision moves home
                 revision["port"] = self._free_port(revision)
             port = revision["port"]
         instance = pool.instances[port] = Instance(name, port, now)
