@@ -93,31 +93,29 @@ class ServerSettings:
         )
 
 
-def _fraction(environ: Mapping[str, str], name: str, default: float) -> float:
+def _float_in_range(environ: Mapping[str, str], name: str, default: float, low: float, high: float,
+                    number: str, bounds: str) -> float:
+    """A float from `low` to `high`; the refusal names the variable, what it is (`number`) and its `bounds`."""
     raw = environ.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number; unset it to use {default:g}") from None
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name}={raw!r} must be a fraction from 0 to 1; unset it to use {default:g}")
+        raise ConfigError(f"{name}={raw!r} is not {number}; unset it to use {default:g}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={raw!r} must be {bounds}; unset it to use {default:g}")
     return value
+
+
+def _fraction(environ: Mapping[str, str], name: str, default: float) -> float:
+    return _float_in_range(environ, name, default, 0.0, 1.0, "a number", "a fraction from 0 to 1")
 
 
 def _milliseconds(environ: Mapping[str, str], name: str, default: float) -> float:
     """A wait in milliseconds, from 0 to 1000 (a batch that waits longer than a second serves no one)."""
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number of milliseconds; unset it to use {default:g}") from None
-    if not 0.0 <= value <= 1000.0:
-        raise ConfigError(f"{name}={raw!r} must be from 0 to 1000 milliseconds; unset it to use {default:g}")
-    return value
+    return _float_in_range(environ, name, default, 0.0, 1000.0, "a number of milliseconds",
+                           "from 0 to 1000 milliseconds")
 
 
 def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:

@@ -51,7 +51,7 @@ class FeatureIndex:
         but every feature exactly once, by name or alias, in plain decimal and finite (escapes, a missing or
         repeated feature, a string feature, a bad value): the caller then takes the general path
         (`plain_query`, `parse_query`), which answers the same or names what is wrong."""
-        if self.has_strings or not query_string.isascii() or "%" in query_string or "+" in query_string:
+        if self.has_strings or not _undecoded(query_string):
             return None
         row: list[float | None] = [None] * len(self.features)
         parts = query_string.split("&")
@@ -127,13 +127,18 @@ def _fill_named(index: FeatureIndex, items: Mapping[str, Any], where: str, from_
     return row  # type: ignore[return-value]
 
 
+def _undecoded(query_string: str) -> bool:
+    """Whether a query string reads as it is: ASCII, no percent-escape, no `+` for a space."""
+    return query_string.isascii() and "%" not in query_string and "+" not in query_string
+
+
 def plain_query(query_string: str) -> dict[str, list[str]] | None:
     """`a=1&b=2` as {"a": ["1"], "b": ["2"]}, read without werkzeug's MultiDict (the hot path of GET /); None for
     anything that needs decoding or is not one `name=value` per part (percent-escapes, `+`, a part without `=`,
     an empty part, bytes outside ASCII): the caller then reads werkzeug's own parse, so both agree."""
     if not query_string:
         return {}
-    if not query_string.isascii() or "%" in query_string or "+" in query_string:
+    if not _undecoded(query_string):
         return None
     params: dict[str, list[str]] = {}
     for part in query_string.split("&"):

@@ -114,8 +114,8 @@ class ServedModel:
         """Position of each row's predicted class in the manifest's class names."""
         if self.rule is not None and len(rows) <= SMALL_BATCH:
             # Plain floats beat numpy's per-call overhead on a few rows.
-            found = [self.rule.predict_one(row) for row in rows.tolist()]
-            if None not in found:
+            found = self._rule_indices(rows.tolist())
+            if found is not None:
                 return np.array(found, dtype=np.intp)
         elif self.rule is not None:
             indices, certain = self.rule.predict(rows)
@@ -127,13 +127,16 @@ class ServedModel:
     def predict_plain(self, rows: list[tuple[float, ...]]) -> list[Any] | None:
         """A few rows' classes from the decision rule, as Python floats in and names out; None when the rule cannot
         call one of them (the caller then asks the whole request the general way)."""
-        rule = self.rule
-        if rule is None:
+        found = self._rule_indices(rows)
+        return None if found is None else [self._names[index] for index in found]
+
+    def _rule_indices(self, rows: list[Any]) -> list[int] | None:
+        """Each row's class index from the decision rule, with plain floats; None when there is no rule or it
+        cannot call one of the rows."""
+        if self.rule is None:
             return None
-        found = [rule.predict_one(row) for row in rows]
-        if None in found:
-            return None
-        return [self._names[index] for index in found]
+        found = [self.rule.predict_one(row) for row in rows]
+        return None if None in found else found  # type: ignore[return-value]
 
     def class_names_of(self, indices: np.ndarray) -> np.ndarray:
         """The class name at each index, as an array of str objects."""
