@@ -33,7 +33,7 @@ MODELS := $(filter-out $(IMPORTED),$(patsubst functions/%/main.py,%,$(wildcard f
 ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
 TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py shared/linear.py
 
-.PHONY: help venv models retrain import-model examples up demo compare status stop emulator emulator-token emulator-status rollout rollback promote traffic console shadow outcomes outcomes-sink labelled-load report test images base-image mlserver bench bench-outcomes clean
+.PHONY: help venv models retrain import-model examples up demo compare status stop emulator emulator-token emulator-status rollout rollback promote traffic console shadow outcomes outcomes-sink feedback-key sign-feedback labelled-load report test images base-image mlserver bench bench-outcomes clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -111,6 +111,12 @@ outcomes: | $(VENV)/.installed ## per revision: accuracy on the labels that came
 
 outcomes-sink: | $(VENV)/.installed ## on Cloud Run: a log sink routing SERVICE's predictions and labels to BigQuery (OUTCOMES_TABLE)
 	$(PY) -m iris_tools.quality sink
+
+feedback-key: | $(VENV)/.installed ## the key labels are signed with: made once in .run/feedback-key, printed with the deploy flag (ROTATE=1: a new one)
+	$(PY) -m iris_tools.quality feedback-key $(if $(ROTATE),--rotate)
+
+sign-feedback: | $(VENV)/.installed ## the X-Feedback-Signature for BODY='{"id": "<X-Answer-Id>", "label": "setosa"}', and its curl
+	$(PY) -m iris_tools.quality sign
 
 labelled-load: | $(VENV)/.installed ## iris points with jitter to LOAD_URL, their true labels posted to /feedback after LABEL_DELAY_S
 	$(PY) -m iris_tools.quality load

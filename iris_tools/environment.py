@@ -225,6 +225,9 @@ VARIABLES: tuple[Variable, ...] = (
              "<PROJECT>.iris_outcomes, what make outcomes-sink makes); locally the store reads the revisions' logs"),
     Variable("OUTCOME_FRESHNESS", "quality", text, "1h", "how far back predictions and labels are read (gcloud's "
              "duration: 30m, 1h, 2d)"),
+    Variable("FEEDBACK_KEY", "quality", text, None, "the key labels posted to /feedback are signed with (the "
+             "labelled load, make sign-feedback); the service takes the same one (unset: the key make feedback-key "
+             "keeps in RUN_DIR/feedback-key)"),
     Variable("LOAD_URL", "quality", text, None, "the service URL the labelled load calls (make labelled-load)"),
     Variable("LOAD_CSV", "quality", text, None, "rows of your own model's features with a label column, replayed "
              "by the labelled load instead of iris points (a number label: a regressor's true value)"),

@@ -12,6 +12,8 @@
 | GOOGLE_CLOUD_PROJECT | unset | the project, for the trace a prediction log line names (Cloud Logging correlates) |
 | BATCH_SIZE         | 32      | most rows one estimator predict takes from concurrent requests (1: each request alone) |
 | BATCH_WAIT_MS      | 2       | longest a batch waits for requests the server has begun and that are on their way (0: never waits) |
+| FEEDBACK_KEY       | unset   | the key a label posted to /feedback is signed with (unset: /feedback answers 403); at least 16 characters |
+| FEEDBACK_KEY_PREVIOUS | unset | the key before, also accepted while a rotation is under way |
 | OMP_NUM_THREADS    | 1       | OpenMP threads per request thread (set by the handler unless given) |
 
 The container's server (`python -m shared.server`) also reads, through `ServerSettings`:
@@ -34,6 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shared.errors import ConfigError
+from shared.feedback_signature import keys_from
 
 DEFAULT_MAX_BATCH_ROWS = 10_000
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -57,6 +60,7 @@ class Settings:
     project: str | None = None  # GOOGLE_CLOUD_PROJECT: names the trace in a prediction log line
     batch_size: int = DEFAULT_BATCH_SIZE  # BATCH_SIZE: rows one estimator predict takes from concurrent requests
     batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS  # BATCH_WAIT_MS: a batch's wait for requests on their way
+    feedback_keys: tuple[str, ...] = ()  # FEEDBACK_KEY (and FEEDBACK_KEY_PREVIOUS): who may post labels
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -71,6 +75,7 @@ class Settings:
             log_max_rows=_positive_int(environ, "LOG_MAX_ROWS", DEFAULT_LOG_MAX_ROWS),
             batch_size=_positive_int(environ, "BATCH_SIZE", DEFAULT_BATCH_SIZE),
             batch_wait_ms=_milliseconds(environ, "BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_MS),
+            feedback_keys=keys_from(environ),
         )
 
 

@@ -1,13 +1,14 @@
 """`POST /feedback`: true labels that come back for answers given earlier, joined to them later by id.
 
-    {"id": "<an answer's X-Request-Id>", "label": "setosa"}      or a list of such objects
+    {"id": "<an answer's X-Answer-Id>", "label": "setosa"}       or a list of such objects
     {"id": "...", "label": 0}                                    a class in its own JSON type (an integer, a boolean)
     {"id": "...", "label": 151.0}                                a regressor's label: a finite number
 
+Only the holder of the feedback key may label (shared/feedback_signature.py: a signed body, else 401; no key, 403).
 The function keeps no state: an accepted body becomes one structured log line (`"kind": "feedback"`), so this works
 on Cloud Run behind a split, whichever revision receives it, and the join reads the lines back from Cloud Logging.
-A body that does not parse, an unknown class, a missing or oversized id, or more entries than MAX_BATCH_ROWS is
-refused whole with a 4xx and logs nothing.
+A body that does not parse, an unknown class, a missing or oversized id, an id named twice, or more entries than
+MAX_BATCH_ROWS is refused whole with a 4xx and logs nothing.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def parse_feedback(body: bytes, classes: Sequence[str] | None, max_entries: int)
         raise InvalidInput(f"body: {len(entries)} labels, more than the {max_entries} one request may carry "
                            f"(MAX_BATCH_ROWS)", field="body")
     labels = []
+    named: set[str] = set()
     for index, entry in enumerate(entries):
         where = f"[{index}]" if isinstance(document, list) else ""
         if not isinstance(entry, dict):
@@ -54,10 +56,14 @@ def parse_feedback(body: bytes, classes: Sequence[str] | None, max_entries: int)
                                field=f"{where}{unknown[0]}".lstrip("."))
         identifier, label = entry.get("id"), entry.get("label")
         if not isinstance(identifier, str) or not identifier:
-            raise InvalidInput(f"{where}id: the id of the answer labelled (its X-Request-Id) is required",
+            raise InvalidInput(f"{where}id: the id of the answer labelled (its X-Answer-Id) is required",
                                field=f"{where}id")
         if len(identifier) > MAX_ID_CHARS:
             raise InvalidInput(f"{where}id: {len(identifier)} characters, more than {MAX_ID_CHARS}", field=f"{where}id")
+        if identifier in named:
+            raise InvalidInput(f"{where}id: {identifier!r} is labelled twice in this body; an answer has one label",
+                               field=f"{where}id")
+        named.add(identifier)
         if classes is None:
             if isinstance(label, bool) or not isinstance(label, (int, float)) or not math.isfinite(label):
                 raise InvalidInput(f"{where}label: {label!r} is not a finite number; a regressor's label is the true "

@@ -37,6 +37,9 @@ from shared.feedback import feedback_answer, parse_feedback
 from shared.inputs import plain_query
 from shared.model import ServedModel
 from shared.prediction_log import PredictionLog
+from shared.feedback_signature import ENVIRON_KEY as SIGNATURE_KEY
+from shared.feedback_signature import check as check_signature
+from shared.request_id import ANSWER_HEADER
 from shared.request_id import HEADER as ID_HEADER
 from shared.request_id import RequestId
 from shared.service import Service
@@ -133,10 +136,12 @@ def views_of(service: Service, v2: OpenInference, predictions: PredictionLog) ->
     classes = None if service.model.manifest.regressor else service.model.manifest.class_names
 
     def feedback(request: flask.Request) -> dict[str, Any]:
+        body = read_body(request, limit)
+        check_signature(request.environ.get(SIGNATURE_KEY), body, service.settings.feedback_keys)
         if service.model.manifest.multi_output:
             raise InvalidInput(f"model {service.model.name!r} answers {service.model.manifest.outputs} outputs a row; "
                                f"labels are taken for a model of one output", field="body", code="not_supported")
-        labels = parse_feedback(read_body(request, limit), classes, service.settings.max_batch_rows)
+        labels = parse_feedback(body, classes, service.settings.max_batch_rows)
         predictions.feedback(labels, request_id())
         return feedback_answer(labels)
 
@@ -155,7 +160,7 @@ def views_of(service: Service, v2: OpenInference, predictions: PredictionLog) ->
 
     def infer(request: flask.Request, name: str, version: str | None = None) -> Reply:
         return v2.infer(name, version, read_body(request, limit), request.headers.get(HEADER_LENGTH),
-                        request_id().value)
+                        request_id().answer)
 
     return {
         "root": root,
@@ -230,7 +235,8 @@ def _install_error_handlers(headers: dict[str, str]) -> None:
     register = functions_framework.errorhandler
 
     def answered_with(extra: dict[str, str]) -> Pairs:
-        return [*headers.items(), (ID_HEADER, request_id().value), *extra.items()]
+        identity = request_id()
+        return [*headers.items(), (ID_HEADER, identity.value), (ANSWER_HEADER, identity.answer), *extra.items()]
 
     @register(ServingError)
     def _serving_error(error: ServingError) -> flask.Response:
@@ -281,7 +287,7 @@ def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[
 
     def answered(environ: dict[str, Any], result: "dict[str, Any] | str | Reply", identity: RequestId) -> flask.Response:
         """A prediction's response: its id, its handler time in Server-Timing, and its log line."""
-        response = _respond(result, [*fixed, (ID_HEADER, identity.value),
+        response = _respond(result, [*fixed, (ID_HEADER, identity.value), (ANSWER_HEADER, identity.answer),
                                      ("Server-Timing", f"predict;dur={predictions.elapsed() * 1000:.3f}")])
         predictions.end(environ, response.status_code, identity, model.last_batch_rows if model.batches else 0)
         return response
@@ -315,6 +321,6 @@ def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[
         result = views[endpoint](request, **arguments)
         if endpoint in PREDICTION_ENDPOINTS:
             return answered(environ, result, identity)
-        return _respond(result, [*fixed, (ID_HEADER, identity.value)])
+        return _respond(result, [*fixed, (ID_HEADER, identity.value), (ANSWER_HEADER, identity.answer)])
 
     return predict_batched if model.batches else predict

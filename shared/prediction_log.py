@@ -111,11 +111,12 @@ class PredictionLog:
                     f'"request_id":{_text(identity.value)},"count":{len(labels)},"labels":[{entries}]}}\n')
 
     def _correlation(self, identity: RequestId | None) -> str:
-        """The answer's id, and its trace as Cloud Logging correlates it (when there is one and the project is known)."""
+        """The answer's id (what a label names), the request's (the client's, for tracing), and its trace as Cloud
+        Logging correlates it (when there is one and the project is known)."""
         if identity is None:
             return ""
         trace = identity.trace_resource(self.project)
-        return f'"request_id":{_text(identity.value)},' + (f'"logging.googleapis.com/trace":{_text(trace)},'
+        return f'"answer_id":"{identity.answer}","request_id":{_text(identity.value)},' + (f'"logging.googleapis.com/trace":{_text(trace)},'
                                                              if trace else "")
 
     def _route(self, method: str, path: str) -> tuple[str, str, str]:

@@ -1,9 +1,10 @@
-"""Every answer's id, so a label that comes back later can be joined to the prediction it judges.
+"""Each request's two ids: the answer's own, which a label names, and the request's, for tracing.
 
-The id is the client's `X-Request-Id` when it sends a usable one (1 to 128 characters of letters, digits and
+`X-Answer-Id` is made by the server for every answer (32 random hex digits), so two requests never share one and
+a label names exactly one prediction. `X-Request-Id` is the client's` `X-Request-Id` when it sends a usable one (1 to 128 characters of letters, digits and
 `._:/+=-`); otherwise the trace id of `X-Cloud-Trace-Context` (`TRACE_ID/SPAN_ID;o=1`, which Cloud Run sets on
-every request); otherwise a new one. It goes back as the `X-Request-Id` response header on every route, errors
-included, and into the prediction log line (with `logging.googleapis.com/trace` when there is a trace and the
+every request); otherwise the answer id. Both go back as response headers on every route, errors included, and
+into the prediction log line (`answer_id`, `request_id`) (with `logging.googleapis.com/trace` when there is a trace and the
 project is known, as Cloud Logging correlates them).
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 HEADER = "X-Request-Id"
+ANSWER_HEADER = "X-Answer-Id"
 TRACE_HEADER = "X-Cloud-Trace-Context"
 _ENVIRON_KEY = "HTTP_X_REQUEST_ID"  # the headers as the WSGI environ holds them: read there, not through a Headers view
 _TRACE_ENVIRON_KEY = "HTTP_X_CLOUD_TRACE_CONTEXT"
@@ -34,6 +36,7 @@ def new_id() -> str:
 class RequestId:
     value: str
     trace: str | None = None  # the Cloud Trace id, when the request carried one
+    answer: str = ""  # the server's id of this answer (what a label names); the request id when that is the server's
 
     @classmethod
     def of(cls, environ: Mapping[str, str]) -> "RequestId":
@@ -42,9 +45,10 @@ class RequestId:
         trace_match = TRACE.match(traced) if traced else None
         trace = trace_match.group(1).lower() if trace_match else None
         given = environ.get(_ENVIRON_KEY)
+        answer = new_id()
         if given and USABLE.fullmatch(given):
-            return cls(given, trace)
-        return cls(trace or new_id(), trace)
+            return cls(given, trace, answer)
+        return cls(trace or answer, trace, answer)
 
     def trace_resource(self, project: str | None) -> str | None:
         """`projects/<project>/traces/<trace>`: what Cloud Logging's `logging.googleapis.com/trace` holds."""

@@ -189,7 +189,8 @@ class OpenInference:
 
     def infer(self, name: str, version: str | None, body: bytes, header_length: str | None,
               answer_id: str | None = None) -> Reply:
-        """`answer_id`: the answer's id (its X-Request-Id), returned as `id` when the request had none."""
+        """`answer_id`: the answer's id (its X-Answer-Id, what a label names), returned as `id` when the request had
+        none."""
         self._check_model(name, version)
         return self.reply(self.requests.parse(body, header_length), answer_id)
 

@@ -20,7 +20,7 @@ from functions_framework import create_app
 from sklearn.svm import SVC
 
 from iris_tools.local import reaper
-from tests.helpers import MODEL_DIRS, MODEL_NAMES, ROOT, write_model_version
+from tests.helpers import FEEDBACK_KEY, MODEL_DIRS, MODEL_NAMES, ROOT, write_model_version
 
 _watcher: subprocess.Popen | None = None
 
@@ -70,10 +70,11 @@ def model_dir(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture
 def client_for(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FlaskClient]:
-    """A Flask test client of the function in `directory`, created as functions-framework does."""
+    """A Flask test client of the function in `directory`, created as functions-framework does; its feedback key is
+    the tests' own (FEEDBACK_KEY="" turns feedback off)."""
 
     def make(directory: Path, **environment: str) -> FlaskClient:
-        for name, value in environment.items():
+        for name, value in {"FEEDBACK_KEY": FEEDBACK_KEY, **environment}.items():
             monkeypatch.setenv(name, value)
         return create_app("predict", str(directory / "main.py")).test_client()
 

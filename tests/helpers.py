@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.datasets import load_iris
 
 from iris_tools.local.servers import free_port  # noqa: F401  (one free_port for every tier)
 from shared.artifact import Feature, is_imported, save_model
+from shared.feedback_signature import HEADER as SIGNATURE_HEADER
+from shared.feedback_signature import signature
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,6 +27,21 @@ CLASS_NAMES = ["setosa", "versicolor", "virginica"]
 # The tutorial's test point and what each version says there.
 TEST_POINT = (5.8, 3.4)
 TUTORIAL_ANSWERS = {"svc": "versicolor", "lin_svc": "setosa"}
+# The feedback key every service a test starts is given (the client_for fixture's, servers' environments), and what
+# signs a label for them.
+FEEDBACK_KEY = "test-feedback-key-0123456789abcdef"
+
+
+def signed(body: Any, key: str = FEEDBACK_KEY, at: int | None = None) -> tuple[bytes, dict[str, str]]:
+    """A /feedback body (JSON, or bytes as they are) and the headers that sign it with `key`."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return data, {"Content-Type": "application/json", SIGNATURE_HEADER: signature(data, key, at)}
+
+
+def post_feedback(client: Any, body: Any, key: str = FEEDBACK_KEY, at: int | None = None) -> Any:
+    """POST /feedback through a Flask test client, signed."""
+    data, headers = signed(body, key, at)
+    return client.post("/feedback", data=data, headers=headers)
 
 
 def iris_xy() -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,13 @@
                                             feedback lines to BigQuery (OUTCOMES_TABLE), with its dataset and grant
     python -m iris_tools.quality load       a labelled load on LOAD_URL: iris points with jitter, their true labels
                                             posted to /feedback after LABEL_DELAY_S (writes a record of it)
+    python -m iris_tools.quality feedback-key [--rotate]
+                                            the key labels are signed with: made once under RUN_DIR and printed,
+                                            with the flag a deploy takes (--rotate: a new one, the old kept as
+                                            FEEDBACK_KEY_PREVIOUS until every revision has the new one)
+    python -m iris_tools.quality sign [BODY]  the X-Feedback-Signature header for BODY (the argument or the BODY
+                                            variable: a JSON text; - reads stdin),
+                                            and the curl command that posts it to LOAD_URL (or localhost:5001)
 
 Exit status: 0 done, 1 refused or failed (one line on stderr says why).
 """
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -25,10 +33,18 @@ from iris_tools.cli.failures import COMMAND_FAILURES, EXIT_FAILED, ToolError, fa
 from iris_tools.cli.tables import table
 from iris_tools.google.gcloud import Gcloud
 from iris_tools.local.state import write_atomically
+from iris_tools.quality.feedback_key import current_key, key_path, make_key, signed_headers
 from iris_tools.quality.outcomes import Outcomes, mix_shift, value_shift
 from iris_tools.quality.sink import create_sink
 from iris_tools.quality.rehearsal import LabelledLoad, labelled_rows
 from iris_tools.quality.sources import OutcomeReader, since, store_for
+from shared.feedback_signature import HEADER
+
+
+def labels_line(outcomes: Outcomes) -> str:
+    """What the look read of the labels: each answer's first label counts; a later one is a conflict."""
+    return (f"{outcomes.labels} labels read, {outcomes.conflicts} conflicts (a later label for an answer already "
+            f"labelled: counted, never judged), {outcomes.unmatched} matching no prediction")
 
 
 def regression_text(outcomes: Outcomes) -> str:
@@ -43,7 +59,7 @@ def regression_text(outcomes: Outcomes) -> str:
                      "-" if interval is None else f"{interval[0]:.6g} to {interval[1]:.6g}",
                      "-" if o.delay()["p50_s"] is None else f"{o.delay()['p50_s']:g} s",
                      " / ".join(f"{quantiles[q]:.6g}" for q in ("p10", "p50", "p90"))])
-    return "\n".join([table(rows), f"{outcomes.labels} labels read, {outcomes.unmatched} matching no prediction"])
+    return "\n".join([table(rows), labels_line(outcomes)])
 
 
 def outcomes_text(outcomes: Outcomes) -> str:
@@ -58,7 +74,7 @@ def outcomes_text(outcomes: Outcomes) -> str:
                      f"{100 * low:.1f}% to {100 * high:.1f}%" if o.labelled else "-",
                      "-" if o.delay()["p50_s"] is None else f"{o.delay()['p50_s']:g} s",
                      ", ".join(f"{c} {n}" for c, n in sorted(o.mix.items()))])
-    lines = [table(rows), f"{outcomes.labels} labels read, {outcomes.unmatched} matching no prediction"]
+    lines = [table(rows), labels_line(outcomes)]
     for name, o in outcomes.revisions.items():
         if o.labelled:
             recall = ", ".join(f"{c} {'-' if r is None else f'{100 * r:.0f}%'}" for c, r in o.recall().items())
@@ -106,7 +122,12 @@ def load(env: environment.Environment) -> int:
     if not url:
         raise ToolError("LOAD_URL: the service URL to send the labelled load to (make labelled-load LOAD_URL=...)")
     rows = labelled_rows(Path(env["LOAD_CSV"])) if env["LOAD_CSV"] else None
-    run = LabelledLoad(url, env["LOAD_RATE"], env["LABEL_DELAY_S"], env["LOAD_JITTER"], env["LOAD_TOKEN"], rows=rows)
+    key = current_key(env["RUN_DIR"])
+    if key is None:
+        raise ToolError(f"no feedback key to sign labels with: make one (make feedback-key, kept in "
+                        f"{key_path(env['RUN_DIR'])}) and deploy the service with it, or set FEEDBACK_KEY")
+    run = LabelledLoad(url, env["LOAD_RATE"], env["LABEL_DELAY_S"], env["LOAD_JITTER"], env["LOAD_TOKEN"], rows=rows,
+                       feedback_key=key)
     print(f"labelled load on {url}: {env['LOAD_RATE']:g}/s for {env['LOAD_SECONDS']:g} s, labels "
           f"{env['LABEL_DELAY_S']:g} s later ...", flush=True)
     try:
@@ -121,11 +142,46 @@ def load(env: environment.Environment) -> int:
     return 0 if run.answered and not run.failures else EXIT_FAILED
 
 
+def feedback_key(env: environment.Environment, rotate: bool) -> int:
+    key, previous, made = make_key(env["RUN_DIR"], rotate)
+    where = key_path(env["RUN_DIR"])
+    print(f"{'made' if made else 'kept'} the feedback key in {where} (only its holder can label answers):")
+    print(key)
+    flags = f"--set-env-vars FEEDBACK_KEY={key}"
+    if previous:
+        flags = f"--set-env-vars FEEDBACK_KEY={key},FEEDBACK_KEY_PREVIOUS={previous}"
+        print(f"the key before is kept in {where}.previous; deploy both while revisions move to the new one, then "
+              f"drop FEEDBACK_KEY_PREVIOUS (--remove-env-vars FEEDBACK_KEY_PREVIOUS)")
+    print(f"deploy with: gcloud run deploy ... {flags}")
+    print("on Cloud Run keep it in Secret Manager: --set-secrets FEEDBACK_KEY=<secret>:latest (docs/cloud-run.md)")
+    return 0
+
+
+def sign(env: environment.Environment, body_text: str) -> int:
+    key = current_key(env["RUN_DIR"])
+    if key is None:
+        raise ToolError(f"no feedback key: make feedback-key (kept in {key_path(env['RUN_DIR'])}) or set FEEDBACK_KEY")
+    body = (sys.stdin.read() if body_text == "-" else body_text).strip().encode()
+    try:
+        json.loads(body)
+    except ValueError:
+        raise ToolError(f"BODY: not JSON: {body[:80]!r}; sign what you post, e.g. "
+                        f"BODY='{{\"id\": \"<X-Answer-Id>\", \"label\": \"setosa\"}}'") from None
+    header = signed_headers(body, key)[HEADER]
+    url = (env["LOAD_URL"] or "http://localhost:5001").rstrip("/")
+    print(f"{HEADER}: {header}")
+    print(f"curl -X POST {url}/feedback -H 'Content-Type: application/json' -H '{HEADER}: {header}' "
+          f"--data-raw {shlex.quote(body.decode())}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m iris_tools.quality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Settings:\n\n" + environment.help_text("target", "quality"))
-    parser.add_argument("command", choices=("outcomes", "sink", "load"))
+    parser.add_argument("command", choices=("outcomes", "sink", "load", "feedback-key", "sign"))
+    parser.add_argument("body", nargs="?", help="sign: the JSON body to sign (- reads stdin)")
+    parser.add_argument("--rotate", action="store_true", help="feedback-key: make a new key, keep the old as previous")
     args = parser.parse_args(argv)
     target = "cloudrun"
     try:
@@ -133,6 +189,13 @@ def main(argv: list[str] | None = None) -> int:
         target = env.target
         if args.command == "load":
             return load(env)
+        if args.command == "feedback-key":
+            return feedback_key(env, args.rotate)
+        if args.command == "sign":
+            body = args.body or os.environ.get("BODY")
+            if not body:
+                raise ToolError("BODY: the JSON to sign (make sign-feedback BODY='{\"id\": ..., \"label\": ...}')")
+            return sign(env, body)
         if args.command == "sink":
             gcloud = Gcloud(env.target, env["PROJECT"], env["REGION"])
             create_sink(gcloud, env["SERVICE"], env["OUTCOMES_TABLE"], gcloud.region, print)

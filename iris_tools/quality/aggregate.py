@@ -11,11 +11,13 @@ expose the same two relations:
         a classifier's answer in predicted_class, a regressor's in predicted_value; `logged` a timestamp (the partitions' column on BigQuery);
         `replayed` for a tool's own request (a shadow replay, a warm-up: X-Replay), never a user's answer
     labels(service, id, label_class, label_value, logged)
-        one row per label posted to /feedback (or read from a LABELS file: `logged` NULL)
+        one row per label posted to /feedback (or read from a LABELS file: `logged` NULL); `id` an answer's
+        X-Answer-Id, which the server made
 
 and the query returns, never rows, but per revision: counts, the confusion cells (true label x predicted class), a
 regressor's error sums and a sketch of its predicted values (101 quantiles), the label delay's quantiles; and the
-labels read and those matching no prediction; a classifier's calibration (per tenth of confidence: answers, right
+answers labelled, those matching no prediction, and the conflicts (the first label of an answer counts; every later
+one for it is a conflict, counted and never judged); a classifier's calibration (per tenth of confidence: answers, right
 ones, their confidence summed; and the top-class Brier sum). Every prediction in the window counts (no cap), joined by answer id to
 every label posted since the window began: a label that comes back after its step still counts toward it.
 """
@@ -40,8 +42,9 @@ WITH p AS (
   SELECT id, label_class, label_value, logged FROM {labels}
   WHERE service = @service AND (logged IS NULL OR logged >= @start)
 ), l AS (
-  SELECT id, MAX_BY(label_class, COALESCE(logged, TIMESTAMP '1970-01-01')) AS label_class,
-    MAX_BY(label_value, COALESCE(logged, TIMESTAMP '1970-01-01')) AS label_value, MIN(logged) AS label_logged
+  SELECT id, MIN_BY(label_class, COALESCE(logged, TIMESTAMP '1970-01-01')) AS label_class,
+    MIN_BY(label_value, COALESCE(logged, TIMESTAMP '1970-01-01')) AS label_value, MIN(logged) AS label_logged,
+    COUNT(*) - 1 AS later
   FROM given GROUP BY id
 ), j AS (
   SELECT p.revision, p.id, p.predicted_class, p.predicted_value, p.logged, p.confidence, l.label_logged,
@@ -65,7 +68,7 @@ SELECT 'cell', revision, predicted_class, truth_class, COUNT(*), COUNT(id), COUN
   NULL, NULL, NULL, NULL, NULL
 FROM j WHERE predicted_class IS NOT NULL GROUP BY revision, predicted_class, truth_class
 UNION ALL
-SELECT 'labels', NULL, NULL, NULL, COUNT(*), COUNTIF(l.id IN (SELECT id FROM p WHERE id IS NOT NULL)), NULL,
+SELECT 'labels', NULL, NULL, NULL, COUNT(*), COUNTIF(l.id IN (SELECT id FROM p WHERE id IS NOT NULL)), SUM(later),
   NULL, NULL, NULL, NULL, NULL
 FROM l
 UNION ALL
@@ -79,8 +82,8 @@ GROUP BY revision, LEAST(CAST(FLOOR(confidence * 10) AS INT64), 9)
 # replays to a candidate at 0% (rollout/paired.py). Rows, but at most @limit of them, whatever the traffic.
 LABELLED_ANSWERS = """
 WITH l AS (
-  SELECT id, MAX_BY(label_class, COALESCE(logged, TIMESTAMP '1970-01-01')) AS label_class,
-    MAX_BY(label_value, COALESCE(logged, TIMESTAMP '1970-01-01')) AS label_value
+  SELECT id, MIN_BY(label_class, COALESCE(logged, TIMESTAMP '1970-01-01')) AS label_class,
+    MIN_BY(label_value, COALESCE(logged, TIMESTAMP '1970-01-01')) AS label_value
   FROM {labels} WHERE service = @service AND (logged IS NULL OR logged >= @start) GROUP BY id
 )
 SELECT p.id, p.inputs, p.predicted_class, p.predicted_value, l.label_class,
@@ -143,11 +146,12 @@ def outcomes_of(rows: Iterable[Mapping[str, Any]]) -> Outcomes:
     """The query's rows as Outcomes: per revision, its counts, confusion and mix (a classifier) or error sums and
     sketches (a regressor)."""
     revisions: dict[str, RevisionOutcome] = {}
-    labels = matched = 0
+    labelled = matched = conflicts = 0
     cells = []
     for row in rows:
         if row["kind"] == "labels":
-            labels, matched = int(row["predictions"] or 0), int(row["joinable"] or 0)
+            labelled, matched = int(row["predictions"] or 0), int(row["joinable"] or 0)
+            conflicts = int(row["labelled"] or 0)
         elif row["kind"] in ("cell", "bin"):
             cells.append(row)
         else:
@@ -174,4 +178,4 @@ def outcomes_of(rows: Iterable[Mapping[str, Any]]) -> Outcomes:
     for outcome in revisions.values():
         outcome.mix = dict(sorted(outcome.mix.items()))
         outcome.confusion = {truth: dict(sorted(row.items())) for truth, row in sorted(outcome.confusion.items())}
-    return Outcomes(dict(sorted(revisions.items())), labels, labels - matched)
+    return Outcomes(dict(sorted(revisions.items())), labelled + conflicts, labelled - matched, conflicts)

@@ -56,11 +56,13 @@ def views(dataset: str, schema: dict[str, Any]) -> list[str]:
     confidence = ("IF(jsonPayload.rows = 1 AND ARRAY_LENGTH(jsonPayload.predictions) = 1, "
                   "jsonPayload.confidence[SAFE_OFFSET(0)], NULL)" if "jsonPayload.confidence" in schema
                   else "CAST(NULL AS FLOAT64)")
+    answer_id = ("IF(jsonPayload.rows = 1 AND ARRAY_LENGTH(jsonPayload.predictions) = 1, jsonPayload.answer_id, NULL)"
+                 if "jsonPayload.answer_id" in schema else "CAST(NULL AS STRING)")  # a label names the server's id
     service = ("COALESCE(jsonPayload.service, resource.labels.service_name)" if "jsonPayload.service" in schema
                else "resource.labels.service_name")
     statements = [f"""CREATE OR REPLACE VIEW `{dataset}.predictions` AS
 SELECT resource.labels.service_name AS service, resource.labels.revision_name AS revision,
-  IF(jsonPayload.rows = 1 AND ARRAY_LENGTH(jsonPayload.predictions) = 1, jsonPayload.request_id, NULL) AS id,
+  {answer_id} AS id,
   {inputs} AS inputs, {predicted_class} AS predicted_class, {predicted_value} AS predicted_value, timestamp AS logged,
   {replayed} AS replayed, {confidence} AS confidence
 FROM {table}, UNNEST(jsonPayload.predictions) AS answer

@@ -30,7 +30,7 @@ from iris_tools.quality.aggregate import COLUMNS, LabelledAnswer, labelled_answe
 from iris_tools.quality.outcomes import Outcomes, TrueLabel
 
 CHUNK_BYTES = 64 << 20  # new bytes taken in per transaction
-STORE_FORMAT = 3  # a store of another format is rebuilt from the logs (its tables dropped, every log read again)
+STORE_FORMAT = 4  # a store of another format is rebuilt from the logs (its tables dropped, every log read again)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions(service VARCHAR, revision VARCHAR, id VARCHAR, inputs VARCHAR,
                                        predicted_class VARCHAR, predicted_value DOUBLE, logged TIMESTAMPTZ,
@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS positions(device UBIGINT, inode UBIGINT, path VARCHAR
 CREATE TABLE IF NOT EXISTS store_format(format INTEGER);
 """
 LINE_COLUMNS = ("{'time': 'VARCHAR', 'kind': 'VARCHAR', 'service': 'VARCHAR', 'revision': 'VARCHAR', "
-                "'request_id': 'VARCHAR', 'rows': 'BIGINT', 'inputs': 'JSON', 'predictions': 'JSON[]', "
+                "'answer_id': 'VARCHAR', 'rows': 'BIGINT', 'inputs': 'JSON', 'predictions': 'JSON[]', "
                 "'labels': 'STRUCT(id VARCHAR, label JSON)[]', 'replay': 'VARCHAR', 'confidence': 'DOUBLE[]'}")
 # A line's service: its own field, else the revision's name without Cloud Run's -NNNNN-xxx suffix.
 SERVICE = "COALESCE(service, regexp_extract(revision, '^(.+)-[0-9]{5}-[a-z0-9]{3}$', 1), revision)"
@@ -50,7 +50,7 @@ SECONDS = "TRY_CAST(time AS TIMESTAMPTZ)"
 NUMBER_TYPES = "('DOUBLE', 'BIGINT', 'UBIGINT')"
 TAKE_PREDICTIONS = f"""
 INSERT INTO predictions
-SELECT {SERVICE}, revision, CASE WHEN rows = 1 AND len(predictions) = 1 THEN request_id END,
+SELECT {SERVICE}, revision, CASE WHEN rows = 1 AND len(predictions) = 1 THEN answer_id END,
        CASE WHEN rows = 1 AND len(predictions) = 1 THEN CAST(json_extract(inputs, '$[0]') AS VARCHAR) END,
        CASE WHEN json_type(answer) = 'VARCHAR' THEN answer ->> '$' END,
        CASE WHEN json_type(answer) IN {NUMBER_TYPES} THEN CAST(answer AS DOUBLE) END,

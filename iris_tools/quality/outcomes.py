@@ -158,11 +158,12 @@ class RevisionOutcome:
 class Outcomes:
     revisions: dict[str, RevisionOutcome]
     labels: int  # labels read
-    unmatched: int  # labels whose id no prediction carries
+    unmatched: int  # answers labelled whose id no prediction carries
+    conflicts: int = 0  # labels for an answer already labelled: counted, never judged (its first label counts)
 
     def as_json(self) -> dict[str, Any]:
         return {"revisions": {name: outcome.as_json() for name, outcome in self.revisions.items()},
-                "labels": self.labels, "unmatched": self.unmatched}
+                "labels": self.labels, "unmatched": self.unmatched, "conflicts": self.conflicts}
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,44 @@ def _cdf(sketch: Sequence[float], x: float) -> float:
     index = bisect.bisect_right(sketch, x)  # sketch[index - 1] <= x < sketch[index]
     low, high = sketch[index - 1], sketch[index]
     return (index - 1 + ((x - low) / (high - low) if high > low else 0.0)) / (len(sketch) - 1)
+
+
+LABEL_SHARE_ALPHA = 0.001  # the sample-ratio check's level: A/B platforms hold a comparison below 0.001 or 0.0005
+
+
+@dataclass(frozen=True)
+class LabelShare:
+    """The share of each revision's labellable answers that got a label, and whether they differ more than chance
+    allows (a chi-square test on labelled / not labelled x candidate / stable: a sample-ratio check). A split assigns
+    requests at random and an honest label pipeline labels them whoever answered, so the shares agree up to chance;
+    labels that reach one side more than the other are a sign of a broken or gamed pipeline."""
+
+    candidate: float
+    stable: float
+    statistic: float
+    p_value: float
+
+    @property
+    def mismatched(self) -> bool:
+        return self.p_value < LABEL_SHARE_ALPHA
+
+    def as_json(self) -> dict[str, Any]:
+        return {"candidate": round(self.candidate, 4), "stable": round(self.stable, 4),
+                "statistic": round(self.statistic, 4), "p_value": self.p_value, "mismatched": self.mismatched,
+                "alpha": LABEL_SHARE_ALPHA, "test": "chi-square, labelled share"}
+
+
+def label_share(candidate: "RevisionOutcome", stable: "RevisionOutcome") -> LabelShare | None:
+    """None while either side has no answer a label could name."""
+    if not candidate.joinable or not stable.joinable:
+        return None
+    table = [[candidate.labelled, candidate.joinable - candidate.labelled],
+             [stable.labelled, stable.joinable - stable.labelled]]
+    shares = candidate.labelled / candidate.joinable, stable.labelled / stable.joinable
+    if not (candidate.labelled + stable.labelled) or all(row[1] == 0 for row in table):
+        return LabelShare(*shares, 0.0, 1.0)  # none labelled, or all: nothing to tell apart
+    statistic, p_value, _, _ = chi2_contingency(table, correction=False)
+    return LabelShare(*shares, float(statistic), float(p_value))
 
 
 def mix_shift(a: dict[str, int], b: dict[str, int]) -> MixShift | None:

@@ -1,7 +1,8 @@
 """A labelled load, so a local rollout shows the quality checks at work: points drawn from the iris data with
 jitter (or rows of a CSV file of your own model's features and a `label` column, LOAD_CSV) are sent to a service
 URL at a steady rate, and each answer's true label is posted back to `/feedback` after a delay, as labels come back
-in life. What was sent, what answered and the true label are written to a record, the ground truth the join must
+in life, signed with the feedback key (FEEDBACK_KEY, or the one `make feedback-key` keeps) and naming each answer by
+its X-Answer-Id. What was sent, what answered and the true label are written to a record, the ground truth the join must
 reproduce. A CSV label that reads as a number is a regressor's true value; any other is a class name."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from sklearn.datasets import load_iris
 
 from iris_tools.local.state import write_atomically
+from iris_tools.quality.feedback_key import signed_headers
 
 FEEDBACK_BATCH = 500
 
@@ -65,6 +67,14 @@ def _text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
 
 
+def _said(error: urllib.error.HTTPError) -> str:
+    """The service's own words for a refusal (its JSON `error`), else the status line."""
+    try:
+        return str(json.loads(error.read())["error"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return str(error.reason)
+
+
 def iris_points() -> tuple[list[tuple[float, float]], list[str], tuple[float, float]]:
     """The iris sepal lengths and widths, their class names, and each feature's standard deviation."""
     data = load_iris()
@@ -76,13 +86,15 @@ def iris_points() -> tuple[list[tuple[float, float]], list[str], tuple[float, fl
 
 class LabelledLoad:
     def __init__(self, url: str, rate: float, label_delay_s: float, jitter: float, token: str | None = None,
-                 seed: int | None = None, rows: list[tuple[dict[str, str], str | float]] | None = None) -> None:
+                 seed: int | None = None, rows: list[tuple[dict[str, str], str | float]] | None = None,
+                 feedback_key: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.rows = rows  # None: iris points with jitter
         self.rate = rate
         self.label_delay_s = label_delay_s
         self.jitter = jitter
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.feedback_key = feedback_key
         self.random = random.Random(seed)
         self.answered: list[Answered] = []
         self.failures: list[str] = []
@@ -101,7 +113,7 @@ class LabelledLoad:
                 answer = body["prediction"] if "prediction" in body else body["predicted_class"]
                 if "predicted_class" in body:  # a class: posted as the CSV has it, its text (0, true, setosa)
                     label = label if isinstance(label, str) else _text(label)
-                answered = Answered(response.headers["X-Request-Id"], response.headers.get("X-Revision") or "?",
+                answered = Answered(response.headers["X-Answer-Id"], response.headers.get("X-Revision") or "?",
                                     answer, label, time.time())
         except (OSError, ValueError, KeyError) as exc:
             self.failures.append(f"{type(exc).__name__}: {exc}")
@@ -116,11 +128,14 @@ class LabelledLoad:
             self._due = [] if everything else [a for a in self._due if now - a.at < self.label_delay_s]
         for start in range(0, len(due), FEEDBACK_BATCH):
             batch = [{"id": a.id, "label": a.label} for a in due[start: start + FEEDBACK_BATCH]]
-            request = urllib.request.Request(f"{self.url}/feedback", data=json.dumps(batch).encode(), method="POST",
-                                             headers={**self.headers, "Content-Type": "application/json"})
+            body = json.dumps(batch).encode()
+            request = urllib.request.Request(f"{self.url}/feedback", data=body, method="POST", headers={
+                **self.headers, "Content-Type": "application/json", **signed_headers(body, self.feedback_key)})
             try:
                 with urllib.request.urlopen(request, timeout=10) as response:
                     self.labels_posted += json.loads(response.read())["accepted"]
+            except urllib.error.HTTPError as exc:
+                self.failures.append(f"feedback: {exc.code}: {_said(exc)}")
             except (OSError, ValueError, KeyError) as exc:
                 self.failures.append(f"feedback: {type(exc).__name__}: {exc}")
 

@@ -10,6 +10,7 @@ Both answer the same aggregate query (quality/aggregate.py): per-revision counts
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 from typing import Protocol
 
@@ -53,6 +54,18 @@ def file_labels(path: Path) -> list[TrueLabel]:
     return found
 
 
+def first_labels(labels: list[TrueLabel]) -> tuple[list[TrueLabel], int]:
+    """Each answer's first label (a file is read in order, as feedback is by time), and how many later rows named an
+    answer already labelled (conflicts: counted, never judged)."""
+    seen: set[str] = set()
+    first = []
+    for label in labels:
+        if label.id not in seen:
+            seen.add(label.id)
+            first.append(label)
+    return first, len(labels) - len(first)
+
+
 def store_for(gcloud: Gcloud, run_dir: Path, table: str | None) -> OutcomeStore:
     """The target's store: the local one under RUN_DIR, or BigQuery's dataset OUTCOMES_TABLE (project.dataset)."""
     if gcloud.target == "local":
@@ -73,10 +86,17 @@ class OutcomeReader:
         self.store = store
         self.service = service
         self.source = labels
-        self._file = None if labels == "feedback" else file_labels(Path(labels))
+        self._file: list[TrueLabel] | None = None
+        self._file_conflicts = 0  # rows of the file naming an answer an earlier row labelled
+        if labels != "feedback":
+            self._file, self._file_conflicts = first_labels(file_labels(Path(labels)))
 
     def outcomes(self, start: float, end: float) -> Outcomes:
-        return self.store.outcomes(self.service, start, end, self._file)
+        found = self.store.outcomes(self.service, start, end, self._file)
+        if not self._file_conflicts:
+            return found
+        return dataclasses.replace(found, labels=found.labels + self._file_conflicts,
+                                   conflicts=found.conflicts + self._file_conflicts)
 
     def labelled_answers(self, revision: str, since: float, limit: int) -> list[LabelledAnswer]:
         """What the paired judgement replays: the revision's newest labelled answers to users."""

@@ -171,7 +171,7 @@ class RecordWriter:
             quality = event.verdict.quality
             record.samples.append(Sample(event.at, event.percent, event.window, event.candidate, event.stable,
                                          {**{role: {key: quality[role].get(key) for key in
-                                                    ("predictions", "labelled", "accuracy", "mae")}
+                                                    ("predictions", "labelled", "accuracy", "mae", "coverage")}
                                              for role in ("candidate", "stable")}, "seen": quality.get("seen")}
                                          if quality else None))
             record.current = Current(event.index, event.percent, event.started, event.window_end, event.hold_end,

@@ -37,11 +37,13 @@ def quality_text(quality: dict[str, Any] | None) -> str:
         return ""
 
     def one(side: dict[str, Any]) -> str:
-        accuracy = side.get("accuracy")
-        return f"{side.get('labelled', 0)} labels" + ("" if accuracy is None else f" {100 * accuracy:.1f}%")
+        accuracy, coverage = side.get("accuracy"), side.get("coverage")
+        return (f"{side.get('labelled', 0)} labels" + ("" if coverage is None else f" ({100 * coverage:.0f}% of answers)")
+                + ("" if accuracy is None else f" {100 * accuracy:.1f}%"))
 
     seen = quality.get("seen") or {}
-    read = f" (read {seen['predictions']} predictions, {seen['labels']} labels)" if seen else ""
+    conflicts = f", {seen['conflicts']} conflicting" if seen.get("conflicts") else ""
+    read = f" (read {seen['predictions']} predictions, {seen['labels']} labels{conflicts})" if seen else ""
     return f" | answers: candidate {one(quality['candidate'])}, stable {one(quality['stable'])}{read}"
 
 

@@ -25,7 +25,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from iris_tools.quality.outcomes import MixShift, RevisionOutcome, ValueShift, mix_shift, value_shift
+from iris_tools.quality.outcomes import (LABEL_SHARE_ALPHA, LabelShare, MixShift, RevisionOutcome, ValueShift, label_share, mix_shift,
+                                        value_shift)
 
 ALTERNATIVE_DROP = 0.08  # the test tells a candidate at the margin from one this many points further below it
 ALTERNATIVE_INCREASE = 0.20  # a regressor: from one whose MAE is this much more again (relative to the stable's)
@@ -51,12 +52,14 @@ class QualityVerdict:
     wants_labels: bool = False  # held only for labels not yet back
     thresholds: QualityThresholds = field(default_factory=QualityThresholds)
     seen: dict[str, int] = field(default_factory=dict)  # what the look read: predictions (every revision), labels
+    shares: LabelShare | None = None  # each side's labelled share, and the sample-ratio check on them
 
     def as_json(self) -> dict[str, Any]:
         return {"decision": self.decision, "reasons": self.reasons, "candidate": self.candidate,
                 "stable": self.stable, "evidence": None if self.evidence is None else round(self.evidence, 3),
                 "mix": None if self.mix is None else self.mix.as_json(), "wants_labels": self.wants_labels,
-                "thresholds": asdict(self.thresholds), "seen": self.seen}
+                "thresholds": asdict(self.thresholds), "seen": self.seen,
+                "label_share": None if self.shares is None else self.shares.as_json()}
 
 
 def _summary(outcome: RevisionOutcome) -> dict[str, Any]:
@@ -64,7 +67,7 @@ def _summary(outcome: RevisionOutcome) -> dict[str, Any]:
     asked for probabilities (shown, not judged: a candidate as right but far less sure is visible before it moves
     users)."""
     return {"labelled": outcome.labelled, "correct": outcome.correct, "accuracy": outcome.accuracy,
-            "predictions": outcome.predictions, "calibrated": outcome.calibrated,
+            "predictions": outcome.predictions, "coverage": outcome.coverage, "calibrated": outcome.calibrated,
             "brier": None if outcome.brier is None else round(outcome.brier, 6)}
 
 
@@ -123,24 +126,35 @@ def _weigh(verdict: QualityVerdict, candidate: RevisionOutcome, stable: Revision
 
 
 def _settle(verdict: QualityVerdict, passes: bool, shift: MixShift | ValueShift | None, limit: float, alpha: float,
-            moved: Callable[[], str]) -> QualityVerdict:
+            moved: Callable[[], str], candidate: RevisionOutcome, stable: RevisionOutcome,
+            same_window: bool) -> QualityVerdict:
     """The verdict's end, for both kinds of model: a rollback when the answers' distribution moved more than
-    `limit` and its test says so at `alpha` (`moved()` says how); else a hold unless the main check passed."""
+    `limit` and its test says so at `alpha` (`moved()` says how); else a hold unless the main check passed and the
+    labels reach both sides alike (the sample-ratio check: a mismatch never promotes; it never rolls back either,
+    as the labels it doubts cannot be the reason to). Shares are compared only when both sides' figures come from
+    the same window (at 100% the stable's are an earlier step's, whose labels had longer to come back)."""
     verdict.mix = shift
+    verdict.shares = shares = label_share(candidate, stable) if same_window else None
     if shift is not None and shift.distance > limit and shift.p_value < alpha:
         verdict.decision = "rollback"
         verdict.reasons.append(moved())
-    if verdict.decision != "rollback" and not passes:
+    if shares is not None and shares.mismatched:
+        verdict.reasons.append(
+            f"labels reach {100 * shares.candidate:.1f}% of the candidate's answers and {100 * shares.stable:.1f}% of "
+            f"the stable revision's (chi-square p = {shares.p_value:.2g}, below {LABEL_SHARE_ALPHA:g}): more "
+            f"than chance allows, a sign of a broken or gamed label pipeline; holding, never promoting, until they "
+            f"agree")
+    if verdict.decision != "rollback" and (not passes or (shares is not None and shares.mismatched)):
         verdict.decision = "hold"
     return verdict
 
 
 def judge_quality(candidate: RevisionOutcome, stable: RevisionOutcome, thresholds: QualityThresholds,
-                  alpha: float) -> QualityVerdict:
+                  alpha: float, same_window: bool = True) -> QualityVerdict:
     """The verdict on a step's answers: a classifier's accuracy and mix, or (numbers) a regressor's MAE and
     predicted values."""
     if candidate.regression or stable.regression:
-        return judge_regression(candidate, stable, thresholds, alpha)
+        return judge_regression(candidate, stable, thresholds, alpha, same_window)
     verdict = QualityVerdict("promote", [], _summary(candidate), _summary(stable), thresholds=thresholds)
     needed = math.log(1.0 / alpha)
 
@@ -155,15 +169,16 @@ def judge_quality(candidate: RevisionOutcome, stable: RevisionOutcome, threshold
     shift = mix_shift(candidate.mix, stable.mix)
     return _settle(verdict, passes, shift, thresholds.max_mix_shift, alpha, lambda: (
         f"prediction mix moved {shift.distance:.3f} (total variation) from the stable one, above MAX_MIX_SHIFT "
-        f"{thresholds.max_mix_shift:g} (chi-square p = {shift.p_value:.2g})"))
+        f"{thresholds.max_mix_shift:g} (chi-square p = {shift.p_value:.2g})"), candidate, stable, same_window)
 
 
 def _regression_summary(outcome: RevisionOutcome) -> dict[str, Any]:
-    return {"labelled": outcome.labelled, "mae": outcome.mae, "predictions": outcome.predictions}
+    return {"labelled": outcome.labelled, "mae": outcome.mae, "predictions": outcome.predictions,
+            "coverage": outcome.coverage}
 
 
 def judge_regression(candidate: RevisionOutcome, stable: RevisionOutcome, thresholds: QualityThresholds,
-                     alpha: float) -> QualityVerdict:
+                     alpha: float, same_window: bool = True) -> QualityVerdict:
     verdict = QualityVerdict("promote", [], _regression_summary(candidate), _regression_summary(stable),
                              thresholds=thresholds)
     needed = math.log(1.0 / alpha)
@@ -180,4 +195,5 @@ def judge_regression(candidate: RevisionOutcome, stable: RevisionOutcome, thresh
     shift = value_shift(candidate, stable)
     return _settle(verdict, passes, shift, thresholds.max_prediction_shift, alpha, lambda: (
         f"predicted values moved {shift.distance:.3f} (Kolmogorov-Smirnov distance) from the stable ones, above "
-        f"MAX_PREDICTION_SHIFT {thresholds.max_prediction_shift:g} (p = {shift.p_value:.2g})"))
+        f"MAX_PREDICTION_SHIFT {thresholds.max_prediction_shift:g} (p = {shift.p_value:.2g})"), candidate, stable,
+                   same_window)

@@ -340,9 +340,10 @@ class Rollout:
         mine = found.get(lock.candidate, RevisionOutcome(lock.candidate))
         theirs = found.get(lock.stable, RevisionOutcome(lock.stable))
         reference = theirs if theirs.labelled else previous
-        verdict = judge_quality(mine, reference, self.settings.quality, self.thresholds.alpha_per_step)
+        verdict = judge_quality(mine, reference, self.settings.quality, self.thresholds.alpha_per_step,
+                                same_window=reference is theirs)
         verdict.seen = {"predictions": sum(o.predictions for o in found.values()), "labels": outcomes.labels,
-                        "unmatched": outcomes.unmatched}
+                        "unmatched": outcomes.unmatched, "conflicts": outcomes.conflicts}
         return verdict, theirs
 
     def _watch(self, lock: Lock, index: int, percent: int, started: float, expected: Split, previous_stable: Figures,

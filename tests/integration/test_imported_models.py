@@ -20,7 +20,7 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import LogisticRegression
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, post_feedback
 
 NOTEBOOK = ROOT / "notebooks" / "bring_your_own.ipynb"
 
@@ -233,11 +233,11 @@ def test_a_regressor_takes_a_number_as_its_label_and_refuses_a_string(functions_
                                                                       capsys) -> None:
     client = client_for(functions_dir / "diabetes")
     answered = client.get("/?age=0&sex=0&bmi=0&bp=0&s1=0&s2=0&s3=0&s4=0&s5=0&s6=0")
-    answer_id = answered.headers["X-Request-Id"]
-    accepted = client.post("/feedback", json={"id": answer_id, "label": 151.5})
+    answer_id = answered.headers["X-Answer-Id"]
+    accepted = post_feedback(client, {"id": answer_id, "label": 151.5})
     assert accepted.status_code == 200, accepted.get_json()
     for bad in ("151.5", True, None):
-        refused = client.post("/feedback", json={"id": answer_id, "label": bad})
+        refused = post_feedback(client, {"id": answer_id, "label": bad})
         assert refused.status_code == 400 and refused.get_json()["field"] == "label", refused.get_json()
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"kind":"feedback"' in line]
     assert [entry["labels"] for entry in lines] == [[{"id": answer_id, "label": 151.5}]]

@@ -26,6 +26,7 @@ from sklearn.pipeline import make_pipeline
 import iris_tools.model_import.__main__ as model_import
 from iris_tools.quality.local_store import LocalStore
 from shared.prediction_log import LineWriter
+from tests.helpers import post_feedback
 
 rng = np.random.default_rng(7)
 X = rng.normal(size=(80, 3))
@@ -154,13 +155,13 @@ def test_integer_and_boolean_classes_keep_their_type_on_every_route_and_in_label
         metadata = client.get("/metadata").get_json()["model"]
         assert all(type(c) is kind for c in metadata["class_names"])
     client = client_for(numbers)
-    assert client.post("/feedback", json=[{"id": "a", "label": 0}, {"id": "b", "label": "2"}]).status_code == 200
+    assert post_feedback(client, [{"id": "a", "label": 0}, {"id": "b", "label": "2"}]).status_code == 200
     for wrong in (True, "zero", 7, 0.5):
-        refused = client.post("/feedback", json={"id": "c", "label": wrong})
+        refused = post_feedback(client, {"id": "c", "label": wrong})
         assert refused.status_code == 400 and refused.get_json()["field"] == "label", wrong
     flag_client = client_for(flags)
-    assert flag_client.post("/feedback", json={"id": "d", "label": True}).status_code == 200
-    assert flag_client.post("/feedback", json={"id": "d", "label": 1}).status_code == 400
+    assert post_feedback(flag_client, {"id": "d", "label": True}).status_code == 200
+    assert post_feedback(flag_client, {"id": "d", "label": 1}).status_code == 400
 
 
 def test_outcomes_judge_integer_classes_by_the_labels_that_came_back(tmp_path: Path, client_for: Callable,
@@ -174,9 +175,9 @@ def test_outcomes_judge_integer_classes_by_the_labels_that_came_back(tmp_path: P
     for i in range(30):
         answer = client.get("/?" + "&".join(f"x{j}={v!r}" for j, v in enumerate(X[i].tolist())),
                             headers={"X-Request-Id": f"r{i}"})
-        ids.append(answer.headers["X-Request-Id"])
+        ids.append(answer.headers["X-Answer-Id"])
         truths.append(int(y[i]))
-    client.post("/feedback", json=[{"id": i, "label": t} for i, t in zip(ids, truths)])
+    post_feedback(client, [{"id": i, "label": t} for i, t in zip(ids, truths)])
     for writer in list(LineWriter._by_descriptor.values()):
         writer.flush()
     logs = tmp_path / "logs"

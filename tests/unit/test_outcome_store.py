@@ -22,13 +22,15 @@ def stamp(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((seconds - whole) * 1e6):06d}Z"
 
 
-def prediction(revision: str, answers: list, at: float, request_id: str | None = None, replay: str | None = None,
+def prediction(revision: str, answers: list, at: float, answer_id: str | None = None, replay: str | None = None,
                service: str | None = "iris") -> str:
-    """A prediction line in the handler's shape (shared/prediction_log.py)."""
+    """A prediction line in the handler's shape (shared/prediction_log.py): the answer's id is the server's; the
+    client's request id (one for every line here) joins nothing."""
     line = {"time": stamp(at), "severity": "INFO", "message": "prediction", "kind": "prediction",
             "logging.googleapis.com/labels": {"model": "m", "revision": revision}, "model": "m",
             "revision": revision, "route": "GET /", "rows": len(answers), "inputs": [[1.0]] * len(answers),
-            "predictions": answers, "latency_ms": 0.4, "request_id": request_id or f"batch-{at}"}
+            "predictions": answers, "latency_ms": 0.4, "answer_id": answer_id or f"batch-{at}",
+            "request_id": "a"}
     if service:
         line["service"] = service
     if replay:
@@ -61,16 +63,16 @@ def test_labels_join_their_own_answer_by_id_and_batches_only_count_in_the_mix(st
            prediction("iris-00002-xyz", ["virginica", "setosa"], T0 + 13),
            prediction("iris-00002-xyz", ["virginica"], T0 + 14, "d"),
            feedback("iris-00002-xyz", [("a", "setosa"), ("c", "versicolor")], T0 + 13),
-           feedback("iris-00002-xyz", [("b", "virginica"), ("c", "setosa")], T0 + 20),  # c again: the last counts
+           feedback("iris-00002-xyz", [("b", "virginica"), ("c", "setosa")], T0 + 20),  # c again: a conflict
            feedback("iris-00002-xyz", [("zz", "setosa")], T0 + 15))
     found = store.outcomes("iris", T0, T0 + 100)
     r1, r2 = found.revisions["iris-00001-abc"], found.revisions["iris-00002-xyz"]
     assert (r1.predictions, r1.joinable, r1.labelled, r1.correct) == (2, 2, 2, 1)
-    assert (r2.predictions, r2.joinable, r2.labelled, r2.correct) == (4, 2, 1, 1)
+    assert (r2.predictions, r2.joinable, r2.labelled, r2.correct) == (4, 2, 1, 0)  # c's first label: versicolor
     assert r1.confusion == {"setosa": {"setosa": 1}, "virginica": {"versicolor": 1}}
     assert r1.recall() == {"setosa": 1.0, "virginica": 0.0} and r2.coverage == 0.5
     assert 3.0 <= r1.delay()["p50_s"] <= 9.0 and r2.mix == {"setosa": 2, "virginica": 2}
-    assert (found.labels, found.unmatched) == (4, 1)
+    assert (found.labels, found.unmatched, found.conflicts) == (5, 1, 1)
 
 
 def test_calibration_is_the_top_class_brier_score_and_reliability_per_tenth_of_confidence(store: LocalStore) -> None:
@@ -249,3 +251,29 @@ def test_the_bigquery_store_loads_a_labels_file_once_for_a_rollout_s_looks() -> 
     first = store._relation("iris", labels)
     assert store._relation("iris", labels) == first and len(client.loads) == 1, client.loads
     assert store._relation("iris", [TrueLabel("a", "versicolor")]) != first and len(client.loads) == 2
+
+
+def test_a_second_label_for_an_answer_changes_no_count_but_the_conflicts(store: LocalStore) -> None:
+    """The first label of an answer counts; a later one, whatever it says, is a conflict. Broken on purpose (the last
+    label counting, as before): the second look saw answer a wrong."""
+    name = "iris-00001-abc"
+    append(store.log_dir, name, prediction(name, ["setosa"], T0 + 1, "a"), prediction(name, ["virginica"], T0 + 2, "b"),
+           feedback(name, [("a", "setosa"), ("b", "versicolor")], T0 + 3))
+    before = store.outcomes("iris", T0, T0 + 100)
+    append(store.log_dir, name, feedback(name, [("a", "virginica")], T0 + 4), feedback(name, [("b", "virginica")], T0 + 5))
+    after = store.outcomes("iris", T0, T0 + 100)
+    assert after.revisions == before.revisions and after.revisions[name].correct == 1
+    assert (before.labels, before.conflicts, after.labels, after.conflicts) == (2, 0, 4, 2)
+    assert after.unmatched == before.unmatched == 0
+
+
+def test_a_labels_file_counts_each_answers_first_row_and_the_rest_as_conflicts(store: LocalStore, tmp_path) -> None:
+    from iris_tools.quality.sources import OutcomeReader
+
+    name = "iris-00001-abc"
+    append(store.log_dir, name, prediction(name, ["setosa"], T0 + 1, "a"), prediction(name, ["virginica"], T0 + 2, "b"))
+    path = tmp_path / "labels.csv"
+    path.write_text("id,label\na,setosa\nb,virginica\na,virginica\n")
+    found = OutcomeReader(store, "iris", str(path)).outcomes(T0, T0 + 100)
+    assert (found.revisions[name].labelled, found.revisions[name].correct) == (2, 2)
+    assert (found.labels, found.conflicts, found.unmatched) == (3, 1, 0)

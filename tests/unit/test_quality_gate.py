@@ -56,3 +56,31 @@ def test_a_mix_shift_beyond_its_limit_rolls_back_only_when_its_test_says_so() ->
     small = {"setosa": 330, "versicolor": 370, "virginica": 300}  # 0.03 apart on 1,000 each: inside the limit
     assert judge_quality(outcome(400, 330, small), outcome(400, 330, {k: 10 * v for k, v in MIX.items()}), T,
                          ALPHA).decision == "promote"
+
+
+def _shared(labelled: int, answers: int, correct: int) -> RevisionOutcome:
+    return RevisionOutcome("r", predictions=answers, joinable=answers, labelled=labelled, correct=correct,
+                           mix=dict(MIX))
+
+
+def test_labels_reaching_one_side_more_than_chance_allows_hold_and_never_promote() -> None:
+    """The sample-ratio check: 200 of 400 candidate answers labelled against 380 of 400 stable ones holds a
+    candidate that would otherwise pass; the same shares up to chance pass. Broken on purpose (the check's hold
+    removed): the first was promoted."""
+    skewed = judge_quality(_shared(200, 400, 166), _shared(380, 400, 315), T, ALPHA)
+    assert skewed.decision == "hold" and skewed.shares is not None and skewed.shares.mismatched
+    assert "gamed label pipeline" in " ".join(skewed.reasons)
+    assert skewed.as_json()["label_share"]["candidate"] == 0.5
+    alike = judge_quality(_shared(370, 400, 307), _shared(380, 400, 315), T, ALPHA)
+    assert alike.decision == "promote" and not alike.shares.mismatched
+
+
+def test_a_skewed_share_never_saves_a_candidate_the_answers_condemn() -> None:
+    worse = judge_quality(_shared(200, 400, 100), _shared(380, 400, 315), T, ALPHA)
+    assert worse.decision == "rollback"
+
+
+def test_shares_from_different_windows_are_not_compared() -> None:
+    """At 100% the stable's figures are an earlier step's: its labels had longer to come back."""
+    later = judge_quality(_shared(200, 400, 166), _shared(380, 400, 315), T, ALPHA, same_window=False)
+    assert later.decision == "promote" and later.shares is None

@@ -236,6 +236,16 @@ function renderGate(rollout, now) {
     const t = q.thresholds || {};
     rows.push(["Labels back", String(q.candidate.labelled), `≥ ${t.min_labels}`, String(q.stable.labelled),
       Math.min(q.candidate.labelled, q.stable.labelled) >= t.min_labels ? "yes" : "not yet"]);
+    if (q.label_share) {
+      // The sample-ratio check: labels must reach both sides' answers alike; a mismatch holds, never promotes.
+      const ls = q.label_share;
+      rows.push(["Labelled share", pct(ls.candidate), `alike (p ≥ ${ls.alpha})`, pct(ls.stable),
+        ls.mismatched ? `no (p = ${ls.p_value.toPrecision(2)})` : "yes"]);
+    }
+    const seen = q.seen || {};
+    if (seen.conflicts) {
+      rows.push(["Conflicting labels", String(seen.conflicts), "a later label for a labelled answer", "", "counted, not judged"]);
+    }
     rows.push(["Accuracy", share(q.candidate), `≥ stable − ${pct(t.max_accuracy_drop, 1)}`, share(q.stable),
       q.decision === "rollback" ? "no" : q.wants_labels ? "pending labels" : q.decision === "promote" ? "yes" : "not yet decided"]);
     if (q.candidate.brier !== null && q.candidate.brier !== undefined || q.stable.brier !== null && q.stable.brier !== undefined) {
