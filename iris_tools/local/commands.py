@@ -22,6 +22,7 @@ import time
 
 from iris_tools import environment
 from iris_tools.environment import value
+from iris_tools.local.feedback_key import current_key
 from iris_tools.local.versions import FUNCTIONS_DIR
 from iris_tools.local.comparison import DEFAULT_POINT, RunError, compare, parse_points, parse_urls
 from iris_tools.local.servers import HOST, Server, ServerError, port_is_free
@@ -62,6 +63,9 @@ def assign_ports(models: list[str], spec: str) -> dict[str, int]:
 
 def start(model: str, runtime: str, port: int, position: int) -> Running:
     environment = {"K_SERVICE": SERVICE_NAME, "K_REVISION": f"{SERVICE_NAME}-{model}-local"}
+    key = current_key(RUN_DIR)
+    if key:  # labels signed with the key `make feedback-key` keeps (or FEEDBACK_KEY) are taken; else /feedback is off
+        environment["FEEDBACK_KEY"] = key
     log = RUN_DIR / "versions" / f"{model}.log"
     try:
         server = start_version(model, port, runtime, env=environment, log=log)

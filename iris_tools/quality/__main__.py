@@ -33,7 +33,7 @@ from iris_tools.cli.failures import COMMAND_FAILURES, EXIT_FAILED, ToolError, fa
 from iris_tools.cli.tables import table
 from iris_tools.google.gcloud import Gcloud
 from iris_tools.local.state import write_atomically
-from iris_tools.quality.feedback_key import current_key, key_path, make_key, signed_headers
+from iris_tools.local.feedback_key import current_key, key_path, make_key, signed_headers
 from iris_tools.quality.outcomes import Outcomes, mix_shift, value_shift
 from iris_tools.quality.sink import create_sink
 from iris_tools.quality.rehearsal import LabelledLoad, labelled_rows

@@ -23,7 +23,7 @@ from pathlib import Path
 from sklearn.datasets import load_iris
 
 from iris_tools.local.state import write_atomically
-from iris_tools.quality.feedback_key import signed_headers
+from iris_tools.local.feedback_key import signed_headers
 
 FEEDBACK_BATCH = 500
 

@@ -17,7 +17,10 @@ import pytest
 import requests
 
 from iris_tools.rollout.records import Annotations
-from tests.helpers import ROOT
+from tests.helpers import FEEDBACK_KEY, ROOT
+
+# A deploy whose service takes labels: the tests' feedback key, as `make feedback-key` prints it for a deploy.
+WITH_FEEDBACK_KEY = ("--set-env-vars", f"FEEDBACK_KEY={FEEDBACK_KEY}")
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 GCLOUD = os.environ.get("GCLOUD", "/usr/bin/gcloud")
@@ -172,7 +175,7 @@ FAST = {"STEPS": "5 50 100", "STEP_SECONDS": "3", "MIN_REQUESTS": "20", "POLL_SE
 
 def make(cloud_run: CloudRunUnderTest, target: str, *variables: str, timeout: float = 300,
          **settings: str) -> subprocess.CompletedProcess:
-    env = {**cloud_run.env, "TARGET": "local", **FAST, **settings}
+    env = {**cloud_run.env, "TARGET": "local", "FEEDBACK_KEY": FEEDBACK_KEY, **FAST, **settings}
     return subprocess.run(["make", "-s", "--no-print-directory", target, *variables], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 

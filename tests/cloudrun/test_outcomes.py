@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from tests.cloudrun.harness import CloudRunUnderTest, make, traffic_of
+from tests.cloudrun.harness import WITH_FEEDBACK_KEY, CloudRunUnderTest, make, traffic_of
 
 
 def test_a_labelled_load_on_a_split_is_judged_per_revision_from_the_logs_and_from_a_file(
         cloud_run: CloudRunUnderTest, tmp_path) -> None:
     """Broken on purpose (labels joined by revision order instead of id): every count below was off."""
-    cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc")
+    cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc", *WITH_FEEDBACK_KEY)
     cloud_run.ok("run", "deploy", "iris", "--image", "iris:lin_svc", "--no-traffic", "--tag", "candidate")
     service = cloud_run.describe()
     svc = next(r for r, p, _ in traffic_of(service) if p == 100)

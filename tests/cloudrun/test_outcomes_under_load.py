@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.cloudrun.harness import CloudRunUnderTest, make, traffic_of
+from tests.cloudrun.harness import WITH_FEEDBACK_KEY, CloudRunUnderTest, make, traffic_of
+from tests.helpers import signed
 
 pytestmark = pytest.mark.exclusive  # 300 requests/s and their labels take the machine's two cores
 
@@ -48,7 +49,7 @@ class LabelledTraffic:
             try:
                 response = session.get(f"{self.url}/?length={length:.2f}&width={width:.2f}", timeout=10)
                 body = response.json()
-                self.answered.append((response.headers["X-Request-Id"], response.headers["X-Revision"],
+                self.answered.append((response.headers["X-Answer-Id"], response.headers["X-Revision"],
                                       body["predicted_class"], label))
             except (OSError, ValueError, KeyError) as exc:
                 self.failures.append(repr(exc))
@@ -58,7 +59,8 @@ class LabelledTraffic:
     def _post(self, session: requests.Session, upto: int) -> int:
         batch = [{"id": i, "label": label} for i, _, _, label in self.answered[self.labels_posted:upto]]
         for start in range(0, len(batch), 500):
-            reply = session.post(f"{self.url}/feedback", json=batch[start:start + 500], timeout=30)
+            data, headers = signed(batch[start:start + 500])
+            reply = session.post(f"{self.url}/feedback", data=data, headers=headers, timeout=30)
             assert reply.status_code == 200, reply.text
         return upto
 
@@ -89,7 +91,7 @@ def test_the_figures_equal_the_load_s_own_counts_at_300_per_second_with_the_logs
     cloud_run = CloudRunUnderTest(tmp_path / "run")
     cloud_run.start()
     try:
-        cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc", "--allow-unauthenticated")
+        cloud_run.ok("run", "deploy", "iris", "--image", "iris:svc", "--allow-unauthenticated", *WITH_FEEDBACK_KEY)
         cloud_run.ok("run", "deploy", "iris", "--image", "iris:lin_svc", "--no-traffic", "--tag", "candidate")
         service = cloud_run.describe()
         svc = next(r for r, p, _ in traffic_of(service) if p == 100)

@@ -24,10 +24,10 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from tests.cloudrun.harness import CloudRunUnderTest, traffic_of
+from tests.cloudrun.harness import WITH_FEEDBACK_KEY, CloudRunUnderTest, traffic_of
 from tests.cloudrun.test_console import browser, check_screenshot, page_errors, running_console, text_of, wait_for  # noqa: F401
 from tests.cloudrun.test_shadow import make
-from tests.helpers import ROOT
+from tests.helpers import FEEDBACK_KEY, ROOT
 
 
 def customers(count: int, seed: int) -> pd.DataFrame:
@@ -171,13 +171,13 @@ def test_a_worse_regressor_is_rolled_back_on_its_answers_at_its_first_step(emula
     from iris_tools.quality.rehearsal import LabelledLoad
     from tests.cloudrun.harness import make as make_rollout
 
-    emulator.ok("run", "deploy", "sugar", "--image", "iris:diabetes")
+    emulator.ok("run", "deploy", "sugar", "--image", "iris:diabetes", *WITH_FEEDBACK_KEY)
     url = emulator.read("sugar")["status"]["url"]
     stable = next(r for r, p, _ in traffic_of(emulator.read("sugar")) if p == 100)
     diabetes = load_diabetes(as_frame=True)
     rows = [({name: repr(value) for name, value in row.items()}, float(target))
             for row, target in zip(diabetes.data.to_dict("records"), diabetes.target)]
-    load = LabelledLoad(url, rate=60, label_delay_s=0.5, jitter=0.0, seed=4, rows=rows)
+    load = LabelledLoad(url, rate=60, label_delay_s=0.5, jitter=0.0, seed=4, rows=rows, feedback_key=FEEDBACK_KEY)
     stop = threading.Event()
     sender = threading.Thread(target=load.run, args=(300,), kwargs={"stop": stop.is_set}, daemon=True)
     sender.start()

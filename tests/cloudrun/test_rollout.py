@@ -20,8 +20,9 @@ from sklearn.svm import LinearSVC
 
 from iris_tools.local.processes import group_members
 from iris_tools.rollout.records import LOCK_KEY
-from tests.cloudrun.harness import FAST, SERVICES, CloudRunUnderTest, Load, annotation, make, shares
-from tests.helpers import ROOT, write_model_version
+from tests.cloudrun.harness import (FAST, SERVICES, WITH_FEEDBACK_KEY, CloudRunUnderTest, Load, annotation, make,
+                                   shares)
+from tests.helpers import FEEDBACK_KEY, ROOT, write_model_version
 
 FAULTY_MAIN = '''
     """A model version made to fail for rollout tests: {what}."""
@@ -69,12 +70,13 @@ def functions_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def stable(tmp_path: Path, functions_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CloudRunUnderTest]:
-    """A local Cloud Run serving iris:svc at 100%, its models from `functions_dir`."""
+    """A local Cloud Run serving iris:svc at 100%, its models from `functions_dir`, labels signed with the tests' key
+    accepted (a candidate the rollout deploys keeps the service's variables)."""
     monkeypatch.setenv("IRIS_FUNCTIONS_DIR", str(functions_dir))
     emulator = CloudRunUnderTest(tmp_path / "run")
     emulator.start()
     try:
-        emulator.ok("run", "deploy", "iris", "--image", "iris:svc")
+        emulator.ok("run", "deploy", "iris", "--image", "iris:svc", *WITH_FEEDBACK_KEY)
         yield emulator
     finally:
         emulator.stop()
@@ -543,7 +545,8 @@ def test_a_healthy_but_wrong_candidate_is_rolled_back_on_its_answers_at_its_firs
     from iris_tools.quality.rehearsal import LabelledLoad
 
     before = next(iter(shares(stable)))
-    load = LabelledLoad(stable.read()["status"]["url"], rate=60, label_delay_s=0.5, jitter=0.1, seed=3)
+    load = LabelledLoad(stable.read()["status"]["url"], rate=60, label_delay_s=0.5, jitter=0.1, seed=3,
+                        feedback_key=FEEDBACK_KEY)
     stop = threading.Event()
     sender = threading.Thread(target=load.run, args=(300,), kwargs={"stop": stop.is_set}, daemon=True)
     sender.start()
@@ -578,7 +581,7 @@ def test_a_worse_candidate_is_rolled_back_at_0_percent_on_the_stable_revision_s_
 
     before = next(iter(shares(stable)))
     url = stable.read()["status"]["url"]
-    load = LabelledLoad(url, rate=60, label_delay_s=0.3, jitter=0.1, seed=5)
+    load = LabelledLoad(url, rate=60, label_delay_s=0.3, jitter=0.1, seed=5, feedback_key=FEEDBACK_KEY)
     stop = threading.Event()
     sender = threading.Thread(target=load.run, args=(300,), kwargs={"stop": stop.is_set}, daemon=True)
     sender.start()

@@ -19,7 +19,8 @@ from iris_tools.quality.local_store import LocalStore
 from tests.unit.test_outcome_store import T0, append, feedback, prediction
 
 SINK_COLUMNS = ("timestamp TIMESTAMPTZ, resource STRUCT(labels STRUCT(service_name VARCHAR, revision_name VARCHAR)), "
-                "jsonPayload STRUCT(kind VARCHAR, service VARCHAR, revision VARCHAR, request_id VARCHAR, rows BIGINT, "
+                "jsonPayload STRUCT(kind VARCHAR, service VARCHAR, revision VARCHAR, answer_id VARCHAR, request_id VARCHAR, "
+                "rows BIGINT, "
                 "predictions VARCHAR[], labels STRUCT(id VARCHAR, label VARCHAR)[], replay VARCHAR)")
 SINK_SCHEMA = [  # as BigQuery describes the table a sink made from a classifier's lines
     {"name": "timestamp", "type": "TIMESTAMP"},
@@ -27,7 +28,8 @@ SINK_SCHEMA = [  # as BigQuery describes the table a sink made from a classifier
         {"name": "service_name", "type": "STRING"}, {"name": "revision_name", "type": "STRING"}]}]},
     {"name": "jsonPayload", "type": "RECORD", "fields": [
         {"name": "kind", "type": "STRING"}, {"name": "service", "type": "STRING"}, {"name": "revision", "type": "STRING"},
-        {"name": "request_id", "type": "STRING"}, {"name": "rows", "type": "INTEGER"},
+        {"name": "answer_id", "type": "STRING"}, {"name": "request_id", "type": "STRING"},
+        {"name": "rows", "type": "INTEGER"},
         {"name": "predictions", "type": "STRING", "mode": "REPEATED"},
         {"name": "labels", "type": "RECORD", "mode": "REPEATED", "fields": [
             {"name": "id", "type": "STRING"}, {"name": "label", "type": "STRING"}]},
@@ -48,10 +50,12 @@ class FakeBigQuery:
         self.db.execute(f"CREATE TABLE {SINK_TABLE}({SINK_COLUMNS})")
         self.db.execute(f"""INSERT INTO {SINK_TABLE} SELECT CAST(time AS TIMESTAMPTZ),
             {{'labels': {{'service_name': service, 'revision_name': revision}}}},
-            {{'kind': kind, 'service': service, 'revision': revision, 'request_id': request_id, 'rows': rows,
+            {{'kind': kind, 'service': service, 'revision': revision, 'answer_id': answer_id,
+              'request_id': request_id, 'rows': rows,
               'predictions': predictions, 'labels': labels, 'replay': replay}}
             FROM read_json(?, format = 'newline_delimited', columns = {{'time': 'VARCHAR', 'kind': 'VARCHAR',
-              'service': 'VARCHAR', 'revision': 'VARCHAR', 'request_id': 'VARCHAR', 'rows': 'BIGINT',
+              'service': 'VARCHAR', 'revision': 'VARCHAR', 'answer_id': 'VARCHAR', 'request_id': 'VARCHAR',
+              'rows': 'BIGINT',
               'predictions': 'VARCHAR[]', 'labels': 'STRUCT(id VARCHAR, label VARCHAR)[]', 'replay': 'VARCHAR'}})""",
                         [str(path)])
 
