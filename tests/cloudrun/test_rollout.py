@@ -11,12 +11,13 @@ import subprocess
 import textwrap
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from sklearn.svm import LinearSVC
+from sklearn.svm import SVC, LinearSVC
 
 from iris_tools.local.processes import group_members
 from iris_tools.rollout.records import LOCK_KEY
@@ -65,6 +66,7 @@ def functions_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         write_model_version(directory / name, LinearSVC(random_state=0, max_iter=10_000))
         (directory / name / "main.py").write_text(textwrap.dedent(FAULTY_MAIN.format(what=what, fault=fault)))
     write_model_version(directory / "wrong", LinearSVC(random_state=0, max_iter=10_000), shuffled_labels=True)
+    write_model_version(directory / "again", SVC(kernel="linear"))  # the stable svc trained again: the same answers
     return directory
 
 
@@ -569,6 +571,104 @@ def test_a_healthy_but_wrong_candidate_is_rolled_back_on_its_answers_at_its_firs
     assert looks and all(look["seen"]["labels"] >= look["candidate"]["labelled"] + look["stable"]["labelled"]
                          and look["seen"]["predictions"] >= look["candidate"]["predictions"] for look in looks)
     assert looks[-1]["seen"]["labels"] >= looks[0]["seen"]["labels"] and "(read " in result.stdout
+
+
+class AnonymousLabeller:
+    """A client who can reach the public service and holds no feedback key: it asks as a user does, then labels each
+    answer it got (by the X-Answer-Id it was given) to steer the verdict: the candidate's answers wrong and the
+    stable revision's right (`against_candidate`), or the other way round. Its labels go unsigned, signed with a
+    key of its own, or under a signature it saw on nothing (a made-up one), in turn."""
+
+    CLASSES = ("setosa", "versicolor", "virginica")
+
+    def __init__(self, url: str, stable: str, against_candidate: bool, rate: float) -> None:
+        self.url, self.stable, self.against_candidate, self.rate = url, stable, against_candidate, rate
+        self.statuses: Counter[int] = Counter()
+        self.failures: list[str] = []
+
+    def _headers(self, turn: int, body: bytes) -> dict[str, str]:
+        from shared.feedback_signature import HEADER, signature
+
+        made_up = {0: {}, 1: {HEADER: signature(body, "a-key-of-my-own-0123456789")},
+                   2: {HEADER: f"t={int(time.time())},v1={'0' * 64}"}}[turn % 3]
+        return {"Content-Type": "application/json", **made_up}
+
+    def run(self, stop: threading.Event) -> None:
+        session, turn, next_at = requests.Session(), 0, time.monotonic()
+        while not stop.is_set():
+            try:
+                answer = session.get(f"{self.url}/?length=5.{turn % 10}&width=3.{turn % 7}", timeout=10)
+                predicted, revision = answer.json()["predicted_class"], answer.headers["X-Revision"]
+                wrong = next(c for c in self.CLASSES if c != predicted)
+                on_candidate = revision != self.stable
+                label = wrong if on_candidate == self.against_candidate else predicted
+                body = json.dumps({"id": answer.headers["X-Answer-Id"], "label": label}).encode()
+                posted = session.post(f"{self.url}/feedback", data=body, headers=self._headers(turn, body), timeout=10)
+                self.statuses[posted.status_code] += 1
+            except (requests.RequestException, ValueError, KeyError) as exc:
+                self.failures.append(repr(exc))
+            turn += 1
+            next_at += 1.0 / self.rate
+            stop.wait(max(0.0, next_at - time.monotonic()))
+
+
+def _rollout_beside_an_anonymous_labeller(stable: CloudRunUnderTest, model: str, against_candidate: bool,
+                                          **settings: str):
+    """`make rollout MODEL=<model> LABELS=feedback` under an honest labelled load (30 answers/s, signed labels 0.5 s
+    later) and an anonymous labeller at twice its rate; the rollout's result, its record, and both clients."""
+    from iris_tools.quality.rehearsal import LabelledLoad
+
+    before = next(iter(shares(stable)))
+    url = stable.read()["status"]["url"]
+    honest = LabelledLoad(url, rate=30, label_delay_s=0.5, jitter=0.1, seed=7, feedback_key=FEEDBACK_KEY)
+    anonymous = AnonymousLabeller(url, before, against_candidate, rate=60)
+    stop = threading.Event()
+    clients = [threading.Thread(target=honest.run, args=(300,), kwargs={"stop": stop.is_set}, daemon=True),
+               threading.Thread(target=anonymous.run, args=(stop,), daemon=True)]
+    for client in clients:
+        client.start()
+    try:
+        result = make(stable, "rollout", f"MODEL={model}", STEPS="50 100", LABELS="feedback", MIN_LABELS="20",
+                      PAIRED="0", LABEL_WAIT_S="120", **settings)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=60)
+    record = json.loads((stable.run_dir / "rollout" / "latest.json").read_text())
+    return before, result, record, honest, anonymous
+
+
+def test_an_anonymous_client_labelling_the_candidate_wrong_cannot_roll_back_a_candidate_as_good(
+        stable: CloudRunUnderTest) -> None:
+    """The stable svc trained again answers exactly as the stable one; an anonymous client at twice the honest rate
+    labels its answers wrong and the stable's right. Every one of its labels is refused (401) and the candidate is
+    promoted as it would be without the client. Broken on purpose (the signature not checked): the candidate was
+    rolled back at its first step, "accuracy 0.0% ... the candidate is worse"."""
+    before, result, record, honest, anonymous = _rollout_beside_an_anonymous_labeller(stable, "again", True)
+    assert result.returncode == 0 and record["decision"] == "promoted", result.stdout[-3000:] + result.stderr
+    assert anonymous.failures == [] and honest.failures == []
+    assert set(anonymous.statuses) == {401} and anonymous.statuses[401] > 100, anonymous.statuses
+    judged = [step["quality"] for step in record["steps"] if step.get("quality")]
+    assert judged and all(q["candidate"]["accuracy"] >= q["stable"]["accuracy"] - 0.1 for q in judged
+                          if q["candidate"]["accuracy"] is not None and q["stable"]["accuracy"] is not None)
+    assert all(not (q.get("label_share") or {}).get("mismatched") for q in judged)
+
+
+def test_an_anonymous_client_labelling_the_candidate_right_cannot_save_a_worse_one(stable: CloudRunUnderTest) -> None:
+    """A candidate trained on shuffled labels; the anonymous client labels its answers right and the stable's wrong.
+    Its labels are all refused, and the candidate is rolled back on its accuracy by the honest labels (the mix check,
+    which needs no labels, is set aside with MAX_MIX_SHIFT=1 so that the verdict is the labels' own). Broken on
+    purpose (the signature not checked): the candidate read far more accurate than the stable revision."""
+    before, result, record, honest, anonymous = _rollout_beside_an_anonymous_labeller(stable, "wrong", False,
+                                                                                      MAX_MIX_SHIFT="1")
+    assert result.returncode != 0 and record["decision"] == "rolled back", result.stdout[-3000:] + result.stderr
+    assert set(anonymous.statuses) == {401} and anonymous.statuses[401] > 30, anonymous.statuses
+    step = record["steps"][0]
+    quality = step["quality"]
+    assert quality["decision"] == "rollback" and shares(stable) == {before: 100}
+    assert any("the candidate is worse" in reason for reason in step["reasons"]), step["reasons"]
+    assert quality["candidate"]["accuracy"] < quality["stable"]["accuracy"] - 0.2  # as the honest labels have it
+    assert honest.failures == []
 
 
 def test_a_worse_candidate_is_rolled_back_at_0_percent_on_the_stable_revision_s_labelled_inputs(
