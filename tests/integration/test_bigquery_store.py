@@ -105,7 +105,8 @@ def fake(tmp_path: Path) -> Iterator[tuple[str, FakeBigQuery]]:
     lines = [prediction("iris-00001-abc", ["setosa"], T0 + 1, "a"), prediction("iris-00001-abc", ["virginica"], T0 + 2, "b"),
              prediction("iris-00002-xyz", ["setosa"], T0 + 3, "c"), prediction("iris-00002-xyz", ["setosa", "setosa"], T0 + 4),
              prediction("iris-00002-xyz", ["versicolor"], T0 + 5, "w", replay="shadow"),
-             feedback("iris-00001-abc", [("a", "setosa"), ("b", "versicolor"), ("c", "setosa"), ("w", "setosa")], T0 + 9)]
+             feedback("iris-00001-abc", [("a", "setosa"), ("b", "versicolor"), ("c", "setosa"), ("w", "setosa")], T0 + 9),
+             feedback("iris-00002-xyz", [("a", "virginica"), ("c", "versicolor")], T0 + 10)]  # later: conflicts
     service = FakeBigQuery(lines, tmp_path)
     append(tmp_path / "logs", "iris-00001-abc", *lines)
 
@@ -177,7 +178,8 @@ def test_the_bigquery_store_sends_the_one_query_and_reads_what_the_local_store_r
     assert found.as_json() == local.as_json()
     first, second = found.revisions["iris-00001-abc"], found.revisions["iris-00002-xyz"]
     assert (first.predictions, first.labelled, first.correct, second.predictions, second.labelled) == (2, 2, 1, 3, 1)
-    assert (found.labels, found.unmatched) == (4, 1)  # the shadow's answer is no user's: its label matches nothing
+    assert (found.labels, found.unmatched) == (6, 1)  # the shadow's answer is no user's: its label matches nothing
+    assert found.conflicts == 2  # the first label of a and c counts, on BigQuery as locally
     views, look = service.sent[:2], service.sent[-1]
     assert "CREATE OR REPLACE VIEW `p.d.predictions`" in views[0]["query"]
     assert "jsonPayload.replay IS NOT NULL" in views[0]["query"]
