@@ -54,7 +54,7 @@ def template(revision: str) -> str:
     with app.test_request_context("/?length=5.8&width=3.4"):
         log.begin()
         log.observe(((5.8, 3.4),), ("versicolor",))
-        log.end(flask.request.environ, 200, RequestId("ID"))
+        log.end(flask.request.environ, 200, RequestId("request", None, "ID"))  # the answer id, replaced per line
     return out.getvalue()
 
 

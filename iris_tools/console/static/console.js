@@ -239,7 +239,7 @@ function renderGate(rollout, now) {
     if (q.label_share) {
       // The sample-ratio check: labels must reach both sides' answers alike; a mismatch holds, never promotes.
       const ls = q.label_share;
-      rows.push(["Labelled share", pct(ls.candidate), `alike (p ≥ ${ls.alpha})`, pct(ls.stable),
+      rows.push(["Labelled share", pct(ls.candidate, 1), `alike (p ≥ ${ls.alpha})`, pct(ls.stable, 1),
         ls.mismatched ? `no (p = ${ls.p_value.toPrecision(2)})` : "yes"]);
     }
     const seen = q.seen || {};
