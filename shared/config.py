@@ -12,6 +12,7 @@
 | GOOGLE_CLOUD_PROJECT | unset | the project, for the trace a prediction log line names (Cloud Logging correlates) |
 | BATCH_SIZE         | 32      | most rows one estimator predict takes from concurrent requests (1: each request alone) |
 | BATCH_WAIT_MS      | 2       | longest a batch waits for requests the server has begun and that are on their way (0: never waits) |
+| PREDICTOR_PROCESS  | 0       | 1: a model whose requests batch predicts in a process of its own, fed the batches (a heavy model under concurrency: docs/serving.md) |
 | FEEDBACK_KEY       | unset   | the key a label posted to /feedback is signed with (unset: /feedback answers 403); at least 16 characters |
 | FEEDBACK_KEY_PREVIOUS | unset | the key before, also accepted while a rotation is under way |
 | OMP_NUM_THREADS    | 1       | OpenMP threads per request thread (set by the handler unless given) |
@@ -44,6 +45,7 @@ DEFAULT_LOG_PREDICTIONS = 1.0
 DEFAULT_LOG_MAX_ROWS = 100
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_BATCH_WAIT_MS = 2.0
+DEFAULT_PREDICTOR_PROCESS = False
 DEFAULT_PORT = 8080
 DEFAULT_GRACEFUL_TIMEOUT_S = 8
 
@@ -61,6 +63,7 @@ class Settings:
     batch_size: int = DEFAULT_BATCH_SIZE  # BATCH_SIZE: rows one estimator predict takes from concurrent requests
     batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS  # BATCH_WAIT_MS: a batch's wait for requests on their way
     feedback_keys: tuple[str, ...] = ()  # FEEDBACK_KEY (and FEEDBACK_KEY_PREVIOUS): who may post labels
+    predictor_process: bool = DEFAULT_PREDICTOR_PROCESS  # PREDICTOR_PROCESS: a batching model's estimator apart
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -76,6 +79,7 @@ class Settings:
             batch_size=_positive_int(environ, "BATCH_SIZE", DEFAULT_BATCH_SIZE),
             batch_wait_ms=_milliseconds(environ, "BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_MS),
             feedback_keys=keys_from(environ),
+            predictor_process=_switch(environ, "PREDICTOR_PROCESS", DEFAULT_PREDICTOR_PROCESS),
         )
 
 
@@ -111,6 +115,15 @@ def _float_in_range(environ: Mapping[str, str], name: str, default: float, low: 
     if not low <= value <= high:
         raise ConfigError(f"{name}={raw!r} must be {bounds}; unset it to use {default:g}")
     return value
+
+
+def _switch(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (environ.get(name) or "").strip()
+    if not raw:
+        return default
+    if raw not in ("0", "1"):
+        raise ConfigError(f"{name}={raw!r}: expected 1 (on) or 0 (off)")
+    return raw == "1"
 
 
 def _fraction(environ: Mapping[str, str], name: str, default: float) -> float:

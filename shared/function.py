@@ -264,7 +264,8 @@ def serve_model(directory: Path, settings: Settings | None = None) -> Callable[[
     name = directory.resolve().name
     try:
         settings = settings or Settings.from_env()
-        model = ServedModel.load(directory, name, settings.batch_size, settings.batch_wait_ms)
+        model = ServedModel.load(directory, name, settings.batch_size, settings.batch_wait_ms,
+                                 settings.predictor_process)
     except ModelLoadError as exc:
         print(f"refusing to serve model {name!r}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

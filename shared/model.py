@@ -11,6 +11,7 @@ Pipeline) takes its rows as arrays in the manifest's feature order (`shared.esti
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,15 @@ from shared.config import DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_MS
 from shared.errors import InvalidInput, ModelLoadError, RowsRefused
 from shared.inputs import FeatureIndex
 from shared.linear import LinearRule
+from shared.predictor_process import PredictorProcess
 
 SMALL_BATCH = 8
 
 
 class ServedModel:
     def __init__(self, directory: Path, manifest: Manifest, rule: LinearRule | None,
-                 batch_size: int = DEFAULT_BATCH_SIZE, batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS) -> None:
+                 batch_size: int = DEFAULT_BATCH_SIZE, batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
+                 own_process: bool = False) -> None:
         self.directory = directory
         self.manifest = manifest
         self.name = manifest.name
@@ -42,16 +45,35 @@ class ServedModel:
         # One estimator predict at a time; concurrent requests' rows together (shared/batching.py) when the import
         # found that the model answers rows together exactly as each alone.
         batch = batch_size if manifest.batch else 1
-        self._batcher = Batcher(lambda rows: np.asarray(self.estimator.predict(rows)), batch, batch_wait_ms / 1000)
         # Whether requests' rows meet in one call: then the web layer announces each prediction request as it
         # begins (a batch may wait for it). A decision rule answers rows itself, one at a time, faster than any call.
         self.batches = rule is None and batch > 1
-        self._probabilities = Batcher(lambda rows: np.asarray(self.estimator.predict_proba(rows), dtype=np.float64),
-                                      batch_size if manifest.batch else 1)
+        # A model whose requests batch predicts in a process of its own (PREDICTOR_PROCESS; shared/predictor_process.py)
+        self.process = PredictorProcess(directory, manifest.name) if own_process and self.batches else None
+        self._batcher = Batcher(lambda rows: self._asked("predict", rows), batch, batch_wait_ms / 1000)
+        self._probabilities = Batcher(lambda rows: np.asarray(self._asked("predict_proba", rows), dtype=np.float64),
+                                      batch)
+        if self.process is not None:  # a server worker forked from the loading process starts its child at once
+            os.register_at_fork(after_in_child=self._start_process_soon)
+
+    def _asked(self, method: str, rows: np.ndarray) -> np.ndarray:
+        """The estimator's `method` of `rows`: in its own process when it has one, else here."""
+        if self.process is not None:
+            return self.process.predict(method, rows)
+        return np.asarray(getattr(self.estimator, method)(rows))
+
+    def _start_process_soon(self) -> None:
+        threading.Thread(target=self._start_process, name="predictor-start", daemon=True).start()
+
+    def _start_process(self) -> None:
+        try:
+            self.process.start()  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - the first predict starts it again, and answers its failure
+            pass
 
     @classmethod
     def load(cls, directory: Path, name: str, batch_size: int = DEFAULT_BATCH_SIZE,
-             batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS) -> "ServedModel":
+             batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS, own_process: bool = False) -> "ServedModel":
         manifest, exported, estimator = open_model(directory, name)
         rule = None
         if exported is not None:
@@ -62,7 +84,7 @@ class ServedModel:
             if rule.n_classes != len(manifest.class_names):
                 raise ModelLoadError(f"decision rule of {name!r} has {rule.n_classes} classes, the manifest "
                                      f"{len(manifest.class_names)}: {RETRAIN_HINT}")
-        model = cls(directory, manifest, rule, batch_size, batch_wait_ms)
+        model = cls(directory, manifest, rule, batch_size, batch_wait_ms, own_process)
         if estimator is not None and manifest.source is not None:
             from shared.estimators import positional
 

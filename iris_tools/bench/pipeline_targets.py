@@ -306,7 +306,8 @@ def pipeline_targets() -> list[Target]:
     targets = []
     for model in MODELS.values():
         heavy = model.name in BATCHED_MODELS
-        settings = {**SERVER_THREADS, "BATCH_SIZE": str(BATCH_ROWS), "BATCH_WAIT_MS": str(BATCH_WAIT_MS)} \
+        settings = {**SERVER_THREADS, "BATCH_SIZE": str(BATCH_ROWS), "BATCH_WAIT_MS": str(BATCH_WAIT_MS),
+                    "PREDICTOR_PROCESS": "1"} \
             if heavy else {}
         start = functools.partial(lambda name, env, port: start_function(prepared(name)[1] / "main.py", port, env=env),
                                   model.name, settings)
@@ -317,10 +318,17 @@ def pipeline_targets() -> list[Target]:
                 description=f"the same with batching off (BATCH_SIZE=1, THREADS=32)",
                 start_on=functools.partial(lambda name, port: start_function(
                     prepared(name)[1] / "main.py", port, env={**SERVER_THREADS, "BATCH_SIZE": "1"}), model.name)))
+            targets.append(Target(
+                name=f"ours-inserver:{model.name}", group="pipeline", single=single, requires=[_ready(model.name)],
+                description="the same with batching on, the estimator in the server's process (PREDICTOR_PROCESS=0)",
+                start_on=functools.partial(lambda name, env, port: start_function(
+                    prepared(name)[1] / "main.py", port, env={**env, "PREDICTOR_PROCESS": "0"}), model.name,
+                    settings)))
         targets += [
             Target(name=f"ours:{model.name}", group="pipeline", start_on=start,
                    description=f"{model.described} under functions-framework; GET by feature names"
-                               + (f"; batching on (BATCH_SIZE={BATCH_ROWS}, BATCH_WAIT_MS={BATCH_WAIT_MS}, THREADS=32)"
+                               + (f"; batching on (BATCH_SIZE={BATCH_ROWS}, BATCH_WAIT_MS={BATCH_WAIT_MS}, THREADS=32), "
+                                  f"the estimator in a process of its own"
                                   if heavy else ""),
                    single=single,
                    batch=functools.partial(lambda model, count: Request(

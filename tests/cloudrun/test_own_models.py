@@ -95,14 +95,15 @@ def test_a_pipeline_with_string_columns_answers_every_route_at_its_service_url(e
 
 
 def test_a_heavy_model_batches_concurrent_requests_under_the_local_cloud_run(emulator, models) -> None:
-    """Deployed with --concurrency 16 (and THREADS=16, so the instance's server takes as many requests at once, as
-    docs/cloud-run.md says), concurrent single-row requests to a boosted model are predicted together: the revision's
-    log says so (batch_rows), and each answer is exactly its row's own. Broken on purpose (BATCH_SIZE=1 set on the
-    revision): no line had batch_rows, and the test failed."""
+    """Deployed with --concurrency 16 (and THREADS=16, so the instance's server takes as many requests at once, and
+    PREDICTOR_PROCESS=1, as docs/cloud-run.md says), concurrent single-row requests to a boosted model are predicted
+    together, in the estimator's own process: the revision's log says so (batch_rows), and each answer is exactly
+    its row's own. Broken on purpose (BATCH_SIZE=1 set on the revision): no line had batch_rows, and the test
+    failed."""
     from concurrent.futures import ThreadPoolExecutor
 
     emulator.ok("run", "deploy", "boosted", "--image", "iris:boosted", "--concurrency", "16", "--max-instances", "1",
-                "--set-env-vars", "THREADS=16")
+                "--set-env-vars", "THREADS=16,PREDICTOR_PROCESS=1")
     url = emulator.read("boosted")["status"]["url"]
     rows = np.random.default_rng(5).normal(size=(400, 4)).round(3)
     expected = models["boosted"].predict(rows).tolist()
@@ -118,6 +119,8 @@ def test_a_heavy_model_batches_concurrent_requests_under_the_local_cloud_run(emu
     log = emulator.run_dir / "cloudrun" / "logs" / f"{revision}.log"
     batched = [json.loads(line)["batch_rows"] for line in log.read_text().splitlines() if '"batch_rows"' in line]
     assert batched and max(batched) > 1, "no request shared an estimator call"
+    found = subprocess.run(["pgrep", "-f", "shared.predictor_process .*/boosted boosted"], capture_output=True, text=True)
+    assert found.stdout.split(), "the boosted model's estimator did not run in a process of its own"
 
 
 def test_the_shadow_of_a_regressor_reports_the_paired_difference(emulator, models) -> None:

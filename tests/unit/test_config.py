@@ -14,11 +14,16 @@ def test_cloud_run_contract_variables_are_read() -> None:
     assert settings == Settings("iris", "iris-00002-lin", "iris", 50, 2048)
 
 
-@pytest.mark.parametrize("name, value", [("MAX_BATCH_ROWS", "lots"), ("MAX_BATCH_ROWS", "0"), ("MAX_REQUEST_BYTES", "-1")])
+@pytest.mark.parametrize("name, value", [("MAX_BATCH_ROWS", "lots"), ("MAX_BATCH_ROWS", "0"), ("MAX_REQUEST_BYTES", "-1"),
+                                         ("PREDICTOR_PROCESS", "yes"), ("PREDICTOR_PROCESS", "2")])
 def test_unusable_limits_stop_start_up_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
 
+
+def test_the_predictor_process_is_switched_by_1_and_0() -> None:
+    assert Settings.from_env({"PREDICTOR_PROCESS": "0"}).predictor_process is False
+    assert Settings.from_env({"PREDICTOR_PROCESS": "1"}).predictor_process is True
 
 
 def test_the_server_settings_default_to_the_cloud_run_contract() -> None:
