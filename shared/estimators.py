@@ -88,3 +88,14 @@ def positional(estimator: Any, numbers: frozenset[int] = frozenset()) -> Any:
 
     visit(estimator)
     return estimator
+
+
+def as_served(estimator: Any, manifest: Any) -> Any:
+    """The estimator as the server asks it: an imported one takes its rows as arrays in the manifest's feature order
+    (string columns, when it has any, kept as objects); one the notebook trained, as it is."""
+    if estimator is None or manifest.source is None:
+        return estimator
+    from shared.artifact import STRING
+
+    numbers = frozenset(i for i, f in enumerate(manifest.features) if f.type != STRING)
+    return positional(estimator, numbers if len(numbers) < len(manifest.features) else frozenset())

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from shared.artifact import RETRAIN_HINT, STRING, Manifest, open_model, unpickle
+from shared.artifact import RETRAIN_HINT, Manifest, open_model, unpickle
 from shared.batching import Batcher
 from shared.config import DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_MS
 from shared.errors import InvalidInput, ModelLoadError, RowsRefused
+from shared.estimators import as_served
 from shared.inputs import FeatureIndex
 from shared.linear import LinearRule
 from shared.predictor_process import PredictorProcess
@@ -85,12 +86,7 @@ class ServedModel:
                 raise ModelLoadError(f"decision rule of {name!r} has {rule.n_classes} classes, the manifest "
                                      f"{len(manifest.class_names)}: {RETRAIN_HINT}")
         model = cls(directory, manifest, rule, batch_size, batch_wait_ms, own_process)
-        if estimator is not None and manifest.source is not None:
-            from shared.estimators import positional
-
-            numbers = frozenset(i for i, f in enumerate(manifest.features) if f.type != STRING)
-            estimator = positional(estimator, numbers if model.features.has_strings else frozenset())
-        model._estimator = estimator  # no rule: scikit-learn serves every request, loaded at start-up
+        model._estimator = as_served(estimator, manifest)  # no rule: scikit-learn serves every request, loaded at start-up
         return model
 
     def load_estimator(self) -> Any:

@@ -148,9 +148,11 @@ def _read(stream: IO[bytes]) -> Any:
 
 def serve(directory: Path, name: str, requests: IO[bytes], answers: IO[bytes]) -> None:
     """The child's loop: load the model as the server does, say so, then answer each request until stdin closes."""
-    from shared.model import ServedModel
+    from shared.artifact import open_model
+    from shared.estimators import as_served
 
-    estimator = ServedModel.load(directory, name, batch_size=1).estimator
+    manifest, _, estimator = open_model(directory, name)  # only a model with no decision rule batches
+    estimator = as_served(estimator, manifest)
     _write(answers, pickle.dumps(("ready", name), protocol=_PROTOCOL))
     while True:
         try:
