@@ -72,7 +72,7 @@ def check(header: str | None, body: bytes, keys: Sequence[str], now: float | Non
     if not keys:
         raise FeedbackOff("feedback is off: this service has no FEEDBACK_KEY, so it cannot tell its labeller from "
                           "anyone else; make one (`make feedback-key`) and deploy with --set-env-vars FEEDBACK_KEY=... "
-                          "(on Cloud Run: --set-secrets FEEDBACK_KEY=<secret>:latest)", field="header")
+                          "(on Cloud Run: --set-secrets FEEDBACK_KEY=<secret>:latest)")
     if not header:
         raise SignatureRefused(f"{HEADER} is missing: sign the body with the feedback key "
                                f"(t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\">; `make sign-feedback`)",

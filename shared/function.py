@@ -34,11 +34,11 @@ from werkzeug.routing import Map, Rule
 from shared.config import Settings
 from shared.errors import InvalidInput, MethodNotAllowed, ModelLoadError, NotFound, PayloadTooLarge, ServingError
 from shared.feedback import feedback_answer, parse_feedback
+from shared.feedback_signature import ENVIRON_KEY as SIGNATURE_KEY
+from shared.feedback_signature import check as check_signature
 from shared.inputs import plain_query
 from shared.model import ServedModel
 from shared.prediction_log import PredictionLog
-from shared.feedback_signature import ENVIRON_KEY as SIGNATURE_KEY
-from shared.feedback_signature import check as check_signature
 from shared.request_id import ANSWER_HEADER
 from shared.request_id import HEADER as ID_HEADER
 from shared.request_id import RequestId

@@ -11,6 +11,7 @@ Pipeline) takes its rows as arrays in the manifest's feature order (`shared.esti
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -69,8 +70,8 @@ class ServedModel:
     def _start_process(self) -> None:
         try:
             self.process.start()  # type: ignore[union-attr]
-        except Exception:  # noqa: BLE001 - the first predict starts it again, and answers its failure
-            pass
+        except Exception as exc:  # noqa: BLE001 - the first predict starts it again, and answers its failure
+            logging.getLogger(__name__).warning("the predictor process of %s did not start: %s", self.name, exc)
 
     @classmethod
     def load(cls, directory: Path, name: str, batch_size: int = DEFAULT_BATCH_SIZE,
