@@ -207,6 +207,8 @@ VARIABLES: tuple[Variable, ...] = (
              "first live step (0: none)", "requests"),
     Variable("ROLLBACK_WINDOW", "rollout", number(), ByTarget(900.0, 120.0), "after a promotion, how long the "
              "revision users left is kept warm so that a rollback meets no cold start (0: not kept)", "s"),
+    Variable("NOTIFY_URL", "rollout", text, None, "where each step passed, hold, pause, promotion, rollback and "
+             "failure is POSTed as JSON (a text field: a Slack or Google Chat incoming webhook shows it); unset: none"),
     Variable("MIN_AGREEMENT", "rollout", number(0.0, 1.0, what="a fraction from 0 to 1"), None, "gate the first "
              "live step on a shadow comparison: the least agreement (unset: no shadow)", "fraction"),
     Variable("SHADOW_INPUTS", "rollout", whole(1), 500, "how many recent stable inputs the shadow replays",

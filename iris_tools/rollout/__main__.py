@@ -27,6 +27,7 @@ from iris_tools.rollout.cloud_run import CloudRunService
 from iris_tools.cli.failures import COMMAND_FAILURES, failed
 from iris_tools.rollout.errors import RolloutError
 from iris_tools.rollout.events import RecordWriter, Terminal, fan_out
+from iris_tools.rollout.notify import Notifier
 from iris_tools.rollout.promote import promote
 from iris_tools.rollout.rollback import rollback
 from iris_tools.rollout.settings import RolloutSettings
@@ -87,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         monitoring = Monitoring.from_gcloud(gcloud)
         if args.command == "rollout":
             report_dir = run_dir / "rollout"
-            emit = fan_out(RecordWriter(report_dir, say), Terminal(out))
+            writer = RecordWriter(report_dir, say)
+            reporters: list = [writer, Terminal(out)]
+            if env["NOTIFY_URL"]:
+                reporters.append(Notifier(env["NOTIFY_URL"], writer.noted,
+                                          console=f"http://127.0.0.1:{environment.value('CONSOLE_PORT')}/"))
+            emit = fan_out(*reporters)
             outcomes = (OutcomeReader(store_for(gcloud, run_dir, env["OUTCOMES_TABLE"]), settings.service,
                                       settings.labels) if settings.labels else None)
             return Rollout(service, monitoring, report_dir, emit, outcomes).run(model, revision)

@@ -9,6 +9,7 @@ Reporters turn the events into what each reader needs:
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,8 +157,20 @@ class RecordWriter:
         self.report_dir = report_dir
         self.say = say
         self.record: Record | None = None
+        self._lock = threading.Lock()  # the notices' thread adds to the record too (noted)
+
+    def noted(self, notice: dict[str, Any]) -> None:
+        """A notice's fate (rollout/notify.py), kept in the record."""
+        with self._lock:
+            if self.record is not None:
+                self.record.notices.append(notice)
+                self._save()
 
     def __call__(self, event: Event) -> None:
+        with self._lock:
+            self._take(event)
+
+    def _take(self, event: Event) -> None:
         record = self.record
         if isinstance(event, Started):
             self.record = event.record
@@ -188,9 +201,9 @@ class RecordWriter:
                 record.reason = event.reason
         else:
             return
-        self.save()
+        self._save()
 
-    def save(self) -> None:
+    def _save(self) -> None:
         record = self.record
         assert record is not None
         record.updated = time.time()

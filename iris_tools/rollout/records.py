@@ -379,6 +379,7 @@ class Record:
     current: Current | None = None
     traffic: str | None = None  # after a failure: where traffic was left
     paired: dict[str, Any] | None = None  # with LABELS: the paired check at 0% (rollout/paired.py), before any step
+    notices: list[dict[str, Any]] = field(default_factory=list)  # with NOTIFY_URL: each notice's fate (notify.py)
 
     WHAT = "rollout record"
 
@@ -390,7 +391,7 @@ class Record:
                 "reason": self.reason, "verdict": None if self.verdict is None else self.verdict.as_json(),
                 "updated": self.updated, "ended": self.ended, "at_step": self.at_step, "at_percent": self.at_percent,
                 "current": None if self.current is None else self.current.to_json(), "traffic": self.traffic,
-                "paired": self.paired}
+                "paired": self.paired, "notices": self.notices}
 
     @classmethod
     def from_json(cls, document: Any) -> "Record":
@@ -420,7 +421,8 @@ class Record:
                        at_percent=_get(document, what, "at_percent", int, None),
                        current=Current.from_json(current) if isinstance(current, dict) else None,
                        traffic=_get(document, what, "traffic", str, None),
-                       paired=_get(document, what, "paired", dict, None))
+                       paired=_get(document, what, "paired", dict, None),
+                       notices=_get(document, what, "notices", list, []))
         except (TypeError, AttributeError, IndexError) as exc:
             raise RecordError(what, "(a part)", f"has the wrong shape ({exc})") from None
 

@@ -112,14 +112,25 @@ def test_a_healthy_rollout_moves_every_user_with_no_failed_request(stable: Cloud
 
 @pytest.mark.parametrize("model, reason", [("flaky", "5xx rate"), ("slow", "p99")])
 def test_a_faulty_candidate_is_rolled_back_at_the_first_step(stable: CloudRunUnderTest, model: str, reason: str) -> None:
+    """And NOTIFY_URL (a webhook on loopback) got the rollout's start and its rollback, in order, each with the
+    text a chat shows, and the record says both were delivered."""
+    from tests.unit.test_notify import Receiver
+
     before = next(iter(shares(stable)))
     started = time.time()
-    with Load(stable.read()["status"]["url"]) as load:
-        result = make(stable, "rollout", f"MODEL={model}")
+    hook = Receiver()
+    try:
+        with Load(stable.read()["status"]["url"]) as load:
+            result = make(stable, "rollout", f"MODEL={model}", NOTIFY_URL=hook.url)
+    finally:
+        hook.close()
     assert result.returncode != 0, result.stdout + result.stderr  # 3 from the tool; make says 2
     assert "Traceback" not in result.stdout + result.stderr
     record = json.loads((stable.run_dir / "rollout" / "latest.json").read_text())
     assert record["decision"] == "rolled back" and len(record["steps"]) == 1, record.get("reason")
+    assert [body["event"] for body in hook.bodies] == ["started", "rolled back"], hook.bodies
+    assert hook.bodies[-1]["text"].startswith(f"iris: ROLLED BACK: 100% is on {before} again")
+    assert [(n["event"], n["delivered"]) for n in record["notices"]] == [("started", True), ("rolled back", True)]
     assert record["verdict"]["decision"] == "rollback" and record["verdict"]["reasons"][0].startswith(reason), \
         record["verdict"]["reasons"]
     assert f"ROLLED BACK: 100% is on {before} again" in result.stdout
