@@ -66,10 +66,20 @@ def test_up_compare_stop_runs_both_versions_side_by_side(tmp_path: Path) -> None
 
 
 def test_compare_takes_any_urls(tmp_path: Path) -> None:
+    """And the versions `make up` starts take labels signed with the key `make feedback-key` made, and only those."""
+    from tests.helpers import signed
+
     port = free_port()
     try:
+        assert make("feedback-key", run_dir=tmp_path).returncode == 0
         assert make("up", f"PORTS=svc={port} lin_svc={free_port()}", run_dir=tmp_path).returncode == 0
         url = f"http://127.0.0.1:{port}"
+        answer_id = requests.get(f"{url}/?length=5.8&width=3.4", timeout=5).headers["X-Answer-Id"]
+        key = (tmp_path / "feedback-key").read_text().strip()
+        data, headers = signed({"id": answer_id, "label": "versicolor"}, key=key)
+        assert requests.post(f"{url}/feedback", data=data, headers=headers, timeout=5).json() == {"accepted": 1}
+        unsigned = requests.post(f"{url}/feedback", data=data, headers={"Content-Type": "application/json"}, timeout=5)
+        assert unsigned.status_code == 401
         compared = make("compare", "POINT=5.8,3.4", f"URLS=old={url} new={url}", run_dir=tmp_path)
         assert compared.returncode == 0, compared.stderr
         assert comparison_row(compared.stdout, "5.8", "3.4") == ["5.8", "3.4", "versicolor", "versicolor", "same"]

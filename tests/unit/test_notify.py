@@ -112,14 +112,17 @@ def test_a_receiver_that_never_answers_costs_the_rollout_nothing_and_the_record_
         writer = RecordWriter(tmp_path, print)
         notifier = Notifier(slow.url, writer.noted, attempts=2, timeout_s=0.2, backoff_s=0.05, flush_s=1.0)
         events = rollout_events(tmp_path)
-        started = time.monotonic()
+        spent = 0.0  # in the notifier only (the record's writes, each fsynced, are not its cost)
         for event in events[:-1]:
             writer(event)
+            started = time.monotonic()
             notifier(event)
-        assert time.monotonic() - started < 0.2  # queued: no event waited for the receiver
+            spent += time.monotonic() - started
+        assert spent < 0.2  # queued: no event waited for the receiver
         writer(events[-1])
-        notifier(events[-1])  # the end: notices get flush_s, then the rollout goes on
-        assert time.monotonic() - started < 3.0
+        started = time.monotonic()
+        notifier(events[-1])  # the end: notices get flush_s (1 s here), then the rollout goes on
+        assert time.monotonic() - started < 2.0
         record = json.loads((tmp_path / "record.json").read_text())
         assert record["decision"] == "rolled back"
         assert record["notices"] and not record["notices"][0]["delivered"] and "timed out" in record["notices"][0]["error"]
