@@ -82,9 +82,9 @@ def test_a_child_killed_between_or_during_requests_is_started_again_and_no_reque
     time.sleep(0.2)
     assert np.array_equal(model._asked("predict", rows), expected) and model.process.starts == 2
     second = model.process._child.pid  # type: ignore[union-attr]
-    killer = subprocess.Popen([sys.executable, "-c", f"import os, signal, time; time.sleep(0.05); "
+    killer = subprocess.Popen([sys.executable, "-c", f"import os, signal, time; time.sleep(0.3); "
                                f"os.kill({second}, signal.SIGKILL)"])
-    big = np.repeat(X.astype(float), 200, axis=0)  # long enough a predict for the kill to land in it
+    big = np.repeat(X.astype(float), 2000, axis=0)  # 600,000 rows: a predict long enough for the kill to land in it
     answers = model._asked("predict", big)
     killer.wait()
     assert np.array_equal(answers, model.load_estimator().predict(big)) and model.process.starts == 3
