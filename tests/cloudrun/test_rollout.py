@@ -112,8 +112,9 @@ def test_a_healthy_rollout_moves_every_user_with_no_failed_request(stable: Cloud
 
 @pytest.mark.parametrize("model, reason", [("flaky", "5xx rate"), ("slow", "p99")])
 def test_a_faulty_candidate_is_rolled_back_at_the_first_step(stable: CloudRunUnderTest, model: str, reason: str) -> None:
-    """And NOTIFY_URL (a webhook on loopback) got the rollout's start and its rollback, in order, each with the
-    text a chat shows, and the record says both were delivered."""
+    """And NOTIFY_URL (a webhook on loopback) got the rollout's start and its rollback, in order (and a hold past the
+    step's window between them, when the machine was slow to judge), each with the text a chat shows, and the record
+    says each was delivered."""
     from tests.unit.test_notify import Receiver
 
     before = next(iter(shares(stable)))
@@ -128,9 +129,10 @@ def test_a_faulty_candidate_is_rolled_back_at_the_first_step(stable: CloudRunUnd
     assert "Traceback" not in result.stdout + result.stderr
     record = json.loads((stable.run_dir / "rollout" / "latest.json").read_text())
     assert record["decision"] == "rolled back" and len(record["steps"]) == 1, record.get("reason")
-    assert [body["event"] for body in hook.bodies] == ["started", "rolled back"], hook.bodies
+    told = [body["event"] for body in hook.bodies]  # a busy machine may hold the step past its window first
+    assert told[0] == "started" and told[-1] == "rolled back" and set(told[1:-1]) <= {"held"}, told
     assert hook.bodies[-1]["text"].startswith(f"iris: ROLLED BACK: 100% is on {before} again")
-    assert [(n["event"], n["delivered"]) for n in record["notices"]] == [("started", True), ("rolled back", True)]
+    assert [(n["event"], n["delivered"]) for n in record["notices"]] == [(event, True) for event in told]
     assert record["verdict"]["decision"] == "rollback" and record["verdict"]["reasons"][0].startswith(reason), \
         record["verdict"]["reasons"]
     assert f"ROLLED BACK: 100% is on {before} again" in result.stdout
