@@ -63,6 +63,27 @@ class RowsRefused(ServingError):
     code = "model_refused_rows"
 
 
+class SignatureRefused(ServingError):
+    """A label (POST /feedback) whose signature is missing, malformed, stale or made with another key."""
+
+    status = 401
+    code = "bad_signature"
+
+
+class FeedbackOff(ServingError):
+    """POST /feedback on a service with no FEEDBACK_KEY."""
+
+    status = 403
+    code = "feedback_disabled"
+
+
+class PredictorUnavailable(ServingError):
+    """A model whose estimator runs in a process of its own (PREDICTOR_PROCESS=1), that process dead twice."""
+
+    status = 503
+    code = "model_process_failed"
+
+
 class PayloadTooLarge(ServingError):
     status = 413
     code = "payload_too_large"

@@ -18,25 +18,13 @@ import hmac
 import time
 from collections.abc import Mapping, Sequence
 
-from shared.errors import ConfigError, ServingError
+from shared.errors import ConfigError, FeedbackOff, SignatureRefused
 
 HEADER = "X-Feedback-Signature"
 ENVIRON_KEY = "HTTP_X_FEEDBACK_SIGNATURE"
 MAX_SKEW_S = 300
 MIN_KEY_CHARS = 16
 _SCHEME = "v1"
-
-
-class SignatureRefused(ServingError):
-    """A label whose signature is missing, malformed, stale or made with another key."""
-
-    status = 401
-    code = "bad_signature"
-
-
-class FeedbackOff(ServingError):
-    status = 403
-    code = "feedback_disabled"
 
 
 def signature(body: bytes, key: str, at: int | None = None) -> str:

@@ -32,16 +32,11 @@ from typing import IO, Any
 
 import numpy as np
 
-from shared.errors import ServingError
+from shared.errors import PredictorUnavailable
 
 _HEADER = struct.Struct("<Q")
 _PROTOCOL = 5
 METHODS = ("predict", "predict_proba")
-
-
-class PredictorUnavailable(ServingError):
-    status = 503
-    code = "model_process_failed"
 
 
 class PredictorProcess:

@@ -33,12 +33,12 @@ from iris_tools.cli.failures import COMMAND_FAILURES, EXIT_FAILED, ToolError, fa
 from iris_tools.cli.tables import table
 from iris_tools.google.gcloud import Gcloud
 from iris_tools.local.state import write_atomically
-from iris_tools.local.feedback_key import current_key, key_path, make_key, signed_headers
+from iris_tools.local.feedback_key import current_key, key_path, make_key
 from iris_tools.quality.outcomes import Outcomes, mix_shift, value_shift
 from iris_tools.quality.sink import create_sink
 from iris_tools.quality.rehearsal import LabelledLoad, labelled_rows
 from iris_tools.quality.sources import OutcomeReader, since, store_for
-from shared.feedback_signature import HEADER
+from shared.feedback_signature import HEADER, signature
 
 
 def labels_line(outcomes: Outcomes) -> str:
@@ -122,12 +122,8 @@ def load(env: environment.Environment) -> int:
     if not url:
         raise ToolError("LOAD_URL: the service URL to send the labelled load to (make labelled-load LOAD_URL=...)")
     rows = labelled_rows(Path(env["LOAD_CSV"])) if env["LOAD_CSV"] else None
-    key = current_key(env["RUN_DIR"])
-    if key is None:
-        raise ToolError(f"no feedback key to sign labels with: make one (make feedback-key, kept in "
-                        f"{key_path(env['RUN_DIR'])}) and deploy the service with it, or set FEEDBACK_KEY")
     run = LabelledLoad(url, env["LOAD_RATE"], env["LABEL_DELAY_S"], env["LOAD_JITTER"], env["LOAD_TOKEN"], rows=rows,
-                       feedback_key=key)
+                       feedback_key=required_key(env))
     print(f"labelled load on {url}: {env['LOAD_RATE']:g}/s for {env['LOAD_SECONDS']:g} s, labels "
           f"{env['LABEL_DELAY_S']:g} s later ...", flush=True)
     try:
@@ -142,32 +138,39 @@ def load(env: environment.Environment) -> int:
     return 0 if run.answered and not run.failures else EXIT_FAILED
 
 
+def required_key(env: environment.Environment) -> str:
+    """The key labels are signed with (FEEDBACK_KEY, or the one make feedback-key keeps); a ToolError saying how to
+    make one when there is none."""
+    key = current_key(env["RUN_DIR"])
+    if key is None:
+        raise ToolError(f"no feedback key to sign labels with: make one (make feedback-key, kept in "
+                        f"{key_path(env['RUN_DIR'])}) and deploy the service with it, or set FEEDBACK_KEY")
+    return key
+
+
 def feedback_key(env: environment.Environment, rotate: bool) -> int:
     key, previous, made = make_key(env["RUN_DIR"], rotate)
     where = key_path(env["RUN_DIR"])
     print(f"{'made' if made else 'kept'} the feedback key in {where} (only its holder can label answers):")
     print(key)
-    flags = f"--set-env-vars FEEDBACK_KEY={key}"
     if previous:
-        flags = f"--set-env-vars FEEDBACK_KEY={key},FEEDBACK_KEY_PREVIOUS={previous}"
         print(f"the key before is kept in {where}.previous; deploy both while revisions move to the new one, then "
               f"drop FEEDBACK_KEY_PREVIOUS (--remove-env-vars FEEDBACK_KEY_PREVIOUS)")
-    print(f"deploy with: gcloud run deploy ... {flags}")
+    variables = f"FEEDBACK_KEY={key}" + (f",FEEDBACK_KEY_PREVIOUS={previous}" if previous else "")
+    print(f"deploy with: gcloud run deploy ... --set-env-vars {variables}")
     print("on Cloud Run keep it in Secret Manager: --set-secrets FEEDBACK_KEY=<secret>:latest (docs/cloud-run.md)")
     return 0
 
 
 def sign(env: environment.Environment, body_text: str) -> int:
-    key = current_key(env["RUN_DIR"])
-    if key is None:
-        raise ToolError(f"no feedback key: make feedback-key (kept in {key_path(env['RUN_DIR'])}) or set FEEDBACK_KEY")
+    key = required_key(env)
     body = (sys.stdin.read() if body_text == "-" else body_text).strip().encode()
     try:
         json.loads(body)
     except ValueError:
         raise ToolError(f"BODY: not JSON: {body[:80]!r}; sign what you post, e.g. "
                         f"BODY='{{\"id\": \"<X-Answer-Id>\", \"label\": \"setosa\"}}'") from None
-    header = signed_headers(body, key)[HEADER]
+    header = signature(body, key)
     url = (env["LOAD_URL"] or "http://localhost:5001").rstrip("/")
     print(f"{HEADER}: {header}")
     print(f"curl -X POST {url}/feedback -H 'Content-Type: application/json' -H '{HEADER}: {header}' "
