@@ -29,6 +29,7 @@ from pathlib import Path
 from iris_tools import environment
 from iris_tools.cloudrun.endpoints import Api, make_server
 from iris_tools.cloudrun.control import LocalCloudRun
+from iris_tools.cloudrun.jobs import TERMINATION_GRACE_S
 from iris_tools.cloudrun.metrics import Sampler, Shape
 from iris_tools.environment import Environment
 from iris_tools.google.api import GoogleApi
@@ -107,14 +108,19 @@ def serve(port: int) -> int:
         cloud_run.store.data["api_port"] = port
         cloud_run.store.save()
     write_gcloud_config(config_dir, project, region, port)
+    cloud_run.jobs.boot()  # executions left unfinished go on, their tasks told this port's metadata server
     stopping = threading.Event()
     threading.Thread(target=cloud_run.supervisor.run, args=(stopping,), name="reconcile", daemon=True).start()
     threading.Thread(target=cloud_run.supervisor.run_autoscaler, args=(stopping,), name="autoscaler",
                      daemon=True).start()
 
+    def stop_then_shut_down() -> None:
+        cloud_run.jobs.stop_all()  # running tasks first (SIGTERM, SIGKILL), while the API they may call still answers
+        server.shutdown()
+
     def shut_down(signum: int, frame: object) -> None:
         stopping.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        threading.Thread(target=stop_then_shut_down, daemon=True).start()
 
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
@@ -186,7 +192,7 @@ def stop() -> int:
         print("local Cloud Run: nothing running")
         return 0
     if record.exists():
-        adopt(json.loads(record.read_text())).stop(grace_s=10)
+        adopt(json.loads(record.read_text())).stop(grace_s=10 + TERMINATION_GRACE_S)
         record.unlink()
     LocalCloudRun(state_dir, project, region, runtime).stop_all()
     print("stopped the local Cloud Run (its services are kept: make emulator starts them again)")

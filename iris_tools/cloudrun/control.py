@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from iris_tools.cloudrun.envoy import Envoy
+from iris_tools.cloudrun.jobs import Jobs
+from iris_tools.cloudrun.metadata_server import MetadataServer
 from iris_tools.cloudrun.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, ResourceNotFound
 from iris_tools.cloudrun.name_checks import check_revision_name, check_service_name
 from iris_tools.cloudrun.resources import (
@@ -44,6 +46,8 @@ class LocalCloudRun:
         self.lock = threading.RLock()
         self.routes = Routes(self.store, directory)
         self.supervisor = Supervisor(self.store, directory, self.routes, self.lock)
+        self.metadata = MetadataServer(lambda: self.project, self.project_number, lambda: self.region, self.token)
+        self.jobs = Jobs(self.store, directory, self.lock, self.project_number, self.task_environment)
 
     @property
     def project(self) -> str:
@@ -61,7 +65,16 @@ class LocalCloudRun:
         self.supervisor.boot()
 
     def stop_all(self) -> None:
+        self.jobs.stop_all()
         self.supervisor.stop_all()
+
+    def task_environment(self) -> dict[str, str]:
+        """What every job task gets besides Cloud Run's own variables: the metadata server (this API's port), and
+        a gcloud configuration directory of its own, empty, so google-auth's default credentials are the metadata
+        server's, never a user's application-default file."""
+        host = f"127.0.0.1:{self.store.data.get('api_port')}"
+        return {"GCE_METADATA_HOST": host, "GCE_METADATA_IP": host,
+                "CLOUDSDK_CONFIG": str(self.directory / "task-gcloud")}
 
     def reconcile(self) -> None:
         self.supervisor.reconcile()

@@ -18,8 +18,11 @@ from typing import Any
 
 from iris_tools.cloudrun.admin_v2 import AdminV2, encode_enums
 from iris_tools.cloudrun.control import LocalCloudRun
-from iris_tools.cloudrun.errors import RpcError, InvalidArgument, Unimplemented, ResourceNotFound, RequestTooLarge
+from iris_tools.cloudrun.errors import (InvalidArgument, RequestTooLarge, ResourceNotFound, RpcError, Unauthenticated,
+                                       Unimplemented)
+from iris_tools.cloudrun.jobs import EXECUTION_LABEL, JOB_LABEL, STATE_LABEL
 from iris_tools.cloudrun.log_entries import list_entries
+from iris_tools.cloudrun.metadata_server import is_metadata_request
 from iris_tools.cloudrun.metrics import Sampler, Shape, time_series
 from iris_tools.cloudrun.resources import NONCE_LABEL, SERVICE_LABEL
 from iris_tools.google.monitoring import INSTANCE_COUNT, REQUEST_COUNT, REQUEST_LATENCIES, STARTUP_LATENCIES
@@ -27,12 +30,21 @@ from iris_tools.google.timestamps import parse_timestamp
 
 MAX_BODY_BYTES = 1024 * 1024
 KNATIVE = r"/apis/serving\.knative\.dev/v1/namespaces/(?P<ns>[^/]+)"
+JOBS = r"/apis/run\.googleapis\.com/v1/namespaces/(?P<ns>[^/]+)"  # Cloud Run jobs (jobs.py), v1 as gcloud sends
 V2 = r"/v2/projects/(?P<ns>[^/]+)/locations/(?P<region>[^/]+)"  # Cloud Run Admin API v2 (admin_v2.py)
 ROUTES = [
     ("services", re.compile(KNATIVE + r"/services/?$")),
     ("service", re.compile(KNATIVE + r"/services/(?P<name>[^/]+)$")),
     ("revisions", re.compile(KNATIVE + r"/revisions/?$")),
     ("revision", re.compile(KNATIVE + r"/revisions/(?P<name>[^/]+)$")),
+    ("jobs", re.compile(JOBS + r"/jobs/?$")),
+    ("job", re.compile(JOBS + r"/jobs/(?P<name>[^/:]+)$")),
+    ("job_run", re.compile(JOBS + r"/jobs/(?P<name>[^/:]+):run$")),
+    ("executions", re.compile(JOBS + r"/executions/?$")),
+    ("execution", re.compile(JOBS + r"/executions/(?P<name>[^/:]+)$")),
+    ("execution_cancel", re.compile(JOBS + r"/executions/(?P<name>[^/:]+):cancel$")),
+    ("tasks", re.compile(JOBS + r"/tasks/?$")),
+    ("task", re.compile(JOBS + r"/tasks/(?P<name>[^/:]+)$")),
     ("all_services", re.compile(r"/v1/projects/(?P<ns>[^/]+)/locations/(?P<region>[^/]+)/services/?$")),
     ("iam", re.compile(r"/v1/projects/(?P<ns>[^/]+)/locations/[^/]+/services/(?P<name>[^/:]+):(?P<verb>\w+)$")),
     ("project", re.compile(r"/v1/projects/(?P<ns>[^/:]+)$")),
@@ -66,6 +78,31 @@ def _selected(selector: str | None) -> dict[str, str]:
                                         f"{' or '.join(SELECTABLE)}; got {selector!r}")
         wanted[key] = value
     return wanted
+
+
+JOB_SELECTABLE = (JOB_LABEL, EXECUTION_LABEL, STATE_LABEL)
+_IN_TERM = re.compile(r"^\s*([\w./-]+)\s+in\s+\(([^)]*)\)\s*$")
+
+
+def _job_selected(selector: str | None) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """A jobs labelSelector (`run.googleapis.com/job = x`, `run.googleapis.com/runningState in (Running,Failed)`,
+    joined by commas outside parentheses) -> (label: value, label: allowed values)."""
+    equal: dict[str, str] = {}
+    within: dict[str, set[str]] = {}
+    for term in re.split(r",(?![^(]*\))", selector or ""):
+        if not term.strip():
+            continue
+        match = _IN_TERM.match(term)
+        if match and match.group(1) in JOB_SELECTABLE:
+            within[match.group(1)] = {v.strip().lower() for v in match.group(2).split(",") if v.strip()}
+            continue
+        key, sep, value = term.partition("=")
+        key, value = key.strip(), value.strip().removeprefix("=").strip()
+        if not sep or key not in JOB_SELECTABLE or not value:
+            raise InvalidArgument.field("labelSelector", f"terms label=value or label in (a,b), with the labels "
+                                        f"{', '.join(JOB_SELECTABLE)}; got {selector!r}")
+        equal[key] = value
+    return equal, within
 
 
 METRICS = (REQUEST_COUNT, REQUEST_LATENCIES, INSTANCE_COUNT, STARTUP_LATENCIES)
@@ -153,6 +190,61 @@ class Api:
             return self.cloud_run.delete_revision(name)
         raise self._not_allowed(method, "GET or DELETE")
 
+    # ------------------------------------------------------------ jobs (jobs.py)
+
+    def _jobs(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
+        if method == "GET":
+            return self.cloud_run.jobs.list_jobs()
+        if method == "POST":
+            return self.cloud_run.jobs.create_job(self._json(body), self.cloud_run.project)
+        raise self._not_allowed(method, "GET or POST")
+
+    def _job(self, method: str, query: dict, body: bytes, name: str) -> dict[str, Any]:
+        if method == "GET":
+            return self.cloud_run.jobs.job(name)
+        if method == "PUT":
+            return self.cloud_run.jobs.replace_job(name, self._json(body), self.cloud_run.project)
+        if method == "DELETE":
+            return self.cloud_run.jobs.delete_job(name)
+        raise self._not_allowed(method, "GET, PUT or DELETE")
+
+    def _job_run(self, method: str, query: dict, body: bytes, name: str) -> dict[str, Any]:
+        if method != "POST":
+            raise self._not_allowed(method, "POST")
+        return self.cloud_run.jobs.run_job(name, self._json(body))
+
+    def _executions(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
+        if method != "GET":
+            raise self._not_allowed(method, "GET")
+        equal, _ = _job_selected(query.get("labelSelector"))
+        return self.cloud_run.jobs.list_executions(equal)
+
+    def _execution(self, method: str, query: dict, body: bytes, name: str) -> dict[str, Any]:
+        if method == "GET":
+            return self.cloud_run.jobs.execution(name)
+        if method == "DELETE":
+            return self.cloud_run.jobs.delete_execution(name)
+        raise self._not_allowed(method, "GET or DELETE")
+
+    def _execution_cancel(self, method: str, query: dict, body: bytes, name: str) -> dict[str, Any]:
+        if method != "POST":
+            raise self._not_allowed(method, "POST")
+        return self.cloud_run.jobs.cancel_execution(name)
+
+    def _tasks(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
+        if method != "GET":
+            raise self._not_allowed(method, "GET")
+        equal, within = _job_selected(query.get("labelSelector"))
+        found = self.cloud_run.jobs.task_documents(equal)
+        found["items"] = [item for item in found["items"] if all(
+            item["metadata"]["labels"].get(key, "").lower() in values for key, values in within.items())]
+        return found
+
+    def _task(self, method: str, query: dict, body: bytes, name: str) -> dict[str, Any]:
+        if method != "GET":
+            raise self._not_allowed(method, "GET")
+        return self.cloud_run.jobs.task(name)
+
     def _all_services(self, method: str, query: dict, body: bytes, region: str) -> dict[str, Any]:
         if method != "GET":
             raise self._not_allowed(method, "GET")
@@ -222,7 +314,7 @@ class Api:
         run = self.cloud_run
         with run.lock:
             revisions = {name: revision["service"] for name, revision in run.store.revisions.items()}
-        return list_entries(run.directory / "logs", revisions, run.project, run.region, document)
+        return list_entries(run.directory / "logs", revisions, run.project, run.region, document, run.jobs.logs())
 
     # ------------------------------------------------------------ Admin API v2 (admin_v2.py)
 
@@ -286,6 +378,23 @@ class Handler(BaseHTTPRequestHandler):
             self._send(error.http_status, error.body())
             return
         body = self.rfile.read(int(length)) if length else b""
+        metadata = self.api.cloud_run.metadata
+        path = urllib.parse.urlsplit(self.path).path
+        if is_metadata_request(path, self.headers.get("Metadata-Flavor")):
+            answer = metadata.answer(self.path, self.headers.get("Metadata-Flavor"))
+            self.send_response(answer.status)
+            self.send_header("Metadata-Flavor", "Google")
+            self.send_header("Content-Type", answer.content_type)
+            self.send_header("Content-Length", str(len(answer.body)))
+            self.end_headers()
+            self.wfile.write(answer.body)
+            return
+        if not metadata.accepts(self.headers.get("Authorization")):
+            error = Unauthenticated("Request had invalid authentication credentials. Expected OAuth 2 access token, "
+                                    "login cookie or other valid authentication credential (a token this local "
+                                    "Cloud Run's metadata server made, not expired).")
+            self._send(error.http_status, error.body())
+            return
         status, document = self.api.handle(self.command, self.path, body)
         self._send(status, document)
 

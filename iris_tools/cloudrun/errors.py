@@ -42,6 +42,11 @@ class FailedPrecondition(RpcError):
     status = "FAILED_PRECONDITION"
 
 
+class Unauthenticated(RpcError):
+    http_status = 401
+    status = "UNAUTHENTICATED"
+
+
 class PermissionDenied(RpcError):
     http_status = 403
     status = "PERMISSION_DENIED"

@@ -2,13 +2,16 @@
 
 Each revision's stdout and stderr go to `$RUN_DIR/cloudrun/logs/<revision>.log`. A line that is a JSON
 object becomes an entry with that `jsonPayload` (its `severity`, `time`, `httpRequest` and
-`logging.googleapis.com/labels` and `/trace` lifted out as Cloud Logging does); any other line becomes a `textPayload`. Filters: terms joined by AND,
+`logging.googleapis.com/labels` and `/trace` lifted out as Cloud Logging does); every line is also the entry's
+`textPayload` (what gcloud's `logs read` prints). A job task attempt's log (`<execution>-<task>-<attempt>.log`) gives
+`cloud_run_job` entries labelled with its execution, task index and attempt. Filters: terms joined by AND,
 each `field OP "value"` with OP one of = != > >= < <= : (has), on dotted paths of the entry
 (`resource.labels.revision_name`, `jsonPayload.kind`, `severity`, `timestamp`, ...).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Iterator
@@ -70,10 +73,15 @@ def _seconds(text: str) -> float:
         raise InvalidArgument.field("filter", f"{text!r} is not an RFC 3339 timestamp") from None
 
 
-def entries(log_dir: Path, revisions: dict[str, str], project: str, region: str) -> Iterator[dict[str, Any]]:
-    """Every log entry of every revision (revision -> service), oldest first within a revision."""
+def entries(log_dir: Path, revisions: dict[str, str], project: str, region: str,
+            job_logs: list[tuple[Path, dict[str, str]]] = ()) -> Iterator[dict[str, Any]]:
+    """Every log entry of every revision (revision -> service), oldest first within a revision; then every job
+    task attempt's (its log file and its labels: job, execution, task_index, task_attempt)."""
     for revision, service in sorted(revisions.items()):
         active = log_dir / f"{revision}.log"
+        resource = {"type": "cloud_run_revision", "labels": {
+            "project_id": project, "location": region, "service_name": service, "revision_name": revision,
+            "configuration_name": service}}
         for segment, path in [*segments(active), (None, active)]:  # rotated segments, oldest first, then the log
             try:
                 text = path.read_text(errors="replace")
@@ -81,21 +89,34 @@ def entries(log_dir: Path, revisions: dict[str, str], project: str, region: str)
             except FileNotFoundError:  # rotated or deleted since it was listed
                 continue
             prefix = revision if segment is None else f"{revision}.{segment}"
-            yield from _entries(text, fallback, prefix, revision, service, project, region)
+            yield from _entries(text, fallback, prefix, resource, {}, project)
+    for path, task in job_logs:
+        try:
+            text = path.read_text(errors="replace")
+            fallback = rfc3339(path.stat().st_mtime)
+        except FileNotFoundError:
+            continue
+        resource = {"type": "cloud_run_job", "labels": {"project_id": project, "location": region,
+                                                        "job_name": task["job"]}}
+        labels = {"run.googleapis.com/execution_name": task["execution"],
+                  "run.googleapis.com/task_index": task["task_index"],
+                  "run.googleapis.com/task_attempt": task["task_attempt"]}
+        yield from _entries(text, fallback, path.stem, resource, labels, project)
 
 
-def _entries(text: str, fallback: str, prefix: str, revision: str, service: str, project: str, region: str
+def _entries(text: str, fallback: str, prefix: str, resource: dict[str, Any], labels: dict[str, str], project: str
              ) -> Iterator[dict[str, Any]]:
-    """One file's lines as entries (`prefix`: the file, for each entry's insertId)."""
+    """One file's lines as entries (`prefix`: the file, for each entry's insertId). Every stdout entry carries a
+    textPayload, the line as written, beside a structured line's jsonPayload: gcloud's `run services logs read` and
+    `run jobs logs read` print only textPayload and crash on an entry without one."""
     for number, line in enumerate(text.splitlines()):
         entry: dict[str, Any] = {
             "logName": f"projects/{project}/logs/run.googleapis.com%2Fstdout",
-            "resource": {"type": "cloud_run_revision", "labels": {
-                "project_id": project, "location": region, "service_name": service,
-                "revision_name": revision, "configuration_name": service}},
-            "insertId": f"{prefix}-{number}", "severity": "DEFAULT",
-            "timestamp": fallback,
+            "resource": copy.deepcopy(resource), "insertId": f"{prefix}-{number}", "severity": "DEFAULT",
+            "timestamp": fallback, "textPayload": line,
         }
+        if labels:
+            entry["labels"] = dict(labels)
         try:
             payload = json.loads(line)
         except ValueError:
@@ -106,21 +127,19 @@ def _entries(text: str, fallback: str, prefix: str, revision: str, service: str,
                 entry["timestamp"] = payload.pop("time")
             if isinstance(payload.get("httpRequest"), dict):
                 entry["httpRequest"] = payload.pop("httpRequest")
-            labels = payload.pop("logging.googleapis.com/labels", None)
-            if isinstance(labels, dict):
-                entry["labels"] = labels
+            found = payload.pop("logging.googleapis.com/labels", None)
+            if isinstance(found, dict):
+                entry["labels"] = {**entry.get("labels", {}), **found}
             trace = payload.pop("logging.googleapis.com/trace", None)
             if isinstance(trace, str):
                 entry["trace"] = trace
             entry["jsonPayload"] = payload
-        else:
-            entry["textPayload"] = line
         entry["receiveTimestamp"] = entry["timestamp"]
         yield entry
 
 
 def list_entries(log_dir: Path, revisions: dict[str, str], project: str, region: str,
-                 body: dict[str, Any]) -> dict[str, Any]:
+                 body: dict[str, Any], job_logs: list[tuple[Path, dict[str, str]]] = ()) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidArgument.field("body", "expected an object")
     terms = parse_filter(str(body.get("filter", "")))
@@ -128,7 +147,7 @@ def list_entries(log_dir: Path, revisions: dict[str, str], project: str, region:
     if type(size) is not int or not 0 < size <= MAX_PAGE:
         raise InvalidArgument.field("pageSize", f"must be an integer from 1 to {MAX_PAGE}")
     newest_first = str(body.get("orderBy", "timestamp asc")).strip().lower().endswith("desc")
-    found = [entry for entry in entries(log_dir, revisions, project, region) if _matches(entry, terms)]
+    found = [entry for entry in entries(log_dir, revisions, project, region, job_logs) if _matches(entry, terms)]
     found.sort(key=lambda entry: entry["timestamp"], reverse=newest_first)
     try:
         offset = int(body.get("pageToken") or 0)
