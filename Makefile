@@ -33,7 +33,7 @@ MODELS := $(filter-out $(IMPORTED),$(patsubst functions/%/main.py,%,$(wildcard f
 ARTIFACTS := $(foreach m,$(MODELS),functions/$(m)/model.joblib functions/$(m)/model.json)
 TRAINING := notebooks/pickle_models.ipynb notebooks/catalogue.py shared/artifact.py shared/linear.py
 
-.PHONY: help venv models retrain import-model examples up demo compare status stop emulator emulator-token emulator-status rollout rollback promote traffic console shadow outcomes outcomes-sink feedback-key sign-feedback labelled-load report test images base-image mlserver bench bench-outcomes clean
+.PHONY: help venv models retrain import-model examples up demo compare status stop emulator emulator-token emulator-status rollout rollout-status rollback promote traffic console shadow outcomes outcomes-sink feedback-key sign-feedback labelled-load report test images base-image mlserver bench bench-outcomes clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -94,8 +94,11 @@ emulator-status: | $(VENV)/.installed ## each local Cloud Run service's traffic 
 # on the local Cloud Run (TARGET=local). Every setting is declared once, in iris_tools/environment.py: variables
 # given on make's command line or in the environment reach the tools as they are (docs/settings.md lists them).
 
-rollout: | $(VENV)/.installed ## move SERVICE to MODEL=<name> (or REVISION=) in gated steps; rolls back on a breach
+rollout: | $(VENV)/.installed ## move SERVICE to MODEL=<name> (or REVISION=) in gated steps; rolls back on a breach (DETACH=1: as a Cloud Run job)
 	$(PY) -m iris_tools.rollout rollout
+
+rollout-status: | $(VENV)/.installed ## where a rollout is (foreground or DETACH=1): step, traffic, the job's executions
+	$(PY) -m iris_tools.rollout status
 
 rollback: | $(VENV)/.installed ## send 100% back to the revision before (aborts a running rollout); never to one rolled back
 	$(PY) -m iris_tools.rollout rollback

@@ -209,6 +209,16 @@ VARIABLES: tuple[Variable, ...] = (
              "revision users left is kept warm so that a rollback meets no cold start (0: not kept)", "s"),
     Variable("NOTIFY_URL", "rollout", text, None, "where each step passed, hold, pause, promotion, rollback and "
              "failure is POSTed as JSON (a text field: a Slack or Google Chat incoming webhook shows it); unset: none"),
+    Variable("DETACH", "rollout", flag, False, "make rollout: run the rollout as a Cloud Run job beside the service "
+             "(<SERVICE>-rollout, image TOOLS_IMAGE) and return; make rollout-status follows it"),
+    Variable("TOOLS_IMAGE", "rollout", text, None, "with DETACH: the tools image the job runs", default_text=
+             "$IMAGE-tools:<version>, what make images builds"),
+    Variable("TASK_TIMEOUT_S", "rollout", number(low=60.0), ByTarget(86400.0, 3600.0), "with DETACH: the job's "
+             "task timeout; the rollout puts 100% back on the stable revision before it", "s"),
+    Variable("TASK_RETRIES", "rollout", whole(0, 10), 3, "with DETACH: how often the job's task is started again "
+             "after it dies; each retry resumes the rollout from the service's record"),
+    Variable("JOB_SERVICE_ACCOUNT", "rollout", text, None, "with DETACH: the job's service account (unset: the "
+             "project's default; docs/cloud-run.md lists the roles it needs)"),
     Variable("MIN_AGREEMENT", "rollout", number(0.0, 1.0, what="a fraction from 0 to 1"), None, "gate the first "
              "live step on a shadow comparison: the least agreement (unset: no shadow)", "fraction"),
     Variable("SHADOW_INPUTS", "rollout", whole(1), 500, "how many recent stable inputs the shadow replays",

@@ -25,6 +25,8 @@ class GcloudError(Exception):
 
 
 class Gcloud:
+    can_run = True  # gcloud commands run (a rollout job's ServiceAccount has none)
+
     def __init__(self, target: str, project: str | None = None, region: str | None = None,
                  binary: str | None = None) -> None:
         if target not in TARGETS:

@@ -5,6 +5,8 @@
     python -m iris_tools.rollout promote   (a rollout waiting at a pause step goes on)
     python -m iris_tools.rollout traffic   [--split "svc=90 lin_svc=10"]
     python -m iris_tools.rollout shadow    [--model NAME | --revision REVISION]
+    python -m iris_tools.rollout status    (make rollout-status: where a rollout is, foreground or detached)
+    python -m iris_tools.rollout job       (a Cloud Run job's task: what `make rollout DETACH=1` starts)
 
 Exit status: 0 done, 3 rolled back, 1 refused or failed (one line on stderr says why and what to do).
 """
@@ -24,6 +26,9 @@ from iris_tools.quality.sources import OutcomeReader, store_for
 from iris_tools.rollout.paired import paired_check
 from iris_tools.local.state import write_atomically
 from iris_tools.rollout.cloud_run import CloudRunService
+from iris_tools.rollout.detach import detach
+from iris_tools.rollout.job import run_job
+from iris_tools.rollout.status import status
 from iris_tools.cli.failures import COMMAND_FAILURES, failed
 from iris_tools.rollout.errors import RolloutError
 from iris_tools.rollout.events import RecordWriter, Terminal, fan_out
@@ -46,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--model")
         command.add_argument("--revision")
     commands.add_parser("rollback")
+    commands.add_parser("status")
+    commands.add_parser("job")
     commands.add_parser("promote")
     commands.add_parser("traffic").add_argument("--split")
     return found
@@ -64,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("rollout", "shadow") and model and revision:
             raise RolloutError("give MODEL or REVISION, not both")
         settings = RolloutSettings.from_environment(env)
+        if args.command == "job":
+            return run_job(env, settings, out)
         gcloud = Gcloud(target, env["PROJECT"], env["REGION"])
         service = CloudRunService(gcloud, settings)
         run_dir = env["RUN_DIR"]
@@ -73,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "promote":
             say(promote(service).text())
             return 0
+        if args.command == "status":
+            return status(service, say)
         if args.command == "shadow":
             path = run_dir / "report" / "shadow.json"
             report = Shadow(service, say, limit=settings.shadow_inputs, freshness=settings.shadow_freshness).run(
@@ -86,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
                 write_atomically(path, json.dumps(report, indent=1))
             return 0
         monitoring = Monitoring.from_gcloud(gcloud)
+        if args.command == "rollout" and env["DETACH"]:
+            def shadow_refuses(revision: str) -> bool:
+                return Rollout(service, monitoring, run_dir / "rollout", Terminal(out)).shadow_refuses_revision(
+                    revision)
+            return detach(env, gcloud, service, model, revision, say, dict(os.environ), shadow_refuses)
         if args.command == "rollout":
             report_dir = run_dir / "rollout"
             writer = RecordWriter(report_dir, say)

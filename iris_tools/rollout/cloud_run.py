@@ -178,10 +178,43 @@ class CloudRunService:
             service = self.describe()
 
     def tag(self, revision: str, tag: str) -> None:
-        self.gcloud.run("run", "services", "update-traffic", self.name, "--update-tags", f"{tag}={revision}")
+        if self.gcloud.can_run:
+            self.gcloud.run("run", "services", "update-traffic", self.name, "--update-tags", f"{tag}={revision}")
+        else:
+            self._retag(tag, revision)
 
     def untag(self, tag: str) -> None:
-        self.gcloud.run("run", "services", "update-traffic", self.name, "--remove-tags", tag)
+        if self.gcloud.can_run:
+            self.gcloud.run("run", "services", "update-traffic", self.name, "--remove-tags", tag)
+        else:
+            self._retag(tag, None)
+
+    def _retag(self, tag: str, revision: str | None) -> None:
+        """Where there is no gcloud (a rollout job): `tag` moved to `revision` (None: removed) through the Admin API,
+        the shares untouched, one write with the version read (made again if it loses a race)."""
+        def attempt() -> None:
+            service = self.describe()
+            targets = []
+            for target in copy.deepcopy(service["spec"].get("traffic", [])):
+                if target.get("tag") == tag:
+                    target.pop("tag")
+                    if not target.get("percent"):
+                        continue  # a target that was only this tag
+                targets.append(target)
+            if revision is not None:
+                targets.append({"revisionName": revision, "percent": 0, "tag": tag})
+            document = copy.deepcopy(service)
+            document.pop("status", None)
+            document["metadata"].get("annotations", {}).pop("run.googleapis.com/urls", None)
+            document["spec"]["traffic"] = targets
+            try:
+                self._settled(self.api.call("PUT", self.path, document))
+            except ApiError as exc:
+                if exc.status == 409:
+                    raise Conflict(str(exc)) from None
+                raise
+
+        retrying(attempt, f"could not change tag {tag} of service {self.name}: it kept changing")
 
     def deploy(self, model: str, image: str, say: Callable[[str], None]) -> str:
         """Deploy `image` with no traffic behind a tag named for the model; the new revision's name."""

@@ -33,7 +33,7 @@ def new_lock(candidate: str, stable: str, plan: Plan, resume: Lock | None, image
     return Lock(id=uuid.uuid4().hex[:12], candidate=candidate, stable=stable, plan=plan,
                 step=resume.step if resume else -1, host=socket.gethostname(), pid=os.getpid(),
                 process_started=start_time(os.getpid()), started=resume.started if resume else now, updated=now,
-                image=image, digest=digest)
+                image=image, digest=digest, execution=os.environ.get("CLOUD_RUN_EXECUTION") or None)
 
 
 def acquire(target: CloudRunService, lock: Lock, resume: Lock | None) -> Lock:

@@ -18,6 +18,7 @@ naming its field.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -87,6 +88,7 @@ class Lock:
     digest: str | None = None
     paused: bool = False
     promoted: str | None = None  # who promoted a pause, and when
+    execution: str | None = None  # the Cloud Run job execution running it (make rollout DETACH=1), or None
 
     WHAT = "rollout's lock (annotation iris-versions.dev/rollout)"
 
@@ -98,6 +100,8 @@ class Lock:
             document["paused"] = True
         if self.promoted:
             document["promoted"] = self.promoted
+        if self.execution:
+            document["execution"] = self.execution
         return document
 
     @classmethod
@@ -120,7 +124,8 @@ class Lock:
                    updated=_get(document, what, "updated", float, 0.0),
                    image=_get(document, what, "image", str, None), digest=_get(document, what, "digest", str, None),
                    paused=_get(document, what, "paused", bool, False),
-                   promoted=_get(document, what, "promoted", str, None) or None)
+                   promoted=_get(document, what, "promoted", str, None) or None,
+                   execution=_get(document, what, "execution", str, None) or None)
 
     @property
     def mine(self) -> bool:
@@ -134,7 +139,10 @@ class Lock:
 
     def is_live(self, stale_after_s: float) -> bool:
         """Whether the rollout that wrote this lock still runs: on this host, its process exists, is not a zombie
-        and started when the lock says; elsewhere, it moved within `stale_after_s`."""
+        and started when the lock says; elsewhere, it moved within `stale_after_s`. A task of the job execution that
+        wrote it is its retry: Cloud Run runs one attempt of a task at a time, so the attempt that wrote it has ended."""
+        if self.execution and self.execution == os.environ.get("CLOUD_RUN_EXECUTION"):
+            return False
         if self.mine:
             return self.pid > 0 and running(self.pid, self.process_started)
         return time.time() - self.updated < stale_after_s
@@ -147,6 +155,8 @@ class Lock:
         return f"{self.step + 1} of {len(self.plan)} ({self.plan[self.step].percent}%)"
 
     def who(self) -> str:
+        if self.execution:
+            return f"job execution {self.execution}, pid {self.pid} on {self.host}"
         return f"pid {self.pid} on {self.host}"
 
     def moved(self, **changes: Any) -> "Lock":

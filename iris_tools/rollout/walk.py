@@ -141,6 +141,12 @@ class Rollout:
         return Candidate(revision, stable, resume.plan if resume else settings.plan, image_of(revisions[revision]),
                          digest_of(revisions[revision]), resume)
 
+    def shadow_refuses_revision(self, revision: str) -> bool:
+        """The shadow check of `revision` against the revision serving most traffic now (what `make rollout
+        DETACH=1` runs before it starts the job, which has no gcloud to read logs with)."""
+        stable = Split.of(self.service.describe()).largest() or "?"
+        return self._shadow_refuses(Candidate(revision, stable, self.settings.plan, None, None, None))
+
     def _shadow_refuses(self, candidate: Candidate) -> bool:
         """With MIN_AGREEMENT, the candidate's agreement with the stable revision on recent inputs, judged on what
         the sample can vouch for (its Wilson lower bound), not its point estimate."""
