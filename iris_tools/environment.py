@@ -213,7 +213,7 @@ VARIABLES: tuple[Variable, ...] = (
              "(<SERVICE>-rollout, image TOOLS_IMAGE) and return; make rollout-status follows it"),
     Variable("TOOLS_IMAGE", "rollout", text, None, "with DETACH: the tools image the job runs", default_text=
              "$IMAGE-tools:<version>, what make images builds"),
-    Variable("TASK_TIMEOUT_S", "rollout", number(low=60.0), ByTarget(86400.0, 3600.0), "with DETACH: the job's "
+    Variable("TASK_TIMEOUT_S", "rollout", number(low=10.0), ByTarget(86400.0, 3600.0), "with DETACH: the job's "
              "task timeout; the rollout puts 100% back on the stable revision before it", "s"),
     Variable("TASK_RETRIES", "rollout", whole(0, 10), 3, "with DETACH: how often the job's task is started again "
              "after it dies; each retry resumes the rollout from the service's record"),

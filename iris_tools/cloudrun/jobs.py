@@ -549,10 +549,10 @@ class Jobs:
             record = self.executions.get(name)
             if record is not None:
                 task = record["tasks"][index]
-                if code == 0:
-                    task["state"] = "SUCCEEDED"
-                elif record["cancelled"]:
+                if record["cancelled"]:  # however it ended once told to stop
                     task["state"] = "CANCELLED"
+                elif code == 0:
+                    task["state"] = "SUCCEEDED"
                 elif final:
                     task["state"] = "FAILED"
                 else:
