@@ -43,7 +43,7 @@ help: ## list the targets
 
 # Two steps, so that a newcomer's first `make up` installs only what serving and the local tools need
 # (requirements-tools.txt); the tests' clients (requirements-dev.txt) come with `make test`.
-$(VENV)/.installed: requirements.txt requirements-tools.txt pyproject.toml $(wildcard iris_tools/*/__init__.py)
+$(VENV)/.installed: requirements.txt requirements-job.txt requirements-tools.txt pyproject.toml $(wildcard iris_tools/*/__init__.py)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -r requirements-tools.txt
 	$(VENV)/bin/pip install --quiet --no-deps -e .

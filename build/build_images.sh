@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build one image per model version from build/Dockerfile: ${IMAGE}:<name> for every functions/<name>/main.py.
+# Build one image per model version from build/Dockerfile: ${IMAGE}:<name> for every functions/<name>/main.py;
+# then the tools image ${IMAGE}-tools:<version> from build/tools.Dockerfile (the rollout job, make rollout DETACH=1).
 # Used by `make images` and by cloudbuild.yaml, so both build the same way.
 #   IMAGE       image name without tag            (default iris)
 #   BASE_IMAGE  base with python3 and venv         (default python:3.11-slim)
@@ -7,6 +8,7 @@
 #   DOCKER      docker CLI that can build with BuildKit (default docker)
 #   COMMIT      also tag each image ${IMAGE}:<name>-${COMMIT} (Cloud Build: $SHORT_SHA)
 #   PUSH=1      push each image (and its commit tag) after building it
+#   TOOLS=0     build the model images only, not ${IMAGE}-tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 docker=${DOCKER:-docker}
@@ -33,3 +35,15 @@ for model in "${models[@]}"; do
   fi
   if [ "${PUSH:-0}" = 1 ]; then for tag in "${tags[@]}"; do "$docker" push "$tag"; done; fi
 done
+[ "${TOOLS:-1}" = 1 ] || exit 0
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -n 1)
+tools="${image}-tools:${version}"
+echo "building ${tools} (BASE_IMAGE=${base})"
+DOCKER_BUILDKIT=1 "$docker" build --quiet -f build/tools.Dockerfile --build-arg "BASE_IMAGE=${base}" "${secret[@]}" \
+  -t "${tools}" .
+tags=("${tools}")
+if [ -n "${COMMIT:-}" ]; then
+  "$docker" tag "${tools}" "${tools}-${COMMIT}"
+  tags+=("${tools}-${COMMIT}")
+fi
+if [ "${PUSH:-0}" = 1 ]; then for tag in "${tags[@]}"; do "$docker" push "$tag"; done; fi

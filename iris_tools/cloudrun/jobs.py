@@ -19,7 +19,9 @@ as on Cloud Run. Its stdout and stderr go to `logs/<execution>-<index>-<attempt>
 
 What a task runs: under the process runtime, the tools image (`.../iris-tools:<tag>`) is this checkout's
 `python -m iris_tools.rollout` with the container's args (default `job`); other images cannot run as processes.
-Under docker, the image itself (`docker run --network host`, so the task reaches this loopback API).
+Under docker, the image itself (`docker run --network host`, so the task reaches this loopback API; a task given
+RUN_DIR, a local rollout's, gets that folder mounted and runs as this user, so it reads the store and writes its
+record where the foreground rollout would).
 """
 
 from __future__ import annotations
@@ -488,6 +490,9 @@ class Jobs:
         log = self.directory / "logs" / f"{name}-{index}-{attempt}.log"
         if runtime == "docker":
             flags = [flag for key, value in environment.items() for flag in ("-e", f"{key}={value}")]
+            if environment.get("RUN_DIR", "").startswith("/"):  # a local rollout's store and records: this machine's
+                flags += ["-v", f"{environment['RUN_DIR']}:{environment['RUN_DIR']}", "--user",
+                          f"{os.getuid()}:{os.getgid()}"]
             entry = ["--entrypoint", command[0]] if command else []
             container_name = f"cloudrun_{self.store.instance_id()}_{name}_{index}_{attempt}"
             return {"argv": ["docker", "run", "--rm", "--network", "host", "--name", container_name, *flags, *entry,
@@ -538,12 +543,14 @@ class Jobs:
         self.processes.pop((name, index), None)
         if self.stopping.is_set():
             return  # its execution goes on at the next start (boot)
+        stopped = bool(why)  # cancelled or timed out: not a success, whatever it exited with
         if not why:
             why = "" if code == 0 else (f"The container exited with an error (exit code {code})." if code > 0 else
                                         f"The container was killed by signal {-code}.")
-        self._ended(name, index, attempt, code, why, final=False)
+        self._ended(name, index, attempt, code, why, final=False, succeeded=code == 0 and not stopped)
 
-    def _ended(self, name: str, index: int, attempt: dict[str, Any], code: int | None, why: str, final: bool) -> None:
+    def _ended(self, name: str, index: int, attempt: dict[str, Any], code: int | None, why: str, final: bool,
+               succeeded: bool = False) -> None:
         with self.lock:
             attempt.update({"ended": time.time(), "exit_code": code, "why": why})
             record = self.executions.get(name)
@@ -551,7 +558,7 @@ class Jobs:
                 task = record["tasks"][index]
                 if record["cancelled"]:  # however it ended once told to stop
                     task["state"] = "CANCELLED"
-                elif code == 0:
+                elif succeeded:
                     task["state"] = "SUCCEEDED"
                 elif final:
                     task["state"] = "FAILED"

@@ -28,7 +28,7 @@ from iris_tools.local.state import write_atomically
 from iris_tools.rollout.cloud_run import CloudRunService
 from iris_tools.rollout.detach import detach
 from iris_tools.rollout.job import run_job
-from iris_tools.rollout.status import status
+from iris_tools.rollout.progress import status
 from iris_tools.cli.failures import COMMAND_FAILURES, failed
 from iris_tools.rollout.errors import RolloutError
 from iris_tools.rollout.events import RecordWriter, Terminal, fan_out

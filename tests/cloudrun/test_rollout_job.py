@@ -176,3 +176,24 @@ def test_a_person_stops_a_detached_rollout_as_they_stop_one_in_the_foreground(st
         assert shares(stable) == {before: 100} and "ABORTED" in log and outcome(found) == "succeeded"
     assert lock_of(stable) is None
     assert task_processes(name) == []
+
+
+def test_at_the_task_timeout_cloud_run_ends_the_task_and_users_go_back_first(stable: CloudRunUnderTest) -> None:
+    """Without the task's own deadline (TASK_TIMEOUT_S removed from the job), the local Cloud Run's timeout ends the
+    task (SIGTERM, then SIGKILL): the rollout puts every user back in the grace it has."""
+    before = next(iter(shares(stable)))
+    with Load(stable.read()["status"]["url"]):
+        first = detach(stable, "MODEL=lin_svc", STEP_SECONDS="120")
+        wait_for(lambda: (lock_of(stable) or {}).get("step") == 0, 120, "the rollout at its first step")
+        stable.ok("run", "jobs", "executions", "cancel", first)
+        completed(stable, first, timeout=60)
+        stable.ok("run", "jobs", "update", JOB, "--remove-env-vars", "TASK_TIMEOUT_S", "--task-timeout", "15s",
+                  "--max-retries", "0")
+        second = stable.ok("run", "jobs", "execute", JOB, "--async", "--format=value(metadata.name)").stdout.strip()
+        found = completed(stable, second, timeout=90)
+    assert shares(stable) == {before: 100}
+    condition = next(c for c in found["status"]["conditions"] if c["type"] == "Completed")
+    assert outcome(found) == "failed" and "exceeded its task timeout of 15 s" in condition["message"], condition
+    log = task_logs(stable, second)[-1]
+    assert "SIGTERM" in log and f"100% is on {before} again" in log
+    assert lock_of(stable) is None and task_processes(second) == []

@@ -439,6 +439,40 @@ def image_of_an_imported_model(tmp_path: Path, model: object, name: str) -> tupl
                                "print-settings: ; @echo $(DOCKER) $(BASE_IMAGE) $(PIP_CA)", "print-settings"],
                               cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     built = subprocess.run(["bash", str(checkout / "build" / "build_images.sh")], capture_output=True, text=True,
-                           timeout=900, env={**os.environ, "IMAGE": image, "DOCKER": settings[0],
+                           timeout=900, env={**os.environ, "IMAGE": image, "DOCKER": settings[0], "TOOLS": "0",
                                              "BASE_IMAGE": settings[1], "PIP_CA": "".join(settings[2:])})
     return image, built
+
+
+def test_a_detached_rollout_runs_in_the_tools_image_under_runtime_docker(images: dict[str, str],
+                                                                        tmp_path: Path) -> None:
+    """make images built iris-tools:<version> beside the models: no gcloud and no model in it; the local Cloud Run
+    runs the rollout job's task as a container of it, which moves every user to the candidate."""
+    from iris_tools.rollout.detach import version
+    from tests.cloudrun.harness import CloudRunUnderTest, Load, make, shares
+    from tests.cloudrun.test_rollout_job import completed, outcome, task_logs
+
+    tools = f"{IMAGE}-tools:{version()}"
+    inside = docker("run", "--rm", "--entrypoint", "sh", tools, "-c",
+                    "command -v gcloud || echo no-gcloud; ls /app; id -u", check=False)
+    assert inside.returncode == 0, inside.stderr
+    assert "no-gcloud" in inside.stdout and "functions" not in inside.stdout and "iris_tools" in inside.stdout
+    assert inside.stdout.split()[-1] == "10001"
+    cloud_run = CloudRunUnderTest(tmp_path / "run", runtime="docker")
+    cloud_run.start()
+    try:
+        cloud_run.ok("run", "deploy", "iris", "--image", images["svc"])
+        before = next(iter(shares(cloud_run)))
+        with Load(cloud_run.read()["status"]["url"]) as load:
+            started = make(cloud_run, "rollout", "DETACH=1", "MODEL=lin_svc", f"IMAGE={IMAGE}")
+            assert started.returncode == 0, started.stdout + started.stderr
+            name = started.stdout.split(" as execution ", 1)[1].split()[0]
+            found = completed(cloud_run, name)
+        assert outcome(found) == "succeeded", task_logs(cloud_run, name)
+        (candidate, percent), = shares(cloud_run).items()
+        assert percent == 100 and candidate != before and load.failures == []
+        log, = task_logs(cloud_run, name)
+        assert "as the job's service account" in log and f"{candidate} serves 100% of service iris" in log
+        assert (cloud_run.run_dir / "rollout" / "latest.json").exists()  # its record, where the foreground's goes
+    finally:
+        assert cloud_run.stop().returncode == 0
