@@ -132,6 +132,7 @@ class View:
                 "steps": [{"step": i, "percent": lock.plan.percent_at(i), "pause": step.pause,
                            "verdict": verdicts.get(i)} for i, step in enumerate(lock.plan.steps)],
                 "index": lock.step, "text": lock.step_text(), "host": lock.host, "pid": lock.pid,
+                "execution": lock.execution,
                 "started": lock.started, "updated": lock.updated, "promoted": lock.promoted,
                 "current": _current(current), "thresholds": asdict(record.thresholds) if record else None,
                 "quality_timeline": _quality_timeline(record), "paired": _paired(record)}

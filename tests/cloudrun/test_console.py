@@ -401,3 +401,29 @@ def test_each_revision_s_cells_sit_under_their_headings(served: CloudRunUnderTes
     assert row["Model"] == "svc" and row["Share"] == "100%" and row["Ready"] == "Ready", row
     assert re.fullmatch(r"\d+ \(\d+ active\)", row["Instances"]) and row["Image digest"].startswith("iris@sha256:"), row
 
+
+
+def test_a_detached_rollout_is_shown_with_its_job_and_roll_back_from_the_page_stops_the_job(
+        served: CloudRunUnderTest, console: str, browser) -> None:
+    """make rollout DETACH=1: the page follows the rollout from the service's record (no record on this machine is
+    needed), names the job execution running it, and its Roll back aborts the job as it aborts a foreground one."""
+    from selenium.webdriver.support import expected_conditions
+
+    from tests.cloudrun.test_rollout_job import completed, detach, task_logs
+
+    (stable,) = gcloud_split(served)
+    with Load(served.read()["status"]["url"]):
+        name = detach(served, "MODEL=lin_svc", STEP_SECONDS="8", STEPS="5 25 50 100")
+        browser.get(console)
+        wait_for(browser, 120, lambda d: current_step(d) == 1, "the page never showed the second step")
+        assert "RUNNING" in text_of(browser, "#rollout-state")
+        assert f"Cloud Run job execution {name}" in text_of(browser, "#rollout-summary")
+        click(browser, "#rollback")
+        wait_for(browser, 5, expected_conditions.alert_is_present()).accept()
+        wait_for(browser, 30, lambda d: f"100% of service iris is on {stable} again" in text_of(d, "#action-result"),
+                 "the page never said the rollback was done")
+        completed(served, name, timeout=60)
+    assert gcloud_split(served) == {stable: 100}
+    assert "ABORTED" in task_logs(served, name)[-1]
+    wait_for(browser, 10, lambda d: "no rollout in progress" in text_of(d, "#rollout-state"))
+    assert page_errors(browser) == []

@@ -177,7 +177,8 @@ function renderRollout(state) {
   badge.textContent = text;
   badge.className = "badge " + tone;
   $("rollout-summary").textContent = `${rollout.candidate} replacing ${rollout.stable}; step ${rollout.text}` +
-    (rollout.host ? ` (pid ${rollout.pid} on ${rollout.host})` : "");
+    (rollout.execution ? ` (Cloud Run job execution ${rollout.execution}: make rollout-status follows it)`
+      : rollout.host ? ` (pid ${rollout.pid} on ${rollout.host})` : "");
   const paired = rollout.paired ? [pairedItem(rollout.paired)] : [];
   steps.replaceChildren(...paired, ...rollout.steps.map((step) => {
     const current = step.step === rollout.index;
