@@ -79,7 +79,7 @@ def lock_of(cloud_run: CloudRunUnderTest) -> dict | None:
 def test_a_detached_rollout_reaches_100_percent_with_its_operator_gone(stable: CloudRunUnderTest) -> None:
     before = next(iter(shares(stable)))
     with Load(stable.read()["status"]["url"]) as load:
-        name = detach(stable, "MODEL=lin_svc")
+        name = detach(stable, "MODEL=lin_svc", ROLLBACK_WINDOW="4")  # after it: the old revision kept warm, tagged
         running = lock_of(stable)
         assert running is None or running["execution"] == name  # the lock says which execution holds it
         found = completed(stable, name)
@@ -90,6 +90,8 @@ def test_a_detached_rollout_reaches_100_percent_with_its_operator_gone(stable: C
     assert annotation(stable, "history") == [before, candidate] and lock_of(stable) is None
     log, = task_logs(stable, name)
     assert "as the job's service account" in log and f"{candidate} serves 100% of service iris" in log
+    assert f"rollback window over: {before} is released" in log  # tagged and untagged through the Admin API
+    assert not any(t.get("tag") == "rollback" for t in stable.read()["spec"]["traffic"])
     assert task_processes(name) == []  # nothing of the rollout is left on the machine
     status = make(stable, "rollout-status")
     assert status.returncode == 0, status.stderr
