@@ -40,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from iris_tools.cloudrun.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceNotFound
+from iris_tools.cloudrun.errors import Aborted, AlreadyExists, InvalidArgument, ResourceNotFound
 from iris_tools.cloudrun.name_checks import check_service_name
 from iris_tools.cloudrun.resources import LOCATION_LABEL, now
 from iris_tools.cloudrun.store import Store
@@ -108,9 +108,14 @@ def check_job_body(body: Any, namespace: str) -> dict[str, Any]:
     spec["timeoutSeconds"] = str(_number(spec.get("timeoutSeconds"), "timeoutSeconds", DEFAULT_TIMEOUT_S, 1,
                                          7 * 24 * 3600))
     spec["maxRetries"] = _number(spec.get("maxRetries"), "maxRetries", DEFAULT_MAX_RETRIES, 0, 10)
-    for item in containers[0].get("env", []) or []:
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise InvalidArgument.field("containers.env", "each variable needs a name")
+    container = containers[0]
+    if not isinstance(container["image"], str):
+        raise InvalidArgument.field("containers.image", "must be a string")
+    _check_variables(container.get("env"), "containers.env")
+    for field in ("args", "command"):
+        if not isinstance(container.get(field) or [], list) or \
+                not all(isinstance(item, str) for item in container.get(field) or []):
+            raise InvalidArgument.field(f"containers.{field}", "must be a list of strings")
     document["metadata"]["namespace"] = namespace
     return document
 
@@ -200,7 +205,7 @@ class Jobs:
             entry = self.jobs[name]
             sent = document["metadata"].get("resourceVersion")
             if sent and sent != entry["resource_version"]:
-                raise FailedPrecondition(f"Job '{name}' was changed since it was read (resourceVersion {sent}, now "
+                raise Aborted(f"Job '{name}' was changed since it was read (resourceVersion {sent}, now "
                                          f"{entry['resource_version']})")
             for key in ("resourceVersion", "generation", "creationTimestamp", "uid", "selfLink"):
                 document["metadata"].pop(key, None)
@@ -580,6 +585,13 @@ class Jobs:
             return found
 
 
+def _check_variables(items: Any, field: str) -> None:
+    if not isinstance(items or [], list) or not all(
+            isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"]
+            and isinstance(item.get("value", ""), str) for item in items or []):
+        raise InvalidArgument.field(field, "a list of {name, value} with text for both")
+
+
 def _apply_overrides(job_object: dict[str, Any], overrides: Any) -> None:
     """RunJobRequest.overrides: task count, timeout, and a container's args and env (gcloud's `execute --args
     --update-env-vars --tasks --task-timeout`)."""
@@ -593,10 +605,14 @@ def _apply_overrides(job_object: dict[str, Any], overrides: Any) -> None:
         execution["taskCount"] = overrides["taskCount"]
     if overrides.get("timeoutSeconds") is not None:
         spec["timeoutSeconds"] = overrides["timeoutSeconds"]
-    for override in overrides.get("containerOverrides") or []:
+    found = overrides.get("containerOverrides") or []
+    if not isinstance(found, list):
+        raise InvalidArgument.field("overrides.containerOverrides", "must be a list")
+    for override in found:
         container = spec["containers"][0]
         if not isinstance(override, dict):
             raise InvalidArgument.field("overrides.containerOverrides", "must be objects")
+        _check_variables(override.get("env"), "overrides.containerOverrides.env")
         if override.get("clearArgs"):
             container["args"] = []
         if override.get("args"):

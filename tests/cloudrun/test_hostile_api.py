@@ -15,6 +15,17 @@ GOOD = {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": {
         "spec": {"template": {"spec": {"containers": [{"image": "iris:svc"}]}}}}
 
 
+JOBS = "/apis/run.googleapis.com/v1/namespaces/iris-local/jobs"
+JOB = {"apiVersion": "run.googleapis.com/v1", "kind": "Job", "metadata": {"name": "r"},
+       "spec": {"template": {"spec": {"template": {"spec": {"containers": [{"image": "iris-tools:0.1.0"}]}}}}}}
+
+
+def job_with(**container: object) -> dict:
+    document = json.loads(json.dumps(JOB))
+    document["spec"]["template"]["spec"]["template"]["spec"]["containers"][0].update(container)
+    return document
+
+
 def google_error(response: requests.Response, status: int | None = None) -> dict:
     assert 400 <= response.status_code < 500, response.text
     if status is not None:
@@ -58,6 +69,15 @@ def test_malformed_and_hostile_requests_are_refused_and_change_nothing(cloud_run
         ("GET", "/v1/projects/iris-local/locations/us-central1/services/iris:setIamPolicy", b"", 404),
         ("POST", "/v2/entries:list", json.dumps({"filter": "((( nonsense"}).encode(), 400),
         ("GET", "/etc/passwd", b"", 404),
+        ("POST", JOBS, b"[1]", 400),
+        ("POST", JOBS, json.dumps({**JOB, "metadata": {"name": "Bad_Name"}}).encode(), 400),
+        ("POST", JOBS, json.dumps(job_with(env=[{"value": "x"}])).encode(), 400),
+        ("POST", JOBS, json.dumps(job_with(args="job")).encode(), 400),
+        ("POST", JOBS, json.dumps(job_with(args=[1])).encode(), 400),
+        ("POST", JOBS + "/nothing:run", b"{}", 404),
+        ("GET", "/apis/run.googleapis.com/v1/namespaces/iris-local/executions/nothing", b"", 404),
+        ("POST", "/apis/run.googleapis.com/v1/namespaces/iris-local/executions/nothing:cancel", b"", 404),
+        ("GET", "/apis/run.googleapis.com/v1/namespaces/iris-local/tasks?labelSelector=app%3Dx", b"", 400),
         *[("GET", "/v3/projects/iris-local/timeSeries?" + urllib.parse.urlencode({
             "filter": 'metric.type = "run.googleapis.com/request_count"', **aggregation}), b"", 400)
           for aggregation in ({"aggregation.alignmentPeriod": "0s"}, {"aggregation.alignmentPeriod": "sixty"},
