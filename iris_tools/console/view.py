@@ -117,7 +117,7 @@ class View:
         if annotations.lock_error is not None:
             return {"candidate": None, "stable": None, "state": "unreadable", "live": False, "steps": [], "index": -1,
                     "text": str(annotations.lock_error), "current": None, "thresholds": None}
-        lock, live = held(annotations, target.settings)
+        lock, live = held(annotations, target)
         if lock is None:
             return None
         record = _record(self.run_dir / "rollout" / "latest.json")

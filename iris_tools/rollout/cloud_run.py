@@ -128,6 +128,16 @@ class CloudRunService:
         except ApiError:
             return False
 
+    def execution_running(self, name: str) -> bool | None:
+        """Whether Cloud Run job execution `name` still runs (its Completed condition neither True nor False); False
+        when it does not exist; None when the jobs API cannot say."""
+        try:
+            found = self.api.call("GET", f"apis/run.googleapis.com/v1/namespaces/{self.gcloud.project}/executions/"
+                                         f"{urllib.parse.quote(name, safe='')}")
+        except ApiError as exc:
+            return False if exc.status == 404 else None
+        return condition(found, "Completed").get("status") not in ("True", "False")
+
     def annotations(self, service: dict[str, Any] | None = None) -> Annotations:
         return Annotations.of(service or self.describe())
 

@@ -80,7 +80,7 @@ def env_flag(variables: dict[str, str]) -> str:
 def detach(env: Environment, gcloud: Gcloud, service: CloudRunService, model: str | None, revision: str | None,
            say: Callable[[str], None], environ: dict[str, str], shadow_refuses: Callable[[str], bool]) -> int:
     settings = service.settings
-    lock, live = held(Annotations.of(service.describe()), settings)
+    lock, live = held(Annotations.of(service.describe()), service)
     if lock is not None and live:
         raise RolloutError(f"a rollout of {lock.candidate} (from {lock.stable}) is running on service "
                            f"{settings.service} ({lock.who()}, at step {lock.step_text()}); `make rollout-status` "

@@ -10,13 +10,24 @@ from iris_tools.local.processes import start_time
 from iris_tools.rollout.cloud_run import CloudRunService, Conflict
 from iris_tools.rollout.errors import RolloutError
 from iris_tools.rollout.records import Annotations, Lock, Plan
-from iris_tools.rollout.settings import RolloutSettings
 
 
-def held(annotations: Annotations, settings: RolloutSettings) -> tuple[Lock | None, bool]:
+def held(annotations: Annotations, target: CloudRunService) -> tuple[Lock | None, bool]:
     """(the recorded rollout or None, whether it is still running)."""
     lock = annotations.lock
-    return (lock, lock.is_live(settings.stale_after_s)) if lock else (None, False)
+    return (lock, running(lock, target)) if lock else (None, False)
+
+
+def running(lock: Lock, target: CloudRunService) -> bool:
+    """Whether the rollout that wrote `lock` still runs. A detached one (make rollout DETACH=1), seen from anywhere
+    but its own execution: whether that execution still runs, as the jobs API says (between a task that died and
+    its retry, the execution runs and the rollout is not free to take); when the API cannot say, and for a rollout in
+    a terminal, the lock's own test (its process on this host, or how recently it moved)."""
+    if lock.execution and lock.execution != os.environ.get("CLOUD_RUN_EXECUTION"):
+        found = target.execution_running(lock.execution)
+        if found is not None:
+            return found
+    return lock.is_live(target.settings.stale_after_s)
 
 
 def refuse_unreadable(annotations: Annotations) -> None:
@@ -45,7 +56,7 @@ def acquire(target: CloudRunService, lock: Lock, resume: Lock | None) -> Lock:
     annotations = Annotations.of(service)
     if resume is None:
         refuse_unreadable(annotations)
-    other, live = held(annotations, settings)
+    other, live = held(annotations, target)
     if other and live and other.id != (resume.id if resume else None):
         raise RolloutError(f"a rollout of {other.candidate} is running ({other.who()}); this one stops without "
                            f"changing traffic")
@@ -53,7 +64,7 @@ def acquire(target: CloudRunService, lock: Lock, resume: Lock | None) -> Lock:
     try:
         target.write(service, lock=lock, history=history if history != annotations.history else None)
     except Conflict:
-        now, _ = held(target.annotations(), settings)
+        now, _ = held(target.annotations(), target)
         who = f"a rollout of {now.candidate} ({now.who()})" if now else "another change"
         raise RolloutError(f"{who} took service {target.name} at the same time; this one stops without "
                            f"changing traffic") from None

@@ -12,6 +12,7 @@ from typing import Any
 from iris_tools.google.api import ApiError
 from iris_tools.rollout.cloud_run import CloudRunService, condition
 from iris_tools.rollout.detach import job_name
+from iris_tools.rollout.lock import running
 from iris_tools.rollout.records import Annotations
 from iris_tools.rollout.split import Split
 
@@ -55,7 +56,7 @@ def status(service: CloudRunService, say: Callable[[str], None], now: Callable[[
     elif lock is None:
         say("rollout: none running")
     else:
-        live = lock.is_live(service.settings.stale_after_s)
+        live = running(lock, service)
         state = ("waiting for `make promote` or `make rollback`" if lock.paused else "running") if live else \
             "interrupted (`make rollout` resumes it, `make rollback` undoes it)"
         say(f"rollout: {lock.candidate} from {lock.stable}, {state}, at step {lock.step_text()} of steps "

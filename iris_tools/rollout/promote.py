@@ -33,7 +33,7 @@ def promote(target: CloudRunService) -> Promoted:
         service = target.describe()
         annotations = Annotations.of(service)
         refuse_unreadable(annotations)
-        lock, live = held(annotations, target.settings)
+        lock, live = held(annotations, target)
         if not lock or not lock.paused:
             where = f"the rollout of {lock.candidate} is at step {lock.step_text()}" if lock else "no rollout runs"
             raise RolloutError(f"nothing waits for `make promote` on service {target.name}: {where}")

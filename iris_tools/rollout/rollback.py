@@ -45,7 +45,7 @@ def _rollback_once(target: CloudRunService, service: dict[str, Any],
                    revisions: dict[str, dict[str, Any]]) -> RolledBackTo:
     annotations = Annotations.of(service)
     current = Split.of(service).largest()
-    lock, live = held(annotations, target.settings)
+    lock, live = held(annotations, target)
     force = target.settings.force
     if lock:
         to, undone = lock.stable, lock.candidate

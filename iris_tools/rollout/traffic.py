@@ -23,7 +23,7 @@ def set_split(target: CloudRunService, text: str) -> Split:
     split = Split.parse(text, lambda name: target.revision_for(name, revisions))
     service = target.describe()
     annotations = Annotations.of(service)
-    lock, live = held(annotations, target.settings)
+    lock, live = held(annotations, target)
     if lock and live:
         raise RolloutError(f"a rollout of {lock.candidate} is running: it owns the traffic until it ends "
                            f"(`make rollback` aborts it)")
@@ -56,7 +56,7 @@ def show(target: CloudRunService, monitoring: Monitoring, out: TextIO) -> None:
                      ", ".join(tags.get(name, [])) or "-", str(f.requests), rate(f), ms(f.p50_ms), ms(f.p99_ms)])
     print(table(rows, indent="  "), file=out)
     annotations = Annotations.of(service)
-    lock, live = held(annotations, settings)
+    lock, live = held(annotations, target)
     if annotations.lock_error:
         print(f"\n{annotations.lock_error}; `make rollback` undoes the rollout it records", file=out)
     elif lock and live and lock.paused:

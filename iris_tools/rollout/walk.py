@@ -93,7 +93,7 @@ class Rollout:
         Refuses while another rollout runs, and when the recorded one does not parse."""
         settings = self.settings
         refuse_unreadable(annotations)
-        lock, live = held(annotations, settings)
+        lock, live = held(annotations, self.service)
         if lock is None:
             return None
         if live:

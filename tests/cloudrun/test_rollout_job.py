@@ -128,6 +128,8 @@ def test_a_task_killed_mid_rollout_is_retried_and_the_retry_resumes_and_finishes
         wait_for(lambda: (lock_of(stable) or {}).get("step") == 1, 120, "the rollout at its 50% step")
         killed = lock_of(stable)["pid"]
         os.kill(killed, signal.SIGKILL)
+        meanwhile = make(stable, "rollout")  # a person's resume: the execution still runs, its retry owns it
+        assert meanwhile.returncode != 0 and "is running" in meanwhile.stderr, meanwhile.stdout + meanwhile.stderr
         found = completed(stable, name)
     assert outcome(found) == "succeeded", task_logs(stable, name)
     assert found["status"]["retriedCount"] == 1

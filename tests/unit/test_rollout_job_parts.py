@@ -125,3 +125,29 @@ def test_a_lock_taken_by_this_execution_is_its_retry_s_to_resume(monkeypatch: py
     assert lock.is_live(60)  # another execution's, recently moved: running
     assert Lock.from_json(lock.to_json()).execution == "iris-rollout-abcde"
     assert "job execution iris-rollout-abcde" in lock.who()
+
+
+class JobsApi:
+    """A target whose jobs API says what `executions` holds (name -> running), or cannot answer (None)."""
+
+    def __init__(self, executions: dict[str, bool] | None) -> None:
+        self.executions = executions
+        self.settings = type("S", (), {"stale_after_s": 60.0})()
+
+    def execution_running(self, name: str) -> bool | None:
+        return None if self.executions is None else self.executions.get(name, False)
+
+
+def test_a_detached_rollout_runs_while_its_execution_runs_whatever_its_last_process_did(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from iris_tools.rollout.lock import running
+
+    monkeypatch.delenv("CLOUD_RUN_EXECUTION", raising=False)
+    dead_here = Lock(id="a", candidate="c", stable="s", plan=Plan.parse("5 100"), host=__import__("socket").gethostname(),
+                     pid=2**22 + 7, updated=0, execution="iris-rollout-abcde")
+    assert running(dead_here, JobsApi({"iris-rollout-abcde": True}))  # its task died; the retry is coming
+    assert not running(dead_here, JobsApi({"iris-rollout-abcde": False}))  # the execution ended: interrupted
+    assert not running(dead_here, JobsApi({}))  # no such execution (deleted)
+    assert not running(dead_here, JobsApi(None))  # the API cannot say: the process test (dead)
+    monkeypatch.setenv("CLOUD_RUN_EXECUTION", "iris-rollout-abcde")
+    assert not running(dead_here, JobsApi({"iris-rollout-abcde": True}))  # its own retry takes it over
