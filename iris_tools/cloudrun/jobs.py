@@ -40,7 +40,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from iris_tools.cloudrun.errors import Aborted, AlreadyExists, InvalidArgument, ResourceNotFound
+from iris_tools.cloudrun.digest import _docker_id
+from iris_tools.cloudrun.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, ResourceNotFound
 from iris_tools.cloudrun.name_checks import check_service_name
 from iris_tools.cloudrun.resources import LOCATION_LABEL, now
 from iris_tools.cloudrun.store import Store
@@ -62,6 +63,16 @@ POLL_S = 0.2
 
 def _tools_image(image: str) -> bool:
     return image.split("@", 1)[0].rsplit("/", 1)[-1].partition(":")[0] == TOOLS_IMAGE
+
+
+def image_problem(image: str, runtime: str) -> str | None:
+    """Why `image` cannot run as a task here (Cloud Run refuses a job whose image it cannot pull), or None."""
+    if runtime == "docker":
+        return None if _docker_id(image) else f"Image '{image}' not found: docker has no such image (make images)"
+    if not _tools_image(image):
+        return (f"Image '{image}' not found: under the process runtime a job runs the tools image "
+                f"({TOOLS_IMAGE}:<tag>, this checkout's tools); other images run under RUNTIME=docker")
+    return None
 
 
 def _suffix() -> str:
@@ -145,6 +156,9 @@ class Jobs:
     def region(self) -> str:
         return self.store.data["region"]
 
+    def _problem(self, document: dict[str, Any]) -> str | None:
+        return image_problem(task_spec(document)["containers"][0]["image"], self.store.data["runtime"])
+
     def _not_found(self, kind: str, name: str) -> ResourceNotFound:
         return ResourceNotFound(f"Resource '{name}' of kind '{kind}' in region '{self.region}' in project "
                                 f"'{self.store.data['project']}' does not exist.")
@@ -162,9 +176,11 @@ class Jobs:
                          "creationTimestamp": entry["created"], "uid": entry["uid"],
                          "selfLink": f"/apis/run.googleapis.com/v1/namespaces/{self.project_number()}/jobs/{name}"})
             meta.setdefault("labels", {})[LOCATION_LABEL] = self.region
+            problem = entry.get("problem")
+            ready = {"type": "Ready", "status": "False" if problem else "True", "lastTransitionTime": entry["updated"],
+                     **({"message": problem, "reason": "ImagePullError"} if problem else {})}
             status: dict[str, Any] = {"observedGeneration": entry["generation"], "executionCount": entry["executions"],
-                                      "conditions": [{"type": "Ready", "status": "True",
-                                                      "lastTransitionTime": entry["updated"]}]}
+                                      "conditions": [ready]}
             latest = entry.get("latest")
             if latest and latest in self.executions:
                 execution = self.executions[latest]
@@ -191,7 +207,8 @@ class Jobs:
             stamp = now()
             self.jobs[name] = {"object": document, "generation": 1, "executions": 0, "created": stamp,
                                "updated": stamp, "uid": _uid(), "latest": None,
-                               "resource_version": self.store.next_resource_version()}
+                               "resource_version": self.store.next_resource_version(),
+                               "problem": self._problem(document)}
             self.store.save()
             return self.job(name)
 
@@ -211,7 +228,7 @@ class Jobs:
                 document["metadata"].pop(key, None)
             document.pop("status", None)
             entry.update({"object": document, "generation": entry["generation"] + 1, "updated": now(),
-                          "resource_version": self.store.next_resource_version()})
+                          "resource_version": self.store.next_resource_version(), "problem": self._problem(document)})
             self.store.save()
             return self.job(name)
 
@@ -234,6 +251,8 @@ class Jobs:
             if name not in self.jobs:
                 raise self._not_found("JOB", name)
             entry = self.jobs[name]
+            if entry.get("problem"):
+                raise FailedPrecondition(f"Job '{name}' is not ready: {entry['problem']}")
             job_object = copy.deepcopy(entry["object"])
             _apply_overrides(job_object, (body or {}).get("overrides") if isinstance(body, dict) else None)
             check_job_body(job_object, job_object["metadata"]["namespace"])
@@ -503,9 +522,9 @@ class Jobs:
             return {"argv": ["docker", "run", "--rm", "--network", "host", "--name", container_name, *flags, *entry,
                              image, *command[1:], *args], "environment": dict(os.environ), "log": log,
                     "container": container_name}
-        if not _tools_image(image):
-            return (f"Image '{image}' not found: under the process runtime a job runs the tools image "
-                    f"({TOOLS_IMAGE}:<tag>, this checkout's tools); other images run under RUNTIME=docker")
+        problem = image_problem(image, runtime)
+        if problem:
+            return problem
         if command:
             return f"Image '{image}': the tools image's entrypoint is fixed under the process runtime (no --command)"
         variables = {**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from iris_tools import environment
 from iris_tools.environment import Environment
-from iris_tools.google.gcloud import Gcloud
+from iris_tools.google.gcloud import Gcloud, GcloudError
 from iris_tools.rollout.cloud_run import CloudRunService
 from iris_tools.rollout.errors import RolloutError
 from iris_tools.rollout.lock import held
@@ -99,8 +99,14 @@ def detach(env: Environment, gcloud: Gcloud, service: CloudRunService, model: st
     if env["JOB_SERVICE_ACCOUNT"]:
         flags += ["--service-account", env["JOB_SERVICE_ACCOUNT"]]
     say(f"deploying job {name} (image {image}) ...")
-    gcloud.run("run", "jobs", "deploy", name, *flags)
-    execution = gcloud.run("run", "jobs", "execute", name, "--async", "--format=value(metadata.name)").strip()
+    waiting = f"; the candidate {revision} waits with no traffic" if revision else ""
+    try:
+        gcloud.run("run", "jobs", "deploy", name, *flags)
+        execution = gcloud.run("run", "jobs", "execute", name, "--async", "--format=value(metadata.name)").strip()
+    except GcloudError as exc:
+        raise RolloutError(f"the rollout job did not start ({exc}): no traffic moved{waiting}. Is {image} built and "
+                           f"pushed (make images; TOOLS_IMAGE names it)? make rollout DETACH=1 REVISION={revision or ''} "
+                           f"starts it again, or make rollout REVISION={revision or ''} runs it here") from None
     what = f"the rollout of {revision}" if revision else f"the interrupted rollout of {lock.candidate}"
     say(f"started {what} on service {settings.service} as execution {execution} of job {name}; it runs without "
         f"this terminal.\n"

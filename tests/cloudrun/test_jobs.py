@@ -47,13 +47,15 @@ def test_a_job_runs_its_task_retries_it_and_keeps_each_attempt_s_log(cloud_run: 
     assert gone.returncode != 0 and "tools" in gone.stderr
 
 
-def test_an_image_the_process_runtime_cannot_run_fails_its_execution_clearly(cloud_run: CloudRunUnderTest) -> None:
-    cloud_run.ok("run", "jobs", "deploy", "model", "--image", "iris:svc", "--max-retries", "3")
-    failed = cloud_run.gcloud("run", "jobs", "execute", "model", "--wait")
-    assert failed.returncode != 0
-    (execution,) = json.loads(cloud_run.ok("run", "jobs", "executions", "list", "--format=json").stdout)
-    completed = next(c for c in execution["status"]["conditions"] if c["type"] == "Completed")
-    assert "Image 'iris:svc' not found" in completed["message"] and execution["status"]["retriedCount"] == 0
+def test_a_job_whose_image_cannot_run_here_is_not_ready_and_never_runs(cloud_run: CloudRunUnderTest) -> None:
+    """As Cloud Run refuses an image it cannot pull: gcloud's deploy fails saying why, and execute is refused."""
+    deployed = cloud_run.gcloud("run", "jobs", "deploy", "model", "--image", "iris:svc")
+    assert deployed.returncode != 0 and "Image 'iris:svc' not found" in deployed.stderr, deployed.stderr
+    refused = cloud_run.gcloud("run", "jobs", "execute", "model")
+    assert refused.returncode != 0 and "is not ready" in refused.stderr, refused.stderr
+    assert json.loads(cloud_run.ok("run", "jobs", "executions", "list", "--format=json").stdout) == []
+    cloud_run.ok("run", "jobs", "update", "model", "--image", TOOLS, "--args=--help")  # made runnable, it runs
+    cloud_run.ok("run", "jobs", "execute", "model", "--wait")
 
 
 def test_the_metadata_server_hands_out_tokens_the_apis_take_and_no_others(cloud_run: CloudRunUnderTest) -> None:

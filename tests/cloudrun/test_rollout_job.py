@@ -201,3 +201,12 @@ def test_at_the_task_timeout_cloud_run_ends_the_task_and_users_go_back_first(sta
     log = task_logs(stable, second)[-1]
     assert "SIGTERM" in log and f"100% is on {before} again" in log
     assert lock_of(stable) is None and task_processes(second) == []
+
+
+def test_a_job_that_cannot_start_moves_no_traffic_and_says_what_to_do(stable: CloudRunUnderTest) -> None:
+    before = shares(stable)
+    result = make(stable, "rollout", "DETACH=1", "MODEL=lin_svc", "TOOLS_IMAGE=elsewhere/nothing:1")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "the rollout job did not start" in result.stderr and "Image 'elsewhere/nothing:1' not found" in \
+        result.stderr and "no traffic moved" in result.stderr, result.stderr
+    assert shares(stable) == before and lock_of(stable) is None
