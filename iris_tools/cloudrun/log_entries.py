@@ -22,7 +22,9 @@ from iris_tools.cloudrun.errors import InvalidArgument
 from iris_tools.cloudrun.log_shipper import segments
 from iris_tools.google.timestamps import parse_timestamp, rfc3339
 
-_TERM = re.compile(r'^\s*([\w.@/-]+)\s*(>=|<=|!=|=|>|<|:)\s*"?(.*?)"?\s*$')
+_SEGMENT = r'(?:[\w@/-]+|"[^"]*")'  # a field's part: a name, or a quoted key (labels."run.googleapis.com/x")
+_TERM = re.compile(rf'^\s*({_SEGMENT}(?:\.{_SEGMENT})*)\s*(>=|<=|!=|=|>|<|:)\s*"?(.*?)"?\s*$')
+_PARTS = re.compile(r'"([^"]*)"|([\w@/-]+)')
 SEVERITIES = ["DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY"]
 MAX_PAGE = 1000
 
@@ -39,7 +41,8 @@ def parse_filter(text: str) -> list[tuple[str, str, str]]:
 
 def _value(entry: dict[str, Any], path: str) -> Any:
     value: Any = entry
-    for key in path.split("."):
+    for quoted, plain in _PARTS.findall(path):
+        key = quoted or plain
         if not isinstance(value, dict) or key not in value:
             return None
         value = value[key]

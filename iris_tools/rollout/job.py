@@ -122,8 +122,9 @@ def run_job(env: Environment, settings: RolloutSettings, out=sys.stdout) -> int:
     writer = RecordWriter(report_dir, say)
     reporters: list[Emit] = [writer, Terminal(out), verdicts]
     if env["NOTIFY_URL"]:
-        reporters.append(Notifier(env["NOTIFY_URL"], writer.noted,
-                                  console=f"http://127.0.0.1:{value('CONSOLE_PORT')}/"))
+        # the console runs where the operator runs it: on this machine only when the job runs here (locally)
+        console = f"http://127.0.0.1:{value('CONSOLE_PORT')}/" if env.target == "local" else None
+        reporters.append(Notifier(env["NOTIFY_URL"], writer.noted, console=console))
     outcomes = (OutcomeReader(store_for(account, run_dir, env["OUTCOMES_TABLE"]), settings.service, settings.labels)
                 if settings.labels else None)
     rollout = Rollout(service, Monitoring.from_gcloud(account), report_dir, fan_out(*reporters), outcomes)

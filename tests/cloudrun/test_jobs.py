@@ -31,17 +31,21 @@ def test_a_job_runs_its_task_retries_it_and_keeps_each_attempt_s_log(cloud_run: 
     assert len(logs) == 2 and all("invalid choice: 'no-such-command'" in p.read_text() for p in logs)
     read = cloud_run.ok("run", "jobs", "logs", "read", "tools", "--limit", "50")
     assert "invalid choice: 'no-such-command'" in read.stdout
+    by_execution = cloud_run.ok("beta", "run", "jobs", "executions", "logs", "read", name)  # labels."..." = name
+    assert "invalid choice: 'no-such-command'" in by_execution.stdout
     entries = json.loads(cloud_run.ok("logging", "read", 'resource.type="cloud_run_job" AND '
                                       'resource.labels.job_name="tools"', "--format=json", "--limit", "5").stdout)
     assert entries and {e["labels"]["run.googleapis.com/execution_name"] for e in entries} == {name}
 
+    cloud_run.ok("run", "jobs", "create", "other", "--image", TOOLS, "--args=--help")
+    assert cloud_run.gcloud("run", "jobs", "create", "other", "--image", TOOLS).returncode != 0  # it exists
     cloud_run.ok("run", "jobs", "update", "tools", "--args=--help", "--max-retries", "0")
     cloud_run.ok("run", "jobs", "execute", "tools", "--wait")
     job = json.loads(cloud_run.ok("run", "jobs", "describe", "tools", "--format=json").stdout)
     assert job["status"]["executionCount"] == 2
     assert job["status"]["latestCreatedExecution"]["completionStatus"] == "EXECUTION_SUCCEEDED"
     listed = cloud_run.ok("run", "jobs", "list").stdout
-    assert "tools" in listed
+    assert "tools" in listed and "other" in listed
     cloud_run.ok("run", "jobs", "delete", "tools")
     gone = cloud_run.gcloud("run", "jobs", "describe", "tools")
     assert gone.returncode != 0 and "tools" in gone.stderr
