@@ -139,18 +139,30 @@ def test_a_task_killed_mid_rollout_is_retried_and_the_retry_resumes_and_finishes
     assert percent == 100 and candidate != before and load.failures == []
 
 
-def test_a_task_near_its_timeout_puts_every_user_back_on_the_stable_revision(stable: CloudRunUnderTest) -> None:
+def test_a_task_at_its_timeout_puts_every_user_back_on_the_stable_revision_first(stable: CloudRunUnderTest) -> None:
+    """Its own deadline (TASK_TIMEOUT_S, a tenth before it) comes first; without it (removed from the job), the local
+    Cloud Run's timeout ends the task (SIGTERM, then SIGKILL) and the rollout puts every user back in its grace."""
     before = next(iter(shares(stable)))
     with Load(stable.read()["status"]["url"]):
-        name = detach(stable, "MODEL=lin_svc", STEP_SECONDS="120", TASK_TIMEOUT_S="20")
-        found = completed(stable, name)
+        first = detach(stable, "MODEL=lin_svc", STEP_SECONDS="120", TASK_TIMEOUT_S="20")
+        found = completed(stable, first)
+        assert shares(stable) == {before: 100} and outcome(found) == "succeeded"
+        log = task_logs(stable, first)[0]
+        assert "the task's timeout is near (TASK_TIMEOUT_S)" in log and f"100% is on {before} again" in log
+        entry = annotation(stable, "rolled-back")[-1]
+        assert "timeout is near" in entry["reason"] and entry["barred"] is False and lock_of(stable) is None
+
+        stable.ok("run", "jobs", "update", JOB, "--remove-env-vars", "TASK_TIMEOUT_S", "--task-timeout", "15s",
+                  "--max-retries", "0")
+        second = stable.ok("run", "jobs", "execute", JOB, "--async", "--format=value(metadata.name)").stdout.strip()
+        wait_for(lambda: (lock_of(stable) or {}).get("step") == 0, 60, "the second rollout at its first step")
+        found = completed(stable, second, timeout=90)
     assert shares(stable) == {before: 100}
-    log = task_logs(stable, name)[0]
-    assert "the task's timeout is near (TASK_TIMEOUT_S)" in log and f"100% is on {before} again" in log
-    assert lock_of(stable) is None
-    entry = annotation(stable, "rolled-back")[-1]
-    assert "timeout is near" in entry["reason"] and entry["barred"] is False
-    assert outcome(found) == "succeeded"
+    condition = next(c for c in found["status"]["conditions"] if c["type"] == "Completed")
+    assert outcome(found) == "failed" and "exceeded its task timeout of 15 s" in condition["message"], condition
+    log = task_logs(stable, second)[-1]
+    assert "SIGTERM" in log and f"100% is on {before} again" in log
+    assert lock_of(stable) is None and task_processes(second) == []
 
 
 @pytest.mark.parametrize("how", ["cancel", "update-traffic", "rollback"])
@@ -180,27 +192,6 @@ def test_a_person_stops_a_detached_rollout_as_they_stop_one_in_the_foreground(st
         assert shares(stable) == {before: 100} and "ABORTED" in log and outcome(found) == "succeeded"
     assert lock_of(stable) is None
     assert task_processes(name) == []
-
-
-def test_at_the_task_timeout_cloud_run_ends_the_task_and_users_go_back_first(stable: CloudRunUnderTest) -> None:
-    """Without the task's own deadline (TASK_TIMEOUT_S removed from the job), the local Cloud Run's timeout ends the
-    task (SIGTERM, then SIGKILL): the rollout puts every user back in the grace it has."""
-    before = next(iter(shares(stable)))
-    with Load(stable.read()["status"]["url"]):
-        first = detach(stable, "MODEL=lin_svc", STEP_SECONDS="120")
-        wait_for(lambda: (lock_of(stable) or {}).get("step") == 0, 120, "the rollout at its first step")
-        stable.ok("run", "jobs", "executions", "cancel", first)
-        completed(stable, first, timeout=60)
-        stable.ok("run", "jobs", "update", JOB, "--remove-env-vars", "TASK_TIMEOUT_S", "--task-timeout", "15s",
-                  "--max-retries", "0")
-        second = stable.ok("run", "jobs", "execute", JOB, "--async", "--format=value(metadata.name)").stdout.strip()
-        found = completed(stable, second, timeout=90)
-    assert shares(stable) == {before: 100}
-    condition = next(c for c in found["status"]["conditions"] if c["type"] == "Completed")
-    assert outcome(found) == "failed" and "exceeded its task timeout of 15 s" in condition["message"], condition
-    log = task_logs(stable, second)[-1]
-    assert "SIGTERM" in log and f"100% is on {before} again" in log
-    assert lock_of(stable) is None and task_processes(second) == []
 
 
 def test_a_job_that_cannot_start_moves_no_traffic_and_says_what_to_do(stable: CloudRunUnderTest) -> None:
