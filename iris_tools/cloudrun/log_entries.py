@@ -151,7 +151,9 @@ def list_entries(log_dir: Path, revisions: dict[str, str], project: str, region:
         raise InvalidArgument.field("pageSize", f"must be an integer from 1 to {MAX_PAGE}")
     newest_first = str(body.get("orderBy", "timestamp asc")).strip().lower().endswith("desc")
     found = [entry for entry in entries(log_dir, revisions, project, region, job_logs) if _matches(entry, terms)]
-    found.sort(key=lambda entry: entry["timestamp"], reverse=newest_first)
+    found.sort(key=lambda entry: entry["timestamp"])
+    if newest_first:  # lines of one time (a file's plain lines share its time): the later line first too
+        found.reverse()
     try:
         offset = int(body.get("pageToken") or 0)
     except ValueError:

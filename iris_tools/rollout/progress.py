@@ -9,7 +9,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from iris_tools.google.api import ApiError
+from iris_tools.google.api import ApiError, GoogleApi, opener_for
 from iris_tools.rollout.cloud_run import CloudRunService, condition
 from iris_tools.rollout.detach import job_name
 from iris_tools.rollout.lock import running
@@ -17,6 +17,7 @@ from iris_tools.rollout.records import Annotations
 from iris_tools.rollout.split import Split
 
 EXECUTIONS_SHOWN = 3
+LOG_LINES_SHOWN = 6
 
 
 def executions(service: CloudRunService) -> list[dict[str, Any]]:
@@ -30,6 +31,22 @@ def executions(service: CloudRunService) -> list[dict[str, Any]]:
             return []
         raise
     return sorted(found, key=lambda e: e["metadata"].get("creationTimestamp", ""), reverse=True)
+
+
+def last_lines(service: CloudRunService, execution: str, count: int = LOG_LINES_SHOWN) -> list[str]:
+    """The newest lines the execution's task printed, oldest first, from Cloud Logging ([] when it cannot say)."""
+    gcloud = service.gcloud
+    endpoint = gcloud.property("api_endpoint_overrides/logging") or "https://logging.googleapis.com/"
+    api = GoogleApi(endpoint, opener_for(gcloud), gcloud.access_token)
+    query = {"resourceNames": [f"projects/{gcloud.project}"], "orderBy": "timestamp desc", "pageSize": count,
+             "filter": f'resource.type = "cloud_run_job" AND resource.labels.job_name = "{job_name(service.name)}" '
+                       f'AND labels."run.googleapis.com/execution_name" = "{execution}"'}
+    try:
+        entries = api.call("POST", "v2/entries:list", query).get("entries", [])
+    except ApiError:
+        return []
+    return [str(entry.get("textPayload") or entry.get("jsonPayload", {}).get("message", "")) for entry in
+            reversed(entries)]
 
 
 def execution_line(execution: dict[str, Any]) -> str:
@@ -71,4 +88,10 @@ def status(service: CloudRunService, say: Callable[[str], None], now: Callable[[
         say(f"job {job_name(service.name)} (make rollout DETACH=1), newest first:")
         for execution in found[:EXECUTIONS_SHOWN]:
             say("  " + execution_line(execution))
+        newest = found[0]["metadata"]["name"]
+        lines = last_lines(service, newest)
+        if lines:
+            say(f"its last lines ({newest}; all of them: gcloud run jobs logs read {job_name(service.name)}):")
+            for line in lines:
+                say("  | " + line)
     return 0

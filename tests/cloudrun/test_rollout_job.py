@@ -119,6 +119,7 @@ def test_a_detached_faulty_candidate_is_rolled_back_and_every_notice_arrives_in_
     assert annotation(stable, "rolled-back")[-1]["reason"].startswith("5xx rate")
     status = make(stable, "rollout-status")
     assert "last rolled back:" in status.stdout and "5xx rate" in status.stdout
+    assert f"its last lines ({name};" in status.stdout and "  | ROLLED BACK: 100% is on" in status.stdout
 
 
 def test_a_task_killed_mid_rollout_is_retried_and_the_retry_resumes_and_finishes(stable: CloudRunUnderTest) -> None:
