@@ -21,7 +21,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
+from typing import TextIO
 
 from iris_tools.environment import Environment, value
 from iris_tools.google.monitoring import Monitoring
@@ -101,9 +103,16 @@ def ended_without_us(service: CloudRunService, revision: str | None) -> str:
 
 def run_job(env: Environment, settings: RolloutSettings, out=sys.stdout) -> int:
     """The task's rollout of REVISION (or the interrupted one), reporting as the foreground rollout does."""
-    say = lambda text: print(text, file=out, flush=True)  # noqa: E731
     verdicts = Verdicts()
     install_fail_safe(verdicts, value("TASK_TIMEOUT_S") if os.environ.get("TASK_TIMEOUT_S") else None)
+    try:
+        return _run(env, settings, verdicts, lambda text: print(text, file=out, flush=True), out)
+    except TaskEnding as exc:  # before the rollout took the service (after it, walk.py's fail-safe has it)
+        raise RolloutError(f"{exc}; the rollout had not started and changed nothing") from None
+
+
+def _run(env: Environment, settings: RolloutSettings, verdicts: Verdicts, say: Callable[[str], None],
+         out: TextIO) -> int:
     account = ServiceAccount(env.target, env["PROJECT"], env["REGION"])
     service = CloudRunService(account, settings)
     described = service.describe()
@@ -127,11 +136,7 @@ def run_job(env: Environment, settings: RolloutSettings, out=sys.stdout) -> int:
         reporters.append(Notifier(env["NOTIFY_URL"], writer.noted, console=console))
     outcomes = (OutcomeReader(store_for(account, run_dir, env["OUTCOMES_TABLE"]), settings.service, settings.labels)
                 if settings.labels else None)
-    rollout = Rollout(service, Monitoring.from_gcloud(account), report_dir, fan_out(*reporters), outcomes)
-    try:
-        rollout.run(None, revision)
-    except TaskEnding as exc:  # before the lock: nothing was changed
-        raise RolloutError(f"{exc}; the rollout had not started and changed nothing") from None
+    Rollout(service, Monitoring.from_gcloud(account), report_dir, fan_out(*reporters), outcomes).run(None, revision)
     decided = verdicts.decided
     if decided is None or (decided.traffic or "").startswith("NOT RESTORED"):
         return EXIT_UNSETTLED
