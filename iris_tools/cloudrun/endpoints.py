@@ -64,45 +64,39 @@ _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)s")
 SELECTABLE = (SERVICE_LABEL, NONCE_LABEL)  # what gcloud selects revisions by (a service's; a deploy's by its nonce)
 
 
-def _selected(selector: str | None) -> dict[str, str]:
-    """A labelSelector of `key=value` terms joined by commas (spaces around `=` allowed, as gcloud sends them) ->
-    the labels a revision must carry."""
-    wanted: dict[str, str] = {}
-    for term in (selector or "").split(","):
-        if not term.strip():
-            continue
-        key, sep, value = term.partition("=")
-        key, value = key.strip(), value.strip().removeprefix("=").strip()  # `==` is equality too
-        if not sep or key not in SELECTABLE or not value:
-            raise InvalidArgument.field("labelSelector", f"terms of the form label=value, with the labels "
-                                        f"{' or '.join(SELECTABLE)}; got {selector!r}")
-        wanted[key] = value
-    return wanted
-
-
-JOB_SELECTABLE = (JOB_LABEL, EXECUTION_LABEL, STATE_LABEL)
 _IN_TERM = re.compile(r"^\s*([\w./-]+)\s+in\s+\(([^)]*)\)\s*$")
 
 
-def _job_selected(selector: str | None) -> tuple[dict[str, str], dict[str, set[str]]]:
-    """A jobs labelSelector (`run.googleapis.com/job = x`, `run.googleapis.com/runningState in (Running,Failed)`,
-    joined by commas outside parentheses) -> (label: value, label: allowed values)."""
-    equal: dict[str, str] = {}
+def _terms(selector: str | None, selectable: tuple[str, ...],
+           sets: bool = False) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """A labelSelector of `key=value` terms joined by commas (spaces around `=` allowed, as gcloud sends them) ->
+    (the labels a resource must carry, and with `sets` the labels whose value must be one of a set: `label in
+    (a,b)`, as gcloud selects tasks by state). Labels outside `selectable` are refused."""
+    wanted: dict[str, str] = {}
     within: dict[str, set[str]] = {}
-    for term in re.split(r",(?![^(]*\))", selector or ""):
+    for term in re.split(r",(?![^(]*\))", selector or ""):  # commas outside parentheses
         if not term.strip():
             continue
-        match = _IN_TERM.match(term)
-        if match and match.group(1) in JOB_SELECTABLE:
+        match = _IN_TERM.match(term) if sets else None
+        if match and match.group(1) in selectable:
             within[match.group(1)] = {v.strip().lower() for v in match.group(2).split(",") if v.strip()}
             continue
         key, sep, value = term.partition("=")
-        key, value = key.strip(), value.strip().removeprefix("=").strip()
-        if not sep or key not in JOB_SELECTABLE or not value:
-            raise InvalidArgument.field("labelSelector", f"terms label=value or label in (a,b), with the labels "
-                                        f"{', '.join(JOB_SELECTABLE)}; got {selector!r}")
-        equal[key] = value
-    return equal, within
+        key, value = key.strip(), value.strip().removeprefix("=").strip()  # `==` is equality too
+        if not sep or key not in selectable or not value:
+            forms = "label=value or label in (a,b)" if sets else "the form label=value"
+            raise InvalidArgument.field("labelSelector", f"terms of {forms}, with the labels "
+                                        f"{' or '.join(selectable)}; got {selector!r}")
+        wanted[key] = value
+    return wanted, within
+
+
+def _selected(selector: str | None) -> dict[str, str]:
+    """A revisions labelSelector -> the labels a revision must carry."""
+    return _terms(selector, SELECTABLE)[0]
+
+
+JOB_SELECTABLE = (JOB_LABEL, EXECUTION_LABEL, STATE_LABEL)
 
 
 METRICS = (REQUEST_COUNT, REQUEST_LATENCIES, INSTANCE_COUNT, STARTUP_LATENCIES)
@@ -216,7 +210,7 @@ class Api:
     def _executions(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
         if method != "GET":
             raise self._not_allowed(method, "GET")
-        equal, _ = _job_selected(query.get("labelSelector"))
+        equal, _ = _terms(query.get("labelSelector"), JOB_SELECTABLE)
         return self.cloud_run.jobs.list_executions(equal)
 
     def _execution(self, method: str, query: dict, body: bytes, name: str) -> dict[str, Any]:
@@ -234,7 +228,7 @@ class Api:
     def _tasks(self, method: str, query: dict, body: bytes) -> dict[str, Any]:
         if method != "GET":
             raise self._not_allowed(method, "GET")
-        equal, within = _job_selected(query.get("labelSelector"))
+        equal, within = _terms(query.get("labelSelector"), JOB_SELECTABLE, sets=True)
         found = self.cloud_run.jobs.task_documents(equal)
         found["items"] = [item for item in found["items"] if all(
             item["metadata"]["labels"].get(key, "").lower() in values for key, values in within.items())]

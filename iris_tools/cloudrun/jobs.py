@@ -29,7 +29,6 @@ from __future__ import annotations
 import copy
 import os
 import random
-import signal
 import string
 import subprocess
 import sys
@@ -43,10 +42,11 @@ from typing import Any
 from iris_tools.cloudrun.digest import _docker_id
 from iris_tools.cloudrun.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, ResourceNotFound
 from iris_tools.cloudrun.name_checks import check_service_name
-from iris_tools.cloudrun.resources import LOCATION_LABEL, now
+from iris_tools.cloudrun.resources import LOCATION_LABEL, condition, now
 from iris_tools.cloudrun.store import Store
 from iris_tools.google.timestamps import rfc3339
 from iris_tools.local.processes import running, start_time
+from iris_tools.local.servers import DOCKER, stop_group
 
 JOBS_API_VERSION = "run.googleapis.com/v1"
 JOB_LABEL = "run.googleapis.com/job"
@@ -142,7 +142,6 @@ class Jobs:
         self.project_number = project_number
         self.task_environment = task_environment  # the metadata server's variables, for every task
         self.stopping = threading.Event()
-        self.processes: dict[tuple[str, int], subprocess.Popen] = {}
 
     @property
     def jobs(self) -> dict[str, dict[str, Any]]:
@@ -158,6 +157,13 @@ class Jobs:
 
     def _problem(self, document: dict[str, Any]) -> str | None:
         return image_problem(task_spec(document)["containers"][0]["image"], self.store.data["runtime"])
+
+    def _execution_record(self, name: str) -> dict[str, Any]:
+        """Under the lock: the stored execution, or the API's 404."""
+        record = self.executions.get(name)
+        if record is None:
+            raise self._not_found("EXECUTION", name)
+        return record
 
     def _not_found(self, kind: str, name: str) -> ResourceNotFound:
         return ResourceNotFound(f"Resource '{name}' of kind '{kind}' in region '{self.region}' in project "
@@ -284,9 +290,7 @@ class Jobs:
 
     def execution(self, name: str) -> dict[str, Any]:
         with self.lock:
-            record = self.executions.get(name)
-            if record is None:
-                raise self._not_found("EXECUTION", name)
+            record = self._execution_record(name)
             document = copy.deepcopy(record["object"])
             document["status"] = self._execution_status(record)
             return document
@@ -301,9 +305,7 @@ class Jobs:
 
     def cancel_execution(self, name: str) -> dict[str, Any]:
         with self.lock:
-            record = self.executions.get(name)
-            if record is None:
-                raise self._not_found("EXECUTION", name)
+            record = self._execution_record(name)
             if record["completed"] is None:
                 self._cancel(record)
                 self.store.save()
@@ -311,10 +313,7 @@ class Jobs:
 
     def delete_execution(self, name: str) -> dict[str, Any]:
         with self.lock:
-            record = self.executions.get(name)
-            if record is None:
-                raise self._not_found("EXECUTION", name)
-            self._cancel(record)
+            self._cancel(self._execution_record(name))
             del self.executions[name]
             self.store.save()
             return {"apiVersion": "v1", "kind": "Status", "status": "Success", "details": {"name": name}}
@@ -350,7 +349,7 @@ class Jobs:
                   "run.googleapis.com/index": str(task["index"])}
         status: dict[str, Any] = {"index": task["index"], "retried": max(0, len(attempts) - 1),
                                   "observedGeneration": 1,
-                                  "conditions": [_condition("Completed", _task_ok(state), _task_message(task))]}
+                                  "conditions": [condition("Completed", _task_ok(state), _task_message(task))]}
         if attempts:
             status["startTime"] = rfc3339(attempts[0]["started"])
             last = attempts[-1]
@@ -383,20 +382,20 @@ class Jobs:
         done = record["completed"] is not None
         failed = [task for task in tasks if task["state"] == "FAILED"]
         if not done:
-            completed = _condition("Completed", None, "Execution is running." if count["RUNNING"] else
+            completed = condition("Completed", None, "Execution is running." if count["RUNNING"] else
                                    "Execution is waiting for its tasks to start.")
         elif record["cancelled"]:
-            completed = _condition("Completed", False, "The execution was cancelled.", "Cancelled")
+            completed = condition("Completed", False, "The execution was cancelled.", "Cancelled")
         elif failed:
-            completed = _condition("Completed", False, f"Task {record['object']['metadata']['name']}-"
+            completed = condition("Completed", False, f"Task {record['object']['metadata']['name']}-"
                                    f"{failed[0]['index']} failed with message: {_task_message(failed[0])}",
                                    "NonZeroExitCode")
         else:
-            completed = _condition("Completed", True, "Execution completed successfully.")
+            completed = condition("Completed", True, "Execution completed successfully.")
         status: dict[str, Any] = {
             "observedGeneration": 1, "startTime": rfc3339(record["started"]),
-            "conditions": [completed, _condition("ResourcesAvailable", True), _condition("Started", True),
-                           _condition("ContainerReady", True)],
+            "conditions": [completed, condition("ResourcesAvailable", True), condition("Started", True),
+                           condition("ContainerReady", True)],
             "runningCount": count["RUNNING"], "succeededCount": count["SUCCEEDED"],
             "failedCount": count["FAILED"], "cancelledCount": count["CANCELLED"],
             "retriedCount": sum(max(0, len(task["attempts"]) - 1) for task in tasks),
@@ -407,17 +406,24 @@ class Jobs:
 
     # ------------------------------------------------------------ running
 
+    def _still_running(self) -> list[dict[str, Any]]:
+        """Attempts recorded as running whose process still runs (the same process: its start time checked)."""
+        with self.lock:
+            return [attempt for record in self.executions.values() for task in record["tasks"]
+                    for attempt in task["attempts"] if attempt.get("ended") is None and attempt.get("pid")
+                    and running(attempt["pid"], attempt.get("process_started"))]
+
     def boot(self) -> None:
-        """After a restart: an execution left unfinished goes on (a task whose process is gone counts its
-        attempt as failed, and is retried if it has retries left)."""
+        """After a restart: an execution left unfinished goes on (a task whose process is gone, or is stopped now,
+        counts its attempt as failed, and is retried if it has retries left)."""
+        for attempt in self._still_running():  # outside the state lock: each may take its grace
+            _stop(attempt)
         with self.lock:
             unfinished = [name for name, record in self.executions.items() if record["completed"] is None]
             for name in unfinished:
                 for task in self.executions[name]["tasks"]:
                     for attempt in task["attempts"]:
                         if attempt.get("ended") is None:
-                            if attempt.get("pid") and running(attempt["pid"], attempt.get("process_started")):
-                                _stop_group(attempt["pid"], TERMINATION_GRACE_S, attempt.get("container"))
                             attempt.update({"ended": time.time(), "exit_code": None,
                                             "why": "the local Cloud Run stopped while the task ran"})
                     if task["state"] == "RUNNING":
@@ -428,16 +434,10 @@ class Jobs:
 
     def stop_all(self) -> None:
         """The local Cloud Run stops: every running task gets SIGTERM, then SIGKILL (their executions go on at the
-        next start)."""
+        next start), whether this control plane started it or one that is gone did (`make stop` after a crash)."""
         self.stopping.set()
-        for process in list(self.processes.values()):
-            _stop_group(process.pid, TERMINATION_GRACE_S, alive=lambda p=process: p.poll() is None)
-        with self.lock:  # and those a control plane that is gone started (`make stop` after a crash)
-            recorded = [attempt for record in self.executions.values() for task in record["tasks"]
-                        for attempt in task["attempts"] if attempt.get("ended") is None and attempt.get("pid")]
-        for attempt in recorded:
-            if running(attempt["pid"], attempt.get("process_started")):
-                _stop_group(attempt["pid"], TERMINATION_GRACE_S, attempt.get("container"))
+        for attempt in self._still_running():
+            _stop(attempt, reap=False)  # a child of ours is reaped by its runner's Popen
 
     def start_runner(self, name: str) -> None:
         threading.Thread(target=self._run, args=(name,), name=f"execution-{name}", daemon=True).start()
@@ -519,7 +519,7 @@ class Jobs:
                           f"{os.getuid()}:{os.getgid()}"]
             entry = ["--entrypoint", command[0]] if command else []
             container_name = f"cloudrun_{self.store.instance_id()}_{name}_{index}_{attempt}"
-            return {"argv": ["docker", "run", "--rm", "--network", "host", "--name", container_name, *flags, *entry,
+            return {"argv": [DOCKER, "run", "--rm", "--network", "host", "--name", container_name, *flags, *entry,
                              image, *command[1:], *args], "environment": dict(os.environ), "log": log,
                     "container": container_name}
         problem = image_problem(image, runtime)
@@ -548,7 +548,6 @@ class Jobs:
             attempt["process_started"] = start_time(process.pid)
             if plan["container"]:
                 attempt["container"] = plan["container"]
-            self.processes[(name, index)] = process
             self.store.save()
         deadline = attempt["started"] + timeout_s
         why = ""
@@ -560,11 +559,10 @@ class Jobs:
                 why = ("the execution was cancelled" if cancelled else "the local Cloud Run stopped"
                        if self.stopping.is_set() else f"The task has been cancelled because it exceeded its task "
                        f"timeout of {timeout_s:g} s")
-                _stop_group(process.pid, TERMINATION_GRACE_S, plan["container"], lambda: process.poll() is None)
+                _stop(attempt, reap=False)
                 break
             time.sleep(POLL_S)
         code = process.wait()
-        self.processes.pop((name, index), None)
         if self.stopping.is_set():
             return  # its execution goes on at the next start (boot)
         stopped = bool(why)  # cancelled or timed out: not a success, whatever it exited with
@@ -642,16 +640,6 @@ def _apply_overrides(job_object: dict[str, Any], overrides: Any) -> None:
         container["env"] = list(env.values())
 
 
-def _condition(kind: str, ok: bool | None, message: str = "", reason: str = "") -> dict[str, Any]:
-    entry: dict[str, Any] = {"type": kind, "status": "Unknown" if ok is None else ("True" if ok else "False"),
-                             "lastTransitionTime": now()}
-    if message:
-        entry["message"] = message
-    if reason:
-        entry["reason"] = reason
-    return entry
-
-
 def _task_ok(state: str) -> bool | None:
     return True if state == "SUCCEEDED" else False if state in ("FAILED", "CANCELLED") else None
 
@@ -670,33 +658,9 @@ def _uid() -> str:
     return str(uuid.uuid4())
 
 
-def _group_alive(pid: int) -> bool:
-    try:
-        os.killpg(pid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-def _stop_group(pid: int | None, grace_s: float, container: str | None = None,
-                alive: Callable[[], bool] | None = None) -> None:
-    """SIGTERM to the task's process group, SIGKILL after `grace_s` if it is still there (and its container).
-    `alive`: whether the task still runs (its Popen's poll, for a child of ours: a zombie is still in its group)."""
-    if not pid:
-        return
-    alive = alive or (lambda: _group_alive(pid))
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if not alive():
-            return
-        time.sleep(0.1)
-    if container:
-        subprocess.run(["docker", "kill", container], capture_output=True, timeout=30)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _stop(attempt: dict[str, Any], reap: bool = True) -> None:
+    """SIGTERM to an attempt's process group, SIGKILL after TERMINATION_GRACE_S (and its container, under docker).
+    reap=False for a child of ours, whose Popen reads its exit status."""
+    stop_group(attempt["pid"], TERMINATION_GRACE_S, reap=reap)
+    if attempt.get("container"):  # the docker client gone, its container may not be
+        subprocess.run([DOCKER, "kill", attempt["container"]], capture_output=True, timeout=30)

@@ -46,6 +46,13 @@ class GoogleApi:
         self._clock = clock
         self.timeout_s: float = value("API_TIMEOUT_S")  # an API that does not answer in this long has failed
 
+    @classmethod
+    def of(cls, gcloud: Gcloud, api: str, default_endpoint: str) -> "GoogleApi":
+        """Google API `api` (run, monitoring, logging) as the configuration in use reaches it: its endpoint
+        override (`api_endpoint_overrides/<api>`) or `default_endpoint`, its proxy, and its credentials."""
+        endpoint = gcloud.property(f"api_endpoint_overrides/{api}") or default_endpoint
+        return cls(endpoint, opener_for(gcloud), gcloud.access_token)
+
     def token(self) -> str | None:
         """The bearer token, asked of gcloud again once it is TOKEN_RENEW_S old."""
         if self._clock() - self._token_at >= TOKEN_RENEW_S:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from iris_tools.google.api import ApiError, GoogleApi, opener_for
+from iris_tools.google.api import ApiError, GoogleApi
 from iris_tools.google.distribution import buckets, percentile
 from iris_tools.google.gcloud import Gcloud
 from iris_tools.google.timestamps import parse_timestamp, rfc3339
@@ -104,8 +104,7 @@ class Monitoring:
     @classmethod
     def from_gcloud(cls, gcloud: Gcloud) -> "Monitoring":
         """The endpoint, proxy and credentials of the gcloud configuration in use."""
-        endpoint = gcloud.property("api_endpoint_overrides/monitoring") or DEFAULT_ENDPOINT
-        return cls(GoogleApi(endpoint, opener_for(gcloud), gcloud.access_token), gcloud.project, gcloud.region)
+        return cls(GoogleApi.of(gcloud, "monitoring", DEFAULT_ENDPOINT), gcloud.project, gcloud.region)
 
     def _series(self, metric: str, service: str | None, start: float, end: float,
                 period_s: float | None = None) -> list[dict[str, Any]]:

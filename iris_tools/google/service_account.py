@@ -25,6 +25,12 @@ METADATA_DEFAULT_HOST = "metadata.google.internal"
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
 
+def property_variable(name: str) -> str:
+    """The environment variable gcloud reads a property from: "api_endpoint_overrides/run" is
+    CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN."""
+    return "CLOUDSDK_" + name.replace("/", "_").upper()
+
+
 class ServiceAccount:
     """Google's default credentials, with the few things the tools read of a gcloud configuration."""
 
@@ -48,10 +54,8 @@ class ServiceAccount:
         self._lock = threading.Lock()
 
     def property(self, name: str) -> str | None:
-        """A gcloud property as its environment variable holds it: "api_endpoint_overrides/run" is
-        CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN."""
-        variable = "CLOUDSDK_" + name.replace("/", "_").upper()
-        found = self.environ.get(variable, "").strip()
+        """A gcloud property as its environment variable (property_variable) holds it."""
+        found = self.environ.get(property_variable(name), "").strip()
         return found or None
 
     def access_token(self) -> str | None:

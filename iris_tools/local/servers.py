@@ -68,8 +68,9 @@ def port_is_free(port: int, host: str = HOST) -> bool:
 # ---------------------------------------------------------------- process groups
 
 
-def stop_group(pgid: int, grace_s: float = DEFAULT_GRACE_S) -> None:
-    """SIGTERM the group, give it `grace_s` seconds to finish what it is doing, then SIGKILL what is left."""
+def stop_group(pgid: int, grace_s: float = DEFAULT_GRACE_S, reap: bool = True) -> None:
+    """SIGTERM the group, give it `grace_s` seconds to finish what it is doing, then SIGKILL what is left.
+    `reap=False` leaves the leader's exit status to its own Popen (whose wait would otherwise read 0)."""
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
@@ -84,7 +85,8 @@ def stop_group(pgid: int, grace_s: float = DEFAULT_GRACE_S) -> None:
             pass
         while group_members(pgid) and time.monotonic() < deadline + 5:
             time.sleep(0.02)
-    _reap(pgid)
+    if reap:
+        _reap(pgid)
 
 
 def _reap(pid: int) -> None:

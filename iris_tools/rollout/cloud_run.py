@@ -14,7 +14,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from iris_tools.google.api import ApiError, GoogleApi, opener_for
+from iris_tools.google.api import ApiError, GoogleApi
 from iris_tools.google.gcloud import Gcloud, GcloudError
 from iris_tools.google.names import suggest_tag
 from iris_tools.rollout.errors import RolloutError
@@ -95,8 +95,7 @@ class CloudRunService:
         self.gcloud = gcloud
         self.settings = settings
         self.name = settings.service
-        endpoint = gcloud.property("api_endpoint_overrides/run") or f"https://{gcloud.region}-run.googleapis.com/"
-        self.api = api or GoogleApi(endpoint, opener_for(gcloud), gcloud.access_token)
+        self.api = api or GoogleApi.of(gcloud, "run", f"https://{gcloud.region}-run.googleapis.com/")
         self.path = f"apis/serving.knative.dev/v1/namespaces/{gcloud.project}/services/{self.name}"
         self.revisions_path = f"apis/serving.knative.dev/v1/namespaces/{gcloud.project}/revisions"
 
@@ -142,11 +141,13 @@ class CloudRunService:
         return Annotations.of(service or self.describe())
 
     def write(self, service: dict[str, Any], *, split: Split | None = None, lock: Lock | None | bool = False,
-              history: list[str] | None = None, rolled_back: list[RolledBack] | None = None) -> dict[str, Any]:
-        """The one write: the split (when given) and the rollout's annotations (lock=None removes the lock), in
-        one PUT carrying the resourceVersion of `service`, a description just read. If the service changed since,
-        Conflict and nothing written. The template is sent back unchanged, so no revision is made. Returns the
-        service once the write is in effect (Ready at its generation)."""
+              history: list[str] | None = None, rolled_back: list[RolledBack] | None = None,
+              traffic: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The one write: the split (when given; or `traffic`, spec.traffic as it is to be) and the rollout's
+        annotations (lock=None removes the lock), in one PUT carrying the resourceVersion of `service`, a
+        description just read. If the service changed since, Conflict and nothing written. The template is sent
+        back unchanged, so no revision is made. Returns the service once the write is in effect (Ready at its
+        generation)."""
         metadata = {key: service["metadata"][key] for key in ("name", "namespace", "labels", "annotations",
                                                                "resourceVersion") if key in service["metadata"]}
         document = {"apiVersion": service.get("apiVersion", "serving.knative.dev/v1"), "kind": "Service",
@@ -160,6 +161,8 @@ class CloudRunService:
                 annotations[key] = text
         if split is not None:
             document["spec"]["traffic"] = split.targets(service)
+        elif traffic is not None:
+            document["spec"]["traffic"] = traffic
         try:
             written = self.api.call("PUT", self.path, document)
         except ApiError as exc:
@@ -213,16 +216,7 @@ class CloudRunService:
                 targets.append(target)
             if revision is not None:
                 targets.append({"revisionName": revision, "percent": 0, "tag": tag})
-            document = copy.deepcopy(service)
-            document.pop("status", None)
-            document["metadata"].get("annotations", {}).pop("run.googleapis.com/urls", None)
-            document["spec"]["traffic"] = targets
-            try:
-                self._settled(self.api.call("PUT", self.path, document))
-            except ApiError as exc:
-                if exc.status == 409:
-                    raise Conflict(str(exc)) from None
-                raise
+            self.write(service, traffic=targets)
 
         retrying(attempt, f"could not change tag {tag} of service {self.name}: it kept changing")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from iris_tools import environment
 from iris_tools.environment import Environment
 from iris_tools.google.gcloud import Gcloud, GcloudError
+from iris_tools.google.service_account import property_variable
 from iris_tools.rollout.cloud_run import CloudRunService
 from iris_tools.rollout.errors import RolloutError
 from iris_tools.rollout.lock import held
@@ -66,7 +67,7 @@ def job_environment(env: Environment, gcloud: Gcloud, revision: str | None, envi
         for name in LOCAL_PROPERTIES:
             text = gcloud.property(name)
             if text:
-                found["CLOUDSDK_" + name.replace("/", "_").upper()] = text
+                found[property_variable(name)] = text
     return found
 
 

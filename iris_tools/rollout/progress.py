@@ -9,7 +9,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from iris_tools.google.api import ApiError, GoogleApi, opener_for
+from iris_tools.google.api import ApiError, GoogleApi
 from iris_tools.rollout.cloud_run import CloudRunService, condition
 from iris_tools.rollout.detach import job_name
 from iris_tools.rollout.lock import running
@@ -35,10 +35,8 @@ def executions(service: CloudRunService) -> list[dict[str, Any]]:
 
 def last_lines(service: CloudRunService, execution: str, count: int = LOG_LINES_SHOWN) -> list[str]:
     """The newest lines the execution's task printed, oldest first, from Cloud Logging ([] when it cannot say)."""
-    gcloud = service.gcloud
-    endpoint = gcloud.property("api_endpoint_overrides/logging") or "https://logging.googleapis.com/"
-    api = GoogleApi(endpoint, opener_for(gcloud), gcloud.access_token)
-    query = {"resourceNames": [f"projects/{gcloud.project}"], "orderBy": "timestamp desc", "pageSize": count,
+    api = GoogleApi.of(service.gcloud, "logging", "https://logging.googleapis.com/")
+    query = {"resourceNames": [f"projects/{service.gcloud.project}"], "orderBy": "timestamp desc", "pageSize": count,
              "filter": f'resource.type = "cloud_run_job" AND resource.labels.job_name = "{job_name(service.name)}" '
                        f'AND labels."run.googleapis.com/execution_name" = "{execution}"'}
     try:

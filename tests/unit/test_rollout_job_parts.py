@@ -13,7 +13,7 @@ from iris_tools.cloudrun.errors import InvalidArgument
 from iris_tools.cloudrun.jobs import Jobs, check_job_body
 from iris_tools.cloudrun.metadata_server import TOKEN_LIFETIME_S, MetadataServer
 from iris_tools.cloudrun.store import Store
-from iris_tools.cloudrun.endpoints import _job_selected
+from iris_tools.cloudrun.endpoints import JOB_SELECTABLE, _terms
 from iris_tools.rollout.detach import env_flag, job_environment
 from iris_tools.rollout.errors import RolloutError
 from iris_tools.rollout.records import Lock, Plan
@@ -69,12 +69,12 @@ def test_a_job_gets_cloud_run_s_defaults() -> None:
 
 
 def test_the_selector_gcloud_sends_for_tasks_is_read() -> None:
-    equal, within = _job_selected("run.googleapis.com/execution = r-abcde,run.googleapis.com/runningState in "
-                                  "(Running,Failed)")
+    equal, within = _terms("run.googleapis.com/execution = r-abcde,run.googleapis.com/runningState in "
+                           "(Running,Failed)", JOB_SELECTABLE, sets=True)
     assert equal == {"run.googleapis.com/execution": "r-abcde"}
     assert within == {"run.googleapis.com/runningState": {"running", "failed"}}
     with pytest.raises(InvalidArgument):
-        _job_selected("app=x")
+        _terms("app=x", JOB_SELECTABLE, sets=True)
 
 
 def test_an_execution_of_an_unknown_job_or_a_bad_override_is_refused(tmp_path: Path) -> None:
