@@ -237,8 +237,11 @@ def _request_ms(folder: Path, row: dict[str, Any], per_call: Callable[[Callable[
 
     sink = open(os.devnull, "w")  # noqa: SIM115 - left open: the log's writer thread writes to it until the end
     with contextlib.redirect_stdout(sink):
+        # the app's own model: not one loaded before in this process (predict_one_ms's), whatever gc's order
+        earlier = {id(o) for o in gc.get_objects() if type(o) is ServedModel}
         app = create_app("predict", str(folder / "main.py"))
-        served = next(o for o in gc.get_objects() if type(o) is ServedModel and o.directory == folder)
+        served = next(o for o in gc.get_objects() if type(o) is ServedModel and o.directory == folder
+                      and id(o) not in earlier)
         predict, inside = served._batcher._predict, [0.0, 0]
 
         def timed(rows: Any) -> Any:
