@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -37,6 +38,16 @@ def start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (/proc/PID/stat field 22), None if it is gone."""
     fields = _stat(pid)
     return int(fields[19]) if fields else None
+
+
+def age_s(pid: int) -> float:
+    """How long process `pid` has run, in seconds (0 where /proc cannot say: no Linux, or the process is gone)."""
+    started = start_time(pid)
+    try:
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, uptime - started / os.sysconf("SC_CLK_TCK")) if started is not None else 0.0
 
 
 def running(pid: int, started: int | None) -> bool:

@@ -26,6 +26,7 @@ from types import FrameType
 from typing import TextIO
 
 from iris_tools.environment import Environment, value
+from iris_tools.local.processes import age_s
 from iris_tools.google.monitoring import Monitoring
 from iris_tools.google.service_account import ServiceAccount
 from iris_tools.quality.sources import OutcomeReader, store_for
@@ -83,8 +84,10 @@ def install_fail_safe(verdicts: Verdicts, timeout_s: float | None) -> None:
     signal.signal(signal.SIGTERM, ending)
     signal.signal(signal.SIGALRM, ending)
     if timeout_s:
+        # Cloud Run counts the timeout from the container's start: the interpreter's start and imports (seconds on
+        # a busy machine) are already spent
         margin = min(TIMEOUT_MARGIN_S, timeout_s / 10)
-        signal.setitimer(signal.ITIMER_REAL, max(1.0, timeout_s - margin))
+        signal.setitimer(signal.ITIMER_REAL, max(1.0, timeout_s - margin - age_s(os.getpid())))
 
 
 def ended_without_us(service: CloudRunService, revision: str | None) -> str:

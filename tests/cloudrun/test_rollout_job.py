@@ -149,7 +149,7 @@ def test_a_task_at_its_timeout_puts_every_user_back_on_the_stable_revision_first
         found = completed(stable, first)
         assert shares(stable) == {before: 100} and outcome(found) == "succeeded"
         log = task_logs(stable, first)[0]
-        assert "the task's timeout is near (TASK_TIMEOUT_S)" in log and f"100% is on {before} again" in log
+        assert "the task's timeout is near (TASK_TIMEOUT_S)" in log and f"100% is on {before} again" in log, log
         entry = annotation(stable, "rolled-back")[-1]
         assert "timeout is near" in entry["reason"] and entry["barred"] is False and lock_of(stable) is None
 

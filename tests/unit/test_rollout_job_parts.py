@@ -151,3 +151,21 @@ def test_a_detached_rollout_runs_while_its_execution_runs_whatever_its_last_proc
     assert not running(dead_here, JobsApi(None))  # the API cannot say: the process test (dead)
     monkeypatch.setenv("CLOUD_RUN_EXECUTION", "iris-rollout-abcde")
     assert not running(dead_here, JobsApi({"iris-rollout-abcde": True}))  # its own retry takes it over
+
+
+def test_the_task_s_own_deadline_counts_the_time_its_process_already_ran() -> None:
+    """Cloud Run counts TASK_TIMEOUT_S from the container's start: a task whose interpreter and imports took seconds
+    (a busy machine) must end its rollout that much sooner, or Cloud Run's SIGTERM comes first."""
+    import subprocess
+    import sys
+
+    from iris_tools.local.processes import age_s
+
+    assert age_s(2**22 + 7) == 0.0  # no such process
+    program = ("import time, signal, sys; time.sleep(2.5)\n"
+               "from iris_tools.rollout.job import Verdicts, install_fail_safe\n"
+               "install_fail_safe(Verdicts(), 10.0)\n"
+               "print(round(signal.getitimer(signal.ITIMER_REAL)[0], 1))")
+    left = float(subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True,
+                                cwd=Path(__file__).resolve().parents[2]).stdout)
+    assert 5.0 < left < 6.6, left  # 10 s, less its tenth, less the 2.5 s and more the process had run
