@@ -19,28 +19,12 @@ from typing import Any
 
 import numpy as np
 
-
-def _children(estimator: Any) -> list[Any]:
-    """The estimators inside a Pipeline, a ColumnTransformer, a FeatureUnion or a meta-estimator."""
-    found: list[Any] = []
-    for attribute in ("steps", "transformer_list"):
-        found += [step for _, step in getattr(estimator, attribute, None) or []]
-    found += [transformer for _, transformer, _ in getattr(estimator, "transformers_", None) or []]
-    for attribute in ("estimator_", "regressor_", "transformer_", "final_estimator_"):
-        if getattr(estimator, attribute, None) is not None:
-            found.append(getattr(estimator, attribute))
-    members = getattr(estimator, "estimators_", None)  # a list, or (gradient boosting) an array of trees
-    if members is not None:
-        found += [member for member in np.asarray(members, dtype=object).ravel().tolist()]
-    return [child.inner if isinstance(child, _Float64) else child
-            for child in found if not isinstance(child, str)]  # "drop", "passthrough"
+from shared.forests import in_turn
+from shared.steps import Wrapper, every_step
 
 
-class _Float64:
+class _Float64(Wrapper):
     """A fitted transformer of number columns, handed them as float64 (as a DataFrame's column would be)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
 
     def transform(self, X: Any, **params: Any) -> Any:
         return self.inner.transform(np.asarray(X, dtype=np.float64), **params)
@@ -69,12 +53,7 @@ def positional(estimator: Any, numbers: frozenset[int] = frozenset()) -> Any:
              and set(indices[name]) <= numbers else transformer, columns)
             for name, transformer, columns in first.transformers_]
 
-    seen: set[int] = set()
-
-    def visit(node: Any) -> None:
-        if id(node) in seen:
-            return
-        seen.add(id(node))
+    for node in every_step(estimator):
         if isinstance(node, ColumnTransformer) and hasattr(node, "feature_names_in_"):
             indices = node._transformer_to_input_indices
             node.transformers_ = [(name, transformer, list(indices.get(name, [])))
@@ -83,19 +62,18 @@ def positional(estimator: Any, numbers: frozenset[int] = frozenset()) -> Any:
             node._remainder = (name, transformer, list(indices.get(name, [])))
         if "feature_names_in_" in getattr(node, "__dict__", {}):
             del node.feature_names_in_
-        for child in _children(node):
-            visit(child)
-
-    visit(estimator)
     return estimator
 
 
 def as_served(estimator: Any, manifest: Any) -> Any:
     """The estimator as the server asks it: an imported one takes its rows as arrays in the manifest's feature order
-    (string columns, when it has any, kept as objects); one the notebook trained, as it is."""
-    if estimator is None or manifest.source is None:
-        return estimator
+    (string columns, when it has any, kept as objects); one the notebook trained, as it is. Forests in either predict
+    their trees in turn (shared/forests.py)."""
+    if estimator is None:
+        return None
+    if manifest.source is None:
+        return in_turn(estimator)
     from shared.artifact import STRING
 
     numbers = frozenset(i for i, f in enumerate(manifest.features) if f.type != STRING)
-    return positional(estimator, numbers if len(numbers) < len(manifest.features) else frozenset())
+    return in_turn(positional(estimator, numbers if len(numbers) < len(manifest.features) else frozenset()))

@@ -257,12 +257,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.docs:
             write_docs(args.docs, results, saved["machine"], BenchSettings(**saved["settings"]), ratios_text(results))
         return 0
+    every = all_targets() + pipeline_targets()
+    unknown = sorted(set(args.only) - {t.name for t in every} - {t.group for t in every})
+    if unknown:
+        print(f"error: no target or group named {', '.join(unknown)}; targets: {', '.join(t.name for t in every)}; "
+              f"groups: {', '.join(dict.fromkeys(t.group for t in every))}", file=sys.stderr)
+        return 2
     if shutil.which("wrk") is None:
         print("error: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
         return 1
     settings = QUICK if args.quick else BenchSettings()
-    targets = [t for t in all_targets() + pipeline_targets()
-               if not args.only or t.name in args.only or t.group in args.only]
+    targets = [t for t in every if not args.only or t.name in args.only or t.group in args.only]
     available = []
     for target in targets:
         skip = target.unavailable()
@@ -270,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping {target.name}: {skip}", file=sys.stderr)
         else:
             available.append(target)
+    if not available:
+        print("error: every target asked for was skipped (above): nothing to measure", file=sys.stderr)
+        return 1
     results = measure_all(available, settings)
     info = {**machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     ratios = ratios_text(results)
